@@ -1,0 +1,153 @@
+"""The `chatbot` command: one subcommand per task, every user error a one-line message."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from chatbot.errors import ChatbotError
+
+
+def _model_flags(parser: argparse.ArgumentParser) -> None:
+    from chatbot.model import ATTENTION_KINDS
+
+    g = parser.add_argument_group("model settings (a new model only; a resumed one keeps its own)")
+    g.add_argument("--embedding-dim", type=int)
+    g.add_argument("--hidden-size", type=int)
+    g.add_argument("--layers", type=int)
+    g.add_argument("--attention", choices=ATTENTION_KINDS)
+    g.add_argument("--input-feeding", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--dropout", type=float)
+    g.add_argument("--teacher-forcing", type=float, help="chance of feeding the gold token (1.0: always)")
+    g.add_argument("--max-source-tokens", type=int)
+    g.add_argument("--max-reply-tokens", type=int)
+
+
+def _train_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--corpus", help="chitchat, sample, or a .tsv / .jsonl file (default chitchat)")
+    parser.add_argument("--out", required=True, type=Path, help="model directory to write")
+    parser.add_argument("--config", type=Path, help='JSON file: {"model": {...}, "train": {...}}')
+    parser.add_argument("--max-minutes", type=float, help="wall-clock budget, tokenizer training included")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    parser.add_argument("--seed", type=int)
+    g = parser.add_argument_group("training settings")
+    g.add_argument("--vocab-size", type=int)
+    g.add_argument("--max-tokens", type=int, help="padded tokens per batch")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--eval-every", type=int)
+    g.add_argument("--patience", type=int)
+    g.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    _model_flags(parser)
+
+
+def _settings(args: argparse.Namespace, cls, section: dict) -> dict:
+    """Config-file values, overridden by the flags given on the command line."""
+    values = dict(section)
+    for f in fields(cls):
+        flag = getattr(args, f.name, None)
+        if flag is not None:
+            values[f.name] = flag
+    return values
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from chatbot.model import ModelConfig
+    from training.train import TrainConfig, train
+
+    config = {}
+    if args.config:
+        try:
+            config = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ChatbotError(f"{args.config}: cannot read config ({err})") from None
+        unknown = set(config) - {"model", "train"}
+        if unknown or not isinstance(config, dict):
+            raise ChatbotError(f"{args.config}: expected only the sections 'model' and 'train'")
+    try:
+        model_cfg = ModelConfig.from_dict(_settings(args, ModelConfig, config.get("model", {})))
+        train_cfg = TrainConfig.from_dict(_settings(args, TrainConfig, config.get("train", {})))
+    except TypeError as err:
+        raise ChatbotError(f"bad settings: {err}") from None
+    result = train(args.out, model_cfg, train_cfg, resume=args.resume, quiet=args.quiet)
+    print(json.dumps({"out": str(args.out), **result}))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from chatbot.device import resolve_device, set_threads
+    from chatbot.modeldir import load_model
+    from corpora import load_pairs
+    from training.evaluate import evaluate_pairs
+
+    if (args.corpus is None) == (args.pairs is None):
+        raise ChatbotError("give either --corpus NAME --split SPLIT or --pairs FILE.tsv")
+    set_threads(args.threads)
+    model, tokenizer, _ = load_model(args.model, resolve_device(args.device))
+    pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
+    if not pairs:
+        raise ChatbotError("no pairs to evaluate")
+    with torch.inference_mode():
+        result = evaluate_pairs(model, tokenizer, pairs)
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")}))
+    else:
+        print(
+            f"word-level perplexity {result['word_ppl']:.2f}  (token-level {result['token_ppl']:.2f}; "
+            f"{result['pairs']} pairs, {result['words']} words, {result['tokens']} tokens)"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatbot", description="A seq2seq chatbot with attention that you train yourself.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a tokenizer and a model on a corpus")
+    _train_flags(p)
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="word-level perplexity of a model on pairs")
+    p.add_argument("--model", type=Path, default=None, help="model directory")
+    p.add_argument("--corpus", help="chitchat, sample, or a .tsv / .jsonl file")
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--pairs", type=Path, help="a TSV file of source<TAB>reply lines")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int)
+    p.add_argument("--json", action="store_true", help="one JSON object: word_ppl, token_ppl, pairs, words")
+    p.set_defaults(run=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from corpora import CorpusError
+
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, "model", "unset") is None:
+            from chatbot.paths import default_model_dir
+
+            args.model = default_model_dir()
+        return args.run(args)
+    except (ChatbotError, CorpusError) as err:
+        print(f"chatbot: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("chatbot: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

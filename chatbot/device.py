@@ -1,0 +1,56 @@
+"""Device, thread and precision choices shared by training and the chat runtime."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from chatbot.errors import ChatbotError
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA when present; asking for CUDA without it is an error, not a silent CPU run."""
+    if name not in DEVICES:
+        raise ChatbotError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ChatbotError("--device cuda asked for, but this torch sees no CUDA device")
+    return torch.device(name)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise ChatbotError("--threads must be at least 1")
+        torch.set_num_threads(threads)
+
+
+def cpu_has_bf16_matmul() -> bool:
+    """True on CPUs with AMX or AVX-512 bf16, where oneDNN runs bf16 matrix work natively."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`auto` is bf16 where the hardware has it (measured faster here at equal perplexity), else fp32."""
+    if name not in PRECISIONS:
+        raise ChatbotError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16_matmul() else "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for the forward pass; weights and optimizer state stay fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

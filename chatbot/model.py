@@ -1,0 +1,323 @@
+"""Seq2seq with attention: a bidirectional LSTM encoder, an LSTM decoder that attends over every
+encoder state, and a softmax over the SentencePiece vocabulary.
+
+Shapes: B batch, S source length, T reply length, E embedding, H hidden, A attentional size,
+V vocabulary, L layers.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chatbot.errors import ChatbotError
+from chatbot.tokenizer import PAD
+
+ATTENTION_KINDS = ("dot", "general", "additive")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 8000  # SentencePiece pieces, specials included
+    embedding_dim: int = 256  # one embedding table, shared by encoder and decoder
+    hidden_size: int = 512  # decoder LSTM size; each encoder direction has half of it
+    layers: int = 1  # LSTM layers in the encoder and in the decoder
+    attention: str = "general"  # Luong "dot" or "general", or Bahdanau "additive"
+    input_feeding: bool = False  # feed the last attentional state into the next step (slower)
+    tie_embeddings: bool = False  # output projection shares the embedding matrix (learns slower here)
+    dropout: float = 0.2  # on embeddings, between LSTM layers and on attentional states
+    teacher_forcing: float = 1.0  # chance of feeding the gold token rather than the model's own
+    max_source_tokens: int = 64  # longer messages keep their last tokens
+    max_reply_tokens: int = 48  # longest reply generated, and trained on
+
+    def __post_init__(self):
+        if self.attention not in ATTENTION_KINDS:
+            raise ChatbotError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, not {self.attention!r}")
+        if self.hidden_size % 2:
+            raise ChatbotError("hidden_size must be even: each encoder direction gets half")
+        if not 0.0 <= self.teacher_forcing <= 1.0:
+            raise ChatbotError("teacher_forcing must lie in [0, 1]")
+
+    @property
+    def attentional_size(self) -> int:
+        """The tied output layer needs attentional states the size of an embedding."""
+        return self.embedding_dim if self.tie_embeddings else self.hidden_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ChatbotError(f"unknown model settings: {', '.join(unknown)}")
+        return cls(**values)
+
+
+class Memory(NamedTuple):
+    """What the decoder attends to: encoder states, their projected keys and the padding mask."""
+
+    states: torch.Tensor  # (B, S, H)
+    keys: torch.Tensor  # (B, S, H) for dot/general, (B, S, A) for additive
+    mask: torch.Tensor  # (B, S) True on real tokens
+
+    def index_select(self, index: torch.Tensor) -> Memory:
+        """Reorder or repeat along the batch, as beam search does."""
+        return Memory(*(t.index_select(0, index) for t in self))
+
+
+State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (L, B, H)
+
+
+class Encoder(nn.Module):
+    """Bidirectional LSTM, each direction its own LSTM, exact on padded batches.
+
+    Rows are sorted longest first, so the rows still running at any time are a prefix of the
+    batch. Each direction runs one fused LSTM call per span of time in which no row ends,
+    passing (h, c) from span to span and shedding the rows that ended. That is what packing
+    does, one call per distinct length rather than one per time step (packing's per-step
+    path is several times slower here). The backward direction reads each row reversed
+    within its own length, so padding never reaches a real state.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.layers = cfg.layers
+        H = cfg.hidden_size // 2
+        sizes = [cfg.embedding_dim] + [cfg.hidden_size] * (cfg.layers - 1)
+        self.forward_lstms = nn.ModuleList(nn.LSTM(n, H, batch_first=True) for n in sizes)
+        self.backward_lstms = nn.ModuleList(nn.LSTM(n, H, batch_first=True) for n in sizes)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """x (B, S, E) embedded source, lengths (B,) -> states (B, S, H) and final (h, c), each (L, B, H)."""
+        lengths = lengths.to(x.device)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        restore = torch.argsort(order)
+        x, lengths = x.index_select(0, order), lengths.index_select(0, order)
+        spans = _spans(lengths.tolist())
+        reverse = _reversal_index(lengths, x.size(1))  # (B, S)
+        hs, cs = [], []
+        for layer in range(self.layers):
+            if layer:
+                x = self.dropout(x)
+            fwd, (hf, cf) = _run_spans(self.forward_lstms[layer], x, spans)
+            bwd, (hb, cb) = _run_spans(self.backward_lstms[layer], _flip(x, reverse), spans)
+            x = torch.cat([fwd, _flip(bwd, reverse)], dim=-1)  # (B, S, H)
+            hs.append(torch.cat([hf, hb], dim=-1))
+            cs.append(torch.cat([cf, cb], dim=-1))
+        h = torch.stack(hs).index_select(1, restore)  # (L, B, H)
+        c = torch.stack(cs).index_select(1, restore)  # (L, B, H)
+        return x.index_select(0, restore), (h, c)
+
+
+def _spans(lengths: list[int]) -> list[tuple[int, int, int]]:
+    """(start, end, rows) for lengths sorted longest first: rows [0, rows) run from start to end."""
+    spans, start = [], 0
+    for rows in range(len(lengths), 0, -1):
+        end = lengths[rows - 1]
+        if end > start:
+            spans.append((start, end, rows))
+            start = end
+    return spans
+
+
+def _run_spans(lstm: nn.LSTM, x: torch.Tensor, spans) -> tuple[torch.Tensor, State]:
+    """Run `lstm` over each span, carrying (h, c) and keeping each row's state where it ends."""
+    B, S, _ = x.shape
+    outputs, h_ends, c_ends, state = [], [], [], None
+    for i, (start, end, rows) in enumerate(spans):
+        if state is not None:
+            state = (state[0][:, :rows].contiguous(), state[1][:, :rows].contiguous())
+        y, state = lstm(x[:rows, start:end], state)  # (rows, end - start, H)
+        outputs.append(F.pad(y, (0, 0, 0, 0, 0, B - rows)))  # (B, end - start, H)
+        ended = spans[i + 1][2] if i + 1 < len(spans) else 0  # rows [ended, rows) stop here
+        h_ends.append(state[0][0, ended:rows])
+        c_ends.append(state[1][0, ended:rows])
+    out = torch.cat(outputs, dim=1)  # (B, longest, H)
+    out = F.pad(out, (0, 0, 0, S - out.size(1)))  # (B, S, H)
+    return out, (torch.cat(h_ends[::-1]), torch.cat(c_ends[::-1]))  # each (B, H)
+
+
+def _reversal_index(lengths: torch.Tensor, S: int) -> torch.Tensor:
+    """(B, S) index that reverses each row within its length and leaves padding in place."""
+    t = torch.arange(S, device=lengths.device).unsqueeze(0)  # (1, S)
+    n = lengths.unsqueeze(1)  # (B, 1)
+    return torch.where(t < n, n - 1 - t, t)
+
+
+def _flip(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+class Bridge(nn.Module):
+    """Maps the encoder's final (h, c), both directions side by side, to the decoder's initial state."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.h = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.c = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, state: State) -> State:
+        h, c = state  # (L, B, H)
+        return torch.tanh(self.h(h)), self.c(c)
+
+
+class Attention(nn.Module):
+    """Scores every encoder state against the decoder state; padding gets weight exactly 0."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.kind = cfg.attention
+        H = cfg.hidden_size
+        if self.kind == "general":
+            self.key = nn.Linear(H, H, bias=False)
+        elif self.kind == "additive":
+            self.key = nn.Linear(H, H, bias=False)
+            self.query = nn.Linear(H, H)
+            self.v = nn.Linear(H, 1, bias=False)
+
+    def keys(self, states: torch.Tensor) -> torch.Tensor:
+        """Project encoder states once per message, not once per decoder step."""
+        return states if self.kind == "dot" else self.key(states)
+
+    def forward(self, query: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (B, T, H) -> context (B, T, H), weights (B, T, S)."""
+        if self.kind == "additive":
+            q = self.query(query).unsqueeze(2)  # (B, T, 1, H)
+            scores = self.v(torch.tanh(q + memory.keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
+        else:
+            scores = torch.bmm(query, memory.keys.transpose(1, 2))  # (B, T, S)
+        scores = scores.masked_fill(~memory.mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(query.dtype)  # (B, T, S)
+        context = torch.bmm(weights, memory.states)  # (B, T, H)
+        return context, weights
+
+
+class Decoder(nn.Module):
+    """LSTM decoder; its attentional state tanh(W[context; h]) feeds the output layer."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.dropout = nn.Dropout(cfg.dropout)
+        extra = cfg.attentional_size if cfg.input_feeding else 0
+        self.lstm = nn.LSTM(
+            cfg.embedding_dim + extra,
+            cfg.hidden_size,
+            num_layers=cfg.layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
+        self.attention = Attention(cfg)
+        self.combine = nn.Linear(2 * cfg.hidden_size, cfg.attentional_size, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """x (B, T, E) embedded tokens -> attentional states (B, T, A), new state, attention (B, T, S).
+
+        Without input feeding the LSTM runs over all T tokens in one call; with it, T must be 1
+        and `feed` is the previous attentional state (B, A).
+        """
+        if self.cfg.input_feeding:
+            x = torch.cat([x, feed.unsqueeze(1)], dim=-1)  # (B, 1, E + A)
+        out, state = self.lstm(x, state)  # (B, T, H)
+        context, weights = self.attention(out, memory)  # (B, T, H), (B, T, S)
+        attentional = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))  # (B, T, A)
+        return self.dropout(attentional), state, weights
+
+
+class Seq2Seq(nn.Module):
+    """The whole model. `forward` scores a reply under teacher forcing; decoding uses `encode`
+    once and `step` for each new token."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embedding_dim, padding_idx=PAD)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.encoder = Encoder(cfg)
+        self.bridge = Bridge(cfg)
+        self.decoder = Decoder(cfg)
+        self.out = nn.Linear(cfg.attentional_size, cfg.vocab_size, bias=True)
+        if cfg.tie_embeddings:
+            self.out.weight = self.embedding.weight
+        self._init_weights()
+
+    def _init_weights(self):
+        for name, p in self.named_parameters():
+            if "bias" in name:
+                nn.init.zeros_(p)
+            elif p.dim() > 1:
+                nn.init.uniform_(p, -0.1, 0.1)
+        with torch.no_grad():
+            self.embedding.weight[PAD].zero_()
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.embedding(tokens))  # (B, T, E)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[Memory, State]:
+        """src (B, S) right-padded, lengths (B,) -> memory and the decoder's initial state."""
+        states, final = self.encoder(self.embed(src), lengths)
+        mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.to(src.device).unsqueeze(1)
+        memory = Memory(states, self.decoder.attention.keys(states), mask)
+        return memory, self.bridge(final)
+
+    def initial_feed(self, batch_size: int) -> torch.Tensor:
+        return torch.zeros(batch_size, self.cfg.attentional_size, device=self.device)
+
+    def step(
+        self, tokens: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor
+    ) -> tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]:
+        """One decoding step: tokens (B,) -> log-probabilities (B, V), state, attention (B, S), feed (B, A)."""
+        attentional, state, weights = self.decoder(self.embed(tokens.unsqueeze(1)), state, memory, feed)
+        logits = self.out(attentional[:, 0])  # (B, V)
+        return torch.log_softmax(logits.float(), dim=-1), state, weights[:, 0], attentional[:, 0]
+
+    def forward(
+        self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: tgt_in (B, T) starts with BOS -> attentional states (B, T, A), attention (B, T, S).
+
+        Project only the states you score (`self.out`), so padding never costs a softmax.
+        """
+        memory, state = self.encode(src, lengths)
+        stepwise = self.cfg.input_feeding or (self.training and self.cfg.teacher_forcing < 1.0)
+        if not stepwise:
+            attentional, _, weights = self.decoder(self.embed(tgt_in), state, memory)
+            return attentional, weights
+        feed = self.initial_feed(src.size(0))
+        outputs, all_weights = [], []
+        token = tgt_in[:, 0]
+        for t in range(tgt_in.size(1)):
+            attentional, state, weights = self.decoder(self.embed(token.unsqueeze(1)), state, memory, feed)
+            feed = attentional[:, 0]
+            outputs.append(attentional)
+            all_weights.append(weights)
+            if t + 1 < tgt_in.size(1):
+                token = tgt_in[:, t + 1]
+                if self.training and random.random() >= self.cfg.teacher_forcing:
+                    token = self.out(feed).argmax(-1).detach()
+        return torch.cat(outputs, dim=1), torch.cat(all_weights, dim=1)
+
+    def scored_logits(
+        self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, V) and targets (N,) of the N real target tokens; padding is never projected."""
+        attentional, _ = self(src, lengths, tgt_in)
+        mask = tgt_out != PAD  # (B, T)
+        return self.out(attentional[mask]), tgt_out[mask]

@@ -1,0 +1,97 @@
+"""SentencePiece tokenizer with fixed special ids, trained by the project on its own corpus.
+
+Byte fallback is on, so any character (an emoji, Korean typed to an English model) is encoded
+without the unknown token, and a model keeps its tokenizer when retrained on other text.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+import sentencepiece as spm
+
+from chatbot.errors import ChatbotError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """Text to ids and back, with pad 0, unk 1, bos 2, eos 3."""
+
+    def __init__(self, model_proto: bytes):
+        self.proto = model_proto
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.LoadFromSerializedProto(model_proto)
+        except Exception:
+            raise ChatbotError("tokenizer model is corrupt (not a SentencePiece model)") from None
+        ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
+        if ids != (PAD, UNK, BOS, EOS):
+            raise ChatbotError(f"tokenizer has special ids {ids}, expected (pad, unk, bos, eos) = (0, 1, 2, 3)")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        try:
+            return cls(Path(path).read_bytes())
+        except FileNotFoundError:
+            raise ChatbotError(f"{path}: no tokenizer model there") from None
+        except ChatbotError as err:
+            raise ChatbotError(f"{path}: {err}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.proto)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode(texts)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode([i for i in ids if i > EOS])
+
+    def pieces(self, ids: Iterable[int]) -> list[str]:
+        """Readable pieces for display (attention heatmaps): '▁' marks a word start."""
+        return [self.sp.id_to_piece(int(i)) for i in ids]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, max_sentences: int = 2_000_000) -> Tokenizer:
+    """Train a unigram model in memory.
+
+    Character coverage 1.0 keeps every character seen in training (every Korean syllable of a
+    Korean corpus) as a piece; unseen characters fall back to bytes. `hard_vocab_limit=False`
+    lets a small corpus get a smaller vocabulary instead of an error.
+    """
+    model = io.BytesIO()
+    try:
+        _train(texts, model, vocab_size, max_sentences)
+    except RuntimeError as err:
+        reason = str(err).splitlines()[0].split("] ")[-1]
+        raise ChatbotError(f"cannot train the tokenizer: {reason}") from None
+    return Tokenizer(model.getvalue())
+
+
+def _train(texts: Iterable[str], model: io.BytesIO, vocab_size: int, max_sentences: int) -> None:
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        model_type="unigram",
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        byte_fallback=True,
+        pad_id=PAD,
+        unk_id=UNK,
+        bos_id=BOS,
+        eos_id=EOS,
+        input_sentence_size=max_sentences,
+        shuffle_input_sentence=True,
+        num_threads=2,
+        minloglevel=2,
+    )

@@ -1,0 +1,68 @@
+"""Readers for user corpora: TSV pairs and JSONL conversations, strict about bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from corpora.pairs import CorpusError, Pair, clean_turn
+
+
+def _lines(path: Path):
+    """Yield (line number, text) and turn I/O and encoding problems into one-line errors."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such file") from None
+    except OSError as err:
+        raise CorpusError(f"{path}: cannot read ({err.strerror})") from None
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise CorpusError(f"{path}:{number}: invalid UTF-8 at byte {err.start}") from None
+        yield number, text.rstrip("\r")
+
+
+def _report_skipped(path: Path, skipped: int, why: str) -> None:
+    if skipped:
+        print(f"{path}: skipped {skipped} {why}", file=sys.stderr)
+
+
+def read_tsv(path: Path) -> list[Pair]:
+    """`source<TAB>reply` lines; blank lines are ignored, pairs with an empty side are skipped."""
+    pairs, skipped = [], 0
+    for number, line in _lines(Path(path)):
+        if not line.strip():
+            continue
+        if "\t" not in line:
+            raise CorpusError(f"{path}:{number}: expected 'source<TAB>reply', found no tab")
+        source, reply = line.split("\t", 1)
+        source, reply = clean_turn(source), clean_turn(reply)
+        if not source or not reply:
+            skipped += 1
+            continue
+        pairs.append(Pair(source, reply))
+    _report_skipped(Path(path), skipped, "pairs with an empty source or reply")
+    return pairs
+
+
+def read_jsonl(path: Path) -> list[Pair]:
+    """One conversation a line (a JSON list of turns, each a string); consecutive turns make pairs."""
+    pairs, skipped = [], 0
+    for number, line in _lines(Path(path)):
+        if not line.strip():
+            continue
+        try:
+            turns = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise CorpusError(f"{path}:{number}: invalid JSON ({err.msg})") from None
+        if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+            raise CorpusError(f"{path}:{number}: expected a JSON list of strings (the turns)")
+        cleaned = [clean_turn(t) for t in turns]
+        kept = [t for t in cleaned if t]
+        skipped += len(cleaned) - len(kept)
+        pairs.extend(Pair(a, b) for a, b in zip(kept, kept[1:]))
+    _report_skipped(Path(path), skipped, "empty turns")
+    return pairs

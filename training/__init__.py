@@ -1,0 +1,1 @@
+"""Training, evaluation and retraining of the chatbot's model."""

@@ -1,0 +1,292 @@
+"""`chatbot train`: tokenizer, model and the training loop, with atomic checkpoints and resume.
+
+The output directory is a model directory (config.json, model.safetensors holding the best
+weights on validation, tokenizer.model) plus metrics.jsonl, training.png and train_state.pt,
+the last checkpoint that `--resume` continues from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from chatbot.device import autocast, resolve_device, resolve_precision, set_threads
+from chatbot.errors import ChatbotError
+from chatbot.model import ModelConfig, Seq2Seq
+from chatbot.modeldir import TOKENIZER, atomic_write, load_training_state, read_config, save_model
+from chatbot.tokenizer import Tokenizer, train_tokenizer
+from corpora import Pair, load_pairs
+from training.data import Batch, Example, bucketed_batches, collate, encode_pairs
+from training.evaluate import reply_words, total_nll
+
+STATE = "train_state.pt"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = "chitchat"  # "chitchat", "sample", or a .tsv / .jsonl file
+    vocab_size: int = 8000  # SentencePiece pieces (a small corpus may get fewer)
+    epochs: int = 20  # upper bound; early stopping or --max-minutes usually ends sooner
+    max_minutes: float | None = None  # wall-clock budget from start (tokenizer included)
+    max_tokens: int = 6000  # padded source + reply tokens per batch
+    lr: float = 3e-3  # peak AdamW learning rate
+    min_lr_ratio: float = 0.05  # cosine decay ends at lr * this
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    clip: float = 1.0  # gradient norm clipping
+    label_smoothing: float = 0.0
+    eval_every: int = 200  # steps between validation (and checkpoints); also at each epoch end
+    patience: int = 6  # evaluations without a better validation loss before stopping
+    log_every: int = 25  # steps between metrics lines
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16
+    threads: int | None = None  # torch CPU threads; None keeps torch's default
+    max_valid_pairs: int = 3000  # validation pairs used (the start of the valid split)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ChatbotError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**values)
+
+
+def split_pairs(corpus: str) -> tuple[list[Pair], list[Pair]]:
+    """Train and validation pairs. chitchat has its own split; for a file, a stable 5% of pairs
+    (by a hash of the text) is held out once it has 100 pairs, else it validates on itself."""
+    if corpus == "chitchat":
+        return load_pairs(corpus, "train"), load_pairs(corpus, "valid")
+    pairs = load_pairs(corpus)
+    if not pairs:
+        raise ChatbotError(f"{corpus}: no pairs to train on")
+    if len(pairs) < 100:
+        return pairs, pairs
+    held = [int(hashlib.sha1(f"{p.source}\t{p.reply}".encode()).hexdigest(), 16) % 100 < 5 for p in pairs]
+    return [p for p, h in zip(pairs, held) if not h], [p for p, h in zip(pairs, held) if h]
+
+
+def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warm-up, then cosine decay over `progress` (0 to 1, by steps or by time)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def loss_on(model: Seq2Seq, batch: Batch, cfg: TrainConfig, device, precision: str) -> tuple[torch.Tensor, int]:
+    with autocast(device, precision):
+        logits, targets = model.scored_logits(*batch)
+    loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
+    return loss, targets.numel()
+
+
+class Trainer:
+    """Holds everything a run needs, so a checkpoint is just `state_dict()` of it."""
+
+    def __init__(self, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False):
+        self.start = time.monotonic()
+        self.out, self.cfg, self.quiet = Path(out), cfg, quiet
+        self.device = resolve_device(cfg.device)
+        set_threads(cfg.threads)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        state = None
+        if resume and (self.out / STATE).exists():
+            state = load_training_state(self.out / STATE)
+            saved = read_config(self.out)
+            model_cfg = ModelConfig.from_dict(saved["model"])
+            self.cfg = cfg = TrainConfig.from_dict({**saved["train"], **_runtime_settings(cfg)})
+            self.tokenizer = Tokenizer.load(self.out / TOKENIZER)
+        elif resume:
+            self.say(f"{self.out}: nothing to resume, starting afresh")
+        train_pairs, valid_pairs = split_pairs(cfg.corpus)
+        self.valid_pairs = valid_pairs[: cfg.max_valid_pairs]
+        if state is None:
+            self.say(f"training a {cfg.vocab_size}-piece tokenizer on {len(train_pairs)} pairs")
+            turns = dict.fromkeys(t for p in train_pairs for t in p)  # unique, in order
+            self.tokenizer = train_tokenizer(turns, cfg.vocab_size)
+            model_cfg.vocab_size = self.tokenizer.vocab_size
+        self.model_cfg = model_cfg
+        self.model = Seq2Seq(model_cfg).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.train_examples = encode_pairs(train_pairs, self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens)
+        self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, model_cfg.max_source_tokens, max_reply=None)
+        self.valid_words = reply_words(self.valid_pairs)
+        self.steps_per_epoch = len(bucketed_batches(self.train_examples, cfg.max_tokens, cfg.seed, 0))
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.step, self.epoch, self.batch_index = 0, 0, 0
+        self.best_loss, self.bad_evals, self.train_seconds = float("inf"), 0, 0.0
+        if state is not None:
+            self.load_state_dict(state)
+            self.say(f"resuming at step {self.step} (epoch {self.epoch + 1}, batch {self.batch_index})")
+            self._truncate_metrics()
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / METRICS).unlink(missing_ok=True)
+            save_model(self.out, self.model, self.tokenizer, self._extra())
+        self.say(
+            f"{self.model.num_parameters() / 1e6:.2f}M parameters, {len(self.train_examples)} train pairs, "
+            f"{len(self.valid_pairs)} valid pairs, {self.steps_per_epoch} steps/epoch, device {self.device}, "
+            f"{self.precision}, {torch.get_num_threads()} threads"
+        )
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr)
+
+    def _extra(self) -> dict:
+        return {"train": asdict(self.cfg), "parameters": self.model.num_parameters()}
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_index": self.batch_index,
+            "best_loss": self.best_loss,
+            "bad_evals": self.bad_evals,
+            "train_seconds": self.train_seconds,
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            for key in ("step", "epoch", "batch_index", "best_loss", "bad_evals", "train_seconds"):
+                setattr(self, key, state[key])
+            torch.set_rng_state(state["torch_rng"])
+            random.setstate(state["python_rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise ChatbotError(f"{self.out / STATE}: does not fit this model ({str(err).splitlines()[0][:120]})") from None
+
+    def checkpoint(self) -> None:
+        atomic_write(self.out / STATE, lambda p: torch.save(self.state_dict(), p))
+
+    def _truncate_metrics(self) -> None:
+        """Drop metrics logged after the checkpoint: the resumed run logs those steps again."""
+        path = self.out / METRICS
+        if path.exists():
+            lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= self.step]
+            atomic_write(path, lambda p: Path(p).write_text("".join(l + "\n" for l in lines)))
+
+    def log(self, record: dict) -> None:
+        with open(self.out / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def progress(self) -> float:
+        """How far through the run we are: by steps, or by the time budget if that ends first."""
+        by_steps = self.step / max(1, self.total_steps)
+        if self.cfg.max_minutes is None:
+            return by_steps
+        return max(by_steps, (self.train_seconds + self.elapsed_this_run()) / (self.cfg.max_minutes * 60))
+
+    def elapsed_this_run(self) -> float:
+        return self.elapsed() - self._resumed_at
+
+    def out_of_time(self) -> bool:
+        return self.cfg.max_minutes is not None and self.train_seconds + self.elapsed_this_run() >= self.cfg.max_minutes * 60
+
+    def validate(self) -> dict:
+        nll, tokens = total_nll(self.model, self.valid_examples)
+        return {"valid_loss": nll / tokens, "valid_token_ppl": math.exp(nll / tokens), "valid_word_ppl": math.exp(nll / self.valid_words)}
+
+    def evaluate_and_checkpoint(self) -> bool:
+        """Validate, keep the best weights, write the training state; True means stop early."""
+        record = {"step": self.step, "epoch": self.epoch, "seconds": round(self.train_seconds + self.elapsed_this_run(), 2), **self.validate()}
+        improved = record["valid_loss"] < self.best_loss
+        if improved:
+            self.best_loss, self.bad_evals = record["valid_loss"], 0
+            save_model(self.out, self.model, self.tokenizer, {**self._extra(), "best": record})
+        else:
+            self.bad_evals += 1
+        self.log(record)
+        self.say(f"step {self.step}: valid word ppl {record['valid_word_ppl']:.1f} (token ppl {record['valid_token_ppl']:.1f})" + (" *" if improved else ""))
+        self.train_seconds += self.elapsed_this_run()
+        self._resumed_at = self.elapsed()
+        self.checkpoint()
+        return self.bad_evals >= self.cfg.patience
+
+    def train(self) -> dict:
+        self._resumed_at = self.elapsed() if self.step else 0.0  # a fresh run's budget includes the tokenizer
+        cfg, model = self.cfg, self.model
+        model.train()
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=self.quiet, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+        window_tokens, window_start, losses = 0, time.monotonic(), []
+        stop = None
+        while self.epoch < cfg.epochs and stop is None:
+            batches = bucketed_batches(self.train_examples, cfg.max_tokens, cfg.seed, self.epoch)
+            while self.batch_index < len(batches):
+                if self.out_of_time():
+                    stop = "time budget reached"
+                    break
+                batch = collate([self.train_examples[i] for i in batches[self.batch_index]]).to(self.device)
+                lr = learning_rate(cfg, self.step, self.progress())
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss, tokens = loss_on(model, batch, cfg, self.device, self.precision)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                self.optimizer.step()
+                self.step += 1
+                self.batch_index += 1
+                window_tokens += tokens
+                losses.append(loss.item())
+                bar.update(1)
+                if self.step % cfg.log_every == 0:
+                    rate = window_tokens / (time.monotonic() - window_start)
+                    record = {"step": self.step, "epoch": self.epoch, "seconds": round(self.train_seconds + self.elapsed_this_run(), 2), "loss": sum(losses) / len(losses), "tokens_per_s": rate, "lr": lr}
+                    self.log(record)
+                    postfix = {"loss": f"{record['loss']:.3f}", "tok/s": f"{rate:.0f}", "lr": f"{lr:.1e}"}
+                    if cfg.max_minutes is not None:
+                        postfix["left"] = f"{max(0.0, cfg.max_minutes * 60 - record['seconds']) / 60:.1f}min"
+                    bar.set_postfix(postfix, refresh=False)
+                    window_tokens, window_start, losses = 0, time.monotonic(), []
+                if self.step % cfg.eval_every == 0 and self.evaluate_and_checkpoint():
+                    stop = f"no better validation loss in {cfg.patience} evaluations"
+                    break
+            else:
+                self.epoch, self.batch_index = self.epoch + 1, 0
+                if self.step % cfg.eval_every and self.evaluate_and_checkpoint():
+                    stop = f"no better validation loss in {cfg.patience} evaluations"
+        bar.close()
+        if stop == "time budget reached" and self.step % cfg.eval_every:
+            self.evaluate_and_checkpoint()
+        self.say(f"stopped: {stop or f'{cfg.epochs} epochs done'}; best valid loss {self.best_loss:.4f}")
+        from training.plots import plot_metrics
+
+        plot_metrics(self.out / METRICS, self.out / "training.png")
+        return {"step": self.step, "best_valid_loss": self.best_loss, "seconds": self.train_seconds}
+
+
+def _runtime_settings(cfg: TrainConfig) -> dict:
+    """Settings a resumed run may change: where and how fast it runs, and how long."""
+    keys = ("device", "threads", "max_minutes", "epochs")
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def train(out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> dict:
+    return Trainer(out, model_cfg, cfg, resume=resume, quiet=quiet).train()
