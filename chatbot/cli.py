@@ -111,6 +111,78 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def decoding_flags(parser: argparse.ArgumentParser) -> None:
+    """The decoding knobs, shared by `reply` and `chat`."""
+    g = parser.add_argument_group("decoding")
+    g.add_argument("--strategy", default="greedy", choices=("greedy", "beam", "sample"))
+    g.add_argument("--max-length", type=int, help="most reply tokens (default 40)")
+    g.add_argument("--min-length", type=int, help="fewest reply tokens before it may end (default 1)")
+    g.add_argument("--repetition-penalty", type=float, help=">1 discourages repeating tokens (default 1.0)")
+    g.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size (default 0: off)")
+    g.add_argument("--block-source-ngrams", action="store_true", default=None, help="... nor copy one from the message")
+    g.add_argument("--beam-size", type=int, help="beam: hypotheses kept (default 5)")
+    g.add_argument("--length-penalty", type=float, help="beam: GNMT alpha (default 0.6)")
+    g.add_argument("--n-best", type=int, help="beam: replies returned per message (default 1)")
+    g.add_argument("--temperature", type=float, help="sample: temperature (default 0.8)")
+    g.add_argument("--top-k", type=int, help="sample: k most likely tokens (default 0: all)")
+    g.add_argument("--top-p", type=float, help="sample: nucleus mass (default 0.9)")
+    g.add_argument("--seed", type=int, help="sample: seed for reproducible replies")
+
+
+def decoding_settings(args: argparse.Namespace):
+    from chatbot.decoding import settings_from
+
+    names = ("max_length", "min_length", "repetition_penalty", "no_repeat_ngram", "block_source_ngrams", "beam_size",
+             "length_penalty", "n_best", "temperature", "top_k", "top_p", "seed")
+    return settings_from(args.strategy, **{n: getattr(args, n) for n in names})
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
+    from chatbot.decoding import prepare, reply
+    from chatbot.device import resolve_device, set_threads
+    from chatbot.modeldir import load_model
+
+    settings = decoding_settings(args)
+    if args.text is not None:
+        messages = [args.text]
+    else:
+        try:
+            messages = [line.rstrip("\r\n") for line in sys.stdin]
+        except UnicodeDecodeError:
+            raise ChatbotError("standard input is not valid UTF-8") from None
+    if args.text is not None and not args.text.strip():
+        raise ChatbotError("empty message: give some text to reply to")
+    set_threads(args.threads)
+    model, tokenizer, config = load_model(args.model, resolve_device(args.device))
+    wanted = [i for i, m in enumerate(messages) if m.strip()]
+    for i, m in enumerate(messages):
+        if not m.strip():
+            print(f"chatbot: line {i + 1} is empty: no reply", file=sys.stderr)
+        elif prepare(tokenizer, model, m)[1]:
+            print(f"chatbot: message {i + 1} is longer than {model.cfg.max_source_tokens} tokens: the model reads its end", file=sys.stderr)
+    replies = {}
+    for start in range(0, len(wanted), args.batch_size):
+        chunk = wanted[start : start + args.batch_size]
+        for i, n_best in zip(chunk, reply(model, tokenizer, [messages[i] for i in chunk], settings)):
+            replies[i] = n_best
+    for i, message in enumerate(messages):
+        n_best = replies.get(i, [])
+        if args.json:
+            print(json.dumps({
+                "message": message,
+                "reply": n_best[0].text if n_best else "",
+                "score": n_best[0].score if n_best else None,
+                "token_logprobs": n_best[0].token_logprobs if n_best else [],
+                "n_best": [{"reply": r.text, "score": r.score} for r in n_best],
+                "decoding": settings.to_dict(),
+                "model": str(args.model),
+                "latency_ms": round(n_best[0].seconds * 1000, 2) if n_best else None,
+            }, ensure_ascii=False))
+        else:
+            print(" ||| ".join(r.text for r in n_best) if n_best else "")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbot", description="A seq2seq chatbot with attention that you train yourself.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="word-level perplexity of a model on pairs")
-    p.add_argument("--model", type=Path, default=None, help="model directory")
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
     p.add_argument("--corpus", help="chitchat, sample, or a .tsv / .jsonl file")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--pairs", type=Path, help="a TSV file of source<TAB>reply lines")
@@ -128,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true", help="one JSON object: word_ppl, token_ppl, pairs, words")
     p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("reply", help="reply to TEXT, or to each line of standard input")
+    p.add_argument("text", nargs="?", metavar="TEXT")
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int)
+    p.add_argument("--batch-size", type=int, default=32, help="standard-input lines decoded together")
+    p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
+    decoding_flags(p)
+    p.set_defaults(run=cmd_reply)
     return parser
 
 

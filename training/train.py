@@ -46,7 +46,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 1.0  # gradient norm clipping
     label_smoothing: float = 0.0
-    eval_every: int = 200  # steps between validation (and checkpoints); also at each epoch end
+    eval_every: int = 200  # steps between validation (and checkpoints); also at the end
     patience: int = 6  # evaluations without a better validation loss before stopping
     log_every: int = 25  # steps between metrics lines
     seed: int = 1
@@ -270,11 +270,10 @@ class Trainer:
                     break
             else:
                 self.epoch, self.batch_index = self.epoch + 1, 0
-                if self.step % cfg.eval_every and self.evaluate_and_checkpoint():
-                    stop = f"no better validation loss in {cfg.patience} evaluations"
         bar.close()
-        if stop == "time budget reached" and self.step % cfg.eval_every:
-            self.evaluate_and_checkpoint()
+        if not stop or stop == "time budget reached":
+            if self.step % cfg.eval_every or self.step == 0:
+                self.evaluate_and_checkpoint()
         self.say(f"stopped: {stop or f'{cfg.epochs} epochs done'}; best valid loss {self.best_loss:.4f}")
         from training.plots import plot_metrics
 

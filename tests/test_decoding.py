@@ -1,0 +1,221 @@
+"""Decoding rules, checked exactly: on hand-made log-probability tables, and on tiny real models
+against brute-force enumeration."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from chatbot.decoding import (
+    BeamSettings,
+    GreedySettings,
+    SampleSettings,
+    decode,
+    reply,
+    sample_from,
+    settings_from,
+    truncate_distribution,
+)
+from chatbot.errors import ChatbotError
+from chatbot.model import Memory, ModelConfig, Seq2Seq
+from chatbot.tokenizer import BOS, EOS
+
+V = 8  # ids 0-3 are pad, unk, bos, eos; 4-7 are words
+
+
+class BigramTable:
+    """A stand-in decoder whose next-token log-probabilities depend only on the last token:
+    every rule can then be worked out by hand."""
+
+    def __init__(self, probs: dict[int, dict[int, float]]):
+        self.table = torch.full((V, V), -1e9)
+        for prev, nxt in probs.items():
+            for tok, p in nxt.items():
+                self.table[prev, tok] = math.log(p)
+        self.table = self.table.log_softmax(-1)
+        self.device = torch.device("cpu")
+        self.cfg = ModelConfig(vocab_size=V, embedding_dim=4, hidden_size=4)
+
+    def encode(self, src, lengths):
+        B, S = src.shape
+        mask = torch.arange(S).unsqueeze(0) < lengths.unsqueeze(1)
+        states = torch.zeros(B, S, 1)
+        return Memory(states, states, mask), (torch.zeros(1, B, 1), torch.zeros(1, B, 1))
+
+    def initial_feed(self, rows):
+        return torch.zeros(rows, 1)
+
+    def step(self, tokens, state, memory, feed):
+        weights = memory.mask.float() / memory.mask.sum(-1, keepdim=True)
+        return self.table[tokens], state, weights, feed
+
+
+def tokens_of(model, settings, source=(4,)):
+    return [h["tokens"] for h in decode(model, [list(source)], settings)[0]]
+
+
+def test_greedy_follows_the_most_likely_chain_and_stops_at_eos():
+    table = BigramTable({BOS: {4: 0.6, 5: 0.4}, 4: {5: 0.7, EOS: 0.3}, 5: {EOS: 0.9, 6: 0.1}})
+    assert tokens_of(table, GreedySettings()) == [[4, 5]]
+
+
+def test_min_length_forbids_an_early_end():
+    table = BigramTable({BOS: {EOS: 0.9, 4: 0.1}, 4: {EOS: 0.8, 5: 0.2}, 5: {EOS: 1.0}})
+    assert tokens_of(table, GreedySettings(min_length=0)) == [[]]
+    assert tokens_of(table, GreedySettings(min_length=1)) == [[4]]
+    assert tokens_of(table, GreedySettings(min_length=2)) == [[4, 5]]
+
+
+def test_max_length_cuts_and_marks_unfinished():
+    table = BigramTable({BOS: {4: 1.0}, 4: {5: 1.0}, 5: {4: 1.0}})
+    hyp = decode(table, [[4]], GreedySettings(max_length=5))[0][0]
+    assert hyp["tokens"] == [4, 5, 4, 5, 4] and hyp["finished"] is True  # the last step can only end
+
+
+def test_no_repeat_ngram_blocks_a_loop():
+    table = BigramTable({BOS: {4: 1.0}, 4: {5: 0.9, 6: 0.1}, 5: {4: 0.9, EOS: 0.1}, 6: {EOS: 1.0}})
+    assert tokens_of(table, GreedySettings(max_length=6)) == [[4, 5, 4, 5, 4, 5]]
+    assert tokens_of(table, GreedySettings(max_length=6, no_repeat_ngram=2)) == [[4, 5, 4, 6]]
+
+
+def test_source_ngrams_can_be_blocked_too():
+    table = BigramTable({BOS: {4: 0.9, 6: 0.1}, 4: {5: 0.9, 7: 0.1}, 5: {EOS: 1.0}, 6: {EOS: 1.0}, 7: {EOS: 1.0}})
+    plain = GreedySettings(no_repeat_ngram=2)
+    assert tokens_of(table, plain, source=(4, 5)) == [[4, 5]]
+    assert tokens_of(table, GreedySettings(no_repeat_ngram=2, block_source_ngrams=True), source=(4, 5)) == [[4, 7]]
+
+
+def test_beam_finds_what_greedy_misses_and_orders_n_best():
+    # greedy takes 4 (0.6) then a flat 4-way choice (0.25 each); 5 (0.4) leads to a certain end.
+    table = BigramTable({BOS: {4: 0.6, 5: 0.4}, 4: {6: 0.25, 7: 0.25, EOS: 0.25, 4: 0.25}, 5: {EOS: 1.0}, 6: {EOS: 1.0}, 7: {EOS: 1.0}})
+    assert tokens_of(table, GreedySettings())[0][0] == 4
+    beam = decode(table, [[4]], BeamSettings(beam_size=3, n_best=3, length_penalty=0.0))[0]
+    assert beam[0]["tokens"] == [5]
+    assert math.isclose(beam[0]["score"], math.log(0.4), rel_tol=1e-5)
+    scores = [h["score"] for h in beam]
+    assert scores == sorted(scores, reverse=True) and len(beam) == 3
+
+
+def test_length_penalty_divides_the_score():
+    table = BigramTable({BOS: {4: 0.5, 5: 0.5}, 4: {EOS: 1.0}, 5: {6: 1.0}, 6: {EOS: 1.0}})
+    alpha = 1.0
+    best = decode(table, [[4]], BeamSettings(beam_size=2, n_best=2, length_penalty=alpha))[0]
+    lp = lambda n: ((5 + n) / 6) ** alpha  # noqa: E731
+    assert [h["tokens"] for h in best] == [[5, 6], [4]]  # the longer reply wins under the penalty
+    assert math.isclose(best[0]["score"], math.log(0.5) / lp(2), rel_tol=1e-5)
+
+
+# --- tiny real models ------------------------------------------------------------------------
+
+
+def tiny_model(seed=0, vocab=V, **kw):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=vocab, embedding_dim=8, hidden_size=12, dropout=0.0, **kw)
+    model = Seq2Seq(cfg).eval()
+    with torch.no_grad():  # make ending likely enough that short replies exist
+        model.out.bias[EOS] += 1.5
+    return model
+
+
+def teacher_forced_logprob(model, source, reply_tokens):
+    src = torch.tensor([source])
+    tgt_in = torch.tensor([[BOS] + reply_tokens])
+    tgt_out = torch.tensor([reply_tokens + [EOS]])
+    with torch.no_grad():
+        logits, targets = model.scored_logits(src, torch.tensor([len(source)]), tgt_in, tgt_out)
+        return -torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wide_beam_equals_brute_force(seed):
+    model, source, max_len = tiny_model(seed), [4, 5, 6], 3
+    words = range(4, V)
+    candidates = [list(c) for n in range(1, max_len + 1) for c in itertools.product(words, repeat=n)]
+    scored = {tuple(c): teacher_forced_logprob(model, source, c) for c in candidates}
+    best = max(scored, key=scored.get)
+    width = len(words) ** max_len  # keeps every prefix
+    hyp = decode(model, [source], BeamSettings(beam_size=width, length_penalty=0.0, max_length=max_len))[0][0]
+    assert tuple(hyp["tokens"]) == best
+    assert math.isclose(hyp["score"], scored[best], rel_tol=1e-4, abs_tol=1e-4)
+
+
+@pytest.mark.parametrize("attention", ["dot", "general", "additive"])
+@pytest.mark.parametrize("input_feeding", [False, True])
+def test_beam_of_one_top_k_one_and_zero_temperature_equal_greedy(attention, input_feeding):
+    model = tiny_model(3, vocab=40, attention=attention, input_feeding=input_feeding)
+    sources = [[5, 6, 7], [8, 9], [10, 11, 12, 13]]
+    greedy = [h[0]["tokens"] for h in decode(model, sources, GreedySettings(max_length=10))]
+    beam1 = [h[0]["tokens"] for h in decode(model, sources, BeamSettings(beam_size=1, length_penalty=0.0, max_length=10))]
+    top1 = [h[0]["tokens"] for h in decode(model, sources, SampleSettings(top_k=1, top_p=1.0, max_length=10, seed=1))]
+    cold = [h[0]["tokens"] for h in decode(model, sources, SampleSettings(temperature=0.0, max_length=10))]
+    assert greedy == beam1 == top1 == cold
+
+
+@pytest.mark.parametrize("make", [lambda: GreedySettings(max_length=8), lambda: BeamSettings(beam_size=3, n_best=2, max_length=8)])
+def test_batched_replies_equal_one_at_a_time(make):
+    """(Sampling draws for the whole batch from one generator, so only its seeded repeat is exact.)"""
+    model = tiny_model(4, vocab=40)
+    sources = [[5, 6, 7], [8], [10, 11, 12, 13, 14, 15]]
+    together = decode(model, sources, make())
+    alone = [decode(model, [s], make())[0] for s in sources]
+    for a, b in zip(together, alone):
+        assert [h["tokens"] for h in a] == [h["tokens"] for h in b]
+        for ha, hb in zip(a, b):
+            assert math.isclose(ha["score"], hb["score"], rel_tol=1e-4, abs_tol=1e-5)
+
+
+def test_same_seed_same_reply():
+    model = tiny_model(5, vocab=40)
+    runs = [decode(model, [[5, 6]], SampleSettings(seed=11, temperature=1.5))[0][0]["tokens"] for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_top_p_sampling_matches_the_truncated_renormalised_distribution():
+    probs = torch.tensor([0.4, 0.25, 0.15, 0.1, 0.06, 0.04])
+    logits = probs.log().unsqueeze(0)
+    kept = truncate_distribution(logits, top_k=0, top_p=0.75)
+    assert torch.isfinite(kept).tolist() == [[True, True, True, False, False, False]]  # 0.4+0.25 < 0.75 <= 0.8
+    expected = probs[:3] / probs[:3].sum()
+    n = 20000
+    generator = torch.Generator().manual_seed(0)
+    draws = sample_from(logits.expand(n, -1), 0, 0.75, generator)
+    counts = torch.bincount(draws, minlength=6).float()
+    assert counts[3:].sum() == 0
+    chi2 = (((counts[:3] - n * expected) ** 2) / (n * expected)).sum().item()
+    assert chi2 < 13.8  # chi-square, 2 degrees of freedom, p = 0.001
+
+
+@pytest.mark.parametrize("bad", [dict(strategy="beam", beam_size=0), dict(strategy="sample", top_p=1.5),
+                                 dict(strategy="sample", temperature=-1.0), dict(strategy="beam", n_best=9),
+                                 dict(strategy="greedy", max_length=0), dict(strategy="nucleus")])
+def test_invalid_settings_are_refused(bad):
+    with pytest.raises(ChatbotError):
+        settings_from(bad.pop("strategy"), **bad)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(source=st.lists(st.integers(4, 39), min_size=1, max_size=12), n=st.integers(1, 3),
+       max_length=st.integers(1, 12), min_length=st.integers(0, 12), strategy=st.sampled_from(["greedy", "beam", "sample"]))
+def test_blocked_ngrams_never_appear_and_lengths_stay_in_bounds(source, n, max_length, min_length, strategy):
+    min_length = min(min_length, max_length)
+    model = tiny_model(6, vocab=40)
+    s = settings_from(strategy, no_repeat_ngram=n, max_length=max_length, min_length=min_length, seed=1, beam_size=3)
+    for hyp in decode(model, [source], s)[0]:
+        tokens = hyp["tokens"]
+        grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        assert len(grams) == len(set(grams))
+        assert len(tokens) <= max_length
+        assert len(tokens) >= min_length or not hyp["finished"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200))
+def test_any_unicode_message_gets_a_reply(text, tokenizer):
+    model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=8, hidden_size=12)).eval()
+    out = reply(model, tokenizer, [text], GreedySettings(max_length=5))
+    assert isinstance(out[0][0].text, str)

@@ -1,0 +1,54 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from chatbot.model import ATTENTION_KINDS, ModelConfig, Seq2Seq
+from training.data import collate, encode_pairs
+
+
+def per_example_loss(model, examples):
+    batch = collate(examples)
+    attentional, _ = model(batch.src, batch.src_lengths, batch.tgt_in)
+    logits = model.out(attentional)  # (B, T, V)
+    nll = F.cross_entropy(logits.transpose(1, 2), batch.tgt_out, reduction="none", ignore_index=0)  # (B, T)
+    return nll.sum(1)
+
+
+@pytest.mark.parametrize("attention", ATTENTION_KINDS)
+@pytest.mark.parametrize("input_feeding", [False, True])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_padding_never_changes_a_result(tokenizer, sample_pairs, attention, input_feeding, layers):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=24, hidden_size=32, layers=layers,
+                      attention=attention, input_feeding=input_feeding)
+    model = Seq2Seq(cfg).eval()
+    examples = encode_pairs(sample_pairs[:7], tokenizer, 64, 48)
+    together = per_example_loss(model, examples)
+    alone = torch.cat([per_example_loss(model, [e]) for e in examples])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ATTENTION_KINDS)
+def test_attention_sums_to_one_and_is_zero_on_padding(tokenizer, sample_pairs, attention):
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=24, hidden_size=32, attention=attention)
+    model = Seq2Seq(cfg).eval()
+    batch = collate(encode_pairs(sample_pairs[:5], tokenizer, 64, 48))
+    _, weights = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, S)
+    assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:2]), atol=1e-6)
+    for i, n in enumerate(batch.src_lengths.tolist()):
+        assert (weights[i, :, n:] == 0).all()
+        assert (weights[i, :, :n] > 0).all()
+
+
+def test_teacher_forcing_below_one_trains_stepwise(tokenizer, sample_pairs):
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=24, hidden_size=32, teacher_forcing=0.5)
+    model = Seq2Seq(cfg).train()
+    batch = collate(encode_pairs(sample_pairs[:4], tokenizer, 64, 48))
+    logits, targets = model.scored_logits(*batch)
+    F.cross_entropy(logits, targets).backward()
+    assert logits.shape == (targets.numel(), tokenizer.vocab_size)
+
+
+def test_tied_embeddings_share_one_matrix(tokenizer):
+    model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=24, hidden_size=32, tie_embeddings=True))
+    assert model.out.weight is model.embedding.weight

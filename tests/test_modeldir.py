@@ -1,0 +1,67 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from chatbot.errors import ChatbotError
+from chatbot.modeldir import load_model, load_training_state, save_model
+from training.data import collate, encode_pairs
+
+
+def outputs(model, tokenizer, pairs):
+    batch = collate(encode_pairs(pairs, tokenizer, 64, 48))
+    with torch.no_grad():
+        return model(batch.src, batch.src_lengths, batch.tgt_in)[0]
+
+
+def test_save_then_load_gives_identical_outputs(random_model, tokenizer, sample_pairs, tmp_path):
+    save_model(tmp_path, random_model, tokenizer)
+    model, tok, config = load_model(tmp_path)
+    assert torch.equal(outputs(random_model, tokenizer, sample_pairs[:4]), outputs(model, tok, sample_pairs[:4]))
+    assert config["model"]["hidden_size"] == random_model.cfg.hidden_size
+
+
+@pytest.mark.parametrize("victim", ["config.json", "model.safetensors", "tokenizer.model"])
+def test_missing_or_corrupt_file_is_one_clear_error(random_model, tokenizer, tmp_path, victim):
+    save_model(tmp_path, random_model, tokenizer)
+    (tmp_path / victim).unlink()
+    with pytest.raises(ChatbotError, match=victim.replace(".", r"\.")):
+        load_model(tmp_path)
+    (tmp_path / victim).write_bytes(b"\x00garbage\xff" * 10)
+    with pytest.raises(ChatbotError) as err:
+        load_model(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_tokenizer_model_mismatch(random_model, tokenizer, tmp_path, sample_pairs):
+    from chatbot.tokenizer import train_tokenizer
+
+    save_model(tmp_path, random_model, tokenizer)
+    other = train_tokenizer([p.reply for p in sample_pairs], vocab_size=500)
+    other.save(tmp_path / "tokenizer.model")
+    with pytest.raises(ChatbotError, match="pieces but the model expects"):
+        load_model(tmp_path)
+
+
+def test_training_state_is_never_unpickled(tmp_path):
+    """A pickle that would run code on load must be refused, and the code must not run."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "train_state.pt"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"x": Evil()}, evil)
+    with pytest.raises(ChatbotError, match="corrupt training state"):
+        load_training_state(evil)
+    assert not marker.exists()
+
+
+def test_cli_reports_bad_model_dir_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "chatbot", "evaluate", "--model", str(tmp_path), "--corpus", "sample"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

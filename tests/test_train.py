@@ -1,0 +1,70 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from chatbot.decoding import GreedySettings, reply
+from chatbot.modeldir import read_config
+
+
+def test_tiny_model_overfits_thirty_pairs_until_greedy_reproduces_every_reply(overfit_model, sample_pairs):
+    model, tokenizer = overfit_model
+    pairs = sample_pairs[:30]
+    replies = reply(model, tokenizer, [p.source for p in pairs], GreedySettings(max_length=48))
+    wrong = [(p.source, p.reply, r[0].text) for p, r in zip(pairs, replies) if r[0].text != p.reply]
+    assert not wrong
+
+
+def test_model_directory_is_complete(overfit_dir):
+    for name in ("config.json", "model.safetensors", "tokenizer.model", "metrics.jsonl", "training.png", "train_state.pt"):
+        assert (overfit_dir / name).exists(), name
+    records = [json.loads(l) for l in (overfit_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "loss", "tokens_per_s", "lr"} <= set(records[0])
+    assert any("valid_word_ppl" in r for r in records)
+    config = read_config(overfit_dir)
+    assert config["train"]["seed"] == 3 and config["parameters"] > 0
+
+
+def chatbot(*args, **kwargs):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "chatbot", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+TRAIN = ["train", "--corpus", "sample", "--epochs", "6", "--max-tokens", "500", "--embedding-dim", "24",
+         "--hidden-size", "32", "--vocab-size", "600", "--eval-every", "10", "--device", "cpu", "--threads", "1",
+         "--quiet", "--seed", "7", "--dropout", "0.1"]
+
+
+def last_loss(out):
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    final = [r for r in records if "loss" in r][-1]
+    return final["step"], final["loss"]
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    straight = tmp_path / "straight"
+    assert chatbot(*TRAIN, "--out", str(straight)).wait() == 0
+    broken = tmp_path / "broken"
+    proc = chatbot(*TRAIN, "--out", str(broken))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait for a checkpoint past the first one, then kill -9
+        metrics = broken / "metrics.jsonl"
+        if (broken / "train_state.pt").exists() and metrics.exists() and '"valid_loss"' in metrics.read_text()[200:]:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
+    assert chatbot(*TRAIN, "--out", str(broken), "--resume").wait() == 0
+    step, loss = last_loss(broken)
+    assert (step, round(loss, 6)) == tuple((s, round(l, 6)) for s, l in [last_loss(straight)])[0]
+
+
+def test_time_budget_stops_training(tmp_path):
+    out = tmp_path / "budget"
+    proc = chatbot(*TRAIN[:-2], "--epochs", "1000", "--max-minutes", "0.1", "--out", str(out))
+    assert proc.wait(timeout=120) == 0
+    assert (out / "model.safetensors").exists()
+    config = read_config(out)
+    assert config["best"]["seconds"] < 0.1 * 60 + 10
