@@ -118,7 +118,7 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-length", type=int, help="most reply tokens (default 40)")
     g.add_argument("--min-length", type=int, help="fewest reply tokens before it may end (default 1)")
     g.add_argument("--repetition-penalty", type=float, help=">1 discourages repeating tokens (default 1.0)")
-    g.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size (default 0: off)")
+    g.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size (default 3; 0: off)")
     g.add_argument("--block-source-ngrams", action="store_true", default=None, help="... nor copy one from the message")
     g.add_argument("--beam-size", type=int, help="beam: hypotheses kept (default 5)")
     g.add_argument("--length-penalty", type=float, help="beam: GNMT alpha (default 0.6)")

@@ -33,7 +33,7 @@ class Settings:
     max_length: int = 40  # reply tokens, end-of-sequence excluded
     min_length: int = 1  # end-of-sequence is forbidden before this many tokens
     repetition_penalty: float = 1.0  # >1 makes tokens already in the reply less likely
-    no_repeat_ngram: int = 0  # never repeat an n-gram of this size within the reply (0: off)
+    no_repeat_ngram: int = 3  # never repeat an n-gram of this size within the reply (0: off)
     block_source_ngrams: bool = False  # ... nor copy one from the user's message
 
     name = "base"

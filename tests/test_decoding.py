@@ -73,13 +73,13 @@ def test_min_length_forbids_an_early_end():
 
 def test_max_length_cuts_and_marks_unfinished():
     table = BigramTable({BOS: {4: 1.0}, 4: {5: 1.0}, 5: {4: 1.0}})
-    hyp = decode(table, [[4]], GreedySettings(max_length=5))[0][0]
+    hyp = decode(table, [[4]], GreedySettings(max_length=5, no_repeat_ngram=0))[0][0]
     assert hyp["tokens"] == [4, 5, 4, 5, 4] and hyp["finished"] is True  # the last step can only end
 
 
 def test_no_repeat_ngram_blocks_a_loop():
     table = BigramTable({BOS: {4: 1.0}, 4: {5: 0.9, 6: 0.1}, 5: {4: 0.9, EOS: 0.1}, 6: {EOS: 1.0}})
-    assert tokens_of(table, GreedySettings(max_length=6)) == [[4, 5, 4, 5, 4, 5]]
+    assert tokens_of(table, GreedySettings(max_length=6, no_repeat_ngram=0)) == [[4, 5, 4, 5, 4, 5]]
     assert tokens_of(table, GreedySettings(max_length=6, no_repeat_ngram=2)) == [[4, 5, 4, 6]]
 
 
@@ -139,7 +139,7 @@ def test_wide_beam_equals_brute_force(seed):
     scored = {tuple(c): teacher_forced_logprob(model, source, c) for c in candidates}
     best = max(scored, key=scored.get)
     width = len(words) ** max_len  # keeps every prefix
-    hyp = decode(model, [source], BeamSettings(beam_size=width, length_penalty=0.0, max_length=max_len))[0][0]
+    hyp = decode(model, [source], BeamSettings(beam_size=width, length_penalty=0.0, max_length=max_len, no_repeat_ngram=0))[0][0]
     assert tuple(hyp["tokens"]) == best
     assert math.isclose(hyp["score"], scored[best], rel_tol=1e-4, abs_tol=1e-4)
 

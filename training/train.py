@@ -129,6 +129,7 @@ class Trainer:
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.step, self.epoch, self.batch_index = 0, 0, 0
         self.best_loss, self.bad_evals, self.train_seconds = float("inf"), 0, 0.0
+        self.eval_seconds = 0.0  # how long the last validation took: the budget keeps room for one more
         if state is not None:
             self.load_state_dict(state)
             self.say(f"resuming at step {self.step} (epoch {self.epoch + 1}, batch {self.batch_index})")
@@ -207,10 +208,15 @@ class Trainer:
         return self.elapsed() - self._resumed_at
 
     def out_of_time(self) -> bool:
-        return self.cfg.max_minutes is not None and self.train_seconds + self.elapsed_this_run() >= self.cfg.max_minutes * 60
+        """True once the budget, less the time the final validation will take, is spent."""
+        if self.cfg.max_minutes is None:
+            return False
+        return self.train_seconds + self.elapsed_this_run() + self.eval_seconds >= self.cfg.max_minutes * 60
 
     def validate(self) -> dict:
+        start = time.monotonic()
         nll, tokens = total_nll(self.model, self.valid_examples)
+        self.eval_seconds = time.monotonic() - start
         return {"valid_loss": nll / tokens, "valid_token_ppl": math.exp(nll / tokens), "valid_word_ppl": math.exp(nll / self.valid_words)}
 
     def evaluate_and_checkpoint(self) -> bool:
