@@ -1,0 +1,110 @@
+"""Reply latency: wall-clock from a message string to the reply string, per decoding strategy,
+median and 95th percentile over chitchat test sources, plus batch throughput (replies per second
+at batch 32). Compares beam search against a straightforward per-hypothesis loop, written here,
+in the same run. Prints a table and appends the figures to bench/results/reply_latency.jsonl."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
+from chatbot.modeldir import load_model
+from chatbot.tokenizer import BOS, EOS
+from corpora import load_pairs
+
+
+@torch.inference_mode()
+def naive_beam(model, tokenizer, text: str, beam_size: int, max_length: int) -> str:
+    """The textbook loop: every hypothesis stepped on its own, candidates sorted in Python."""
+    src = tokenizer.encode(text)[-model.cfg.max_source_tokens :] or [EOS]
+    memory, state = model.encode(torch.tensor([src]), torch.tensor([len(src)]))
+    beams = [(0.0, [BOS], state, model.initial_feed(1))]
+    finished = []
+    for _ in range(max_length):
+        candidates = []
+        for score, tokens, state, feed in beams:
+            logp, new_state, _, new_feed = model.step(torch.tensor([tokens[-1]]), state, memory, feed)
+            values, ids = logp[0].topk(beam_size)
+            for v, i in zip(values.tolist(), ids.tolist()):
+                candidates.append((score + v, tokens + [i], new_state, new_feed))
+        candidates.sort(key=lambda c: -c[0])
+        beams = []
+        for c in candidates[:beam_size]:
+            (finished if c[1][-1] == EOS else beams).append(c)
+        if not beams or len(finished) >= beam_size:
+            break
+    best = max(finished or beams, key=lambda c: c[0])
+    return tokenizer.decode(best[1][1:])
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--messages", type=int, default=60)
+    parser.add_argument("--max-length", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tokenizer, _ = load_model(args.model)
+    messages = [p.source for p in load_pairs("chitchat", "test")[: args.messages]]
+    common = dict(max_length=args.max_length)
+    strategies = {
+        "greedy": GreedySettings(**common),
+        "beam-5": BeamSettings(beam_size=5, **common),
+        "sample": SampleSettings(seed=1, **common),
+    }
+    timings = {}
+    for name, settings in strategies.items():
+        reply(model, tokenizer, messages[:3], settings)  # warm-up
+        times = []
+        for m in messages:
+            start = time.perf_counter()
+            reply(model, tokenizer, [m], settings)
+            times.append(time.perf_counter() - start)
+        timings[name] = times
+    naive = []
+    for m in messages:
+        start = time.perf_counter()
+        naive_beam(model, tokenizer, m, 5, args.max_length)
+        naive.append(time.perf_counter() - start)
+    timings["beam-5 per-hypothesis loop"] = naive
+    batch = messages[:32]
+    throughput = {}
+    for name, settings in strategies.items():
+        start = time.perf_counter()
+        reply(model, tokenizer, batch, settings)
+        throughput[name] = len(batch) / (time.perf_counter() - start)
+    params = model.num_parameters()
+    print(f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, cpu, fp32, "
+          f"{len(messages)} chitchat test messages, replies up to {args.max_length} tokens)")
+    summary = {}
+    for name, times in timings.items():
+        med, p95 = statistics.median(times) * 1000, percentile(times, 0.95) * 1000
+        summary[name] = {"median_ms": med, "p95_ms": p95}
+        print(f"  {name:28s} median {med:7.1f} ms   p95 {p95:7.1f} ms")
+    ratio = summary["beam-5 per-hypothesis loop"]["median_ms"] / summary["beam-5"]["median_ms"]
+    print(f"  beam-5 speed-up over the per-hypothesis loop: {ratio:.1f}x (median)")
+    for name, rate in throughput.items():
+        print(f"  batch of 32, {name:8s} {rate:7.1f} replies/s")
+    out = Path(__file__).parent / "results" / "reply_latency.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    with open(out, "a") as f:
+        f.write(json.dumps({"date": datetime.date.today().isoformat(), "model": str(args.model), "parameters": params,
+                            "threads": args.threads, "messages": len(messages), "latency": summary,
+                            "beam_speedup": ratio, "batch32_replies_per_s": throughput}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
