@@ -183,6 +183,23 @@ def cmd_reply(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from chatbot.device import set_threads
+    from chatbot.session import open_session
+
+    settings = decoding_settings(args)
+    set_threads(args.threads)
+    session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings)
+    from chatbot.app.chat_app import ChatApp
+
+    try:
+        ChatApp(session).run()
+    finally:
+        if session.storage is not None:
+            session.storage.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbot", description="A seq2seq chatbot with attention that you train yourself.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
     decoding_flags(p)
     p.set_defaults(run=cmd_reply)
+
+    p = sub.add_parser("chat", help="the terminal chat client")
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
+    p.add_argument("--db", type=Path, help="chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)")
+    p.add_argument("--no-log", action="store_true", help="write nothing to disk")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=2)
+    decoding_flags(p)
+    p.set_defaults(run=cmd_chat)
     return parser
 
 

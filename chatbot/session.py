@@ -1,0 +1,155 @@
+"""A chat session without a screen: model, decoding settings and the log, and the rules that tie
+them (log the message before decoding, log the reply before it is final). The Textual app drives
+one; tests can too."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from chatbot.decoding import STRATEGIES, Reply, Settings, prepare, reply
+from chatbot.errors import ChatbotError
+from chatbot.model import Seq2Seq
+from chatbot.storage import Storage
+from chatbot.tokenizer import EOS, Tokenizer
+
+STRATEGY_ORDER = ("greedy", "beam", "sample")
+
+
+class Cancelled(Exception):
+    """Raised inside decoding when the user cancels a reply in progress."""
+
+
+@dataclass
+class Exchange:
+    """What one user message produced: ids of the logged rows and the reply itself."""
+
+    user_id: int | None
+    bot_id: int | None
+    reply: Reply
+    truncated: bool
+    inside: dict  # attention and probabilities, as the attention screen shows them
+
+
+@dataclass
+class Session:
+    model: Seq2Seq
+    tokenizer: Tokenizer
+    model_path: str
+    storage: Storage | None  # None: --no-log
+    device: torch.device
+    settings: dict[str, Settings] = field(default_factory=lambda: {name: cls() for name, cls in STRATEGIES.items()})
+    strategy: str = "greedy"
+    conversation_id: int | None = None
+
+    @property
+    def current(self) -> Settings:
+        return self.settings[self.strategy]
+
+    def cycle_strategy(self) -> str:
+        self.strategy = STRATEGY_ORDER[(STRATEGY_ORDER.index(self.strategy) + 1) % len(STRATEGY_ORDER)]
+        return self.strategy
+
+    def update_setting(self, strategy: str, name: str, raw: str) -> None:
+        """Parse and validate one setting; a bad value raises ChatbotError and changes nothing."""
+        settings = self.settings[strategy]
+        if name not in settings.__dataclass_fields__:
+            raise ChatbotError(f"{strategy} has no setting {name!r}")
+        kind = type(getattr(settings, name)) if getattr(settings, name) is not None else int
+        try:
+            if kind is bool:
+                value = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif raw.strip().lower() in ("", "none") and name == "seed":
+                value = None
+            else:
+                value = kind(raw)
+        except ValueError:
+            raise ChatbotError(f"{name} must be a {kind.__name__}, not {raw!r}") from None
+        candidate = replace(settings, **{name: value})
+        candidate.validate()
+        self.settings[strategy] = candidate
+
+    def describe(self) -> str:
+        return self.describe_settings(self.current)
+
+    @staticmethod
+    def describe_settings(s: Settings) -> str:
+        knobs = {
+            "greedy": f"max {s.max_length}",
+            "beam": f"width {getattr(s, 'beam_size', '')}, alpha {getattr(s, 'length_penalty', '')}",
+            "sample": f"T {getattr(s, 'temperature', '')}, top-k {getattr(s, 'top_k', '')}, top-p {getattr(s, 'top_p', '')}",
+        }[s.name]
+        return f"{s.name} ({knobs}, no-repeat {s.no_repeat_ngram})"
+
+    # conversations
+
+    def ensure_conversation(self, first_message: str) -> int | None:
+        if self.storage is None:
+            return None
+        if self.conversation_id is None:
+            title = " ".join(first_message.split())[:60] or "New conversation"
+            self.conversation_id = self.storage.new_conversation(title)
+        return self.conversation_id
+
+    def log_user(self, text: str) -> int | None:
+        """Commit the user's message before any decoding starts."""
+        conversation = self.ensure_conversation(text)
+        return self.storage.add_message(conversation, "user", text) if self.storage else None
+
+    def respond(self, text: str, on_text: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None,
+                user_id: int | None = None, settings: Settings | None = None) -> Exchange:
+        """Decode a reply to `text` (streamed through `on_text`), then commit it to the log."""
+        settings = settings or self.current
+        truncated = prepare(self.tokenizer, self.model, text)[1]
+
+        def stream(_: int, partial: str) -> None:
+            if cancelled and cancelled():
+                raise Cancelled()
+            if on_text:
+                on_text(partial)
+
+        start = time.perf_counter()
+        result = reply(self.model, self.tokenizer, [text], settings, on_text=stream)[0][0]
+        result.seconds = time.perf_counter() - start
+        bot_id, inside = None, inside_view(self.tokenizer, result)
+        if self.storage is not None and user_id is not None:
+            bot_id = self.storage.add_message(
+                self.conversation_id, "bot", result.text, model=self.model_path, decoding=result.settings,
+                latency_ms=round(result.seconds * 1000, 2), score=result.score, attention=inside,
+                reply_to=user_id,
+            )
+        return Exchange(user_id, bot_id, result, truncated, inside)
+
+
+def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:
+    """What the attention screen shows, stored with the reply so past replies can be inspected."""
+    reply_ids = result.tokens + ([EOS] if result.finished else [])
+    return {
+        "source_pieces": tokenizer.pieces(result.source_tokens),
+        "reply_pieces": tokenizer.pieces(reply_ids),
+        "weights": [[round(w, 4) for w in row] for row in result.attention],
+        "token_logprobs": [round(p, 4) for p in result.token_logprobs],
+        "alternatives": [[[tokenizer.pieces([i])[0], round(p, 4)] for i, p in step] for step in result.alternatives],
+    }
+
+
+def open_session(model_dir: Path, db: Path | None, no_log: bool, device: str, strategy: str, settings: Settings | None) -> Session:
+    from chatbot.device import resolve_device
+    from chatbot.modeldir import load_model
+
+    dev = resolve_device(device)
+    model, tokenizer, _ = load_model(model_dir, dev)
+    storage = None
+    if not no_log:
+        from chatbot.storage import default_db_path
+
+        storage = Storage(db or default_db_path())
+        storage.register_model(str(model_dir))
+    session = Session(model, tokenizer, str(model_dir), storage, dev, strategy=strategy)
+    if settings is not None:
+        session.settings[strategy] = settings
+    return session
