@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from chatbot.tokenizer import train_tokenizer
 from corpora import load_pairs
 from training.train import TrainConfig, train
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("CHATBOT_TEST_THREADS", "2")))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,168 @@
+"""The real app under Textual's pilot, with a tiny real model and a temporary database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chatbot.app.chat_app import ChatApp
+from chatbot.app.widgets import MessageView
+from chatbot.session import open_session
+
+
+@pytest.fixture()
+def app(overfit_dir, tmp_path):
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
+    yield ChatApp(session)
+    session.storage.close()
+
+
+async def send(pilot, text):
+    pilot.app.query_one("#prompt").value = text
+    await pilot.press("enter")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def rows(app, table="messages"):
+    return list(app.session.storage.db[table].rows)
+
+
+def views(app):
+    return [(v.role, v.text) for v in app.query(MessageView)]
+
+
+async def test_send_shows_the_reply_and_logs_both_rows(app, sample_pairs):
+    async with app.run_test() as pilot:
+        await send(pilot, sample_pairs[0].source)
+        assert views(app) == [("user", sample_pairs[0].source), ("bot", sample_pairs[0].reply)]
+        user, bot = rows(app)
+        assert (user["role"], bot["role"]) == ("user", "bot")
+        assert bot["text"] == sample_pairs[0].reply and bot["reply_to"] == user["id"]
+        assert json.loads(bot["decoding"])["strategy"] == "greedy" and bot["latency_ms"] > 0
+        inside = json.loads(bot["attention"])
+        assert len(inside["weights"]) == len(inside["reply_pieces"])
+
+
+async def test_empty_message_is_ignored(app):
+    async with app.run_test() as pilot:
+        await send(pilot, "   ")
+        assert views(app) == [] and rows(app) == []
+
+
+async def test_toggled_strategy_is_recorded_with_the_next_reply(app):
+    async with app.run_test() as pilot:
+        await pilot.press("ctrl+t")
+        assert "beam" in str(app.query_one("#status").render())
+        await send(pilot, "hi there")
+        assert json.loads(rows(app)[-1]["decoding"])["strategy"] == "beam"
+        await pilot.press("ctrl+t")
+        await send(pilot, "hi there")
+        assert json.loads(rows(app)[-1]["decoding"])["strategy"] == "sample"
+
+
+async def test_settings_refuse_a_bad_value_and_keep_the_old_one(app):
+    async with app.run_test() as pilot:
+        await pilot.press("ctrl+t", "f2")
+        box = app.screen.query_one("#set-beam_size")
+        box.value = "0"
+        box.focus()
+        await pilot.press("enter")
+        assert app.session.settings["beam"].beam_size == 5 and box.value == "5"
+        box.value = "3"
+        await pilot.press("enter")
+        assert app.session.settings["beam"].beam_size == 3
+
+
+async def test_rate_and_correct_store_feedback(app):
+    async with app.run_test() as pilot:
+        await send(pilot, "hi there")
+        await pilot.press("ctrl+y")
+        await pilot.press("ctrl+r")
+        app.screen.query_one("#text").value = "hey! nice to meet you."
+        await pilot.press("enter")
+        await pilot.pause()
+        feedback = rows(app, "feedback")
+        bot_id = rows(app)[-1]["id"]
+        assert [(f["kind"], f["message_id"]) for f in feedback] == [("rating", bot_id), ("correction", bot_id)]
+        assert feedback[0]["rating"] == 1 and feedback[1]["text"] == "hey! nice to meet you."
+
+
+async def test_resume_shows_the_history_and_search_finds_an_old_message(app):
+    async with app.run_test() as pilot:
+        await send(pilot, "tell me a joke")
+        first = app.session.conversation_id
+        await pilot.press("ctrl+n")
+        assert views(app) == []
+        await send(pilot, "what is your name?")
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        options = app.screen.query_one("#conversation-list")
+        options.highlighted = [i for i in range(options.option_count) if options.get_option_at_index(i).id == str(first)][0]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert views(app)[0] == ("user", "tell me a joke") and app.session.conversation_id == first
+        await pilot.press("ctrl+n", "ctrl+f")
+        await pilot.pause()
+        app.screen.query_one("#query").value = "joke"
+        await pilot.pause()
+        results = app.screen.query_one("#results")
+        assert results.option_count >= 1
+        results.focus()
+        results.highlighted = 0
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.session.conversation_id == first
+
+
+async def test_keys_work_while_a_slow_reply_runs_and_escape_cancels_it(app):
+    from chatbot.decoding import BeamSettings
+
+    app.session.settings["beam"] = BeamSettings(beam_size=256, max_length=500, min_length=500, no_repeat_ngram=0)
+    app.session.strategy = "beam"
+    async with app.run_test() as pilot:
+        app.query_one("#prompt").value = "hello"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.reply_worker.is_running
+        await pilot.press("f1")  # the help screen opens while decoding goes on
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        await pilot.press("escape")  # closes help
+        await pilot.pause()
+        assert app.reply_worker.is_running
+        await pilot.press("escape")  # cancels the reply
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert [r["role"] for r in rows(app)] == ["user"]  # the cancelled reply was never final: not logged
+        assert "cancelled" in app.query(MessageView).last().caption
+
+
+async def test_huge_message_is_logged_whole(app):
+    async with app.run_test() as pilot:
+        text = "word " * 20_000
+        await send(pilot, text)
+        assert rows(app)[0]["text"] == text
+        assert "last" in app.query(MessageView).last().caption  # the model read only the end, and says so
+
+
+async def test_attention_screen_opens_for_the_last_reply(app):
+    async with app.run_test(size=(120, 40)) as pilot:
+        await send(pilot, "hi there")
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "AttentionScreen"
+
+
+async def test_no_log_writes_nothing(overfit_dir, tmp_path):
+    session = open_session(overfit_dir, tmp_path / "chat.db", True, "cpu", "greedy", None)
+    app = ChatApp(session)
+    async with app.run_test() as pilot:
+        await send(pilot, "hi there")
+        assert len(views(app)) == 2
+    assert not (tmp_path / "chat.db").exists()
+
+
+def test_main_screen_snapshot(snap_compare, overfit_dir, tmp_path):
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
+    assert snap_compare(ChatApp(session), terminal_size=(80, 24))
