@@ -47,3 +47,9 @@ def evaluate_pairs(model: Seq2Seq, tokenizer: Tokenizer, pairs: list[Pair]) -> d
         "tokens": tokens,
         "nll": nll,
     }
+
+
+def distinct_n(replies: list[str], n: int) -> float:
+    """Unique n-grams over all n-grams in the whole set of replies (whitespace words)."""
+    grams = [tuple(words[i : i + n]) for r in replies for words in [r.split()] for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0

@@ -1,0 +1,89 @@
+"""Make a trained model the bundled default: weights in 16-bit inside the package, and a model
+card with its measured figures.
+
+    python -m training.bundle --model runs/chitchat --command "chatbot train ..."
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
+from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model
+from chatbot.paths import BUNDLED_MODEL
+from corpora import load_pairs
+from training.evaluate import distinct_n, evaluate_pairs
+
+SAMPLES = 10  # sample replies per strategy: test sources 0, 221, 442, ... (every len/10-th)
+
+
+def decode_all(model, tokenizer, sources, settings, batch=64) -> list[str]:
+    out = []
+    for i in range(0, len(sources), batch):
+        out += [r[0].text for r in reply(model, tokenizer, sources[i : i + batch], settings)]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--command", required=True, help="the exact training command, for the card")
+    parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tokenizer, config = load_model(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if not (k == "out.weight" and model.cfg.tie_embeddings)}
+    atomic_write(args.out / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt", "dtype": "float16"}))
+    for name in (CONFIG, TOKENIZER, "metrics.jsonl", "training.png"):
+        shutil.copyfile(args.model / name, args.out / name)
+    half, _, _ = load_model(args.out)
+    test = load_pairs("chitchat", "test")
+    full = evaluate_pairs(model, tokenizer, test)
+    stored = evaluate_pairs(half, tokenizer, test)
+    sources = [p.source for p in test]
+    strategies = {"greedy": GreedySettings(), "beam": BeamSettings(), "sample": SampleSettings(seed=1)}
+    picks = list(range(0, len(test), len(test) // SAMPLES))[:SAMPLES]
+    rows, samples = [], {}
+    for name, settings in strategies.items():
+        start = time.perf_counter()
+        replies = decode_all(half, tokenizer, sources, settings)
+        seconds = time.perf_counter() - start
+        rows.append(f"| {name} | `{json.dumps(settings.to_dict())}` | {distinct_n(replies, 1):.3f} | {distinct_n(replies, 2):.3f} | {len(sources) / seconds:.1f} |")
+        samples[name] = [(sources[i], replies[i]) for i in picks]
+    valid = [json.loads(l) for l in (args.model / "metrics.jsonl").read_text().splitlines() if "valid_word_ppl" in l]
+    train_rates = [json.loads(l)["tokens_per_s"] for l in (args.model / "metrics.jsonl").read_text().splitlines() if "tokens_per_s" in l]
+    train_rates.sort()
+    card = [
+        "# The bundled default model", "",
+        f"Trained by `{args.command}` on the chitchat training split (validation split for model selection).", "",
+        f"- parameters: {model.num_parameters():,} ({json.dumps(config['model'])})",
+        f"- training settings: `{json.dumps(config['train'])}`",
+        f"- training time: {valid[-1]['seconds'] / 60:.1f} min wall clock; median throughput {train_rates[len(train_rates) // 2]:.0f} target tokens/s",
+        f"- weights stored in float16 ({(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB), loaded as float32",
+        f"- test word-level perplexity: {stored['word_ppl']:.1f} as stored in float16 ({full['word_ppl']:.2f} in float32; token-level {stored['token_ppl']:.1f}; "
+        f"{stored['pairs']} pairs, {stored['words']} words)", "",
+        "## Validation perplexity against wall-clock time", "",
+        "| minutes | step | valid word ppl |", "| --- | --- | --- |",
+        *[f"| {r['seconds'] / 60:.1f} | {r['step']} | {r['valid_word_ppl']:.1f} |" for r in valid], "",
+        "## Decoding on the chitchat test sources", "",
+        f"distinct-n over the replies to all {len(sources)} test sources, and replies per second in batches of 64 ({args.threads} threads, CPU).", "",
+        "| strategy | settings | distinct-1 | distinct-2 | replies/s |", "| --- | --- | --- | --- | --- |", *rows, "",
+        f"## Sample replies (test sources {', '.join(map(str, picks))}: every {len(test) // SAMPLES}th, not chosen by hand)", "",
+    ]
+    for name, pairs in samples.items():
+        card += [f"### {name}", ""] + [f"- **{s}** → {r}" for s, r in pairs] + [""]
+    (args.out / "MODEL_CARD.md").write_text("\n".join(card), encoding="utf-8")
+    print("\n".join(card[:12]))
+
+
+if __name__ == "__main__":
+    main()
