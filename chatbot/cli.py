@@ -200,6 +200,14 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from training.retrain import retrain
+
+    if args.out is None and args.export is None:
+        raise ChatbotError("give --out DIR for the new model (or --export FILE.tsv to only write the pairs)")
+    return retrain(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatbot", description="A seq2seq chatbot with attention that you train yourself.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,6 +244,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     decoding_flags(p)
     p.set_defaults(run=cmd_chat)
+
+    p = sub.add_parser("retrain", help="fine-tune a model on the chat log: corrections, good replies, your own turns")
+    p.add_argument("--db", type=Path, required=True, help="the chat log")
+    p.add_argument("--model", type=Path, default=None, help="the model to start from (default: the bundled model); never written")
+    p.add_argument("--out", type=Path, help="directory for the new model")
+    p.add_argument("--replay", default="chitchat", help="corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)")
+    p.add_argument("--replay-ratio", type=float, default=1.0, help="replayed pairs per logged pair")
+    p.add_argument("--no-human-turns", action="store_true", help="do not learn the human's own turns as replies")
+    p.add_argument("--export", type=Path, help="only write the logged pairs to this TSV file")
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--patience", type=int, default=4)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int)
+    p.add_argument("--force", action="store_true", help="register the new model even if it is worse on held-out logged pairs")
+    p.add_argument("--no-benchmark", dest="skip_chitchat", action="store_true", help="skip the chitchat test perplexity")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=cmd_retrain)
     return parser
 
 

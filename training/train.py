@@ -54,6 +54,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     max_valid_pairs: int = 3000  # validation pairs used (the start of the valid split)
+    keep: str = "best"  # model.safetensors holds the "best" weights on validation, or the "last" ones
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -95,8 +96,13 @@ def loss_on(model: Seq2Seq, batch: Batch, cfg: TrainConfig, device, precision: s
 class Trainer:
     """Holds everything a run needs, so a checkpoint is just `state_dict()` of it."""
 
-    def __init__(self, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False):
+    def __init__(self, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False,
+                 pairs: tuple[list[Pair], list[Pair]] | None = None, base: tuple[Seq2Seq, Tokenizer] | None = None,
+                 extra: dict | None = None):
+        """`pairs` (train, valid) replaces the corpus; `base` (model, tokenizer) starts from a trained
+        model instead of a new tokenizer and random weights (fine-tuning); `extra` joins config.json."""
         self.start = time.monotonic()
+        self.extra = extra or {}
         self.out, self.cfg, self.quiet = Path(out), cfg, quiet
         self.device = resolve_device(cfg.device)
         set_threads(cfg.threads)
@@ -112,15 +118,19 @@ class Trainer:
             self.tokenizer = Tokenizer.load(self.out / TOKENIZER)
         elif resume:
             self.say(f"{self.out}: nothing to resume, starting afresh")
-        train_pairs, valid_pairs = split_pairs(cfg.corpus)
+        train_pairs, valid_pairs = pairs or split_pairs(cfg.corpus)
         self.valid_pairs = valid_pairs[: cfg.max_valid_pairs]
-        if state is None:
+        if base is not None:
+            model_cfg, self.tokenizer = base[0].cfg, base[1]
+        elif state is None:
             self.say(f"training a {cfg.vocab_size}-piece tokenizer on {len(train_pairs)} pairs")
             turns = dict.fromkeys(t for p in train_pairs for t in p)  # unique, in order
             self.tokenizer = train_tokenizer(turns, cfg.vocab_size)
             model_cfg.vocab_size = self.tokenizer.vocab_size
         self.model_cfg = model_cfg
         self.model = Seq2Seq(model_cfg).to(self.device)
+        if base is not None:
+            self.model.load_state_dict(base[0].state_dict())
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.train_examples = encode_pairs(train_pairs, self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens)
         self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, model_cfg.max_source_tokens, max_reply=None)
@@ -149,7 +159,7 @@ class Trainer:
             print(text, file=sys.stderr)
 
     def _extra(self) -> dict:
-        return {"train": asdict(self.cfg), "parameters": self.model.num_parameters()}
+        return {"train": asdict(self.cfg), "parameters": self.model.num_parameters(), **self.extra}
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -225,9 +235,10 @@ class Trainer:
         improved = record["valid_loss"] < self.best_loss
         if improved:
             self.best_loss, self.bad_evals = record["valid_loss"], 0
-            save_model(self.out, self.model, self.tokenizer, {**self._extra(), "best": record})
         else:
             self.bad_evals += 1
+        if improved or self.cfg.keep == "last":
+            save_model(self.out, self.model, self.tokenizer, {**self._extra(), "best" if improved else "last": record})
         self.log(record)
         self.say(f"step {self.step}: valid word ppl {record['valid_word_ppl']:.1f} (token ppl {record['valid_token_ppl']:.1f})" + (" *" if improved else ""))
         self.train_seconds += self.elapsed_this_run()

@@ -1,0 +1,152 @@
+"""Retraining on a real log: dozens of exchanges with corrections and ratings, a tiny model, seconds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chatbot.decoding import GreedySettings, reply
+from chatbot.modeldir import load_model
+from chatbot.storage import Storage
+from training.retrain import LoggedPair, clean, held_out, logged_pairs, open_log
+
+CORRECTIONS = {
+    "what is your favorite animal?": "the otter, because it holds hands while sleeping.",
+    "where do you live?": "inside a very small computer.",
+    "what is two plus two?": "four, unless you ask a poet.",
+    "who made you?": "someone who likes lstms.",
+}
+
+
+def digest(directory):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.fixture()
+def chat_log(tmp_path, overfit_model, sample_pairs):
+    """A log written through the storage API, as the chat client writes it: the bot's own
+    (already right) replies to 30 sample messages rated good, two rated bad, and four corrections."""
+    model, tokenizer = overfit_model
+    store = Storage(tmp_path / "chat.db")
+    conversation = store.new_conversation("log")
+    for i, pair in enumerate(sample_pairs[:30]):
+        u = store.add_message(conversation, "user", pair.source)
+        r = reply(model, tokenizer, [pair.source], GreedySettings())[0][0]
+        b = store.add_message(conversation, "bot", r.text, decoding=r.settings, reply_to=u)
+        store.rate(b, -1 if i in (3, 7) else 1)
+    for message, correction in CORRECTIONS.items():
+        u = store.add_message(conversation, "user", message)
+        r = reply(model, tokenizer, [message], GreedySettings())[0][0]
+        b = store.add_message(conversation, "bot", r.text, decoding=r.settings, reply_to=u)
+        store.correct(b, correction)
+    store.close()
+    return tmp_path / "chat.db"
+
+
+MESSAGES = 2 * (30 + len(CORRECTIONS))
+THREADS = os.environ.get("CHATBOT_TEST_THREADS", "2")
+
+
+def chatbot(*args):
+    return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True, text=True)
+
+
+def test_pairs_from_the_log_by_kind(chat_log):
+    pairs, dropped = clean(logged_pairs(open_log(chat_log)))
+    kinds = {p.kind for p in pairs}
+    assert kinds == {"correction", "rated good", "human turn"}
+    assert {(p.source, p.reply) for p in pairs if p.kind == "correction"} == set(CORRECTIONS.items())
+    assert len([p for p in pairs if p.kind == "rated good"]) == 28
+    without = clean(logged_pairs(open_log(chat_log), human_turns=False))[0]
+    assert "human turn" not in {p.kind for p in without}
+
+
+def test_bad_replies_never_become_targets(tmp_path, sample_pairs):
+    store = Storage(tmp_path / "chat.db")
+    c = store.new_conversation()
+    u = store.add_message(c, "user", "hi")
+    b = store.add_message(c, "bot", "a bad reply", reply_to=u)
+    store.rate(b, -1)
+    store.close()
+    assert [p for p in logged_pairs(open_log(tmp_path / "chat.db")) if p.reply == "a bad reply"] == []
+
+
+def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, overfit_dir, tmp_path, sample_pairs):
+    from conftest import write_tsv
+
+    replay = write_tsv(tmp_path / "replay.tsv", sample_pairs[:30])
+    before = digest(overfit_dir)
+    out = tmp_path / "retrained"
+    result = chatbot("retrain", "--db", str(chat_log), "--model", str(overfit_dir), "--out", str(out), "--replay", str(replay),
+                     "--replay-ratio", "1", "--epochs", "250", "--lr", "0.005", "--eval-every", "50", "--patience", "100",
+                     "--device", "cpu", "--threads", THREADS, "--no-benchmark", "--quiet")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "held-out logged pairs" in result.stdout
+    model, tokenizer, config = load_model(out)
+    trained = {m: c for m, c in CORRECTIONS.items() if not held_out(LoggedPair(m, c, "correction", 0))}
+    assert len(trained) >= 3
+    replies = reply(model, tokenizer, list(trained), GreedySettings())
+    assert [r[0].text for r in replies] == list(trained.values())
+    results = json.loads((out / "retrain.json").read_text())["results"]
+    assert results["held_out_after"] < results["held_out_before"]
+    lineage = config["lineage"]
+    assert lineage["parent"] == str(overfit_dir.resolve()) and lineage["message_ids"]
+    assert digest(overfit_dir) == before
+    assert [r["path"] for r in Storage(chat_log).models()] == [str(out.resolve())]
+    assert Storage(chat_log).db.execute("select count(*) from messages").fetchone()[0] == MESSAGES
+
+
+def test_export_writes_pairs_and_trains_nothing(chat_log, tmp_path):
+    result = chatbot("retrain", "--db", str(chat_log), "--model", "unused", "--export", str(tmp_path / "pairs.tsv"))
+    assert result.returncode == 0, result.stderr
+    lines = (tmp_path / "pairs.tsv").read_text().splitlines()
+    assert all(line.count("\t") >= 1 for line in lines) and len(lines) > len(CORRECTIONS)
+
+
+@pytest.mark.parametrize("setup", ["missing", "empty", "no_tables"])
+def test_bad_logs_are_one_line_errors_and_write_nothing(setup, tmp_path, overfit_dir):
+    db = tmp_path / "chat.db"
+    if setup == "empty":
+        Storage(db).close()
+    elif setup == "no_tables":
+        import sqlite3
+
+        sqlite3.connect(db).execute("create table other (x)").connection.commit()
+    out = tmp_path / "new"
+    result = chatbot("retrain", "--db", str(db), "--model", str(overfit_dir), "--out", str(out), "--no-benchmark")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_incompatible_model_is_refused(chat_log, tmp_path):
+    result = chatbot("retrain", "--db", str(chat_log), "--model", str(tmp_path), "--out", str(tmp_path / "new"), "--no-benchmark")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "new").exists()
+
+
+def test_kill_9_during_retraining_leaves_parent_and_log_intact(chat_log, overfit_dir, tmp_path):
+    before, db_rows = digest(overfit_dir), None
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "chatbot", "retrain", "--db", str(chat_log), "--model", str(overfit_dir),
+                             "--out", str(out), "--replay", "sample", "--epochs", "500", "--eval-every", "5", "--device", "cpu", "--threads", THREADS,
+                             "--no-benchmark", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "train_state.pt").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert digest(overfit_dir) == before
+    import sqlite3
+
+    conn = sqlite3.connect(chat_log)
+    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    assert conn.execute("select count(*) from messages").fetchone()[0] == MESSAGES
+    del db_rows

@@ -1,0 +1,188 @@
+"""`chatbot retrain`: logged dialogs become training pairs, and the current model is fine-tuned on
+them with some of its original corpus replayed so it does not forget.
+
+The log is opened read-only (WAL lets a running chat keep writing); the parent model directory
+is never written; the new one records its lineage and is registered only if it is better on the
+held-out logged pairs (or `--force`). The new weights are those at the end of fine-tuning: a log
+holds few pairs, so the held-out slice judges the result rather than picking a checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sqlite3
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from chatbot.errors import ChatbotError
+from chatbot.modeldir import load_model
+from corpora import Pair, load_pairs
+
+MAX_CHARS = 1000  # longer logged turns are left out of training
+HELD_OUT_PERCENT = 10
+
+
+@dataclass(frozen=True)
+class LoggedPair:
+    source: str
+    reply: str
+    kind: str  # 'correction', 'rated good' or 'human turn'
+    message_id: int  # the message the target text comes from (or is attached to)
+
+
+def open_log(path: Path) -> sqlite3.Connection:
+    """A read-only connection; a missing file or table is a one-line error."""
+    if not Path(path).exists():
+        raise ChatbotError(f"{path}: no such database")
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=5)
+        conn.row_factory = sqlite3.Row
+        tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.DatabaseError as err:
+        raise ChatbotError(f"{path}: cannot read the chat database ({err})") from None
+    missing = {"messages", "feedback"} - tables
+    if missing:
+        raise ChatbotError(f"{path}: not a chat log (no table {', '.join(sorted(missing))})")
+    return conn
+
+
+def logged_pairs(conn: sqlite3.Connection, human_turns: bool = True) -> list[LoggedPair]:
+    """Corrections, replies rated good (latest rating wins; bad ones never become targets) and,
+    unless turned off, the human's own turns as replies to the bot message before them."""
+    pairs = []
+    corrections = conn.execute(
+        "select u.text as source, f.text as reply, f.message_id from feedback f join messages b on b.id = f.message_id "
+        "join messages u on u.id = b.reply_to where f.kind = 'correction' order by f.id"
+    )
+    pairs += [LoggedPair(r["source"], r["reply"], "correction", r["message_id"]) for r in corrections]
+    rated = conn.execute(
+        "select u.text as source, b.text as reply, b.id as message_id from messages b join messages u on u.id = b.reply_to "
+        "where (select rating from feedback f where f.message_id = b.id and f.kind = 'rating' order by f.id desc limit 1) = 1 "
+        "order by b.id"
+    )
+    pairs += [LoggedPair(r["source"], r["reply"], "rated good", r["message_id"]) for r in rated]
+    if human_turns:
+        turns = conn.execute(
+            "select b.text as source, u.text as reply, u.id as message_id from messages b join messages u "
+            "on u.conversation_id = b.conversation_id and u.id = (select min(id) from messages n where n.conversation_id = b.conversation_id and n.id > b.id) "
+            "where b.role = 'bot' and u.role = 'user' order by u.id"
+        )
+        pairs += [LoggedPair(r["source"], r["reply"], "human turn", r["message_id"]) for r in turns]
+    return pairs
+
+
+def clean(pairs: list[LoggedPair]) -> tuple[list[LoggedPair], Counter]:
+    """Deduplicate (first kind wins: corrections before ratings before human turns) and length-filter."""
+    seen, kept, dropped = set(), [], Counter()
+    for p in pairs:
+        source, reply = " ".join(p.source.split()), " ".join(p.reply.split())
+        if not source or not reply or len(source) > MAX_CHARS or len(reply) > MAX_CHARS:
+            dropped["too long or empty"] += 1
+            continue
+        if (source, reply) in seen:
+            dropped["duplicate"] += 1
+            continue
+        seen.add((source, reply))
+        kept.append(LoggedPair(source, reply, p.kind, p.message_id))
+    return kept, dropped
+
+
+def held_out(p: LoggedPair) -> bool:
+    return int(hashlib.sha1(f"{p.source}\t{p.reply}".encode()).hexdigest(), 16) % 100 < HELD_OUT_PERCENT
+
+
+def export_tsv(pairs: list[LoggedPair], path: Path) -> None:
+    path.write_text("".join(f"{p.source}\t{p.reply}\n" for p in pairs), encoding="utf-8")
+
+
+def retrain(args) -> int:
+    from chatbot.decoding import GreedySettings, reply
+    from chatbot.device import resolve_device, set_threads
+    from chatbot.storage import Storage
+    from training.evaluate import evaluate_pairs
+    from training.train import TrainConfig, Trainer
+
+    conn = open_log(args.db)
+    pairs, dropped = clean(logged_pairs(conn, human_turns=not args.no_human_turns))
+    conn.close()
+    counts = Counter(p.kind for p in pairs)
+    print(f"logged pairs: {len(pairs)} ({', '.join(f'{n} {k}' for k, n in counts.items()) or 'none'}; "
+          f"dropped {sum(dropped.values())}: {dict(dropped) or 'none'})")
+    if not pairs:
+        raise ChatbotError(f"{args.db}: no usable pairs (no corrections, no replies rated good, no human turns)")
+    if args.export:
+        export_tsv(pairs, args.export)
+        print(f"wrote {len(pairs)} pairs to {args.export}")
+        return 0
+    out = Path(args.out)
+    if out.resolve() == Path(args.model).resolve():
+        raise ChatbotError("--out must differ from --model: the parent model is never overwritten")
+    if (out / "config.json").exists():
+        raise ChatbotError(f"{out}: already holds a model; choose a new directory")
+    set_threads(args.threads)
+    device = resolve_device(args.device)
+    model, tokenizer, parent_config = load_model(args.model, device)
+    held = [p for p in pairs if held_out(p)]
+    train_logged = [p for p in pairs if not held_out(p)]
+    if not held:  # too few pairs for a hash slice: hold out the last one
+        held, train_logged = pairs[-1:], pairs[:-1] or pairs
+    held_pairs = [Pair(p.source, p.reply) for p in held]
+    rng = random.Random(args.seed)
+    replay = []
+    if args.replay and args.replay_ratio > 0:
+        base = load_pairs(args.replay, "train")
+        replay = rng.sample(base, min(len(base), round(len(train_logged) * args.replay_ratio)))
+    train_pairs = [Pair(p.source, p.reply) for p in train_logged] + replay
+    test = load_pairs("chitchat", "test") if not args.skip_chitchat else []
+    before_held = evaluate_pairs(model, tokenizer, held_pairs)["word_ppl"]
+    before_test = evaluate_pairs(model, tokenizer, test)["word_ppl"] if test else None
+    lineage = {
+        "parent": str(Path(args.model).resolve()),
+        "database": str(Path(args.db).resolve()),
+        "message_ids": sorted({p.message_id for p in pairs}),
+        "pairs": dict(counts),
+        "replay": {"corpus": args.replay, "ratio": args.replay_ratio, "pairs": len(replay)},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    cfg = TrainConfig(
+        corpus=f"log:{args.db}", epochs=args.epochs, max_minutes=args.max_minutes, lr=args.lr, warmup_steps=10,
+        eval_every=args.eval_every, patience=args.patience, seed=args.seed, device=args.device, threads=args.threads,
+        max_tokens=parent_config.get("train", {}).get("max_tokens", 6000), log_every=10, keep="last",
+    )
+    trainer = Trainer(out, model.cfg, cfg, pairs=(train_pairs, held_pairs), base=(model, tokenizer),
+                      extra={"lineage": {**lineage, "settings": vars_of(args)}}, quiet=args.quiet)
+    trainer.train()
+    new_model, _, _ = load_model(out, device)
+    after_held = evaluate_pairs(new_model, tokenizer, held_pairs)["word_ppl"]
+    after_test = evaluate_pairs(new_model, tokenizer, test)["word_ppl"] if test else None
+    print(f"held-out logged pairs ({len(held_pairs)}): word ppl {before_held:.1f} -> {after_held:.1f} ({100 * (after_held / before_held - 1):+.1f}%)")
+    if test:
+        print(f"chitchat test ({len(test)}): word ppl {before_test:.1f} -> {after_test:.1f} ({100 * (after_test / before_test - 1):+.1f}%)")
+    shown = [p.source for p in held[:3]] + [p.source for p in train_logged[:2]]
+    old = reply(model, tokenizer, shown, GreedySettings())
+    new = reply(new_model, tokenizer, shown, GreedySettings())
+    for message, o, n in zip(shown, old, new):
+        print(f"  {message!r}\n    before: {o[0].text}\n    after:  {n[0].text}")
+    results = {"held_out_before": before_held, "held_out_after": after_held, "test_before": before_test, "test_after": after_test}
+    (out / "retrain.json").write_text(json.dumps({**lineage, "results": results}, indent=2) + "\n")
+    if after_held >= before_held and not args.force:
+        print(f"the new model is worse on the held-out logged pairs: not registered (--force registers it anyway); it is in {out}")
+        return 1
+    store = Storage(args.db)  # the models table only: retraining never writes to dialog tables
+    store.register_model(str(out.resolve()), parent=lineage["parent"], info=results)
+    store.close()
+    print(f"registered {out}: chat with it by `chatbot chat --model {out}`")
+    return 0
+
+
+def vars_of(args) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "run"}
+
+
+if __name__ == "__main__":
+    sys.exit("run as `chatbot retrain`")
