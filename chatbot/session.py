@@ -85,6 +85,15 @@ class Session:
         }[s.name]
         return f"{s.name} ({knobs}, no-repeat {s.no_repeat_ngram})"
 
+    def switch_model(self, directory: Path) -> None:
+        """Load another model directory; the next replies record it."""
+        from chatbot.modeldir import load_model
+
+        self.model, self.tokenizer, _ = load_model(directory, self.device)
+        self.model_path = str(directory)
+        if self.storage is not None:
+            self.storage.register_model(str(directory))
+
     # conversations
 
     def ensure_conversation(self, first_message: str) -> int | None:

@@ -166,3 +166,21 @@ async def test_no_log_writes_nothing(overfit_dir, tmp_path):
 def test_main_screen_snapshot(snap_compare, overfit_dir, tmp_path):
     session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
     assert snap_compare(ChatApp(session), terminal_size=(80, 24))
+
+
+async def test_model_picker_switches_and_replies_record_the_model(app, overfit_dir, tmp_path):
+    import shutil
+
+    other = tmp_path / "other-model"
+    shutil.copytree(overfit_dir, other)
+    app.session.storage.register_model(str(other))
+    async with app.run_test() as pilot:
+        await send(pilot, "hi there")
+        await pilot.press("f5")
+        await pilot.pause()
+        options = app.screen.query_one("#model-list")
+        options.highlighted = [i for i in range(options.option_count) if options.get_option_at_index(i).id == str(other)][0]
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await send(pilot, "hi there")
+        assert [r["model"] for r in rows(app) if r["role"] == "bot"] == [str(overfit_dir), str(other)]

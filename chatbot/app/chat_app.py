@@ -14,7 +14,16 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Input, Static
 from textual.worker import Worker, get_current_worker
 
-from chatbot.app.screens import AttentionScreen, CompareScreen, ConversationsScreen, HelpScreen, SearchScreen, SettingsScreen, TextPrompt
+from chatbot.app.screens import (
+    AttentionScreen,
+    CompareScreen,
+    ConversationsScreen,
+    HelpScreen,
+    ModelsScreen,
+    SearchScreen,
+    SettingsScreen,
+    TextPrompt,
+)
 from chatbot.app.widgets import MessageView, PromptInput
 from chatbot.decoding import STRATEGIES
 from chatbot.errors import ChatbotError
@@ -40,6 +49,7 @@ class ChatApp(App):
         Binding("ctrl+f", "search", "search"),
         Binding("ctrl+e", "export", "export", show=False),
         Binding("ctrl+l", "toggle_theme", "theme", show=False),
+        Binding("f5", "models", "models", show=False),
         Binding("f1", "help", "help"),
     ]
 
@@ -297,6 +307,28 @@ class ChatApp(App):
 
         paths = export_conversation(storage, conversation_id, Path.cwd())
         self.notify("Exported to " + " and ".join(str(p) for p in paths))
+
+    # --- models -------------------------------------------------------------------------------
+
+    def action_models(self) -> None:
+        storage = self.session.storage
+        models = storage.models() if storage else [{"name": Path(self.session.model_path).name, "path": self.session.model_path}]
+
+        def chosen(path: str | None) -> None:
+            if path and path != self.session.model_path:
+                self.switch_model(path)
+
+        self.push_screen(ModelsScreen(models, self.session.model_path), chosen)
+
+    @work(thread=True, exclusive=True, group="model")
+    def switch_model(self, path: str) -> None:
+        try:
+            self.session.switch_model(Path(path))
+        except ChatbotError as err:
+            self.call_from_thread(self.notify, f"Cannot switch: {err}", severity="error")
+            return
+        self.call_from_thread(self.notify, f"Now replying with {path}")
+        self.call_from_thread(self.update_status)
 
     # --- the rest -----------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ HELP = """\
   f3           inside the model: attention and token probabilities of the selected reply
   ctrl+n       new conversation     ctrl+o   conversations (resume, rename, delete)
   ctrl+f       search every message ctrl+e   export this conversation (Markdown and JSON)
+  f5           models: switch to another (a retrained one, say)
   ctrl+l       light / dark theme   ctrl+p   command palette   ctrl+q   quit
 
 Every message is logged to SQLite before it is shown as sent, and every reply before it is shown
@@ -219,3 +220,25 @@ class CompareScreen(Modal):
     def action_pick(self, index: int) -> None:
         if index < len(self.replies):
             self.dismiss(index)
+
+
+class ModelsScreen(Modal):
+    """Pick the model that writes the next replies."""
+
+    def __init__(self, models: list[dict], current: str):
+        super().__init__()
+        self.models, self.current = models, current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Models: enter switches · escape closes")
+            yield OptionList(
+                *[Option(("● " if m["path"] == self.current else "  ") + f"{escape(m['name'])}  [dim]{escape(m['path'])}[/]", id=m["path"])
+                  for m in self.models],
+                id="model-list",
+            )
+
+    @on(OptionList.OptionSelected)
+    def selected(self, event: OptionList.OptionSelected) -> None:
+        """Switch to that model."""
+        self.dismiss(event.option.id)
