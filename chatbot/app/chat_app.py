@@ -209,7 +209,7 @@ class ChatApp(App):
             self.notify("No logged reply to rate.")
             return
         self.session.storage.rate(view.message_id, rating)
-        view.rating = "👍" if rating > 0 else "👎"
+        view.rating = "[rated good]" if rating > 0 else "[rated bad]"
         view.refresh_text()
         self.notify("Rated good." if rating > 0 else "Rated bad.")
 

@@ -171,11 +171,11 @@ def heatmap(view: dict) -> Table:
     """Reply pieces (rows) by message pieces (columns), shaded by attention weight, with each
     reply piece's probability and the model's top alternatives."""
     table = Table(box=None, padding=(0, 1), show_edge=False)
-    table.add_column("reply piece", style="bold")
-    table.add_column("p", justify="right")
+    table.add_column("piece", style="bold", no_wrap=True)
+    table.add_column("p", justify="right", no_wrap=True)
     for piece in view["source_pieces"]:
-        table.add_column(piece.replace("▁", "_"), justify="center", max_width=8)
-    table.add_column("top alternatives")
+        table.add_column(piece.replace("▁", "_"), justify="center", max_width=8, no_wrap=True)
+    table.add_column("top alternatives", no_wrap=True)
     for i, piece in enumerate(view["reply_pieces"]):
         weights = view["weights"][i] if i < len(view["weights"]) else []
         cells = []
@@ -183,7 +183,7 @@ def heatmap(view: dict) -> Table:
             shade = int(255 - 200 * w)
             cells.append(Text(f"{w:.2f}", style=f"black on rgb({shade},{shade},255)" if w >= 0.05 else "dim"))
         p = math.exp(view["token_logprobs"][i]) if i < len(view["token_logprobs"]) else float("nan")
-        alts = ", ".join(f"{a.replace('▁', '_')} {math.exp(lp):.2f}" for a, lp in view["alternatives"][i][:4]) if i < len(view["alternatives"]) else ""
+        alts = " · ".join(f"{a.replace('▁', '_')} {math.exp(lp):.2f}" for a, lp in view["alternatives"][i][:3]) if i < len(view["alternatives"]) else ""
         table.add_row(piece.replace("▁", "_"), f"{p:.2f}", *cells, alts)
     return table
 

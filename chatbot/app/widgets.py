@@ -25,7 +25,7 @@ class MessageView(Static, can_focus=True):
         who = "you" if self.role == "user" else "bot"
         body = escape(printable(self.text)) or ("[dim]…[/]" if self.pending else "[dim](empty reply)[/]")
         caption = f"\n[dim]{escape(self.caption)}[/]" if self.caption else ""
-        rating = f" {self.rating}" if self.rating else ""
+        rating = f" [dim]{escape(self.rating)}[/]" if self.rating else ""
         self.update(f"[b]{who}[/]{rating}  {body}{caption}")
 
     def stream(self, text: str) -> None:
