@@ -37,6 +37,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (torchrun)")
     parser.add_argument("--seed", type=int)
     g = parser.add_argument_group("training settings")
     g.add_argument("--vocab-size", type=int)
@@ -79,9 +80,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_cfg = TrainConfig.from_dict(_settings(args, TrainConfig, config.get("train", {})))
     except TypeError as err:
         raise ChatbotError(f"bad settings: {err}") from None
+    if args.nproc > 1:
+        return launch_distributed(args.nproc, args.argv)
     result = train(args.out, model_cfg, train_cfg, resume=args.resume, quiet=args.quiet)
     print(json.dumps({"out": str(args.out), **result}))
     return 0
+
+
+def launch_distributed(nproc: int, argv: list[str]) -> int:
+    """Run this same training command as `nproc` data-parallel processes under torchrun."""
+    import subprocess
+
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "chatbot", *rest]
+    return subprocess.run(command).returncode
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -271,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from corpora import CorpusError
 
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         if getattr(args, "model", "unset") is None:
             from chatbot.paths import default_model_dir

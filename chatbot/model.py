@@ -315,9 +315,11 @@ class Seq2Seq(nn.Module):
         return torch.cat(outputs, dim=1), torch.cat(all_weights, dim=1)
 
     def scored_logits(
-        self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor
+        self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor, forward=None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (N, V) and targets (N,) of the N real target tokens; padding is never projected."""
-        attentional, _ = self(src, lengths, tgt_in)
+        """Logits (N, V) and targets (N,) of the N real target tokens; padding is never projected.
+
+        `forward` is the module to run the forward pass through (a DistributedDataParallel wrapper)."""
+        attentional, _ = (forward or self)(src, lengths, tgt_in)
         mask = tgt_out != PAD  # (B, T)
         return self.out(attentional[mask]), tgt_out[mask]

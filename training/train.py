@@ -27,6 +27,7 @@ from chatbot.modeldir import TOKENIZER, atomic_write, load_training_state, read_
 from chatbot.tokenizer import Tokenizer, train_tokenizer
 from corpora import Pair, load_pairs
 from training.data import Batch, Example, bucketed_batches, collate, encode_pairs
+from training.distributed import Distributed
 from training.evaluate import reply_words, total_nll
 
 STATE = "train_state.pt"
@@ -86,9 +87,9 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def loss_on(model: Seq2Seq, batch: Batch, cfg: TrainConfig, device, precision: str) -> tuple[torch.Tensor, int]:
+def loss_on(model: Seq2Seq, batch: Batch, cfg: TrainConfig, device, precision: str, forward=None) -> tuple[torch.Tensor, int]:
     with autocast(device, precision):
-        logits, targets = model.scored_logits(*batch)
+        logits, targets = model.scored_logits(*batch, forward=forward)
     loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
     return loss, targets.numel()
 
@@ -103,8 +104,9 @@ class Trainer:
         model instead of a new tokenizer and random weights (fine-tuning); `extra` joins config.json."""
         self.start = time.monotonic()
         self.extra = extra or {}
-        self.out, self.cfg, self.quiet = Path(out), cfg, quiet
-        self.device = resolve_device(cfg.device)
+        self.dist = Distributed.from_environment(cfg.device)
+        self.out, self.cfg, self.quiet = Path(out), cfg, quiet or not self.dist.is_main
+        self.device = self.dist.device or resolve_device(cfg.device)
         set_threads(cfg.threads)
         self.precision = resolve_precision(cfg.precision, self.device)
         random.seed(cfg.seed)
@@ -123,19 +125,27 @@ class Trainer:
         if base is not None:
             model_cfg, self.tokenizer = base[0].cfg, base[1]
         elif state is None:
-            self.say(f"training a {cfg.vocab_size}-piece tokenizer on {len(train_pairs)} pairs")
-            turns = dict.fromkeys(t for p in train_pairs for t in p)  # unique, in order
-            self.tokenizer = train_tokenizer(turns, cfg.vocab_size)
+            if self.dist.is_main:
+                self.say(f"training a {cfg.vocab_size}-piece tokenizer on {len(train_pairs)} pairs")
+                turns = dict.fromkeys(t for p in train_pairs for t in p)  # unique, in order
+                self.tokenizer = train_tokenizer(turns, cfg.vocab_size)
+                self.out.mkdir(parents=True, exist_ok=True)
+                self.tokenizer.save(self.out / TOKENIZER)
+            self.dist.barrier()  # the other ranks use rank 0's tokenizer
+            self.tokenizer = Tokenizer.load(self.out / TOKENIZER)
             model_cfg.vocab_size = self.tokenizer.vocab_size
         self.model_cfg = model_cfg
         self.model = Seq2Seq(model_cfg).to(self.device)
         if base is not None:
             self.model.load_state_dict(base[0].state_dict())
+        self.forward = self.dist.wrap(self.model)  # what the forward pass runs through
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.train_examples = encode_pairs(train_pairs, self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens)
         self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, model_cfg.max_source_tokens, max_reply=None)
         self.valid_words = reply_words(self.valid_pairs)
-        self.steps_per_epoch = len(bucketed_batches(self.train_examples, cfg.max_tokens, cfg.seed, 0))
+        self.steps_per_epoch = len(self.batches(0))
+        if self.steps_per_epoch == 0:
+            raise ChatbotError(f"too few pairs for {self.dist.world} processes: no batch for every rank")
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.step, self.epoch, self.batch_index = 0, 0, 0
         self.best_loss, self.bad_evals, self.train_seconds = float("inf"), 0, 0.0
@@ -144,15 +154,19 @@ class Trainer:
             self.load_state_dict(state)
             self.say(f"resuming at step {self.step} (epoch {self.epoch + 1}, batch {self.batch_index})")
             self._truncate_metrics()
-        else:
+        elif self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / METRICS).unlink(missing_ok=True)
             save_model(self.out, self.model, self.tokenizer, self._extra())
         self.say(
             f"{self.model.num_parameters() / 1e6:.2f}M parameters, {len(self.train_examples)} train pairs, "
             f"{len(self.valid_pairs)} valid pairs, {self.steps_per_epoch} steps/epoch, device {self.device}, "
-            f"{self.precision}, {torch.get_num_threads()} threads"
+            f"{self.precision}, {torch.get_num_threads()} threads" + (f", {self.dist.world} processes" if self.dist.world > 1 else "")
         )
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """This rank's share of the epoch's bucketed batches."""
+        return bucketed_batches(self.train_examples, self.cfg.max_tokens, self.cfg.seed, epoch, self.dist.rank, self.dist.world)
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -189,16 +203,20 @@ class Trainer:
             raise ChatbotError(f"{self.out / STATE}: does not fit this model ({str(err).splitlines()[0][:120]})") from None
 
     def checkpoint(self) -> None:
+        if not self.dist.is_main:
+            return
         atomic_write(self.out / STATE, lambda p: torch.save(self.state_dict(), p))
 
     def _truncate_metrics(self) -> None:
         """Drop metrics logged after the checkpoint: the resumed run logs those steps again."""
         path = self.out / METRICS
-        if path.exists():
+        if path.exists() and self.dist.is_main:
             lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= self.step]
             atomic_write(path, lambda p: Path(p).write_text("".join(l + "\n" for l in lines)))
 
     def log(self, record: dict) -> None:
+        if not self.dist.is_main:
+            return
         with open(self.out / METRICS, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -237,7 +255,7 @@ class Trainer:
             self.best_loss, self.bad_evals = record["valid_loss"], 0
         else:
             self.bad_evals += 1
-        if improved or self.cfg.keep == "last":
+        if (improved or self.cfg.keep == "last") and self.dist.is_main:
             save_model(self.out, self.model, self.tokenizer, {**self._extra(), "best" if improved else "last": record})
         self.log(record)
         self.say(f"step {self.step}: valid word ppl {record['valid_word_ppl']:.1f} (token ppl {record['valid_token_ppl']:.1f})" + (" *" if improved else ""))
@@ -254,16 +272,16 @@ class Trainer:
         window_tokens, window_start, losses = 0, time.monotonic(), []
         stop = None
         while self.epoch < cfg.epochs and stop is None:
-            batches = bucketed_batches(self.train_examples, cfg.max_tokens, cfg.seed, self.epoch)
+            batches = self.batches(self.epoch)
             while self.batch_index < len(batches):
-                if self.out_of_time():
+                if self.dist.any(self.out_of_time()):  # every rank stops at the same step
                     stop = "time budget reached"
                     break
                 batch = collate([self.train_examples[i] for i in batches[self.batch_index]]).to(self.device)
                 lr = learning_rate(cfg, self.step, self.progress())
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                loss, tokens = loss_on(model, batch, cfg, self.device, self.precision)
+                loss, tokens = loss_on(model, batch, cfg, self.device, self.precision, forward=self.forward)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -274,7 +292,7 @@ class Trainer:
                 losses.append(loss.item())
                 bar.update(1)
                 if self.step % cfg.log_every == 0:
-                    rate = window_tokens / (time.monotonic() - window_start)
+                    rate = self.dist.total(window_tokens) / (time.monotonic() - window_start)
                     record = {"step": self.step, "epoch": self.epoch, "seconds": round(self.train_seconds + self.elapsed_this_run(), 2), "loss": sum(losses) / len(losses), "tokens_per_s": rate, "lr": lr}
                     self.log(record)
                     postfix = {"loss": f"{record['loss']:.3f}", "tok/s": f"{rate:.0f}", "lr": f"{lr:.1e}"}
@@ -282,7 +300,7 @@ class Trainer:
                         postfix["left"] = f"{max(0.0, cfg.max_minutes * 60 - record['seconds']) / 60:.1f}min"
                     bar.set_postfix(postfix, refresh=False)
                     window_tokens, window_start, losses = 0, time.monotonic(), []
-                if self.step % cfg.eval_every == 0 and self.evaluate_and_checkpoint():
+                if self.step % cfg.eval_every == 0 and self.dist.any(self.evaluate_and_checkpoint()):
                     stop = f"no better validation loss in {cfg.patience} evaluations"
                     break
             else:
@@ -292,10 +310,23 @@ class Trainer:
             if self.step % cfg.eval_every or self.step == 0:
                 self.evaluate_and_checkpoint()
         self.say(f"stopped: {stop or f'{cfg.epochs} epochs done'}; best valid loss {self.best_loss:.4f}")
-        from training.plots import plot_metrics
+        if self.dist.world > 1:
+            print(f"rank {self.dist.rank}/{self.dist.world}: step {self.step}, weights digest {weights_digest(self.model)}", file=sys.stderr)
+        if self.dist.is_main:
+            from training.plots import plot_metrics
 
-        plot_metrics(self.out / METRICS, self.out / "training.png")
+            plot_metrics(self.out / METRICS, self.out / "training.png")
+        self.dist.close()
         return {"step": self.step, "best_valid_loss": self.best_loss, "seconds": self.train_seconds}
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A short hash of every weight, so ranks can show they hold the same model."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _runtime_settings(cfg: TrainConfig) -> dict:
