@@ -273,6 +273,51 @@ class Progress:
     tokens: list[list[int]]
 
 
+@dataclass
+class Trace:
+    """Everything recorded per row so far: chosen tokens, their log-probabilities, attention, top
+    alternatives. Beam search reorders it with the rows it keeps."""
+
+    tokens: torch.Tensor  # (R, t)
+    logps: torch.Tensor  # (R, t)
+    attention: torch.Tensor  # (R, t, S)
+    alt_ids: torch.Tensor  # (R, t, TOP_ALTERNATIVES)
+    alt_logps: torch.Tensor  # (R, t, TOP_ALTERNATIVES)
+
+    @classmethod
+    def empty(cls, rows: int, source_length: int, device) -> Trace:
+        return cls(
+            torch.zeros((rows, 0), dtype=torch.long, device=device),
+            torch.zeros((rows, 0), device=device),
+            torch.zeros((rows, 0, source_length), device=device),
+            torch.zeros((rows, 0, TOP_ALTERNATIVES), dtype=torch.long, device=device),
+            torch.zeros((rows, 0, TOP_ALTERNATIVES), device=device),
+        )
+
+    def extend(self, chosen, logp, weights, top, rows) -> Trace:
+        """Continue row rows[i] with token chosen[i]; the step's outputs are indexed by parent row."""
+        picked = logp[rows].gather(1, chosen.unsqueeze(1))  # (R, 1)
+        return Trace(
+            torch.cat([self.tokens[rows], chosen.unsqueeze(1)], dim=1),
+            torch.cat([self.logps[rows], picked], dim=1),
+            torch.cat([self.attention[rows], weights[rows].float().unsqueeze(1)], dim=1),
+            torch.cat([self.alt_ids[rows], top.indices[rows].unsqueeze(1)], dim=1),
+            torch.cat([self.alt_logps[rows], top.values[rows].unsqueeze(1)], dim=1),
+        )
+
+    def hypothesis(self, row: int, length: int, finished: bool, score: float) -> dict:
+        """Row `row` as a result: `length` reply tokens, plus the EOS step when it finished."""
+        keep = length + 1 if finished else length
+        return {
+            "tokens": self.tokens[row, :length].tolist(),
+            "logprobs": self.logps[row, :keep].tolist(),
+            "attention": self.attention[row, :keep].tolist(),
+            "alternatives": [list(zip(i, v)) for i, v in zip(self.alt_ids[row, :keep].tolist(), self.alt_logps[row, :keep].tolist())],
+            "score": score,
+            "finished": finished,
+        }
+
+
 @torch.inference_mode()
 def decode(
     model: Seq2Seq, sources: list[list[int]], settings: Settings, on_step: Callable[[Progress], None] | None = None
@@ -287,93 +332,54 @@ def decode(
     src = torch.full((B, int(lengths.max())), PAD, dtype=torch.long, device=device)
     for i, s in enumerate(sources):
         src[i, : len(s)] = torch.tensor(s, device=device)
-    memory, state = model.encode(src, lengths)
-    expand = torch.arange(B, device=device).repeat_interleave(K)  # (R,) message of each row
+    memory, state = model.encode(src, lengths)  # the encoder runs once per message
+    expand = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
     memory = memory.index_select(expand)
     state = tuple(s.index_select(1, expand) for s in state)
     source = src.index_select(0, expand)  # (R, S)
-    R = B * K
-    feed = model.initial_feed(R)
-    tokens = torch.full((R,), BOS, dtype=torch.long, device=device)
-    history = torch.zeros((R, 0), dtype=torch.long, device=device)
-    logps = torch.zeros((R, 0), device=device)
-    attention = torch.zeros((R, 0, src.size(1)), device=device)
-    alt_ids = torch.zeros((R, 0, TOP_ALTERNATIVES), dtype=torch.long, device=device)
-    alt_logps = torch.zeros((R, 0, TOP_ALTERNATIVES), device=device)
-    ended = torch.zeros(R, dtype=torch.bool, device=device)
-    snapshots = []  # beam search: (history, logps, attention, alternatives) at each step, for finished rows
+    feed = model.initial_feed(B * K)
+    tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
+    trace = Trace.empty(B * K, src.size(1), device)
+    ended = torch.zeros(B * K, dtype=torch.bool, device=device)
+    traces = []  # beam search: the trace after each step, where finished rows are looked up
     for step in range(settings.max_length + 1):
         raw, state, weights, feed = model.step(tokens, state, memory, feed)  # (R, V), state, (R, S), (R, A)
-        logp = apply_rules(raw.float(), settings, history, source, step)
+        logp = apply_rules(raw.float(), settings, trace.tokens, source, step)
         if step == settings.max_length:  # the last position can only end the reply
             logp = only_eos(logp)
         top = logp.topk(TOP_ALTERNATIVES, dim=-1)
         if K == 1 and bool(ended.any()):  # a finished reply can only go on ending
             logp = torch.where(ended.unsqueeze(1), only_eos(logp), logp)
-        chosen, rows = strategy.select(logp, step)
+        tokens, rows = strategy.select(logp, step)  # (R,), (R,)
         if K > 1:
             state = tuple(s.index_select(1, rows) for s in state)
             feed = feed.index_select(0, rows)
-            history, logps, attention = history[rows], logps[rows], attention[rows]
-            alt_ids, alt_logps = alt_ids[rows], alt_logps[rows]
-            weights, top_values, top_indices = weights[rows], top.values[rows], top.indices[rows]
-            picked = logp[rows].gather(1, chosen.unsqueeze(1)).squeeze(1)
-        else:
-            top_values, top_indices = top.values, top.indices
-            picked = logp.gather(1, chosen.unsqueeze(1)).squeeze(1)
-        attention = torch.cat([attention, weights.float().unsqueeze(1)], dim=1)
-        alt_ids = torch.cat([alt_ids, top_indices.unsqueeze(1)], dim=1)
-        alt_logps = torch.cat([alt_logps, top_values.unsqueeze(1)], dim=1)
-        logps = torch.cat([logps, picked.unsqueeze(1)], dim=1)
-        history = torch.cat([history, chosen.unsqueeze(1)], dim=1)
-        tokens = chosen
+        trace = trace.extend(tokens, logp, weights, top, rows)
         if K > 1:
-            snapshots.append((history, logps, attention, alt_ids, alt_logps))
+            traces.append(trace)
             strategy.record_finished(step, length=step)
-            if on_step:
-                best = [history[b * K].tolist() for b in range(B)]
-                on_step(Progress(step, [_strip(t) for t in best]))
-            if bool(strategy.done.all()):
-                break
+            best = [trace.tokens[b * K].tolist() for b in range(B)]
+            done = bool(strategy.done.all())
         else:
-            ended = ended | (chosen == EOS)
-            if on_step:
-                on_step(Progress(step, [_strip(t) for t in history.tolist()]))
-            if bool(ended.all()):
-                break
+            ended = ended | (tokens == EOS)
+            best = trace.tokens.tolist()
+            done = bool(ended.all())
+        if on_step:
+            on_step(Progress(step, [_strip(t) for t in best]))
+        if done:
+            break
     if K > 1:
-        return _beam_results(strategy, snapshots, B, K)
+        return [
+            [traces[step].hypothesis(row, step, True, score) for score, step, row in sorted(finished, key=lambda f: -f[0])[: settings.n_best]]
+            for finished in strategy.finished
+        ]
     results = []
-    for r in range(R):
-        n = _reply_length(history[r].tolist())
-        finished = n < history.size(1) and history[r, n].item() == EOS
-        keep = n + 1 if finished else n
-        results.append([_hypothesis(history[r], logps[r], attention[r], alt_ids[r], alt_logps[r], n, keep, logps[r, :keep].sum().item(), finished)])
+    for r in range(B):
+        row = trace.tokens[r].tolist()
+        n = _reply_length(row)
+        finished = n < len(row)
+        results.append([trace.hypothesis(r, n, finished, trace.logps[r, : n + finished].sum().item())])
     return results
-
-
-def _beam_results(strategy: Beam, snapshots, B: int, K: int) -> list[list[dict]]:
-    results = []
-    for b in range(B):
-        finished = sorted(strategy.finished[b], key=lambda f: -f[0])[: strategy.settings.n_best]
-        hyps = []
-        for score, step, row in finished:
-            history, logps, attention, alt_ids, alt_logps = snapshots[step]
-            n = step  # the reply tokens before EOS
-            hyps.append(_hypothesis(history[row], logps[row], attention[row], alt_ids[row], alt_logps[row], n, n + 1, score, True))
-        results.append(hyps)
-    return results
-
-
-def _hypothesis(history, logps, attention, alt_ids, alt_logps, n, keep, score, finished) -> dict:
-    return {
-        "tokens": history[:n].tolist(),
-        "logprobs": logps[:keep].tolist(),
-        "attention": attention[:keep].tolist(),
-        "alternatives": [list(zip(i, v)) for i, v in zip(alt_ids[:keep].tolist(), alt_logps[:keep].tolist())],
-        "score": score,
-        "finished": finished,
-    }
 
 
 def _reply_length(tokens: list[int]) -> int:

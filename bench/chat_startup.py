@@ -1,0 +1,68 @@
+"""Chat client startup and memory: seconds from `python chat.py` to a ready input box in a real
+terminal (tmux), and the process's resident memory once ready. Median over repeats; appends the
+figures to bench/results/chat_startup.jsonl."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def resident_mb(pid: int) -> float:
+    """RSS of the process and its children (tmux starts chat.py under a shell)."""
+    out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)], capture_output=True, text=True).stdout
+    return sum(int(x) for x in out.split()) / 1024
+
+
+def one_start(model: str | None, threads: int) -> tuple[float, float]:
+    session = f"startup-{time.monotonic_ns()}"
+    with tempfile.TemporaryDirectory() as tmp:
+        command = f"{sys.executable} {ROOT / 'chat.py'} --db {tmp}/chat.db --threads {threads}" + (f" --model {model}" if model else "")
+        start = time.perf_counter()
+        tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", command)
+        try:
+            while "Say something" not in tmux("capture-pane", "-p", "-t", session):
+                if time.perf_counter() - start > 60:
+                    raise RuntimeError("the chat did not start within 60 s")
+                time.sleep(0.02)
+            ready = time.perf_counter() - start
+            pid = int(tmux("list-panes", "-t", session, "-F", "#{pane_pid}").strip())
+            return ready, resident_mb(pid)
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", help="model directory (default: the bundled model)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    one_start(args.model, args.threads)  # warm the file cache
+    runs = [one_start(args.model, args.threads) for _ in range(args.repeats)]
+    seconds = statistics.median(r[0] for r in runs)
+    memory = statistics.median(r[1] for r in runs)
+    print(f"chat startup to a ready input box: median {seconds:.2f} s over {args.repeats} starts; resident memory {memory:.0f} MB "
+          f"({args.threads} threads, cpu, model {args.model or 'bundled'})")
+    out = Path(__file__).parent / "results" / "chat_startup.jsonl"
+    out.parent.mkdir(exist_ok=True)
+    with open(out, "a") as f:
+        f.write(json.dumps({"date": datetime.date.today().isoformat(), "model": args.model or "bundled", "threads": args.threads,
+                            "startup_s": seconds, "resident_mb": memory, "runs": runs}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
