@@ -13,7 +13,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.modeldir import TOKENIZER, atomic_write, load_training_state, read_config, save_model
 from chatbot.tokenizer import Tokenizer, train_tokenizer
 from corpora import Pair, load_pairs
-from training.data import Batch, Example, bucketed_batches, collate, encode_pairs
+from training.data import Batch, bucketed_batches, collate, encode_pairs
 from training.distributed import Distributed
 from training.evaluate import reply_words, total_nll
 

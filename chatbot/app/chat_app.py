@@ -25,7 +25,6 @@ from chatbot.app.screens import (
     TextPrompt,
 )
 from chatbot.app.widgets import MessageView, PromptInput
-from chatbot.decoding import STRATEGIES
 from chatbot.errors import ChatbotError
 from chatbot.session import STRATEGY_ORDER, Cancelled, Session
 

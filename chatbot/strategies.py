@@ -1,0 +1,212 @@
+"""Decoding strategies: their settings, and how each picks the next tokens from log-probabilities.
+
+Greedy takes the most likely token, sampling draws from a temperature-scaled, top-k / top-p
+truncated distribution, and beam search keeps the best prefixes of each message. The loop that
+drives them all is in `chatbot.decoding`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from chatbot.errors import ChatbotError
+from chatbot.tokenizer import EOS
+
+NEG_INF = float("-inf")
+
+
+# --- settings -------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """Rules every strategy shares."""
+
+    max_length: int = 40  # reply tokens, end-of-sequence excluded
+    min_length: int = 1  # end-of-sequence is forbidden before this many tokens
+    repetition_penalty: float = 1.0  # >1 makes tokens already in the reply less likely
+    no_repeat_ngram: int = 3  # never repeat an n-gram of this size within the reply (0: off)
+    block_source_ngrams: bool = False  # ... nor copy one from the user's message
+
+    name = "base"
+
+    def validate(self) -> None:
+        if self.max_length < 1:
+            raise ChatbotError("max length must be at least 1")
+        if not 0 <= self.min_length <= self.max_length:
+            raise ChatbotError("min length must lie between 0 and the max length")
+        if self.repetition_penalty < 1.0:
+            raise ChatbotError("repetition penalty must be at least 1.0")
+        if self.no_repeat_ngram < 0:
+            raise ChatbotError("no-repeat n-gram size must be 0 (off) or more")
+
+    def to_dict(self) -> dict:
+        return {"strategy": self.name, **asdict(self)}
+
+
+@dataclass
+class GreedySettings(Settings):
+    name = "greedy"
+
+
+@dataclass
+class BeamSettings(Settings):
+    beam_size: int = 5
+    length_penalty: float = 0.6  # GNMT alpha: score / ((5 + length) / 6) ** alpha; 0 is raw log-probability
+    n_best: int = 1  # replies returned per message, best first
+
+    name = "beam"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.beam_size < 1:
+            raise ChatbotError("beam size must be at least 1")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ChatbotError("n-best must lie between 1 and the beam size")
+        if self.length_penalty < 0:
+            raise ChatbotError("length penalty must not be negative")
+
+
+@dataclass
+class SampleSettings(Settings):
+    temperature: float = 0.8  # <1 sharpens, >1 flattens; 0 picks the most likely token
+    top_k: int = 0  # sample among the k most likely tokens (0: all)
+    top_p: float = 0.9  # ... among the smallest set holding this much probability (1: all)
+    seed: int | None = None  # fixed seed: the same message gets the same reply
+
+    name = "sample"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.temperature < 0:
+            raise ChatbotError("temperature must not be negative")
+        if self.top_k < 0:
+            raise ChatbotError("top-k must be 0 (off) or more")
+        if not 0 < self.top_p <= 1:
+            raise ChatbotError("top-p must lie in (0, 1]")
+
+
+STRATEGIES = {"greedy": GreedySettings, "beam": BeamSettings, "sample": SampleSettings}
+
+
+# --- the strategies -------------------------------------------------------------------------
+
+
+class Strategy:
+    """Picks next tokens. `rows_per_message` hypotheses run for each message."""
+
+    rows_per_message = 1
+
+    def __init__(self, settings: Settings, batch: int, device: torch.device):
+        self.settings, self.batch, self.device = settings, batch, device
+
+    def select(self, logp: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """logp (R, V) -> next tokens (R,) and the row each new row continues (R,)."""
+        raise NotImplementedError
+
+
+class Greedy(Strategy):
+    def select(self, logp, step):
+        return logp.argmax(-1), torch.arange(logp.size(0), device=logp.device)
+
+
+class Sample(Strategy):
+    def __init__(self, settings: SampleSettings, batch, device):
+        super().__init__(settings, batch, device)
+        self.generator = torch.Generator(device=device)
+        if settings.seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(settings.seed)
+
+    def select(self, logp, step):
+        rows = torch.arange(logp.size(0), device=logp.device)
+        s = self.settings
+        if s.temperature == 0:
+            return logp.argmax(-1), rows
+        return sample_from(logp / s.temperature, s.top_k, s.top_p, self.generator), rows
+
+
+def truncate_distribution(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Set to -inf every token outside the top k and outside the nucleus of mass `top_p`."""
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (R, 1)
+        logits = logits.masked_fill(logits < kth, NEG_INF)
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        before = probs.cumsum(-1) - probs  # mass of the tokens ranked above each one
+        drop_sorted = before >= top_p  # keep a token while the mass above it is below top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, NEG_INF)
+    return logits
+
+
+def sample_from(logits: torch.Tensor, top_k: int, top_p: float, generator: torch.Generator) -> torch.Tensor:
+    probs = truncate_distribution(logits, top_k, top_p).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class Beam(Strategy):
+    """Keeps the `beam_size` best prefixes per message; finished ones leave the beam for a list.
+
+    A message is done when its best candidate of a step ends the reply and it has `n_best`
+    finished hypotheses, or when it has `beam_size` of them.
+    """
+
+    def __init__(self, settings: BeamSettings, batch, device):
+        super().__init__(settings, batch, device)
+        K = self.rows_per_message = settings.beam_size
+        self.scores = torch.full((batch, K), NEG_INF, device=device)  # (B, K) summed log-probabilities
+        self.scores[:, 0] = 0.0  # all beams start identical: let only the first one live
+        self.finished: list[list[tuple[float, int, int]]] = [[] for _ in range(batch)]  # (score, step, row)
+        self.done = torch.zeros(batch, dtype=torch.bool, device=device)
+
+    def penalty(self, length: int) -> float:
+        return ((5 + length) / 6) ** self.settings.length_penalty
+
+    def select(self, logp, step):
+        B, K = self.batch, self.settings.beam_size
+        V = logp.size(-1)
+        candidates = (self.scores.unsqueeze(-1) + logp.view(B, K, V)).view(B, K * V)  # (B, K*V)
+        top, flat = candidates.topk(K, dim=-1)  # (B, K)
+        beam, tokens = flat // V, flat % V  # (B, K)
+        rows = (beam + torch.arange(B, device=logp.device).unsqueeze(1) * K).view(-1)  # (B*K,)
+        ended = (tokens == EOS) & torch.isfinite(top)
+        self.scores = top.masked_fill(ended, NEG_INF)
+        self.last_ended, self.last_top = ended, top
+        return tokens.view(-1), rows
+
+    def record_finished(self, step: int, length: int) -> None:
+        """Move hypotheses that just ended (at `length` tokens) to the finished lists."""
+        ended, top = self.last_ended.cpu(), self.last_top.cpu()
+        K = self.settings.beam_size
+        for b in range(self.batch):
+            if self.done[b]:
+                continue
+            for k in ended[b].nonzero().flatten().tolist():
+                self.finished[b].append((top[b, k].item() / self.penalty(length), step, b * K + k))
+            enough = len(self.finished[b]) >= self.settings.n_best and bool(ended[b, 0])
+            if enough or len(self.finished[b]) >= K or not torch.isfinite(self.scores[b]).any():
+                self.done[b] = True
+                self.scores[b] = NEG_INF  # stop spending work on it
+
+
+def make_strategy(settings: Settings, batch: int, device) -> Strategy:
+    settings.validate()
+    kind = {"greedy": Greedy, "beam": Beam, "sample": Sample}[settings.name]
+    return kind(settings, batch, device)
+
+
+
+def settings_from(strategy: str, **values) -> Settings:
+    """Settings of a strategy from keyword values; None values keep the defaults."""
+    if strategy not in STRATEGIES:
+        raise ChatbotError(f"unknown strategy {strategy!r}: choose greedy, beam or sample")
+    cls = STRATEGIES[strategy]
+    known = set(cls.__dataclass_fields__)
+    settings = cls(**{k: v for k, v in values.items() if v is not None and k in known})
+    settings.validate()
+    return settings
