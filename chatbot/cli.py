@@ -133,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def decoding_flags(parser: argparse.ArgumentParser) -> None:
     """The decoding knobs, shared by `reply` and `chat`."""
     g = parser.add_argument_group("decoding")
-    g.add_argument("--strategy", default="greedy", choices=("greedy", "beam", "sample"))
+    g.add_argument("--strategy", choices=("greedy", "beam", "sample"), help="default: greedy for reply, sample in the chat")
     g.add_argument("--max-length", type=int, help="most reply tokens (default 40)")
     g.add_argument("--min-length", type=int, help="fewest reply tokens before it may end (default 1)")
     g.add_argument("--repetition-penalty", type=float, help=">1 discourages repeating tokens (default 1.0)")
@@ -148,9 +148,10 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="sample: seed for reproducible replies")
 
 
-def decoding_settings(args: argparse.Namespace):
+def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
     from chatbot.decoding import settings_from
 
+    args.strategy = args.strategy or default
     names = ("max_length", "min_length", "repetition_penalty", "no_repeat_ngram", "block_source_ngrams", "beam_size",
              "length_penalty", "n_best", "temperature", "top_k", "top_p", "seed")
     return settings_from(args.strategy, **{n: getattr(args, n) for n in names})
@@ -206,7 +207,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from chatbot.device import set_threads
     from chatbot.session import open_session
 
-    settings = decoding_settings(args)
+    settings = decoding_settings(args, default="sample")  # the liveliest replies (see the model card's distinct-n)
     set_threads(args.threads)
     session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings)
     from chatbot.app.chat_app import ChatApp
