@@ -1,0 +1,67 @@
+"""Retraining at scale: log N exchanges through the storage API (message: a chitchat valid source;
+bot: the model's greedy reply; the user's correction: the real reply), then time
+`chatbot retrain` on them with chitchat replay and print its before/after perplexities.
+Appends the figures to bench/results/retrain.jsonl."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from chatbot.decoding import GreedySettings, reply
+from chatbot.modeldir import load_model
+from chatbot.paths import BUNDLED_MODEL
+from chatbot.storage import Storage
+from corpora import load_pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
+    parser.add_argument("--pairs", type=int, default=1000)
+    parser.add_argument("--max-minutes", type=float, default=4.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, tokenizer, _ = load_model(args.model)
+    pairs = load_pairs("chitchat", "valid")[: args.pairs]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "chat.db"
+        store = Storage(db)
+        conversation = store.new_conversation("benchmark")
+        for i in range(0, len(pairs), 64):
+            chunk = pairs[i : i + 64]
+            for pair, r in zip(chunk, reply(model, tokenizer, [p.source for p in chunk], GreedySettings())):
+                u = store.add_message(conversation, "user", pair.source)
+                b = store.add_message(conversation, "bot", r[0].text, reply_to=u)
+                store.correct(b, pair.reply)
+        store.close()
+        out = Path(tmp) / "retrained"
+        start = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "chatbot", "retrain", "--db", str(db), "--model", str(args.model), "--out", str(out),
+                                 "--no-human-turns", "--max-minutes", str(args.max_minutes), "--threads", str(args.threads), "--quiet", "--force"],
+                                capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        print(result.stdout)
+        if result.returncode not in (0, 1):
+            sys.exit(result.stderr)
+        figures = json.loads((out / "retrain.json").read_text())["results"]
+    held = figures["held_out_after"] / figures["held_out_before"] - 1
+    test = figures["test_after"] / figures["test_before"] - 1
+    print(f"{args.pairs} logged corrections, retrain wall clock {seconds / 60:.1f} min ({args.threads} threads, cpu): "
+          f"held-out logged ppl {100 * held:+.1f}%, chitchat test ppl {100 * test:+.1f}%")
+    with open(Path(__file__).parent / "results" / "retrain.jsonl", "a") as f:
+        f.write(json.dumps({"date": datetime.date.today().isoformat(), "pairs": args.pairs, "threads": args.threads,
+                            "max_minutes": args.max_minutes, "wall_seconds": seconds, **figures}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
