@@ -113,7 +113,6 @@ class ChatApp(App):
         prompt.value = ""
         self.add_message(MessageView("user", text, message_id=user_id))
         bot = self.add_message(MessageView("bot", "", pending=True))
-        bot.add_class("pending")
         self.reply_worker = self.decode_reply(text, user_id, bot)
 
     @work(thread=True, exclusive=True, group="reply")
@@ -135,8 +134,7 @@ class ChatApp(App):
         if exchange.truncated:
             caption += f" · the model read only the last {self.session.model.cfg.max_source_tokens} tokens of a long message"
         self.last_latency = f"{r.seconds * 1000:.0f} ms"
-        self.call_from_thread(view.finish, r.text, exchange.bot_id, caption)
-        view.inside = exchange.inside
+        self.call_from_thread(view.finish, r.text, exchange.bot_id, caption, exchange.inside)
         self.call_from_thread(self.update_status)
 
     def action_cancel(self) -> None:
@@ -232,7 +230,7 @@ class ChatApp(App):
         if view is None:
             self.notify("No reply to inspect.")
             return
-        inside = getattr(view, "inside", None)
+        inside = view.inside
         if inside is None and view.message_id and self.session.storage:
             row = self.session.storage.message(view.message_id)
             inside = json.loads(row["attention"]) if row.get("attention") else None

@@ -16,9 +16,10 @@ class MessageView(Static, can_focus=True):
     """One message. A bot message remembers its log id and shows how it was made."""
 
     def __init__(self, role: str, text: str, *, message_id: int | None = None, caption: str = "", pending: bool = False):
-        super().__init__(classes=f"message {role}")
+        super().__init__(classes=f"message {role}" + (" pending" if pending else ""))
         self.role, self.text, self.message_id, self.caption, self.pending = role, text, message_id, caption, pending
         self.rating = ""
+        self.inside: dict | None = None  # attention and probabilities of a reply decoded in this session
         self.refresh_text()
 
     def refresh_text(self) -> None:
@@ -32,8 +33,8 @@ class MessageView(Static, can_focus=True):
         self.text = text
         self.refresh_text()
 
-    def finish(self, text: str, message_id: int | None, caption: str) -> None:
-        self.text, self.message_id, self.caption, self.pending = text, message_id, caption, False
+    def finish(self, text: str, message_id: int | None, caption: str, inside: dict | None = None) -> None:
+        self.text, self.message_id, self.caption, self.pending, self.inside = text, message_id, caption, False, inside
         self.remove_class("pending")
         self.refresh_text()
 
