@@ -158,7 +158,7 @@ def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
-    from chatbot.decoding import prepare, reply
+    from chatbot.decoding import reply
     from chatbot.device import resolve_device, set_threads
     from chatbot.modeldir import load_model
 
@@ -178,13 +178,13 @@ def cmd_reply(args: argparse.Namespace) -> int:
     for i, m in enumerate(messages):
         if not m.strip():
             print(f"chatbot: line {i + 1} is empty: no reply", file=sys.stderr)
-        elif prepare(tokenizer, model, m)[1]:
-            print(f"chatbot: message {i + 1} is longer than {model.cfg.max_source_tokens} tokens: the model reads its end", file=sys.stderr)
     replies = {}
     for start in range(0, len(wanted), args.batch_size):
         chunk = wanted[start : start + args.batch_size]
         for i, n_best in zip(chunk, reply(model, tokenizer, [messages[i] for i in chunk], settings)):
             replies[i] = n_best
+            if n_best[0].truncated:
+                print(f"chatbot: message {i + 1} is longer than {model.cfg.max_source_tokens} tokens: the model read its end", file=sys.stderr)
     for i, message in enumerate(messages):
         n_best = replies.get(i, [])
         if args.json:

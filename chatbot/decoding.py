@@ -53,6 +53,7 @@ class Reply:
     seconds: float = 0.0
     alternatives: list[list[tuple[int, float]]] = field(default_factory=list)  # top pieces per step
     finished: bool = True  # False when the reply hit the max length
+    truncated: bool = False  # the message was longer than the model reads: it read the end
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -246,7 +247,8 @@ def reply(
     if not messages:
         return []
     start = time.perf_counter()
-    sources = [prepare(tokenizer, model, m)[0] for m in messages]
+    prepared = [prepare(tokenizer, model, m) for m in messages]
+    sources = [src for src, _ in prepared]
 
     def on_step(progress: Progress) -> None:
         for i, tokens in enumerate(progress.tokens):
@@ -267,8 +269,9 @@ def reply(
                 seconds=seconds / len(messages),
                 alternatives=h["alternatives"],
                 finished=h["finished"],
+                truncated=truncated,
             )
             for h in hyps
         ]
-        for src, hyps in zip(sources, hypotheses)
+        for (src, truncated), hyps in zip(prepared, hypotheses)
     ]

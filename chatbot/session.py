@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from chatbot.decoding import STRATEGIES, Reply, Settings, prepare, reply
+from chatbot.decoding import STRATEGIES, Reply, Settings, reply
 from chatbot.errors import ChatbotError
 from chatbot.model import Seq2Seq
 from chatbot.storage import Storage
@@ -31,7 +31,6 @@ class Exchange:
     user_id: int | None
     bot_id: int | None
     reply: Reply
-    truncated: bool
     inside: dict  # attention and probabilities, as the attention screen shows them
 
 
@@ -113,7 +112,6 @@ class Session:
                 user_id: int | None = None, settings: Settings | None = None) -> Exchange:
         """Decode a reply to `text` (streamed through `on_text`), then commit it to the log."""
         settings = settings or self.current
-        truncated = prepare(self.tokenizer, self.model, text)[1]
 
         def stream(_: int, partial: str) -> None:
             if cancelled and cancelled():
@@ -131,7 +129,7 @@ class Session:
                 latency_ms=round(result.seconds * 1000, 2), score=result.score, attention=inside,
                 reply_to=user_id,
             )
-        return Exchange(user_id, bot_id, result, truncated, inside)
+        return Exchange(user_id, bot_id, result, inside)
 
 
 def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:

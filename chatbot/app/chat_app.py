@@ -131,7 +131,7 @@ class ChatApp(App):
             return
         r = exchange.reply
         caption = f"{r.settings['strategy']} · {r.seconds * 1000:.0f} ms · score {r.score:.2f}"
-        if exchange.truncated:
+        if r.truncated:
             caption += f" · the model read only the last {self.session.model.cfg.max_source_tokens} tokens of a long message"
         self.last_latency = f"{r.seconds * 1000:.0f} ms"
         self.call_from_thread(view.finish, r.text, exchange.bot_id, caption, exchange.inside)
