@@ -13,32 +13,29 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from chatbot.device import autocast
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.tokenizer import train_tokenizer
 from corpora import load_pairs
 from training.data import bucketed_batches, collate, encode_pairs, shuffled_batches
+from training.train import TrainConfig, loss_on
 
 
 def measure(model, examples, batches, precision, steps, warmup) -> float:
     """Median tokens/s over `steps` timed steps after `warmup` untimed ones."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    device = torch.device("cpu")
+    device, config = torch.device("cpu"), TrainConfig()
     rates = []
     for i, indices in enumerate(batches[: warmup + steps]):
         batch = collate([examples[j] for j in indices])
         start = time.perf_counter()
-        with autocast(device, precision):
-            logits, targets = model.scored_logits(*batch)
-        loss = F.cross_entropy(logits.float(), targets)
+        loss, tokens = loss_on(model, batch, config, device, precision)  # the trainer's own loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if i >= warmup:
-            rates.append(targets.numel() / (time.perf_counter() - start))
+            rates.append(tokens / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
