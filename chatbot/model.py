@@ -76,14 +76,14 @@ State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (L, B, H)
 
 
 class Encoder(nn.Module):
-    """Bidirectional LSTM, each direction its own LSTM, exact on padded batches.
+    """Bidirectional LSTM, each direction its own LSTM, exact on right-padded batches.
 
-    Rows are sorted longest first, so the rows still running at any time are a prefix of the
-    batch. Each direction runs one fused LSTM call per span of time in which no row ends,
-    passing (h, c) from span to span and shedding the rows that ended. That is what packing
-    does, one call per distinct length rather than one per time step (packing's per-step
-    path is several times slower here). The backward direction reads each row reversed
-    within its own length, so padding never reaches a real state.
+    The forward direction reads the padded batch as it is: padding comes after every real
+    token, so it never reaches a real state. The backward direction reads each row reversed
+    within its own length, so again the real tokens come first and the padding last. One
+    fused LSTM call per direction and layer, the fastest form on the CPU (packed sequences
+    step one time step at a time there, several times slower). Each direction's final state
+    is its output at the row's last real token.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -95,54 +95,21 @@ class Encoder(nn.Module):
         self.backward_lstms = nn.ModuleList(nn.LSTM(n, H, batch_first=True) for n in sizes)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, State]:
-        """x (B, S, E) embedded source, lengths (B,) -> states (B, S, H) and final (h, c), each (L, B, H)."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, S, E) embedded source, lengths (B,) -> states (B, S, H) and final states (L, B, H)."""
         lengths = lengths.to(x.device)
-        order = torch.argsort(lengths, descending=True, stable=True)
-        restore = torch.argsort(order)
-        x, lengths = x.index_select(0, order), lengths.index_select(0, order)
-        spans = _spans(lengths.tolist())
         reverse = _reversal_index(lengths, x.size(1))  # (B, S)
-        hs, cs = [], []
+        rows = torch.arange(x.size(0), device=x.device)
+        last = (lengths - 1).clamp(min=0)  # (B,) each row's last real token
+        finals = []
         for layer in range(self.layers):
             if layer:
                 x = self.dropout(x)
-            fwd, (hf, cf) = _run_spans(self.forward_lstms[layer], x, spans)
-            bwd, (hb, cb) = _run_spans(self.backward_lstms[layer], _flip(x, reverse), spans)
+            fwd, _ = self.forward_lstms[layer](x)  # (B, S, H/2)
+            bwd, _ = self.backward_lstms[layer](_flip(x, reverse))  # (B, S, H/2), row-reversed
+            finals.append(torch.cat([fwd[rows, last], bwd[rows, last]], dim=-1))  # (B, H)
             x = torch.cat([fwd, _flip(bwd, reverse)], dim=-1)  # (B, S, H)
-            hs.append(torch.cat([hf, hb], dim=-1))
-            cs.append(torch.cat([cf, cb], dim=-1))
-        h = torch.stack(hs).index_select(1, restore)  # (L, B, H)
-        c = torch.stack(cs).index_select(1, restore)  # (L, B, H)
-        return x.index_select(0, restore), (h, c)
-
-
-def _spans(lengths: list[int]) -> list[tuple[int, int, int]]:
-    """(start, end, rows) for lengths sorted longest first: rows [0, rows) run from start to end."""
-    spans, start = [], 0
-    for rows in range(len(lengths), 0, -1):
-        end = lengths[rows - 1]
-        if end > start:
-            spans.append((start, end, rows))
-            start = end
-    return spans
-
-
-def _run_spans(lstm: nn.LSTM, x: torch.Tensor, spans) -> tuple[torch.Tensor, State]:
-    """Run `lstm` over each span, carrying (h, c) and keeping each row's state where it ends."""
-    B, S, _ = x.shape
-    outputs, h_ends, c_ends, state = [], [], [], None
-    for i, (start, end, rows) in enumerate(spans):
-        if state is not None:
-            state = (state[0][:, :rows].contiguous(), state[1][:, :rows].contiguous())
-        y, state = lstm(x[:rows, start:end], state)  # (rows, end - start, H)
-        outputs.append(F.pad(y, (0, 0, 0, 0, 0, B - rows)))  # (B, end - start, H)
-        ended = spans[i + 1][2] if i + 1 < len(spans) else 0  # rows [ended, rows) stop here
-        h_ends.append(state[0][0, ended:rows])
-        c_ends.append(state[1][0, ended:rows])
-    out = torch.cat(outputs, dim=1)  # (B, longest, H)
-    out = F.pad(out, (0, 0, 0, S - out.size(1)))  # (B, S, H)
-    return out, (torch.cat(h_ends[::-1]), torch.cat(c_ends[::-1]))  # each (B, H)
+        return x, torch.stack(finals)
 
 
 def _reversal_index(lengths: torch.Tensor, S: int) -> torch.Tensor:
@@ -157,16 +124,16 @@ def _flip(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class Bridge(nn.Module):
-    """Maps the encoder's final (h, c), both directions side by side, to the decoder's initial state."""
+    """Maps the encoder's final states, both directions side by side, to the decoder's initial (h, c)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.h = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.c = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, state: State) -> State:
-        h, c = state  # (L, B, H)
-        return torch.tanh(self.h(h)), self.c(c)
+    def forward(self, final: torch.Tensor) -> State:
+        """final (L, B, H) -> (h, c), each (L, B, H)."""
+        return torch.tanh(self.h(final)), self.c(final)
 
 
 class Attention(nn.Module):
