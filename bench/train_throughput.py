@@ -1,6 +1,16 @@
 """Training throughput: target tokens per second (EOS included, padding excluded) of one training
-step, compared across variants in one run: fp32 against bf16 autocast, bucketed against shuffled
-batches. Prints a table and appends the figures to bench/results/train_throughput.jsonl."""
+step (forward, backward, clipping, AdamW), compared in one run and on one model:
+
+- the project's step (`training.train.loss_on`) in bf16 autocast and in fp32, on length-bucketed
+  batches, and in fp32 on shuffled batches of the same mean size;
+- a straightforward baseline written here: fp32, shuffled batches, the decoder stepped one time
+  step at a time in a Python loop, every row (padding included) projected and scored each step,
+  as the textbook tutorials do.
+
+It also reports the achieved matrix FLOP/s of each variant as a fraction of this machine's
+matrix-multiply peak in the same dtype, measured in the same run. Prints a table and appends the
+figures to bench/results/train_throughput.jsonl.
+"""
 
 from __future__ import annotations
 
@@ -13,34 +23,90 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from chatbot.model import ModelConfig, Seq2Seq
-from chatbot.tokenizer import train_tokenizer
+from chatbot.tokenizer import PAD, train_tokenizer
 from corpora import load_pairs
-from training.data import bucketed_batches, collate, encode_pairs, shuffled_batches
+from training.data import Batch, bucketed_batches, collate, encode_pairs, shuffled_batches
 from training.train import TrainConfig, loss_on
 
 
-def measure(model, examples, batches, precision, steps, warmup) -> float:
-    """Median tokens/s over `steps` timed steps after `warmup` untimed ones."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    device, config = torch.device("cpu"), TrainConfig()
+def baseline_loss(model: Seq2Seq, batch: Batch) -> tuple[torch.Tensor, int]:
+    """Teacher forcing the way tutorials write it: one decoder call per time step in Python."""
+    memory, state = model.encode(batch.src, batch.src_lengths)
+    decoder, total, tokens = model.decoder, 0.0, batch.target_tokens
+    for t in range(batch.tgt_in.size(1)):
+        out, state = decoder.lstm(model.embed(batch.tgt_in[:, t : t + 1]), state)  # (B, 1, H)
+        context, _ = decoder.attention(out, memory)
+        attentional = decoder.dropout(torch.tanh(decoder.combine(torch.cat([context, out], dim=-1))))
+        logits = model.out(attentional[:, 0])  # (B, V): padding rows too
+        total = total + F.cross_entropy(logits, batch.tgt_out[:, t], ignore_index=PAD, reduction="sum")
+    return total / tokens, tokens
+
+
+def project_loss(precision: str):
+    config, device = TrainConfig(), torch.device("cpu")
+    return lambda model, batch: loss_on(model, batch, config, device, precision)  # the trainer's own loss
+
+
+def lstm_flops(steps: int, inputs: int, hidden: int) -> int:
+    """Forward multiply-adds of an LSTM over `steps` rows-times-time-steps, as FLOPs."""
+    return 2 * steps * 4 * hidden * (inputs + hidden)
+
+
+def step_flops(cfg: ModelConfig, batch: Batch, every_row: bool) -> int:
+    """Matrix FLOPs of one training step (backward counted as twice the forward). The project
+    projects only real target tokens; the baseline (`every_row`) projects padding too."""
+    B, S = batch.src.shape
+    T = batch.tgt_in.size(1)
+    E, H, A, V = cfg.embedding_dim, cfg.hidden_size, cfg.attentional_size, cfg.vocab_size
+    scored = B * T if every_row else batch.target_tokens
+    forward = (
+        2 * lstm_flops(B * S, E, H // 2)  # two encoder directions
+        + lstm_flops(B * T, E, H)  # decoder
+        + 2 * B * S * H * H  # attention keys ("general")
+        + 2 * 2 * B * T * S * H  # scores and context
+        + 2 * B * T * 2 * H * A  # combine
+        + 2 * scored * A * V  # output layer
+    )
+    return 3 * forward
+
+
+def matmul_peak(dtype: torch.dtype, repeats: int = 5) -> float:
+    """Median FLOP/s of a large square matrix product: what this machine can do in `dtype`."""
+    n = 2048
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
     rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        rates.append(2 * n**3 / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def measure(model, examples, batches, loss_fn, every_row, steps, warmup) -> tuple[float, float]:
+    """Median target tokens/s and matrix FLOP/s over `steps` timed steps after `warmup` untimed ones."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    tokens_per_s, flops_per_s = [], []
     for i, indices in enumerate(batches[: warmup + steps]):
         batch = collate([examples[j] for j in indices])
         start = time.perf_counter()
-        loss, tokens = loss_on(model, batch, config, device, precision)  # the trainer's own loss
+        loss, tokens = loss_fn(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        seconds = time.perf_counter() - start
         if i >= warmup:
-            rates.append(tokens / (time.perf_counter() - start))
-    return statistics.median(rates)
+            tokens_per_s.append(tokens / seconds)
+            flops_per_s.append(step_flops(model.cfg, batch, every_row) / seconds)
+    return statistics.median(tokens_per_s), statistics.median(flops_per_s)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -61,27 +127,38 @@ def main() -> None:
     shuffled = shuffled_batches(examples, mean_batch, seed=1, epoch=0)
     model = Seq2Seq(cfg)
     params = model.num_parameters()
-    variants = [("fp32 bucketed", "fp32", bucketed), ("bf16 bucketed", "bf16", bucketed), ("fp32 shuffled", "fp32", shuffled)]
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    variants = [  # name, dtype, batches, loss, projects every row
+        ("project bf16 bucketed", "bf16", bucketed, project_loss("bf16"), False),
+        ("project fp32 bucketed", "fp32", bucketed, project_loss("fp32"), False),
+        ("project fp32 shuffled", "fp32", shuffled, project_loss("fp32"), False),
+        ("baseline fp32 shuffled", "fp32", shuffled, baseline_loss, True),
+    ]
     results = {}
-    for name, precision, batches in variants:
-        results[name] = measure(model, examples, batches, precision, args.steps, args.warmup)
+    for name, dtype, batches, loss_fn, every_row in variants:
+        rate, flops = measure(model, examples, batches, loss_fn, every_row, args.steps, args.warmup)
+        results[name] = {"tokens_per_s": rate, "tflops": flops / 1e12, "of_peak": flops / peaks[dtype]}
     setting = f"{params / 1e6:.2f}M params, ~{mean_batch} pairs/batch, {args.threads} threads, cpu"
     print(f"training throughput ({setting}; median of {args.steps} steps after {args.warmup} warm-up)")
-    for name, rate in results.items():
-        print(f"  {name:15s} {rate:9.0f} target tokens/s")
+    print(f"  matrix-multiply peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    for name, r in results.items():
+        print(f"  {name:24s} {r['tokens_per_s']:7.0f} target tokens/s  {r['tflops'] * 1e3:5.0f} GFLOP/s = {r['of_peak']:4.0%} of peak")
+    rate = {name: r["tokens_per_s"] for name, r in results.items()}
     ratios = {
-        "bf16/fp32 (bucketed)": results["bf16 bucketed"] / results["fp32 bucketed"],
-        "bucketed/shuffled (fp32)": results["fp32 bucketed"] / results["fp32 shuffled"],
+        "project bf16 / baseline": rate["project bf16 bucketed"] / rate["baseline fp32 shuffled"],
+        "project fp32 / baseline (shuffled)": rate["project fp32 shuffled"] / rate["baseline fp32 shuffled"],
+        "bf16 / fp32 (bucketed)": rate["project bf16 bucketed"] / rate["project fp32 bucketed"],
+        "bucketed / shuffled (fp32)": rate["project fp32 bucketed"] / rate["project fp32 shuffled"],
     }
     for name, ratio in ratios.items():
-        print(f"  {name:25s} {ratio:.2f}x")
+        print(f"  {name:36s} {ratio:.2f}x")
     out = Path(__file__).parent / "results" / "train_throughput.jsonl"
     out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
         f.write(json.dumps({
             "date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
             "threads": args.threads, "parameters": params, "pairs_per_batch": mean_batch, "max_tokens": args.max_tokens,
-            "tokens_per_s": results, "ratios": ratios,
+            "peak_gflops": {k: v / 1e9 for k, v in peaks.items()}, "variants": results, "ratios": ratios,
         }) + "\n")
 
 
