@@ -106,7 +106,7 @@ def launch_distributed(nproc: int, argv: list[str]) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from chatbot.device import resolve_device, set_threads
+    from chatbot.device import inference_dtype, resolve_device, set_threads
     from chatbot.modeldir import load_model
     from corpora import load_pairs
     from training.evaluate import evaluate_pairs
@@ -114,7 +114,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.corpus is None) == (args.pairs is None):
         raise ChatbotError("give either --corpus NAME --split SPLIT or --pairs FILE.tsv")
     set_threads(args.threads)
-    model, tokenizer, _ = load_model(args.model, resolve_device(args.device))
+    device = resolve_device(args.device)
+    model, tokenizer, _ = load_model(args.model, device, inference_dtype(device, args.precision))
     pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
     if not pairs:
         raise ChatbotError("no pairs to evaluate")
@@ -159,7 +160,7 @@ def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
 
 def cmd_reply(args: argparse.Namespace) -> int:
     from chatbot.decoding import reply
-    from chatbot.device import resolve_device, set_threads
+    from chatbot.device import inference_dtype, resolve_device, set_threads
     from chatbot.modeldir import load_model
 
     settings = decoding_settings(args)
@@ -173,7 +174,8 @@ def cmd_reply(args: argparse.Namespace) -> int:
     if args.text is not None and not args.text.strip():
         raise ChatbotError("empty message: give some text to reply to")
     set_threads(args.threads)
-    model, tokenizer, config = load_model(args.model, resolve_device(args.device))
+    device = resolve_device(args.device)
+    model, tokenizer, config = load_model(args.model, device, inference_dtype(device, args.precision))
     wanted = [i for i, m in enumerate(messages) if m.strip()]
     for i, m in enumerate(messages):
         if not m.strip():
@@ -209,7 +211,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     settings = decoding_settings(args, default="sample")  # the liveliest replies (see the model card's distinct-n)
     set_threads(args.threads)
-    session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings)
+    session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, args.precision)
     from chatbot.app.chat_app import ChatApp
 
     try:
@@ -244,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true", help="one JSON object: word_ppl, token_ppl, pairs, words")
+    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"), help="weights' dtype (default fp32, the figures the model card reports)")
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("reply", help="reply to TEXT, or to each line of standard input")
@@ -252,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
     p.add_argument("--batch-size", type=int, default=32, help="standard-input lines decoded together")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="weights' dtype (auto: bf16 on CPUs with native bf16, else fp32)")
     p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
     decoding_flags(p)
     p.set_defaults(run=cmd_reply)
@@ -262,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-log", action="store_true", help="write nothing to disk")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="weights' dtype (auto: bf16 on CPUs with native bf16, else fp32)")
     decoding_flags(p)
     p.set_defaults(run=cmd_chat)
 

@@ -266,7 +266,7 @@ class Seq2Seq(nn.Module):
         return memory, self.bridge(final)
 
     def initial_feed(self, batch_size: int) -> torch.Tensor:
-        return torch.zeros(batch_size, self.cfg.attentional_size, device=self.device)
+        return torch.zeros(batch_size, self.cfg.attentional_size, device=self.device, dtype=self.embedding.weight.dtype)
 
     def step(
         self, tokens: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor

@@ -66,8 +66,11 @@ def read_config(directory: Path) -> dict:
     return config
 
 
-def load_model(directory: Path, device: str | torch.device = "cpu") -> tuple[Seq2Seq, Tokenizer, dict]:
-    """Model (in eval mode, on `device`), tokenizer and the whole config.json of a model directory."""
+def load_model(
+    directory: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[Seq2Seq, Tokenizer, dict]:
+    """Model (in eval mode, on `device`, weights in `dtype`), tokenizer and the whole config.json
+    of a model directory."""
     directory = Path(directory)
     config = read_config(directory)
     try:
@@ -96,7 +99,7 @@ def load_model(directory: Path, device: str | torch.device = "cpu") -> tuple[Seq
     missing = [k for k in missing if not (k == "out.weight" and cfg.tie_embeddings)]
     if missing or unexpected:
         raise ChatbotError(f"{path}: does not fit config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return model.to(device).eval(), tokenizer, config
+    return model.to(device=device, dtype=dtype).eval(), tokenizer, config
 
 
 def load_training_state(path: Path) -> dict:

@@ -88,7 +88,8 @@ class Session:
         """Load another model directory; the next replies record it."""
         from chatbot.modeldir import load_model
 
-        self.model, self.tokenizer, _ = load_model(directory, self.device)
+        dtype = self.model.embedding.weight.dtype  # the precision the session was opened with
+        self.model, self.tokenizer, _ = load_model(directory, self.device, dtype)
         self.model_path = str(directory)
         if self.storage is not None:
             self.storage.register_model(str(directory))
@@ -144,12 +145,14 @@ def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:
     }
 
 
-def open_session(model_dir: Path, db: Path | None, no_log: bool, device: str, strategy: str, settings: Settings | None) -> Session:
-    from chatbot.device import resolve_device
+def open_session(
+    model_dir: Path, db: Path | None, no_log: bool, device: str, strategy: str, settings: Settings | None, precision: str = "fp32"
+) -> Session:
+    from chatbot.device import inference_dtype, resolve_device
     from chatbot.modeldir import load_model
 
     dev = resolve_device(device)
-    model, tokenizer, _ = load_model(model_dir, dev)
+    model, tokenizer, _ = load_model(model_dir, dev, inference_dtype(dev, precision))
     storage = None
     if not no_log:
         from chatbot.storage import default_db_path

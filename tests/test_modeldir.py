@@ -65,3 +65,22 @@ def test_cli_reports_bad_model_dir_in_one_line(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bf16_weights_reply_like_fp32(overfit_dir, sample_pairs):
+    """Replying with weights in bf16 (half the bytes to read per step) keeps the memorised replies."""
+    from chatbot.decoding import GreedySettings, reply
+
+    fp32, tokenizer, _ = load_model(overfit_dir)
+    bf16, _, _ = load_model(overfit_dir, dtype=torch.bfloat16)
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+    messages = [p.source for p in sample_pairs[:8]]
+    for dtype_replies in (reply(fp32, tokenizer, messages, GreedySettings()), reply(bf16, tokenizer, messages, GreedySettings())):
+        assert [r[0].text for r in dtype_replies] == [p.reply for p in sample_pairs[:8]]
+
+
+def test_cli_reply_in_bf16(overfit_dir, sample_pairs):
+    result = subprocess.run([sys.executable, "-m", "chatbot", "reply", "--model", str(overfit_dir), "--precision", "bf16",
+                             "--threads", "1", sample_pairs[0].source], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == sample_pairs[0].reply
