@@ -1,7 +1,12 @@
 """Retraining at scale: log N exchanges through the storage API (message: a chitchat valid source;
 bot: the model's greedy reply; the user's correction: the real reply), then time
 `chatbot retrain` on them with chitchat replay and print its before/after perplexities.
-Appends the figures to bench/results/retrain.jsonl."""
+Appends the figures to bench/results/retrain.jsonl.
+
+`--style as-is` logs the valid pairs unchanged: the user talks like the training corpus, so there
+is little left to learn. `--style casual` logs them the way many people type in a chat window
+(lower case, no punctuation), the same words in a style of the user's own, which is what
+retraining is for."""
 
 from __future__ import annotations
 
@@ -20,7 +25,14 @@ from chatbot.decoding import GreedySettings, reply
 from chatbot.modeldir import load_model
 from chatbot.paths import BUNDLED_MODEL
 from chatbot.storage import Storage
-from corpora import load_pairs
+from corpora import Pair, load_pairs
+
+PUNCTUATION = str.maketrans("", "", ".,!?;:\"")
+
+
+def casual(text: str) -> str:
+    """How many people type in a chat: lower case, no punctuation."""
+    return " ".join(text.lower().translate(PUNCTUATION).split()) or text
 
 
 def main() -> None:
@@ -29,10 +41,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--max-minutes", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--style", choices=("as-is", "casual"), default="as-is", help="how the logged user writes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model, tokenizer, _ = load_model(args.model)
     pairs = load_pairs("chitchat", "valid")[: args.pairs]
+    if args.style == "casual":
+        pairs = [Pair(casual(p.source), casual(p.reply)) for p in pairs]
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "chat.db"
         store = Storage(db)
@@ -56,10 +71,10 @@ def main() -> None:
         figures = json.loads((out / "retrain.json").read_text())["results"]
     held = figures["held_out_after"] / figures["held_out_before"] - 1
     test = figures["test_after"] / figures["test_before"] - 1
-    print(f"{args.pairs} logged corrections, retrain wall clock {seconds / 60:.1f} min ({args.threads} threads, cpu): "
+    print(f"{args.pairs} logged corrections ({args.style}), retrain wall clock {seconds / 60:.1f} min ({args.threads} threads, cpu): "
           f"held-out logged ppl {100 * held:+.1f}%, chitchat test ppl {100 * test:+.1f}%")
     with open(Path(__file__).parent / "results" / "retrain.jsonl", "a") as f:
-        f.write(json.dumps({"date": datetime.date.today().isoformat(), "pairs": args.pairs, "threads": args.threads,
+        f.write(json.dumps({"date": datetime.date.today().isoformat(), "pairs": args.pairs, "style": args.style, "threads": args.threads,
                             "max_minutes": args.max_minutes, "wall_seconds": seconds, **figures}) + "\n")
 
 
