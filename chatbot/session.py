@@ -31,7 +31,7 @@ class Exchange:
     user_id: int | None
     bot_id: int | None
     reply: Reply
-    inside: dict  # attention and probabilities, as the attention screen shows them
+    inside: dict | None  # attention and probabilities, as the attention screen shows them
 
 
 @dataclass
@@ -110,8 +110,9 @@ class Session:
         return self.storage.add_message(conversation, "user", text) if self.storage else None
 
     def respond(self, text: str, on_text: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None,
-                user_id: int | None = None, settings: Settings | None = None) -> Exchange:
-        """Decode a reply to `text` (streamed through `on_text`), then commit it to the log."""
+                user_id: int | None = None, settings: Settings | None = None, inspect: bool = True) -> Exchange:
+        """Decode a reply to `text` (streamed through `on_text`), then commit it to the log.
+        `inspect=False` skips building the attention view (a reply that is only compared)."""
         settings = settings or self.current
 
         def stream(_: int, partial: str) -> None:
@@ -123,7 +124,7 @@ class Session:
         start = time.perf_counter()
         result = reply(self.model, self.tokenizer, [text], settings, on_text=stream)[0][0]
         result.seconds = time.perf_counter() - start
-        bot_id, inside = None, inside_view(self.tokenizer, result)
+        bot_id, inside = None, inside_view(self.tokenizer, result) if inspect else None
         if self.storage is not None and user_id is not None:
             bot_id = self.storage.add_message(
                 self.conversation_id, "bot", result.text, model=self.model_path, decoding=result.settings,

@@ -174,7 +174,7 @@ class ChatApp(App):
         replies = []
         for name in STRATEGY_ORDER:
             settings = self.session.settings[name]
-            r = self.session.respond(text, settings=settings).reply
+            r = self.session.respond(text, settings=settings, inspect=False).reply
             replies.append((self.session.describe_settings(settings), r.text, settings))
 
         def show() -> None:
