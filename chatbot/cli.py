@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
     p.add_argument("--batch-size", type=int, default=32, help="standard-input lines decoded together")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="weights' dtype (auto: bf16 on CPUs with native bf16, else fp32)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="weights' dtype for replying (auto: fp32, measured fastest here)")
     p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
     decoding_flags(p)
     p.set_defaults(run=cmd_reply)
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-log", action="store_true", help="write nothing to disk")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="weights' dtype (auto: bf16 on CPUs with native bf16, else fp32)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="weights' dtype for replying (auto: fp32, measured fastest here)")
     decoding_flags(p)
     p.set_defaults(run=cmd_chat)
 
