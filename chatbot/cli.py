@@ -52,6 +52,12 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     _model_flags(parser)
 
 
+def _precision_flag(parser: argparse.ArgumentParser) -> None:
+    """The weights' dtype where a model is only run (evaluate, reply, chat); see `inference_dtype`."""
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="weights' dtype (auto: fp32, measured fastest for decoding here)")
+
+
 def _settings(args: argparse.Namespace, cls, section: dict) -> dict:
     """Config-file values, overridden by the flags given on the command line."""
     values = dict(section)
@@ -115,7 +121,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ChatbotError("give either --corpus NAME --split SPLIT or --pairs FILE.tsv")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    model, tokenizer, _ = load_model(args.model, device, inference_dtype(device, args.precision))
+    model, tokenizer, _ = load_model(args.model, device, inference_dtype(args.precision))
     pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
     if not pairs:
         raise ChatbotError("no pairs to evaluate")
@@ -175,7 +181,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
         raise ChatbotError("empty message: give some text to reply to")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    model, tokenizer, config = load_model(args.model, device, inference_dtype(device, args.precision))
+    model, tokenizer, config = load_model(args.model, device, inference_dtype(args.precision))
     wanted = [i for i, m in enumerate(messages) if m.strip()]
     for i, m in enumerate(messages):
         if not m.strip():
@@ -246,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
     p.add_argument("--json", action="store_true", help="one JSON object: word_ppl, token_ppl, pairs, words")
-    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"), help="weights' dtype (default fp32, the figures the model card reports)")
+    _precision_flag(p)
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("reply", help="reply to TEXT, or to each line of standard input")
@@ -255,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int)
     p.add_argument("--batch-size", type=int, default=32, help="standard-input lines decoded together")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="weights' dtype for replying (auto: fp32, measured fastest here)")
+    _precision_flag(p)
     p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
     decoding_flags(p)
     p.set_defaults(run=cmd_reply)
@@ -266,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-log", action="store_true", help="write nothing to disk")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="weights' dtype for replying (auto: fp32, measured fastest here)")
+    _precision_flag(p)
     decoding_flags(p)
     p.set_defaults(run=cmd_chat)
 

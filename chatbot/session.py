@@ -153,7 +153,7 @@ def open_session(
     from chatbot.modeldir import load_model
 
     dev = resolve_device(device)
-    model, tokenizer, _ = load_model(model_dir, dev, inference_dtype(dev, precision))
+    model, tokenizer, _ = load_model(model_dir, dev, inference_dtype(precision))
     storage = None
     if not no_log:
         from chatbot.storage import default_db_path
