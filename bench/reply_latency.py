@@ -1,7 +1,8 @@
-"""Reply latency: wall-clock from a message string to the reply string, per decoding strategy,
-median and 95th percentile over chitchat test sources, plus batch throughput (replies per second
-at batch 32). Compares beam search against a straightforward per-hypothesis loop, written here,
-in the same run. Prints a table and appends the figures to bench/results/reply_latency.jsonl."""
+"""Reply latency: wall-clock from a message string to the reply string, per decoding strategy and
+weight precision, median and 95th percentile over chitchat test sources, plus batch throughput
+(replies per second at batch 32). Compares beam search against a straightforward per-hypothesis
+loop, written here, in the same run. Prints a table and appends the figures to
+bench/results/reply_latency.jsonl."""
 
 from __future__ import annotations
 
@@ -49,15 +50,27 @@ def percentile(values, q):
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
+def latencies(model, tokenizer, messages, settings) -> list[float]:
+    reply(model, tokenizer, messages[:3], settings)  # warm-up
+    times = []
+    for m in messages:
+        start = time.perf_counter()
+        reply(model, tokenizer, [m], settings)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--messages", type=int, default=60)
     parser.add_argument("--max-length", type=int, default=30)
+    parser.add_argument("--precision", default="fp32,int8",
+                        help="comma-separated weight precisions, measured in the same run; the last one gets the loop comparison and batch figures")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, tokenizer, _ = load_model(args.model)
+    precisions = args.precision.split(",")
     messages = [p.source for p in load_pairs("chitchat", "test")[: args.messages]]
     common = dict(max_length=args.max_length)
     strategies = {
@@ -65,45 +78,42 @@ def main() -> None:
         "beam-5": BeamSettings(beam_size=5, **common),
         "sample": SampleSettings(seed=1, **common),
     }
-    timings = {}
-    for name, settings in strategies.items():
-        reply(model, tokenizer, messages[:3], settings)  # warm-up
-        times = []
-        for m in messages:
-            start = time.perf_counter()
-            reply(model, tokenizer, [m], settings)
-            times.append(time.perf_counter() - start)
-        timings[name] = times
+    timings, lengths = {}, {}
+    for precision in precisions:
+        model, tokenizer, config = load_model(args.model, precision=precision)
+        for name, settings in strategies.items():
+            timings[f"{name} {precision}"] = latencies(model, tokenizer, messages, settings)
+            lengths[f"{name} {precision}"] = statistics.median(len(r[0].tokens) for r in reply(model, tokenizer, messages, settings))
     naive = []
     for m in messages:
         start = time.perf_counter()
         naive_beam(model, tokenizer, m, 5, args.max_length)
         naive.append(time.perf_counter() - start)
-    timings["beam-5 per-hypothesis loop"] = naive
+    timings[f"beam-5 {precision} per-hypothesis loop"] = naive
     batch = messages[:32]
     throughput = {}
     for name, settings in strategies.items():
         start = time.perf_counter()
         reply(model, tokenizer, batch, settings)
         throughput[name] = len(batch) / (time.perf_counter() - start)
-    params = model.num_parameters()
-    print(f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, cpu, fp32, "
+    params = config["parameters"]
+    print(f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, cpu, "
           f"{len(messages)} chitchat test messages, replies up to {args.max_length} tokens)")
     summary = {}
     for name, times in timings.items():
         med, p95 = statistics.median(times) * 1000, percentile(times, 0.95) * 1000
-        summary[name] = {"median_ms": med, "p95_ms": p95}
-        print(f"  {name:28s} median {med:7.1f} ms   p95 {p95:7.1f} ms")
-    ratio = summary["beam-5 per-hypothesis loop"]["median_ms"] / summary["beam-5"]["median_ms"]
-    print(f"  beam-5 speed-up over the per-hypothesis loop: {ratio:.1f}x (median)")
+        summary[name] = {"median_ms": med, "p95_ms": p95, **({"median_reply_tokens": lengths[name]} if name in lengths else {})}
+        print(f"  {name:34s} median {med:7.1f} ms   p95 {p95:7.1f} ms" + (f"   median reply {lengths[name]:.0f} tokens" if name in lengths else ""))
+    ratio = summary[f"beam-5 {precision} per-hypothesis loop"]["median_ms"] / summary[f"beam-5 {precision}"]["median_ms"]
+    print(f"  beam-5 speed-up over the per-hypothesis loop ({precision}): {ratio:.1f}x (median)")
     for name, rate in throughput.items():
-        print(f"  batch of 32, {name:8s} {rate:7.1f} replies/s")
+        print(f"  batch of 32, {name:8s} {precision} {rate:7.1f} replies/s")
     out = Path(__file__).parent / "results" / "reply_latency.jsonl"
     out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
         f.write(json.dumps({"date": datetime.date.today().isoformat(), "model": str(args.model), "parameters": params,
-                            "threads": args.threads, "messages": len(messages), "latency": summary,
-                            "beam_speedup": ratio, "batch32_replies_per_s": throughput}) + "\n")
+                            "threads": args.threads, "device": "cpu", "messages": len(messages), "latency": summary,
+                            "beam_speedup": ratio, "batch32_precision": precision, "batch32_replies_per_s": throughput}) + "\n")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup-steps", type=int)
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--dropout-from-epoch", type=int, help="dropout off before this epoch (default 1; 0: from the start)")
     g.add_argument("--eval-every", type=int)
     g.add_argument("--patience", type=int)
     g.add_argument("--quiet", action="store_true", help="no progress bar or messages")
@@ -53,9 +54,9 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _precision_flag(parser: argparse.ArgumentParser) -> None:
-    """The weights' dtype where a model is only run (evaluate, reply, chat); see `inference_dtype`."""
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                        help="weights' dtype (auto: fp32, measured fastest for decoding here)")
+    """How the weights are held where a model is only run (evaluate, reply, chat); see `inference_precision`."""
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+                        help="weights for replies (auto: int8 decoder weights on the CPU, measured fastest; fp32 on CUDA)")
 
 
 def _settings(args: argparse.Namespace, cls, section: dict) -> dict:
@@ -112,7 +113,7 @@ def launch_distributed(nproc: int, argv: list[str]) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from chatbot.device import inference_dtype, resolve_device, set_threads
+    from chatbot.device import inference_precision, resolve_device, set_threads
     from chatbot.modeldir import load_model
     from corpora import load_pairs
     from training.evaluate import evaluate_pairs
@@ -121,7 +122,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ChatbotError("give either --corpus NAME --split SPLIT or --pairs FILE.tsv")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    model, tokenizer, _ = load_model(args.model, device, inference_dtype(args.precision))
+    model, tokenizer, _ = load_model(args.model, device, inference_precision(args.precision, device))
     pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
     if not pairs:
         raise ChatbotError("no pairs to evaluate")
@@ -166,7 +167,7 @@ def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
 
 def cmd_reply(args: argparse.Namespace) -> int:
     from chatbot.decoding import reply
-    from chatbot.device import inference_dtype, resolve_device, set_threads
+    from chatbot.device import inference_precision, resolve_device, set_threads
     from chatbot.modeldir import load_model
 
     settings = decoding_settings(args)
@@ -181,7 +182,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
         raise ChatbotError("empty message: give some text to reply to")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    model, tokenizer, config = load_model(args.model, device, inference_dtype(args.precision))
+    model, tokenizer, config = load_model(args.model, device, inference_precision(args.precision, device))
     wanted = [i for i, m in enumerate(messages) if m.strip()]
     for i, m in enumerate(messages):
         if not m.strip():

@@ -184,6 +184,7 @@ class Decoder(nn.Module):
         )
         self.attention = Attention(cfg)
         self.combine = nn.Linear(2 * cfg.hidden_size, cfg.attentional_size, bias=False)
+        self.cell: nn.Module | None = None  # a faster one-step LSTM for decoding (chatbot.int8)
 
     def forward(
         self, x: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor | None = None
@@ -196,7 +197,7 @@ class Decoder(nn.Module):
         if self.cfg.input_feeding:
             x = torch.cat([x, feed.unsqueeze(1)], dim=-1)  # (B, 1, E + A)
         if x.size(1) == 1 and not self.training:
-            out, state = lstm_step(self.lstm, x, state)  # (B, 1, H)
+            out, state = self.cell(x, state) if self.cell is not None else lstm_step(self.lstm, x, state)  # (B, 1, H)
         else:
             out, state = self.lstm(x, state)  # (B, T, H)
         context, weights = self.attention(out, memory)  # (B, T, H), (B, T, S)

@@ -67,10 +67,11 @@ def read_config(directory: Path) -> dict:
 
 
 def load_model(
-    directory: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    directory: Path, device: str | torch.device = "cpu", precision: str = "fp32"
 ) -> tuple[Seq2Seq, Tokenizer, dict]:
-    """Model (in eval mode, on `device`, weights in `dtype`), tokenizer and the whole config.json
-    of a model directory."""
+    """Model (in eval mode, on `device`), tokenizer and the whole config.json of a model directory.
+
+    `precision`: fp32 or bf16 weights, or int8 decoder weights for CPU replies (`chatbot.int8`)."""
     directory = Path(directory)
     config = read_config(directory)
     try:
@@ -99,7 +100,12 @@ def load_model(
     missing = [k for k in missing if not (k == "out.weight" and cfg.tie_embeddings)]
     if missing or unexpected:
         raise ChatbotError(f"{path}: does not fit config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return model.to(device=device, dtype=dtype).eval(), tokenizer, config
+    model = model.to(device=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32).eval()
+    if precision == "int8":
+        from chatbot.int8 import quantize
+
+        quantize(model)
+    return model, tokenizer, config
 
 
 def load_training_state(path: Path) -> dict:

@@ -44,6 +44,7 @@ class Session:
     settings: dict[str, Settings] = field(default_factory=lambda: {name: cls() for name, cls in STRATEGIES.items()})
     strategy: str = "greedy"
     conversation_id: int | None = None
+    precision: str = "fp32"  # how the weights are held (load_model); another model is loaded the same way
 
     @property
     def current(self) -> Settings:
@@ -88,8 +89,7 @@ class Session:
         """Load another model directory; the next replies record it."""
         from chatbot.modeldir import load_model
 
-        dtype = self.model.embedding.weight.dtype  # the precision the session was opened with
-        self.model, self.tokenizer, _ = load_model(directory, self.device, dtype)
+        self.model, self.tokenizer, _ = load_model(directory, self.device, self.precision)
         self.model_path = str(directory)
         if self.storage is not None:
             self.storage.register_model(str(directory))
@@ -149,18 +149,19 @@ def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:
 def open_session(
     model_dir: Path, db: Path | None, no_log: bool, device: str, strategy: str, settings: Settings | None, precision: str = "fp32"
 ) -> Session:
-    from chatbot.device import inference_dtype, resolve_device
+    from chatbot.device import inference_precision, resolve_device
     from chatbot.modeldir import load_model
 
     dev = resolve_device(device)
-    model, tokenizer, _ = load_model(model_dir, dev, inference_dtype(precision))
+    precision = inference_precision(precision, dev)
+    model, tokenizer, _ = load_model(model_dir, dev, precision)
     storage = None
     if not no_log:
         from chatbot.storage import default_db_path
 
         storage = Storage(db or default_db_path())
         storage.register_model(str(model_dir))
-    session = Session(model, tokenizer, str(model_dir), storage, dev, strategy=strategy)
+    session = Session(model, tokenizer, str(model_dir), storage, dev, strategy=strategy, precision=precision)
     if settings is not None:
         session.settings[strategy] = settings
     return session

@@ -72,7 +72,7 @@ def test_bf16_weights_reply_like_fp32(overfit_dir, sample_pairs):
     from chatbot.decoding import GreedySettings, reply
 
     fp32, tokenizer, _ = load_model(overfit_dir)
-    bf16, _, _ = load_model(overfit_dir, dtype=torch.bfloat16)
+    bf16, _, _ = load_model(overfit_dir, precision="bf16")
     assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
     messages = [p.source for p in sample_pairs[:8]]
     for dtype_replies in (reply(fp32, tokenizer, messages, GreedySettings()), reply(bf16, tokenizer, messages, GreedySettings())):

@@ -47,7 +47,7 @@ def main() -> None:
     for name in (CONFIG, TOKENIZER, "metrics.jsonl", "training.png"):
         shutil.copyfile(args.model / name, args.out / name)
     half, _, _ = load_model(args.out)  # as `chatbot reply` and the chat load it
-    bf16, _, _ = load_model(args.out, dtype=torch.bfloat16)
+    bf16, _, _ = load_model(args.out, precision="bf16")
     test = load_pairs("chitchat", "test")
     full = evaluate_pairs(model, tokenizer, test)
     stored = evaluate_pairs(half, tokenizer, test)

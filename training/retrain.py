@@ -153,6 +153,7 @@ def retrain(args) -> int:
         corpus=f"log:{args.db}", epochs=args.epochs, max_minutes=args.max_minutes, lr=args.lr, warmup_steps=10,
         eval_every=args.eval_every, patience=args.patience, seed=args.seed, device=args.device, threads=args.threads,
         max_tokens=parent_config.get("train", {}).get("max_tokens", 6000), log_every=10, keep="last",
+        dropout_from_epoch=0,  # a few small epochs over the same pairs: regularise from the start
     )
     trainer = Trainer(out, model.cfg, cfg, pairs=(train_pairs, held_pairs), base=(model, tokenizer),
                       extra={"lineage": {**lineage, "settings": vars_of(args)}}, quiet=args.quiet)

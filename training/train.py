@@ -47,6 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 1.0  # gradient norm clipping
     label_smoothing: float = 0.0
+    dropout_from_epoch: int = 1  # dropout off before this epoch: while every example is new there is nothing to memorise
     eval_every: int = 200  # steps between validation (and checkpoints); also at the end
     patience: int = 6  # evaluations without a better validation loss before stopping
     log_every: int = 25  # steps between metrics lines
@@ -247,6 +248,12 @@ class Trainer:
         self.eval_seconds = time.monotonic() - start
         return {"valid_loss": nll / tokens, "valid_token_ppl": math.exp(nll / tokens), "valid_word_ppl": math.exp(nll / self.valid_words)}
 
+    def set_dropout(self, on: bool) -> None:
+        """Switch the model's dropout layers between the configured rate and zero."""
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = self.model_cfg.dropout if on else 0.0
+
     def evaluate_and_checkpoint(self) -> bool:
         """Validate, keep the best weights, write the training state; True means stop early."""
         record = {"step": self.step, "epoch": self.epoch, "seconds": round(self.train_seconds + self.elapsed_this_run(), 2), **self.validate()}
@@ -273,6 +280,7 @@ class Trainer:
         stop = None
         while self.epoch < cfg.epochs and stop is None:
             batches = self.batches(self.epoch)
+            self.set_dropout(self.epoch >= cfg.dropout_from_epoch)
             while self.batch_index < len(batches):
                 if self.dist.any(self.out_of_time()):  # every rank stops at the same step
                     stop = "time budget reached"

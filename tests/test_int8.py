@@ -1,0 +1,81 @@
+"""Int8 decoder weights: the same arithmetic on every path, and the replies a model learned."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from chatbot.device import inference_precision
+from chatbot.errors import ChatbotError
+from chatbot.int8 import Int8Linear, Int8LSTMStep, int8_rows, quantize, round_to_int8
+from chatbot.modeldir import load_model
+from chatbot.tokenizer import BOS, EOS
+
+
+def test_rows_round_to_within_half_a_step():
+    torch.manual_seed(0)
+    weight = torch.randn(40, 24) * torch.linspace(0.01, 3, 40).unsqueeze(1)  # rows of very different size
+    q, scales = int8_rows(weight)
+    assert q.dtype == torch.int8 and q.abs().amax(dim=1).eq(127).all()
+    assert ((q.float() * scales.unsqueeze(1) - weight).abs() <= scales.unsqueeze(1) / 2 + 1e-7).all()
+
+
+def test_linear_is_a_float_product_with_the_rounded_weights_up_to_activation_rounding():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(24, 40)
+    int8 = Int8Linear(linear.weight, linear.bias)
+    with torch.no_grad():
+        round_to_int8(linear.weight)
+    x = torch.randn(2, 3, 24)
+    # 7-bit activations: each input off by at most half a step of max|x| / 127
+    bound = (x.abs().max() / 127 / 2) * linear.weight.abs().sum(dim=1)
+    assert ((int8(x) - linear(x)).abs() <= bound + 1e-5).all()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_lstm_step_is_the_fused_lstm_with_the_rounded_weights(layers):
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(8, 12, num_layers=layers, batch_first=True)
+    with torch.no_grad():
+        for n in range(layers):
+            round_to_int8(getattr(lstm, f"weight_ih_l{n}"), getattr(lstm, f"weight_hh_l{n}"))
+    step = Int8LSTMStep(lstm)
+    x, state = torch.randn(3, 1, 8), (torch.randn(layers, 3, 12), torch.randn(layers, 3, 12))
+    expected, (h, c) = lstm(x, state)
+    got, (h2, c2) = step(x, state)
+    assert torch.allclose(expected, got, atol=0.02) and torch.allclose(h, h2, atol=0.02) and torch.allclose(c, c2, atol=0.02)
+
+
+@torch.inference_mode()
+def test_decoding_steps_score_what_teacher_forcing_scores(random_model):
+    """Perplexity measured on a quantized model (teacher forcing, whole replies at once) is, up to
+    activation rounding, the perplexity of the model that decodes (one int8 step at a time)."""
+    model = quantize(random_model)
+    src, reply = torch.tensor([[5, 9, 13, 7]]), [BOS, 11, 4, 20, 8]
+    logits, _ = model.scored_logits(src, torch.tensor([4]), torch.tensor([reply]), torch.tensor([reply[1:] + [EOS]]))
+    memory, state = model.encode(src, torch.tensor([4]))
+    feed = model.initial_feed(1)
+    for t, token in enumerate(reply):
+        logp, state, _, feed = model.step(torch.tensor([token]), state, memory, feed)
+        assert torch.allclose(logp[0], logits[t].log_softmax(-1), atol=0.02)
+
+
+def test_int8_model_keeps_what_it_memorised(overfit_dir, sample_pairs):
+    from chatbot.decoding import GreedySettings, reply
+    from training.evaluate import evaluate_pairs
+
+    fp32, tokenizer, _ = load_model(overfit_dir)
+    int8, _, _ = load_model(overfit_dir, precision="int8")
+    assert int8.out.weight.dtype == torch.int8
+    messages = [p.source for p in sample_pairs[:8]]
+    assert [r[0].text for r in reply(int8, tokenizer, messages, GreedySettings())] == [p.reply for p in sample_pairs[:8]]
+    with torch.inference_mode():
+        before, after = (evaluate_pairs(m, tokenizer, sample_pairs[:30])["word_ppl"] for m in (fp32, int8))
+    assert abs(after / before - 1) < 0.02
+
+
+def test_auto_is_int8_on_the_cpu_and_int8_is_refused_on_cuda():
+    assert inference_precision("auto", torch.device("cpu")) == "int8"
+    assert inference_precision("auto", torch.device("cuda")) == "fp32"
+    with pytest.raises(ChatbotError, match="CPU only"):
+        inference_precision("int8", torch.device("cuda"))
