@@ -59,27 +59,26 @@ class Reply:
 # --- the loop -------------------------------------------------------------------------------
 
 
-def banned_ngrams(history: torch.Tensor, n: int, source: torch.Tensor | None, vocab: int) -> torch.Tensor:
-    """(R, V) mask of tokens that would complete an n-gram already in `history` (R, t) or `source`."""
-    R, t = history.shape
-    banned = torch.zeros(R, vocab, dtype=torch.int32, device=history.device)
-    if t < n - 1 or n < 1:
-        return banned.bool()
-    prefix = history[:, t - (n - 1) :] if n > 1 else history[:, :0]  # (R, n-1)
+def block_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int, source: torch.Tensor | None) -> None:
+    """Set to -inf, in place in logp (R, V), every token that would complete an n-gram already in
+    `history` (R, t) or `source` (R, S)."""
+    t = history.size(1)
+    if n < 1 or t < n - 1:
+        return
+    prefix = history[:, t - (n - 1) :].unsqueeze(1)  # (R, 1, n-1)
     for seq in (history, source):
         if seq is None or seq.size(1) < n:
             continue
         windows = seq.unfold(1, n, 1)  # (R, W, n)
-        match = (windows[:, :, : n - 1] == prefix.unsqueeze(1)).all(-1)  # (R, W)
-        banned.scatter_add_(1, windows[:, :, n - 1], match.to(torch.int32))
-    banned[:, PAD] = 0
-    return banned > 0
+        match = (windows[:, :, : n - 1] == prefix).all(-1)  # (R, W)
+        # the last token of each matching window gets min(its value, -inf); the others min(it, +inf)
+        logp.scatter_reduce_(1, windows[:, :, n - 1], torch.where(match, NEG_INF, float("inf")), "amin")
 
 
 def apply_rules(logp: torch.Tensor, settings: Settings, history: torch.Tensor, source: torch.Tensor, step: int) -> torch.Tensor:
-    """The shared rules, on log-probabilities (R, V); history (R, step) holds the reply so far."""
-    logp = logp.clone()
-    logp[:, [PAD, UNK, BOS]] = NEG_INF
+    """The shared rules on log-probabilities (R, V), which it may change in place; history
+    (R, step) holds the reply so far."""
+    logp[:, PAD : BOS + 1] = NEG_INF  # padding, unknown, start: ids 0, 1, 2
     if step < settings.min_length:
         logp[:, EOS] = NEG_INF
     if settings.repetition_penalty != 1.0 and step:
@@ -87,8 +86,7 @@ def apply_rules(logp: torch.Tensor, settings: Settings, history: torch.Tensor, s
         seen[:, EOS] = False
         logp = torch.where(seen, logp * settings.repetition_penalty, logp).log_softmax(-1)
     if settings.no_repeat_ngram:
-        blocked = banned_ngrams(history, settings.no_repeat_ngram, source if settings.block_source_ngrams else None, logp.size(-1))
-        logp = logp.masked_fill(blocked, NEG_INF)
+        block_ngrams(logp, history, settings.no_repeat_ngram, source if settings.block_source_ngrams else None)
     return logp
 
 
@@ -127,15 +125,21 @@ class Trace:
             torch.zeros((rows, 0, TOP_ALTERNATIVES), device=device),
         )
 
-    def extend(self, chosen, logp, weights, top, rows) -> Trace:
-        """Continue row rows[i] with token chosen[i]; the step's outputs are indexed by parent row."""
-        picked = logp[rows].gather(1, chosen.unsqueeze(1))  # (R, 1)
+    def extend(self, chosen, logp, weights, top, rows=None) -> Trace:
+        """Continue row rows[i] with token chosen[i] (row i itself when rows is None); the step's
+        outputs are indexed by parent row."""
+        if rows is None:
+            old, new = (self.tokens, self.logps, self.attention, self.alt_ids, self.alt_logps), (logp, weights, top.indices, top.values)
+        else:
+            old = tuple(t[rows] for t in (self.tokens, self.logps, self.attention, self.alt_ids, self.alt_logps))
+            new = tuple(t[rows] for t in (logp, weights, top.indices, top.values))
+        logp, weights, ids, values = new
         return Trace(
-            torch.cat([self.tokens[rows], chosen.unsqueeze(1)], dim=1),
-            torch.cat([self.logps[rows], picked], dim=1),
-            torch.cat([self.attention[rows], weights[rows].float().unsqueeze(1)], dim=1),
-            torch.cat([self.alt_ids[rows], top.indices[rows].unsqueeze(1)], dim=1),
-            torch.cat([self.alt_logps[rows], top.values[rows].unsqueeze(1)], dim=1),
+            torch.cat([old[0], chosen.unsqueeze(1)], dim=1),
+            torch.cat([old[1], logp.gather(1, chosen.unsqueeze(1))], dim=1),
+            torch.cat([old[2], weights.float().unsqueeze(1)], dim=1),
+            torch.cat([old[3], ids[:, :TOP_ALTERNATIVES].unsqueeze(1)], dim=1),
+            torch.cat([old[4], values[:, :TOP_ALTERNATIVES].unsqueeze(1)], dim=1),
         )
 
     def hypothesis(self, row: int, length: int, finished: bool, score: float) -> dict:
@@ -180,24 +184,23 @@ def decode(
         logp = apply_rules(raw.float(), settings, trace.tokens, source, step)
         if step == settings.max_length:  # the last position can only end the reply
             logp = only_eos(logp)
-        top = logp.topk(TOP_ALTERNATIVES, dim=-1)
         if K == 1 and bool(ended.any()):  # a finished reply can only go on ending
             logp = torch.where(ended.unsqueeze(1), only_eos(logp), logp)
-        tokens, rows = strategy.select(logp, step)  # (R,), (R,)
-        if K > 1:
+        top = logp.topk(min(max(TOP_ALTERNATIVES, K), logp.size(-1)), dim=-1)  # beam search ranks its candidates from these too
+        tokens, rows = strategy.select(logp, step, top)  # (R,), (R,) or None: each row goes on
+        if rows is not None:
             state = tuple(s.index_select(1, rows) for s in state)
             feed = feed.index_select(0, rows)
         trace = trace.extend(tokens, logp, weights, top, rows)
         if K > 1:
             traces.append(trace)
             strategy.record_finished(step, length=step)
-            best = [trace.tokens[b * K].tolist() for b in range(B)]
             done = bool(strategy.done.all())
         else:
             ended = ended | (tokens == EOS)
-            best = trace.tokens.tolist()
             done = bool(ended.all())
         if on_step:
+            best = [trace.tokens[b * K].tolist() for b in range(B)]
             on_step(Progress(step, [_strip(t) for t in best]))
         if done:
             break

@@ -102,14 +102,15 @@ class Strategy:
     def __init__(self, settings: Settings, batch: int, device: torch.device):
         self.settings, self.batch, self.device = settings, batch, device
 
-    def select(self, logp: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """logp (R, V) -> next tokens (R,) and the row each new row continues (R,)."""
+    def select(self, logp: torch.Tensor, step: int, top=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """logp (R, V) -> next tokens (R,) and the row each new row continues (R,), or None when
+        every row goes on from itself. `top` is logp.topk(k) when the loop has it already."""
         raise NotImplementedError
 
 
 class Greedy(Strategy):
-    def select(self, logp, step):
-        return logp.argmax(-1), torch.arange(logp.size(0), device=logp.device)
+    def select(self, logp, step, top=None):
+        return (logp.argmax(-1) if top is None else top.indices[:, 0]), None
 
 
 class Sample(Strategy):
@@ -121,12 +122,11 @@ class Sample(Strategy):
         else:
             self.generator.manual_seed(settings.seed)
 
-    def select(self, logp, step):
-        rows = torch.arange(logp.size(0), device=logp.device)
+    def select(self, logp, step, top=None):
         s = self.settings
         if s.temperature == 0:
-            return logp.argmax(-1), rows
-        return sample_from(logp / s.temperature, s.top_k, s.top_p, self.generator), rows
+            return (logp.argmax(-1) if top is None else top.indices[:, 0]), None
+        return sample_from(logp / s.temperature, s.top_k, s.top_p, self.generator), None
 
 
 def truncate_distribution(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -167,16 +167,22 @@ class Beam(Strategy):
     def penalty(self, length: int) -> float:
         return ((5 + length) / 6) ** self.settings.length_penalty
 
-    def select(self, logp, step):
+    def select(self, logp, step, top=None):
         B, K = self.batch, self.settings.beam_size
-        V = logp.size(-1)
-        candidates = (self.scores.unsqueeze(-1) + logp.view(B, K, V)).view(B, K * V)  # (B, K*V)
-        top, flat = candidates.topk(K, dim=-1)  # (B, K)
-        beam, tokens = flat // V, flat % V  # (B, K)
+        k = min(K, logp.size(-1))
+        if top is None or top.values.size(-1) < k:
+            top = logp.topk(k, dim=-1)
+        # the K best continuations of a message lie among the k best of each of its K rows: rank
+        # K * k candidates, not K * V
+        values, ids = top.values[:, :k].reshape(B, K, k), top.indices[:, :k].reshape(B, K * k)
+        candidates = (self.scores.unsqueeze(-1) + values).view(B, K * k)  # (B, K*k)
+        best, flat = candidates.topk(K, dim=-1)  # (B, K)
+        beam = flat // k  # (B, K)
+        tokens = ids.gather(1, flat)  # (B, K)
         rows = (beam + torch.arange(B, device=logp.device).unsqueeze(1) * K).view(-1)  # (B*K,)
-        ended = (tokens == EOS) & torch.isfinite(top)
-        self.scores = top.masked_fill(ended, NEG_INF)
-        self.last_ended, self.last_top = ended, top
+        ended = (tokens == EOS) & torch.isfinite(best)
+        self.scores = best.masked_fill(ended, NEG_INF)
+        self.last_ended, self.last_top = ended, best
         return tokens.view(-1), rows
 
     def record_finished(self, step: int, length: int) -> None:
