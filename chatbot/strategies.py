@@ -187,6 +187,8 @@ class Beam(Strategy):
 
     def record_finished(self, step: int, length: int) -> None:
         """Move hypotheses that just ended (at `length` tokens) to the finished lists."""
+        if not bool(self.last_ended.any()) and bool(torch.isfinite(self.scores).any(-1).all()):
+            return  # most steps: nothing ended and every message still has live hypotheses
         ended, top = self.last_ended.cpu(), self.last_top.cpu()
         K = self.settings.beam_size
         for b in range(self.batch):
