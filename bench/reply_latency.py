@@ -50,13 +50,27 @@ def percentile(values, q):
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def latencies(model, tokenizer, messages, settings) -> list[float]:
-    reply(model, tokenizer, messages[:3], settings)  # warm-up
-    times = []
+def replier(model, tokenizer, settings):
+    return lambda message: reply(model, tokenizer, [message], settings)
+
+
+def interleaved_latencies(runs: dict, messages: list[str], repeats: int) -> dict[str, list[float]]:
+    """Seconds per message for each run (name -> function of a message), the runs taking turns
+    on every message so that a machine slowing down or speeding up touches all of them alike;
+    each message's figure is the median of `repeats` replies."""
+    for run in runs.values():
+        for m in messages[:3]:  # warm-up
+            run(m)
+    times = {name: [] for name in runs}
     for m in messages:
-        start = time.perf_counter()
-        reply(model, tokenizer, [m], settings)
-        times.append(time.perf_counter() - start)
+        samples = {name: [] for name in runs}
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run(m)
+                samples[name].append(time.perf_counter() - start)
+        for name in runs:
+            times[name].append(statistics.median(samples[name]))
     return times
 
 
@@ -66,6 +80,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--messages", type=int, default=60)
     parser.add_argument("--max-length", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3, help="replies per message and setting; each message counts its median")
     parser.add_argument("--precision", default="fp32,int8",
                         help="comma-separated weight precisions, measured in the same run; the last one gets the loop comparison and batch figures")
     args = parser.parse_args()
@@ -78,24 +93,23 @@ def main() -> None:
         "beam-5": BeamSettings(beam_size=5, **common),
         "sample": SampleSettings(seed=1, **common),
     }
-    timings, lengths = {}, {}
+    runs, lengths = {}, {}
     for precision in precisions:
         model, tokenizer, config = load_model(args.model, precision=precision)
         for name, settings in strategies.items():
-            timings[f"{name} {precision}"] = latencies(model, tokenizer, messages, settings)
+            runs[f"{name} {precision}"] = replier(model, tokenizer, settings)
             lengths[f"{name} {precision}"] = statistics.median(len(r[0].tokens) for r in reply(model, tokenizer, messages, settings))
-    naive = []
-    for m in messages:
-        start = time.perf_counter()
-        naive_beam(model, tokenizer, m, 5, args.max_length)
-        naive.append(time.perf_counter() - start)
-    timings[f"beam-5 {precision} per-hypothesis loop"] = naive
+    runs[f"beam-5 {precision} per-hypothesis loop"] = lambda m: naive_beam(model, tokenizer, m, 5, args.max_length)
+    timings = interleaved_latencies(runs, messages, args.repeats)
     batch = messages[:32]
     throughput = {}
     for name, settings in strategies.items():
-        start = time.perf_counter()
-        reply(model, tokenizer, batch, settings)
-        throughput[name] = len(batch) / (time.perf_counter() - start)
+        seconds = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            reply(model, tokenizer, batch, settings)
+            seconds.append(time.perf_counter() - start)
+        throughput[name] = len(batch) / statistics.median(seconds)
     params = config["parameters"]
     print(f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, cpu, "
           f"{len(messages)} chitchat test messages, replies up to {args.max_length} tokens)")
@@ -112,7 +126,7 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
         f.write(json.dumps({"date": datetime.date.today().isoformat(), "model": str(args.model), "parameters": params,
-                            "threads": args.threads, "device": "cpu", "messages": len(messages), "latency": summary,
+                            "threads": args.threads, "device": "cpu", "messages": len(messages), "repeats": args.repeats, "latency": summary,
                             "beam_speedup": ratio, "batch32_precision": precision, "batch32_replies_per_s": throughput}) + "\n")
 
 

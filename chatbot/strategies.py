@@ -88,6 +88,8 @@ class SampleSettings(Settings):
             raise ChatbotError("top-p must lie in (0, 1]")
 
 
+NUCLEUS_SEARCH = 256  # tokens ranked before top-p falls back to sorting the vocabulary
+
 STRATEGIES = {"greedy": GreedySettings, "beam": BeamSettings, "sample": SampleSettings}
 
 
@@ -135,12 +137,16 @@ def truncate_distribution(logits: torch.Tensor, top_k: int, top_p: float) -> tor
         kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]  # (R, 1)
         logits = logits.masked_fill(logits < kth, NEG_INF)
     if top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        before = probs.cumsum(-1) - probs  # mass of the tokens ranked above each one
-        drop_sorted = before >= top_p  # keep a token while the mass above it is below top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, NEG_INF)
+        probs = logits.softmax(-1)
+        # the nucleus is nearly always among the most likely few hundred tokens: rank those
+        # first, and sort the whole vocabulary only for a row where they hold less than top_p
+        probs_sorted, order = probs.topk(min(NUCLEUS_SEARCH, probs.size(-1)), dim=-1)
+        if not bool((probs_sorted.sum(-1) >= top_p).all()):
+            probs_sorted, order = probs.sort(dim=-1, descending=True)
+        before = probs_sorted.cumsum(-1) - probs_sorted  # mass of the tokens ranked above each one
+        keep_sorted = before < top_p  # keep a token while the mass above it is below top_p
+        keep = torch.zeros_like(probs, dtype=torch.bool).scatter_(-1, order, keep_sorted)
+        logits = logits.masked_fill(~keep, NEG_INF)
     return logits
 
 

@@ -190,6 +190,20 @@ def test_top_p_sampling_matches_the_truncated_renormalised_distribution():
     assert chi2 < 13.8  # chi-square, 2 degrees of freedom, p = 0.001
 
 
+def test_top_p_over_a_large_vocabulary_keeps_the_exact_nucleus():
+    """Rows whose nucleus lies beyond the first tokens ranked (a flat distribution) and rows where
+    it does not (a peaked one) keep exactly the tokens a full sort would keep."""
+    torch.manual_seed(0)
+    flat = torch.zeros(1, 2000)
+    peaked = torch.randn(1, 2000) * 4
+    for logits in (flat, peaked, torch.cat([flat, peaked])):
+        kept = torch.isfinite(truncate_distribution(logits, top_k=0, top_p=0.9))
+        probs, order = logits.softmax(-1).sort(dim=-1, descending=True)
+        expected = torch.zeros_like(kept).scatter_(-1, order, (probs.cumsum(-1) - probs) < 0.9)
+        assert torch.equal(kept, expected)
+    assert int(torch.isfinite(truncate_distribution(flat, top_k=0, top_p=0.9)).sum()) == 1800
+
+
 @pytest.mark.parametrize("bad", [dict(strategy="beam", beam_size=0), dict(strategy="sample", top_p=1.5),
                                  dict(strategy="sample", temperature=-1.0), dict(strategy="beam", n_best=9),
                                  dict(strategy="greedy", max_length=0), dict(strategy="nucleus")])
