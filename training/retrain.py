@@ -133,11 +133,13 @@ def retrain(args) -> int:
         held, train_logged = pairs[-1:], pairs[:-1] or pairs
     held_pairs = [Pair(p.source, p.reply) for p in held]
     rng = random.Random(args.seed)
-    replay = []
+    replay, per_epoch = [], round(len(train_logged) * args.replay_ratio)
     if args.replay and args.replay_ratio > 0:
+        # fresh base pairs in every epoch: a few hundred base pairs repeated epoch after epoch
+        # get memorised while the rest of the corpus is forgotten
         base = load_pairs(args.replay, "train")
-        replay = rng.sample(base, min(len(base), round(len(train_logged) * args.replay_ratio)))
-    train_pairs = [Pair(p.source, p.reply) for p in train_logged] + replay
+        replay = rng.sample(base, min(len(base), per_epoch * args.epochs))
+    train_pairs = [Pair(p.source, p.reply) for p in train_logged]
     test = load_pairs("chitchat", "test") if not args.skip_chitchat else []
     before_held = evaluate_pairs(model, tokenizer, held_pairs)["word_ppl"]
     before_test = evaluate_pairs(model, tokenizer, test)["word_ppl"] if test else None
@@ -156,7 +158,8 @@ def retrain(args) -> int:
         dropout_from_epoch=0,  # a few small epochs over the same pairs: regularise from the start
     )
     trainer = Trainer(out, model.cfg, cfg, pairs=(train_pairs, held_pairs), base=(model, tokenizer),
-                      extra={"lineage": {**lineage, "settings": vars_of(args)}}, quiet=args.quiet)
+                      extra={"lineage": {**lineage, "settings": vars_of(args)}}, quiet=args.quiet,
+                      replay=replay, replay_per_epoch=per_epoch)
     trainer.train()
     new_model, _, _ = load_model(out, device)
     after_held = evaluate_pairs(new_model, tokenizer, held_pairs)["word_ppl"]

@@ -100,9 +100,10 @@ class Trainer:
 
     def __init__(self, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False,
                  pairs: tuple[list[Pair], list[Pair]] | None = None, base: tuple[Seq2Seq, Tokenizer] | None = None,
-                 extra: dict | None = None):
+                 extra: dict | None = None, replay: list[Pair] | None = None, replay_per_epoch: int = 0):
         """`pairs` (train, valid) replaces the corpus; `base` (model, tokenizer) starts from a trained
-        model instead of a new tokenizer and random weights (fine-tuning); `extra` joins config.json."""
+        model instead of a new tokenizer and random weights (fine-tuning); `extra` joins config.json;
+        each epoch adds the next `replay_per_epoch` pairs of `replay` to the training pairs."""
         self.start = time.monotonic()
         self.extra = extra or {}
         self.dist = Distributed.from_environment(cfg.device)
@@ -142,6 +143,8 @@ class Trainer:
         self.forward = self.dist.wrap(self.model)  # what the forward pass runs through
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.train_examples = encode_pairs(train_pairs, self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens)
+        self.replay_examples = encode_pairs(replay or [], self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens)
+        self.replay_per_epoch = min(replay_per_epoch, len(self.replay_examples))
         self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, model_cfg.max_source_tokens, max_reply=None)
         self.valid_words = reply_words(self.valid_pairs)
         self.steps_per_epoch = len(self.batches(0))
@@ -165,9 +168,17 @@ class Trainer:
             f"{self.precision}, {torch.get_num_threads()} threads" + (f", {self.dist.world} processes" if self.dist.world > 1 else "")
         )
 
+    def epoch_examples(self, epoch: int) -> list:
+        """The training pairs, plus this epoch's fresh share of the replayed ones."""
+        n = self.replay_per_epoch
+        if not n:
+            return self.train_examples
+        start = epoch * n % len(self.replay_examples)
+        return self.train_examples + (self.replay_examples[start:] + self.replay_examples[:start])[:n]
+
     def batches(self, epoch: int) -> list[list[int]]:
-        """This rank's share of the epoch's bucketed batches."""
-        return bucketed_batches(self.train_examples, self.cfg.max_tokens, self.cfg.seed, epoch, self.dist.rank, self.dist.world)
+        """This rank's share of the epoch's bucketed batches (indices into `epoch_examples`)."""
+        return bucketed_batches(self.epoch_examples(epoch), self.cfg.max_tokens, self.cfg.seed, epoch, self.dist.rank, self.dist.world)
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -279,13 +290,13 @@ class Trainer:
         window_tokens, window_start, losses = 0, time.monotonic(), []
         stop = None
         while self.epoch < cfg.epochs and stop is None:
-            batches = self.batches(self.epoch)
+            batches, examples = self.batches(self.epoch), self.epoch_examples(self.epoch)
             self.set_dropout(self.epoch >= cfg.dropout_from_epoch)
             while self.batch_index < len(batches):
                 if self.dist.any(self.out_of_time()):  # every rank stops at the same step
                     stop = "time budget reached"
                     break
-                batch = collate([self.train_examples[i] for i in batches[self.batch_index]]).to(self.device)
+                batch = collate([examples[i] for i in batches[self.batch_index]]).to(self.device)
                 lr = learning_rate(cfg, self.step, self.progress())
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
