@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--max-minutes", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=6, help="passes over the logged pairs (chatbot retrain's default: 6)")
+    parser.add_argument("--epochs", type=int, default=12, help="passes over the logged pairs (chatbot retrain's default: 12)")
     parser.add_argument("--style", choices=("as-is", "casual"), default="as-is", help="how the logged user writes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

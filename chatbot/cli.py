@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-human-turns", action="store_true", help="do not learn the human's own turns as replies")
     p.add_argument("--export", type=Path, help="only write the logged pairs to this TSV file")
     p.add_argument("--max-minutes", type=float)
-    p.add_argument("--epochs", type=int, default=6, help="passes over the logged pairs, each with fresh replayed pairs")
+    p.add_argument("--epochs", type=int, default=12, help="passes over the logged pairs, each with fresh replayed pairs")
     p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (near where the base training ended)")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--patience", type=int, default=4)
