@@ -122,18 +122,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ChatbotError("give either --corpus NAME --split SPLIT or --pairs FILE.tsv")
     set_threads(args.threads)
     device = resolve_device(args.device)
-    model, tokenizer, _ = load_model(args.model, device, inference_precision(args.precision, device))
+    # the model's own figure: the weights as trained, unless a reply precision is asked for
+    precision = "fp32" if args.precision == "auto" else inference_precision(args.precision, device)
+    model, tokenizer, _ = load_model(args.model, device, precision)
     pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
     if not pairs:
         raise ChatbotError("no pairs to evaluate")
     with torch.inference_mode():
         result = evaluate_pairs(model, tokenizer, pairs)
     if args.json:
-        print(json.dumps({k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")}))
+        print(json.dumps({**{k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")}, "precision": precision}))
     else:
         print(
             f"word-level perplexity {result['word_ppl']:.2f}  (token-level {result['token_ppl']:.2f}; "
-            f"{result['pairs']} pairs, {result['words']} words, {result['tokens']} tokens)"
+            f"{result['pairs']} pairs, {result['words']} words, {result['tokens']} tokens; {precision} weights)"
         )
     return 0
 

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
+from chatbot.device import inference_precision
 from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model
 from chatbot.paths import BUNDLED_MODEL
 from corpora import load_pairs
@@ -46,19 +47,22 @@ def main() -> None:
     atomic_write(args.out / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt", "dtype": "float16"}))
     for name in (CONFIG, TOKENIZER, "metrics.jsonl", "training.png"):
         shutil.copyfile(args.model / name, args.out / name)
-    half, _, _ = load_model(args.out)  # as `chatbot reply` and the chat load it
+    half, _, _ = load_model(args.out)  # the stored weights, in float32
     bf16, _, _ = load_model(args.out, precision="bf16")
+    replying = inference_precision("auto", torch.device("cpu"))
+    replier, _, _ = load_model(args.out, precision=replying)  # as `chatbot reply` and the chat load it on a CPU
     test = load_pairs("chitchat", "test")
     full = evaluate_pairs(model, tokenizer, test)
     stored = evaluate_pairs(half, tokenizer, test)
     in_bf16 = evaluate_pairs(bf16, tokenizer, test)
+    in_int8 = evaluate_pairs(replier, tokenizer, test) if replying == "int8" else None
     sources = [p.source for p in test]
     strategies = {"greedy": GreedySettings(), "beam": BeamSettings(), "sample": SampleSettings(seed=1)}
     picks = list(range(0, len(test), len(test) // SAMPLES))[:SAMPLES]
     rows, samples = [], {}
     for name, settings in strategies.items():
         start = time.perf_counter()
-        replies = decode_all(half, tokenizer, sources, settings)
+        replies = decode_all(replier, tokenizer, sources, settings)
         seconds = time.perf_counter() - start
         rows.append(f"| {name} | `{json.dumps(settings.to_dict())}` | {distinct_n(replies, 1):.3f} | {distinct_n(replies, 2):.3f} | {len(sources) / seconds:.1f} |")
         samples[name] = [(sources[i], replies[i]) for i in picks]
@@ -71,17 +75,19 @@ def main() -> None:
         f"- parameters: {model.num_parameters():,} ({json.dumps(config['model'])})",
         f"- training settings: `{json.dumps(config['train'])}`",
         f"- training time: {valid[-1]['seconds'] / 60:.1f} min wall clock; median throughput {train_rates[len(train_rates) // 2]:.0f} target tokens/s",
-        f"- weights stored in float16 ({(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB), loaded as float32 "
-        "(bf16 weights, `--precision bf16`, were measured no faster for replies here)",
+        f"- weights stored in float16 ({(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB), loaded as float32, and for replies on "
+        f"a CPU (`--precision auto`) with {replying} decoder weights (`chatbot.int8`); bf16 weights were measured no faster for replies here",
         f"- test word-level perplexity: **{stored['word_ppl']:.1f}** as stored in float16 ({full['word_ppl']:.2f} before storing, in float32; "
-        f"{in_bf16['word_ppl']:.2f} with the weights in bfloat16; token-level {stored['token_ppl']:.1f}; "
+        f"{in_bf16['word_ppl']:.2f} with the weights in bfloat16; "
+        + (f"{in_int8['word_ppl']:.2f} with int8 decoder weights, as replies run; " if in_int8 else "")
+        + f"token-level {stored['token_ppl']:.1f}; "
         f"{stored['pairs']} pairs, {stored['words']} words)", "",
         "## Validation perplexity against wall-clock time", "",
         "| minutes | step | valid word ppl |", "| --- | --- | --- |",
         *[f"| {r['seconds'] / 60:.1f} | {r['step']} | {r['valid_word_ppl']:.1f} |" for r in valid], "",
         "## Decoding on the chitchat test sources", "",
         f"distinct-n over the replies to all {len(sources)} test sources, and replies per second in batches of 64 "
-        f"({args.threads} threads, CPU, weights in float32).", "",
+        f"({args.threads} threads, CPU, `--precision {replying}`).", "",
         "| strategy | settings | distinct-1 | distinct-2 | replies/s |", "| --- | --- | --- | --- | --- |", *rows, "",
         f"## Sample replies (test sources {', '.join(map(str, picks))}: every {len(test) // SAMPLES}th, not chosen by hand)", "",
     ]
