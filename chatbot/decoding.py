@@ -104,53 +104,59 @@ class Progress:
     tokens: list[list[int]]
 
 
-@dataclass
 class Trace:
-    """Everything recorded per row so far: chosen tokens, their log-probabilities, attention, top
-    alternatives. Beam search reorders it with the rows it keeps."""
+    """What every step chose, with back-pointers: at step t, row r took token tokens[t][r] after
+    row parents[t][r] of the step before (itself when parents[t] is None). Beam search reorders
+    only the token history the rules read; a hypothesis is read back by following its pointers."""
 
-    tokens: torch.Tensor  # (R, t)
-    logps: torch.Tensor  # (R, t)
-    attention: torch.Tensor  # (R, t, S)
-    alt_ids: torch.Tensor  # (R, t, TOP_ALTERNATIVES)
-    alt_logps: torch.Tensor  # (R, t, TOP_ALTERNATIVES)
+    def __init__(self, rows: int, device):
+        self.history = torch.zeros((rows, 0), dtype=torch.long, device=device)  # (R, t) each row's reply so far
+        self.parents, self.tokens, self.logps = [], [], []  # per step: (R,) or None, (R,), (R,)
+        self.attention, self.alt_ids, self.alt_logps = [], [], []  # per step, by parent row: (R, S), (R, A), (R, A)
 
-    @classmethod
-    def empty(cls, rows: int, source_length: int, device) -> Trace:
-        return cls(
-            torch.zeros((rows, 0), dtype=torch.long, device=device),
-            torch.zeros((rows, 0), device=device),
-            torch.zeros((rows, 0, source_length), device=device),
-            torch.zeros((rows, 0, TOP_ALTERNATIVES), dtype=torch.long, device=device),
-            torch.zeros((rows, 0, TOP_ALTERNATIVES), device=device),
-        )
-
-    def extend(self, chosen, logp, weights, top, rows=None) -> Trace:
-        """Continue row rows[i] with token chosen[i] (row i itself when rows is None); the step's
-        outputs are indexed by parent row."""
+    def extend(self, chosen, logp, weights, top, rows=None) -> None:
+        """Row i continues row rows[i] (row i itself when rows is None) with token chosen[i]; the
+        step's outputs (logp, weights, top) are indexed by parent row."""
         if rows is None:
-            old, new = (self.tokens, self.logps, self.attention, self.alt_ids, self.alt_logps), (logp, weights, top.indices, top.values)
+            picked = logp.gather(1, chosen.unsqueeze(1)).squeeze(1)
+            self.history = torch.cat([self.history, chosen.unsqueeze(1)], dim=1)
         else:
-            old = tuple(t[rows] for t in (self.tokens, self.logps, self.attention, self.alt_ids, self.alt_logps))
-            new = tuple(t[rows] for t in (logp, weights, top.indices, top.values))
-        logp, weights, ids, values = new
-        return Trace(
-            torch.cat([old[0], chosen.unsqueeze(1)], dim=1),
-            torch.cat([old[1], logp.gather(1, chosen.unsqueeze(1))], dim=1),
-            torch.cat([old[2], weights.float().unsqueeze(1)], dim=1),
-            torch.cat([old[3], ids[:, :TOP_ALTERNATIVES].unsqueeze(1)], dim=1),
-            torch.cat([old[4], values[:, :TOP_ALTERNATIVES].unsqueeze(1)], dim=1),
-        )
+            picked = logp[rows, chosen]
+            self.history = torch.cat([self.history[rows], chosen.unsqueeze(1)], dim=1)
+        self.parents.append(rows)
+        self.tokens.append(chosen)
+        self.logps.append(picked)
+        self.attention.append(weights)
+        self.alt_ids.append(top.indices[:, :TOP_ALTERNATIVES])
+        self.alt_logps.append(top.values[:, :TOP_ALTERNATIVES])
 
-    def hypothesis(self, row: int, length: int, finished: bool, score: float) -> dict:
-        """Row `row` as a result: `length` reply tokens, plus the EOS step when it finished."""
-        keep = length + 1 if finished else length
+    def finish(self) -> None:
+        """Gather the steps into Python lists, once, for reading hypotheses back."""
+        rows = self.history.size(0)
+        identity = list(range(rows))
+        self.parents = [identity if p is None else p.tolist() for p in self.parents]
+        self.tokens, self.logps = torch.stack(self.tokens).tolist(), torch.stack(self.logps).tolist()
+        self.attention = torch.stack(self.attention).float().tolist()
+        self.alt_ids, self.alt_logps = torch.stack(self.alt_ids).tolist(), torch.stack(self.alt_logps).tolist()
+
+    def hypothesis(self, row: int, last_step: int, length: int, finished: bool, score: float | None = None) -> dict:
+        """The reply held by `row` after step `last_step`: `length` tokens, plus the EOS step when it
+        finished; score defaults to the sum of its log-probabilities."""
+        steps = []
+        for t in range(last_step, -1, -1):
+            parent = self.parents[t][row]
+            steps.append((self.tokens[t][row], self.logps[t][row], self.attention[t][parent],
+                          list(zip(self.alt_ids[t][parent], self.alt_logps[t][parent]))))
+            row = parent
+        steps.reverse()
+        keep = steps[: length + 1 if finished else length]
+        logprobs = [s[1] for s in keep]
         return {
-            "tokens": self.tokens[row, :length].tolist(),
-            "logprobs": self.logps[row, :keep].tolist(),
-            "attention": self.attention[row, :keep].tolist(),
-            "alternatives": [list(zip(i, v)) for i, v in zip(self.alt_ids[row, :keep].tolist(), self.alt_logps[row, :keep].tolist())],
-            "score": score,
+            "tokens": [s[0] for s in steps[:length]],
+            "logprobs": logprobs,
+            "attention": [s[2] for s in keep],
+            "alternatives": [s[3] for s in keep],
+            "score": sum(logprobs) if score is None else score,
             "finished": finished,
         }
 
@@ -176,12 +182,11 @@ def decode(
     source = src.index_select(0, expand)  # (R, S)
     feed = model.initial_feed(B * K)
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
-    trace = Trace.empty(B * K, src.size(1), device)
+    trace = Trace(B * K, device)
     ended = torch.zeros(B * K, dtype=torch.bool, device=device)
-    traces = []  # beam search: the trace after each step, where finished rows are looked up
     for step in range(settings.max_length + 1):
         raw, state, weights, feed = model.step(tokens, state, memory, feed)  # (R, V), state, (R, S), (R, A)
-        logp = apply_rules(raw.float(), settings, trace.tokens, source, step)
+        logp = apply_rules(raw.float(), settings, trace.history, source, step)
         if step == settings.max_length:  # the last position can only end the reply
             logp = only_eos(logp)
         if K == 1 and bool(ended.any()):  # a finished reply can only go on ending
@@ -191,30 +196,29 @@ def decode(
         if rows is not None:
             state = tuple(s.index_select(1, rows) for s in state)
             feed = feed.index_select(0, rows)
-        trace = trace.extend(tokens, logp, weights, top, rows)
+        trace.extend(tokens, logp, weights, top, rows)
         if K > 1:
-            traces.append(trace)
             strategy.record_finished(step, length=step)
             done = bool(strategy.done.all())
         else:
             ended = ended | (tokens == EOS)
             done = bool(ended.all())
         if on_step:
-            best = [trace.tokens[b * K].tolist() for b in range(B)]
+            best = [trace.history[b * K].tolist() for b in range(B)]
             on_step(Progress(step, [_strip(t) for t in best]))
         if done:
             break
+    trace.finish()
     if K > 1:
         return [
-            [traces[step].hypothesis(row, step, True, score) for score, step, row in sorted(finished, key=lambda f: -f[0])[: settings.n_best]]
+            [trace.hypothesis(row, step, step, True, score) for score, step, row in sorted(finished, key=lambda f: -f[0])[: settings.n_best]]
             for finished in strategy.finished
         ]
     results = []
     for r in range(B):
-        row = trace.tokens[r].tolist()
+        row = [t[r] for t in trace.tokens]
         n = _reply_length(row)
-        finished = n < len(row)
-        results.append([trace.hypothesis(r, n, finished, trace.logps[r, : n + finished].sum().item())])
+        results.append([trace.hypothesis(r, len(row) - 1, n, n < len(row))])
     return results
 
 
