@@ -104,6 +104,9 @@ def load_model(
     if precision == "int8":
         from chatbot.int8 import quantize
 
+        if torch.device(device).type != "cpu":
+            raise ChatbotError("int8 weights run on the CPU only: use fp32 or bf16 on CUDA")
+
         quantize(model)
     return model, tokenizer, config
 

@@ -127,7 +127,7 @@ class Session:
         bot_id, inside = None, inside_view(self.tokenizer, result) if inspect else None
         if self.storage is not None and user_id is not None:
             bot_id = self.storage.add_message(
-                self.conversation_id, "bot", result.text, model=self.model_path, decoding=result.settings,
+                self.conversation_id, "bot", result.text, model=self.model_path, decoding={**result.settings, "precision": self.precision},
                 latency_ms=round(result.seconds * 1000, 2), score=result.score, attention=inside,
                 reply_to=user_id,
             )

@@ -41,6 +41,7 @@ async def test_send_shows_the_reply_and_logs_both_rows(app, sample_pairs):
         assert (user["role"], bot["role"]) == ("user", "bot")
         assert bot["text"] == sample_pairs[0].reply and bot["reply_to"] == user["id"]
         assert json.loads(bot["decoding"])["strategy"] == "greedy" and bot["latency_ms"] > 0
+        assert json.loads(bot["decoding"])["precision"] == app.session.precision
         inside = json.loads(bot["attention"])
         assert len(inside["weights"]) == len(inside["reply_pieces"])
 
