@@ -76,7 +76,7 @@ class ChatApp(App):
 
     def update_status(self) -> None:
         s = self.session
-        parts = [f"model {Path(s.model_path).name}", s.device.type, s.describe()]
+        parts = [f"model {Path(s.model_path).name}", f"{s.device.type} {s.precision}", s.describe()]
         if self.last_latency:
             parts.append(f"last reply {self.last_latency}")
         if s.storage is None:
