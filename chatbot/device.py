@@ -67,8 +67,8 @@ def inference_precision(name: str, device: torch.device) -> str:
     elsewhere. bf16 weights were slower here (one greedy step 2.35 ms against 1.95 ms in fp32)."""
     if name not in INFERENCE_PRECISIONS:
         raise ChatbotError(f"unknown precision {name!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
-    if name == "int8" and device.type != "cpu":
-        raise ChatbotError("--precision int8 runs on the CPU only: use fp32 or bf16 on CUDA")
+    if name == "int8":
+        int8.require_cpu(device)
     if name == "int8" and not int8.available():
         raise ChatbotError("--precision int8 needs a torch with fbgemm quantized kernels")
     if name == "auto":

@@ -18,7 +18,14 @@ import warnings
 import torch
 from torch import nn
 
+from chatbot.errors import ChatbotError
 from chatbot.model import Seq2Seq
+
+
+def require_cpu(device: torch.device | str) -> None:
+    """fbgemm's kernels are CPU kernels: int8 weights elsewhere are a clear error, not a crash."""
+    if torch.device(device).type != "cpu":
+        raise ChatbotError("int8 weights run on the CPU only: use --precision fp32 or bf16 on CUDA")
 
 
 def available() -> bool:

@@ -102,12 +102,10 @@ def load_model(
         raise ChatbotError(f"{path}: does not fit config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model = model.to(device=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32).eval()
     if precision == "int8":
-        from chatbot.int8 import quantize
+        from chatbot import int8
 
-        if torch.device(device).type != "cpu":
-            raise ChatbotError("int8 weights run on the CPU only: use fp32 or bf16 on CUDA")
-
-        quantize(model)
+        int8.require_cpu(device)
+        int8.quantize(model)
     return model, tokenizer, config
 
 

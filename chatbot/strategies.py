@@ -110,9 +110,14 @@ class Strategy:
         raise NotImplementedError
 
 
+def most_likely(logp: torch.Tensor, top=None) -> torch.Tensor:
+    """Each row's most likely token, read from `top` (logp.topk) when the loop has it."""
+    return logp.argmax(-1) if top is None else top.indices[:, 0]
+
+
 class Greedy(Strategy):
     def select(self, logp, step, top=None):
-        return (logp.argmax(-1) if top is None else top.indices[:, 0]), None
+        return most_likely(logp, top), None
 
 
 class Sample(Strategy):
@@ -127,7 +132,7 @@ class Sample(Strategy):
     def select(self, logp, step, top=None):
         s = self.settings
         if s.temperature == 0:
-            return (logp.argmax(-1) if top is None else top.indices[:, 0]), None
+            return most_likely(logp, top), None
         return sample_from(logp / s.temperature, s.top_k, s.top_p, self.generator), None
 
 

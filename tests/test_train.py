@@ -68,3 +68,22 @@ def test_time_budget_stops_training(tmp_path):
     assert (out / "model.safetensors").exists()
     config = read_config(out)
     assert config["best"]["seconds"] < 0.1 * 60 + 10
+
+
+def test_dropout_is_off_before_dropout_from_epoch_and_on_after(tmp_path, sample_pairs):
+    """Late dropout switches every dropout in the model: its layers and a 2-layer decoder LSTM's own."""
+    import torch
+
+    from chatbot.model import ModelConfig
+    from training.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(corpus="sample", vocab_size=300, epochs=2, eval_every=1000, log_every=1000, device="cpu", threads=1)
+    trainer = Trainer(tmp_path / "late", ModelConfig(embedding_dim=16, hidden_size=16, layers=2, dropout=0.3), cfg, quiet=True,
+                      pairs=(sample_pairs[:40], sample_pairs[40:50]))
+
+    def rates():
+        return {m.p for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)} | {trainer.model.decoder.lstm.dropout}
+
+    for epoch, expected in ((0, {0.0}), (1, {0.3})):
+        trainer.set_dropout(epoch >= cfg.dropout_from_epoch)
+        assert rates() == expected

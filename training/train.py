@@ -260,10 +260,14 @@ class Trainer:
         return {"valid_loss": nll / tokens, "valid_token_ppl": math.exp(nll / tokens), "valid_word_ppl": math.exp(nll / self.valid_words)}
 
     def set_dropout(self, on: bool) -> None:
-        """Switch the model's dropout layers between the configured rate and zero."""
+        """Switch the model's dropout between the configured rate and zero: its dropout layers and
+        a multi-layer LSTM's own dropout between layers."""
+        rate = self.model_cfg.dropout if on else 0.0
         for module in self.model.modules():
             if isinstance(module, torch.nn.Dropout):
-                module.p = self.model_cfg.dropout if on else 0.0
+                module.p = rate
+            elif isinstance(module, torch.nn.LSTM) and module.num_layers > 1:
+                module.dropout = rate
 
     def evaluate_and_checkpoint(self) -> bool:
         """Validate, keep the best weights, write the training state; True means stop early."""
