@@ -131,31 +131,34 @@ class Trace:
         self.alt_logps.append(top.values[:, :TOP_ALTERNATIVES])
 
     def finish(self) -> None:
-        """Gather the steps into Python lists, once, for reading hypotheses back."""
-        rows = self.history.size(0)
-        identity = list(range(rows))
+        """Stack the steps, once, for reading hypotheses back: pointers, tokens and their
+        log-probabilities as Python lists (every hypothesis walks them), attention and alternatives
+        as tensors (only the rows of the hypotheses returned are ever read)."""
+        identity = list(range(self.history.size(0)))
         self.parents = [identity if p is None else p.tolist() for p in self.parents]
         self.tokens, self.logps = torch.stack(self.tokens).tolist(), torch.stack(self.logps).tolist()
-        self.attention = torch.stack(self.attention).float().tolist()
-        self.alt_ids, self.alt_logps = torch.stack(self.alt_ids).tolist(), torch.stack(self.alt_logps).tolist()
+        self.attention = torch.stack(self.attention).float()  # (T, R, S)
+        self.alt_ids, self.alt_logps = torch.stack(self.alt_ids), torch.stack(self.alt_logps)  # (T, R, A)
 
     def hypothesis(self, row: int, last_step: int, length: int, finished: bool, score: float | None = None) -> dict:
         """The reply held by `row` after step `last_step`: `length` tokens, plus the EOS step when it
         finished; score defaults to the sum of its log-probabilities."""
-        steps = []
+        rows, parents = [], []  # per step, from the last back to the first
         for t in range(last_step, -1, -1):
-            parent = self.parents[t][row]
-            steps.append((self.tokens[t][row], self.logps[t][row], self.attention[t][parent],
-                          list(zip(self.alt_ids[t][parent], self.alt_logps[t][parent]))))
-            row = parent
-        steps.reverse()
-        keep = steps[: length + 1 if finished else length]
-        logprobs = [s[1] for s in keep]
+            rows.append(row)
+            row = self.parents[t][row]
+            parents.append(row)
+        rows.reverse()
+        parents.reverse()
+        keep = length + 1 if finished else length
+        steps = list(range(keep))
+        logprobs = [self.logps[t][rows[t]] for t in steps]
+        ids, values = self.alt_ids[steps, parents[:keep]].tolist(), self.alt_logps[steps, parents[:keep]].tolist()
         return {
-            "tokens": [s[0] for s in steps[:length]],
+            "tokens": [self.tokens[t][rows[t]] for t in range(length)],
             "logprobs": logprobs,
-            "attention": [s[2] for s in keep],
-            "alternatives": [s[3] for s in keep],
+            "attention": self.attention[steps, parents[:keep]].tolist(),
+            "alternatives": [list(zip(i, v)) for i, v in zip(ids, values)],
             "score": sum(logprobs) if score is None else score,
             "finished": finished,
         }
