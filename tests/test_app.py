@@ -120,7 +120,8 @@ async def test_resume_shows_the_history_and_search_finds_an_old_message(app):
 async def test_keys_work_while_a_slow_reply_runs_and_escape_cancels_it(app):
     from chatbot.decoding import BeamSettings
 
-    app.session.settings["beam"] = BeamSettings(beam_size=256, max_length=500, min_length=500, no_repeat_ngram=0)
+    # slow on purpose (seconds of decoding): the keys below must act while it runs
+    app.session.settings["beam"] = BeamSettings(beam_size=256, max_length=5000, min_length=5000, no_repeat_ngram=0)
     app.session.strategy = "beam"
     async with app.run_test() as pilot:
         app.query_one("#prompt").value = "hello"
