@@ -66,6 +66,7 @@ class Memory(NamedTuple):
     states: torch.Tensor  # (B, S, H)
     keys: torch.Tensor  # (B, S, H) for dot/general, (B, S, A) for additive
     mask: torch.Tensor  # (B, S) True on real tokens
+    bias: torch.Tensor  # (B, 1, S) added to the attention scores: 0 on real tokens, -inf on padding
 
     def index_select(self, index: torch.Tensor) -> Memory:
         """Reorder or repeat along the batch, as beam search does."""
@@ -158,10 +159,9 @@ class Attention(nn.Module):
         """query (B, T, H) -> context (B, T, H), weights (B, T, S)."""
         if self.kind == "additive":
             q = self.query(query).unsqueeze(2)  # (B, T, 1, H)
-            scores = self.v(torch.tanh(q + memory.keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
-        else:
-            scores = torch.bmm(query, memory.keys.transpose(1, 2))  # (B, T, S)
-        scores = scores.masked_fill(~memory.mask.unsqueeze(1), float("-inf"))
+            scores = self.v(torch.tanh(q + memory.keys.unsqueeze(1))).squeeze(-1) + memory.bias  # (B, T, S)
+        else:  # scores and padding mask in one product: bias + query keys^T
+            scores = torch.baddbmm(memory.bias.to(query.dtype), query, memory.keys.transpose(1, 2))  # (B, T, S)
         weights = torch.softmax(scores.float(), dim=-1).to(query.dtype)  # (B, T, S)
         context = torch.bmm(weights, memory.states)  # (B, T, H)
         return context, weights
@@ -186,41 +186,51 @@ class Decoder(nn.Module):
         self.combine = nn.Linear(2 * cfg.hidden_size, cfg.attentional_size, bias=False)
         self.cell: nn.Module | None = None  # a faster one-step LSTM for decoding (chatbot.int8)
 
-    def forward(
-        self, x: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, State, torch.Tensor]:
-        """x (B, T, E) embedded tokens -> attentional states (B, T, A), new state, attention (B, T, S).
-
-        Without input feeding the LSTM runs over all T tokens in one call; with it, T must be 1
-        and `feed` is the previous attentional state (B, A).
-        """
-        if self.cfg.input_feeding:
-            x = torch.cat([x, feed.unsqueeze(1)], dim=-1)  # (B, 1, E + A)
-        if x.size(1) == 1 and not self.training:
-            out, state = self.cell(x, state) if self.cell is not None else lstm_step(self.lstm, x, state)  # (B, 1, H)
-        else:
-            out, state = self.lstm(x, state)  # (B, T, H)
+    def forward(self, x: torch.Tensor, state: State, memory: Memory) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """Training and scoring, without input feeding: x (B, T, E) embedded tokens -> attentional
+        states (B, T, A), new state, attention (B, T, S). The LSTM runs over all T tokens in one call."""
+        out, state = self.lstm(x, state)  # (B, T, H)
         context, weights = self.attention(out, memory)  # (B, T, H), (B, T, S)
         attentional = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))  # (B, T, A)
         return self.dropout(attentional), state, weights
 
+    def step(
+        self, x: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State, torch.Tensor]:
+        """One token: x (B, E) embedded -> attentional state (B, A), new state, attention (B, S).
+
+        With input feeding, `feed` is the previous attentional state (B, A). Dropout applies only
+        in training; decoding calls this thousands of times a second, so every op counts.
+        """
+        if self.cfg.input_feeding:
+            x = torch.cat([x, feed], dim=-1)  # (B, E + A)
+        if self.training:
+            out, state = self.lstm(x.unsqueeze(1), state)
+            out = out[:, 0]  # (B, H)
+        else:
+            out, state = self.cell(x, state) if self.cell is not None else lstm_step(self.lstm, x, state)  # (B, H)
+        context, weights = self.attention(out.unsqueeze(1), memory)  # (B, 1, H), (B, 1, S)
+        attentional = torch.tanh(self.combine(torch.cat([context[:, 0], out], dim=-1)))  # (B, A)
+        return (self.dropout(attentional) if self.training else attentional), state, weights[:, 0]
+
 
 def lstm_step(lstm: nn.LSTM, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-    """One time step of a multi-layer LSTM (no dropout: inference only) through `lstm_cell`.
+    """One time step of a multi-layer LSTM (no dropout: inference only) through `lstm_cell`:
+    x (B, E) -> output (B, H), new state.
 
     Same weights and result as calling `lstm`, but when decoding one token at a time on the
     CPU, the fused kernel's per-call setup costs more than the step itself (measured 1.9 ms a
     call for a 512-unit layer); two matrix products per layer cost a fraction of that.
     """
     h, c = state  # (L, B, H)
-    inputs, hs, cs = x[:, 0], [], []  # (B, E)
+    inputs, hs, cs = x, [], []  # (B, E)
     for layer in range(lstm.num_layers):
         weights = [getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         h_layer, c_layer = torch.lstm_cell(inputs, (h[layer], c[layer]), *weights)  # (B, H) each
         hs.append(h_layer)
         cs.append(c_layer)
         inputs = h_layer
-    return inputs.unsqueeze(1), (torch.stack(hs), torch.stack(cs))
+    return inputs, (torch.stack(hs), torch.stack(cs))
 
 
 class Seq2Seq(nn.Module):
@@ -263,7 +273,8 @@ class Seq2Seq(nn.Module):
         """src (B, S) right-padded, lengths (B,) -> memory and the decoder's initial state."""
         states, final = self.encoder(self.embed(src), lengths)
         mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.to(src.device).unsqueeze(1)
-        memory = Memory(states, self.decoder.attention.keys(states), mask)
+        bias = torch.zeros(mask.shape, device=src.device).masked_fill(~mask, float("-inf")).unsqueeze(1)
+        memory = Memory(states, self.decoder.attention.keys(states), mask, bias)
         return memory, self.bridge(final)
 
     def initial_feed(self, batch_size: int) -> torch.Tensor:
@@ -273,9 +284,9 @@ class Seq2Seq(nn.Module):
         self, tokens: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor
     ) -> tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]:
         """One decoding step: tokens (B,) -> log-probabilities (B, V), state, attention (B, S), feed (B, A)."""
-        attentional, state, weights = self.decoder(self.embed(tokens.unsqueeze(1)), state, memory, feed)
-        logits = self.out(attentional[:, 0])  # (B, V)
-        return torch.log_softmax(logits.float(), dim=-1), state, weights[:, 0], attentional[:, 0]
+        x = self.embed(tokens) if self.training else F.embedding(tokens, self.embedding.weight)  # (B, E)
+        attentional, state, weights = self.decoder.step(x, state, memory, feed)
+        return torch.log_softmax(self.out(attentional).float(), dim=-1), state, weights, attentional
 
     def forward(
         self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor
@@ -293,15 +304,14 @@ class Seq2Seq(nn.Module):
         outputs, all_weights = [], []
         token = tgt_in[:, 0]
         for t in range(tgt_in.size(1)):
-            attentional, state, weights = self.decoder(self.embed(token.unsqueeze(1)), state, memory, feed)
-            feed = attentional[:, 0]
-            outputs.append(attentional)
+            feed, state, weights = self.decoder.step(self.embed(token), state, memory, feed)  # (B, A), state, (B, S)
+            outputs.append(feed)
             all_weights.append(weights)
             if t + 1 < tgt_in.size(1):
                 token = tgt_in[:, t + 1]
                 if self.training and random.random() >= self.cfg.teacher_forcing:
                     token = self.out(feed).argmax(-1).detach()
-        return torch.cat(outputs, dim=1), torch.cat(all_weights, dim=1)
+        return torch.stack(outputs, dim=1), torch.stack(all_weights, dim=1)
 
     def scored_logits(
         self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor, forward=None

@@ -45,7 +45,7 @@ class BigramTable:
         B, S = src.shape
         mask = torch.arange(S).unsqueeze(0) < lengths.unsqueeze(1)
         states = torch.zeros(B, S, 1)
-        return Memory(states, states, mask), (torch.zeros(1, B, 1), torch.zeros(1, B, 1))
+        return Memory(states, states, mask, mask.unsqueeze(1).float()), (torch.zeros(1, B, 1), torch.zeros(1, B, 1))
 
     def initial_feed(self, rows):
         return torch.zeros(rows, 1)
