@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -320,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chatbot: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`chatbot reply ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
 
 
 if __name__ == "__main__":

@@ -84,3 +84,16 @@ def test_cli_reply_in_bf16(overfit_dir, sample_pairs):
                              "--threads", "1", sample_pairs[0].source], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == sample_pairs[0].reply
+
+
+def test_cli_reply_into_a_closed_pipe_stops_without_a_traceback(overfit_dir, sample_pairs):
+    """`chatbot reply --json < messages | head -c 100`: the reader leaves long before the replies end."""
+    messages = "".join(p.source + "\n" for p in sample_pairs[:20]) * 20  # ~400 replies with attention: far past a pipe's buffer
+    proc = subprocess.Popen([sys.executable, "-m", "chatbot", "reply", "--model", str(overfit_dir), "--threads", "1", "--json"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(messages.encode())
+    proc.stdin.close()
+    assert proc.stdout.read(100)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) != 0 and "Traceback" not in stderr, stderr
