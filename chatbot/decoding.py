@@ -186,13 +186,13 @@ def decode(
     feed = model.initial_feed(B * K)
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     trace = Trace(B * K, device)
-    ended = torch.zeros(B * K, dtype=torch.bool, device=device)
+    ended, any_ended = torch.zeros(B * K, dtype=torch.bool, device=device), False  # (R,) rows past their EOS
     for step in range(settings.max_length + 1):
         raw, state, weights, feed = model.step(tokens, state, memory, feed)  # (R, V), state, (R, S), (R, A)
         logp = apply_rules(raw.float(), settings, trace.history, source, step)
         if step == settings.max_length:  # the last position can only end the reply
             logp = only_eos(logp)
-        if K == 1 and bool(ended.any()):  # a finished reply can only go on ending
+        if any_ended:  # a finished reply can only go on ending
             logp = torch.where(ended.unsqueeze(1), only_eos(logp), logp)
         top = logp.topk(min(max(TOP_ALTERNATIVES, K), logp.size(-1)), dim=-1)  # beam search ranks its candidates from these too
         tokens, rows = strategy.select(logp, step, top)  # (R,), (R,) or None: each row goes on
@@ -205,7 +205,8 @@ def decode(
             done = bool(strategy.done.all())
         else:
             ended = ended | (tokens == EOS)
-            done = bool(ended.all())
+            n_ended = int(ended.sum())  # one read of the device per step
+            any_ended, done = n_ended > 0, n_ended == B
         if on_step:
             best = [trace.history[b * K].tolist() for b in range(B)]
             on_step(Progress(step, [_strip(t) for t in best]))
