@@ -190,6 +190,23 @@ def test_top_p_sampling_matches_the_truncated_renormalised_distribution():
     assert chi2 < 13.8  # chi-square, 2 degrees of freedom, p = 0.001
 
 
+@pytest.mark.parametrize("top_k, top_p, expected", [
+    (3, 1.0, [0.5, 0.3125, 0.1875]),  # the top 3, renormalised
+    (3, 0.7, [0.5 / 0.8125, 0.3125 / 0.8125, 0.0]),  # then the nucleus of that: 0.5 < 0.7 <= 0.8125
+    (0, 1.0, [0.4, 0.25, 0.15, 0.1, 0.06, 0.04]),  # nothing truncated
+])
+def test_top_k_sampling_frequencies_match_the_renormalised_distribution(top_k, top_p, expected):
+    probs = torch.tensor([0.4, 0.25, 0.15, 0.1, 0.06, 0.04])
+    expected = torch.tensor(expected + [0.0] * (6 - len(expected)))
+    n = 20000
+    draws = sample_from(probs.log().unsqueeze(0).expand(n, -1), top_k, top_p, torch.Generator().manual_seed(0))
+    counts = torch.bincount(draws, minlength=6).float()
+    support = expected > 0
+    assert counts[~support].sum() == 0
+    chi2 = (((counts[support] - n * expected[support]) ** 2) / (n * expected[support])).sum().item()
+    assert chi2 < 20.5  # chi-square, at most 5 degrees of freedom, p = 0.001
+
+
 def test_top_p_over_a_large_vocabulary_keeps_the_exact_nucleus():
     """Rows whose nucleus lies beyond the first tokens ranked (a flat distribution) and rows where
     it does not (a peaked one) keep exactly the tokens a full sort would keep."""
