@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=12, help="passes over the logged pairs (chatbot retrain's default: 12)")
+    parser.add_argument("--dropout", type=float, help="dropout while fine-tuning (chatbot retrain's default: the model's own)")
     parser.add_argument("--style", choices=("as-is", "casual"), default="as-is", help="how the logged user writes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,7 +64,8 @@ def main() -> None:
         out = Path(tmp) / "retrained"
         start = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "chatbot", "retrain", "--db", str(db), "--model", str(args.model), "--out", str(out),
-                                 "--no-human-turns", "--max-minutes", str(args.max_minutes), "--epochs", str(args.epochs), "--threads", str(args.threads), "--quiet", "--force"],
+                                 "--no-human-turns", "--max-minutes", str(args.max_minutes), "--epochs", str(args.epochs), "--threads", str(args.threads), "--quiet", "--force",
+                                 *(["--dropout", str(args.dropout)] if args.dropout is not None else [])],
                                 capture_output=True, text=True)
         seconds = time.perf_counter() - start
         print(result.stdout)
@@ -76,7 +78,8 @@ def main() -> None:
           f"held-out logged ppl {100 * held:+.1f}%, chitchat test ppl {100 * test:+.1f}%")
     with open(Path(__file__).parent / "results" / "retrain.jsonl", "a") as f:
         f.write(json.dumps({"date": datetime.date.today().isoformat(), "pairs": args.pairs, "style": args.style, "threads": args.threads,
-                            "max_minutes": args.max_minutes, "epochs": args.epochs, "wall_seconds": seconds, **figures}) + "\n")
+                            "max_minutes": args.max_minutes, "epochs": args.epochs, "dropout": args.dropout,
+                            "model": str(args.model), "wall_seconds": seconds, **figures}) + "\n")
 
 
 if __name__ == "__main__":

@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--epochs", type=int, default=12, help="passes over the logged pairs, each with fresh replayed pairs")
     p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (near where the base training ended)")
+    p.add_argument("--dropout", type=float, help="dropout while fine-tuning (default: the model's own)")
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--patience", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)

@@ -85,7 +85,7 @@ def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, ov
     before = digest(overfit_dir)
     out = tmp_path / "retrained"
     result = chatbot("retrain", "--db", str(chat_log), "--model", str(overfit_dir), "--out", str(out), "--replay", str(replay),
-                     "--replay-ratio", "1", "--epochs", "250", "--lr", "0.005", "--eval-every", "50", "--patience", "100",
+                     "--replay-ratio", "1", "--epochs", "250", "--lr", "0.005", "--eval-every", "50", "--patience", "100", "--dropout", "0.02",
                      "--device", "cpu", "--threads", THREADS, "--no-benchmark", "--quiet")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "held-out logged pairs" in result.stdout
@@ -96,6 +96,7 @@ def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, ov
     assert [r[0].text for r in replies] == list(trained.values())
     results = json.loads((out / "retrain.json").read_text())["results"]
     assert results["held_out_after"] < results["held_out_before"]
+    assert config["model"]["dropout"] == 0.02  # the parent's was 0.0
     lineage = config["lineage"]
     assert lineage["parent"] == str(overfit_dir.resolve()) and lineage["message_ids"]
     assert digest(overfit_dir) == before

@@ -127,6 +127,10 @@ def retrain(args) -> int:
     set_threads(args.threads)
     device = resolve_device(args.device)
     model, tokenizer, parent_config = load_model(args.model, device)
+    if args.dropout is not None:
+        if not 0.0 <= args.dropout < 1.0:
+            raise ChatbotError("dropout must lie in [0, 1)")
+        model.cfg.dropout = args.dropout
     held = [p for p in pairs if held_out(p)]
     train_logged = [p for p in pairs if not held_out(p)]
     if not held:  # too few pairs for a hash slice: hold out the last one
