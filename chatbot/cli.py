@@ -57,7 +57,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
 def _precision_flag(parser: argparse.ArgumentParser) -> None:
     """How the weights are held where a model is only run (evaluate, reply, chat); see `inference_precision`."""
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
-                        help="weights for replies (auto: int8 decoder weights on the CPU, measured fastest; fp32 on CUDA)")
+                        help="weights for replies (auto: int8 on the CPU, measured fastest; fp32 on CUDA)")
 
 
 def _settings(args: argparse.Namespace, cls, section: dict) -> dict:

@@ -71,7 +71,7 @@ def load_model(
 ) -> tuple[Seq2Seq, Tokenizer, dict]:
     """Model (in eval mode, on `device`), tokenizer and the whole config.json of a model directory.
 
-    `precision`: fp32 or bf16 weights, or int8 decoder weights for CPU replies (`chatbot.int8`)."""
+    `precision`: fp32 or bf16 weights, or int8 weights in the per-token matrices for CPU replies (`chatbot.int8`)."""
     directory = Path(directory)
     config = read_config(directory)
     try:
