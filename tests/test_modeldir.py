@@ -22,6 +22,17 @@ def test_save_then_load_gives_identical_outputs(random_model, tokenizer, sample_
     assert config["model"]["hidden_size"] == random_model.cfg.hidden_size
 
 
+def test_tied_model_loads_with_one_shared_matrix(tokenizer, sample_pairs, tmp_path):
+    from chatbot.model import ModelConfig, Seq2Seq
+
+    torch.manual_seed(0)
+    tied = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=24, hidden_size=32, tie_embeddings=True)).eval()
+    save_model(tmp_path, tied, tokenizer)
+    model, tok, _ = load_model(tmp_path)
+    assert model.out.weight is model.embedding.weight
+    assert torch.equal(outputs(tied, tokenizer, sample_pairs[:4]), outputs(model, tok, sample_pairs[:4]))
+
+
 @pytest.mark.parametrize("victim", ["config.json", "model.safetensors", "tokenizer.model"])
 def test_missing_or_corrupt_file_is_one_clear_error(random_model, tokenizer, tmp_path, victim):
     save_model(tmp_path, random_model, tokenizer)
