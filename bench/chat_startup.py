@@ -45,6 +45,14 @@ def one_start(model: str | None, threads: int) -> tuple[float, float]:
             subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
+def import_torch_seconds() -> float:
+    """A bare `import torch` in a fresh interpreter: the floor under any startup, and a gauge of
+    how fast this machine is right now (it drifts)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", help="model directory (default: the bundled model)")
@@ -52,16 +60,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     one_start(args.model, args.threads)  # warm the file cache
-    runs = [one_start(args.model, args.threads) for _ in range(args.repeats)]
+    runs, torch_alone = [], []
+    for _ in range(args.repeats):  # taking turns, so that both see the machine alike
+        runs.append(one_start(args.model, args.threads))
+        torch_alone.append(import_torch_seconds())
     seconds = statistics.median(r[0] for r in runs)
     memory = statistics.median(r[1] for r in runs)
+    floor = statistics.median(torch_alone)
     print(f"chat startup to a ready input box: median {seconds:.2f} s over {args.repeats} starts; resident memory {memory:.0f} MB "
-          f"({args.threads} threads, cpu, model {args.model or 'bundled'})")
+          f"({args.threads} threads, cpu, model {args.model or 'bundled'}); a bare `import torch` took {floor:.2f} s of it")
     out = Path(__file__).parent / "results" / "chat_startup.jsonl"
     out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
         f.write(json.dumps({"date": datetime.date.today().isoformat(), "model": args.model or "bundled", "threads": args.threads,
-                            "startup_s": seconds, "resident_mb": memory, "runs": runs}) + "\n")
+                            "startup_s": seconds, "resident_mb": memory, "import_torch_s": floor, "runs": runs}) + "\n")
 
 
 if __name__ == "__main__":

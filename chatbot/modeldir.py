@@ -83,8 +83,7 @@ def load_model(
         raise ChatbotError(
             f"{directory}: tokenizer has {tokenizer.vocab_size} pieces but the model expects {cfg.vocab_size}"
         )
-    with torch.device("meta"):  # shapes only: random initial weights would be overwritten (~0.1 s saved)
-        model = Seq2Seq(cfg)
+    model = Seq2Seq(cfg)
     path = directory / WEIGHTS
     try:
         weights = load_file(path)
@@ -95,14 +94,12 @@ def load_model(
     if cfg.tie_embeddings:
         weights.pop("out.weight", None)
     try:
-        missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
     except RuntimeError as err:
         raise ChatbotError(f"{path}: does not fit config.json ({str(err).splitlines()[-1].strip()})") from None
     missing = [k for k in missing if not (k == "out.weight" and cfg.tie_embeddings)]
     if missing or unexpected:
         raise ChatbotError(f"{path}: does not fit config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    if cfg.tie_embeddings:  # the loaded embedding replaced the parameter the output layer shared
-        model.out.weight = model.embedding.weight
     model = model.to(device=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32).eval()
     if precision == "int8":
         from chatbot import int8
