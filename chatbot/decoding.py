@@ -179,10 +179,12 @@ def decode(
     for i, s in enumerate(sources):
         src[i, : len(s)] = torch.tensor(s, device=device)
     memory, state = model.encode(src, lengths)  # the encoder runs once per message
-    expand = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
-    memory = memory.index_select(expand)
-    state = tuple(s.index_select(1, expand) for s in state)
-    source = src.index_select(0, expand)  # (R, S)
+    source = src  # (R, S) each row's message
+    if K > 1:  # K rows per message
+        expand = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
+        memory = memory.index_select(expand)
+        state = tuple(s.index_select(1, expand) for s in state)
+        source = src.index_select(0, expand)
     feed = model.initial_feed(B * K)
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     trace = Trace(B * K, device)
