@@ -63,13 +63,14 @@ def inference_precision(name: str, device: torch.device) -> str:
 
     A reply step reads every decoder weight matrix to compute one row, so it is bound by memory
     traffic. `auto` is int8 weights on the CPU where torch has fbgemm (greedy median 14.5 ms
-    against 23.6 ms in fp32 here, test perplexity 150.14 against 149.99) and fp32 elsewhere. bf16 weights were slower here (one greedy step 2.35 ms against 1.95 ms in fp32)."""
+    against 23.6 ms in fp32 here, test perplexity 150.14 against 149.99) and fp32 elsewhere.
+    bf16 weights were slower here (one greedy step 2.35 ms against 1.95 ms in fp32)."""
     if name not in INFERENCE_PRECISIONS:
         raise ChatbotError(f"unknown precision {name!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
     if name == "int8":
         int8.require_cpu(device)
-    if name == "int8" and not int8.available():
-        raise ChatbotError("--precision int8 needs a torch with fbgemm quantized kernels")
+        if not int8.available():
+            raise ChatbotError("--precision int8 needs a torch with fbgemm quantized kernels")
     if name == "auto":
         return "int8" if device.type == "cpu" and int8.available() else "fp32"
     return name

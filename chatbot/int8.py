@@ -2,9 +2,10 @@
 
 A reply is made one token at a time, and each token reads the decoder's big weight matrices
 once (the LSTM's, the attentional layer's and the 8,000-row output layer's) to compute a single
-row: the step is bound by memory traffic, not arithmetic. As int8 with one scale per output row they are a quarter of
-fp32's bytes, and fbgemm's dynamically quantised product (activations quantised per call) ran
-the output layer 3.2x and the LSTM 3.7x faster than fp32 here (2 threads, one row).
+row: the step is bound by memory traffic, not arithmetic. As int8 with one scale per output row
+they are a quarter of fp32's bytes, and fbgemm's dynamically quantised product (activations
+quantised per call) ran the output layer 3.2x and the LSTM 3.7x faster than fp32 here (2
+threads, one row).
 
 `quantize(model)` also rounds those weights to the int8 grid in place, so teacher-forced
 perplexity runs with the weights that decoding uses (its activations are quantised per batch

@@ -61,11 +61,11 @@ class ModelConfig:
 
 
 class Memory(NamedTuple):
-    """What the decoder attends to: encoder states, their projected keys and the padding mask."""
+    """What the decoder attends to: encoder states, their projected keys and the padding mask
+    (as a bias on the attention scores)."""
 
     states: torch.Tensor  # (B, S, H)
     keys: torch.Tensor  # (B, S, H) for dot/general, (B, S, A) for additive
-    mask: torch.Tensor  # (B, S) True on real tokens
     bias: torch.Tensor  # (B, 1, S) added to the attention scores: 0 on real tokens, -inf on padding
 
     def index_select(self, index: torch.Tensor) -> Memory:
@@ -274,7 +274,7 @@ class Seq2Seq(nn.Module):
         states, final = self.encoder(self.embed(src), lengths)
         mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.to(src.device).unsqueeze(1)
         bias = torch.zeros(mask.shape, device=src.device).masked_fill(~mask, float("-inf")).unsqueeze(1)
-        memory = Memory(states, self.decoder.attention.keys(states), mask, bias)
+        memory = Memory(states, self.decoder.attention.keys(states), bias)
         return memory, self.bridge(final)
 
     def initial_feed(self, batch_size: int) -> torch.Tensor:

@@ -45,13 +45,15 @@ class BigramTable:
         B, S = src.shape
         mask = torch.arange(S).unsqueeze(0) < lengths.unsqueeze(1)
         states = torch.zeros(B, S, 1)
-        return Memory(states, states, mask, mask.unsqueeze(1).float()), (torch.zeros(1, B, 1), torch.zeros(1, B, 1))
+        bias = torch.zeros(B, 1, S).masked_fill(~mask.unsqueeze(1), float("-inf"))
+        return Memory(states, states, bias), (torch.zeros(1, B, 1), torch.zeros(1, B, 1))
 
     def initial_feed(self, rows):
         return torch.zeros(rows, 1)
 
     def step(self, tokens, state, memory, feed):
-        weights = memory.mask.float() / memory.mask.sum(-1, keepdim=True)
+        real = (memory.bias[:, 0] == 0).float()  # (R, S)
+        weights = real / real.sum(-1, keepdim=True)
         return self.table[tokens], state, weights, feed
 
 
