@@ -22,6 +22,7 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--attention", choices=ATTENTION_KINDS)
     g.add_argument("--input-feeding", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None)
+    g.add_argument("--output-rank", type=int, help="output layer as two thinner matrices of this rank (0: one full matrix)")
     g.add_argument("--dropout", type=float)
     g.add_argument("--teacher-forcing", type=float, help="chance of feeding the gold token (1.0: always)")
     g.add_argument("--max-source-tokens", type=int)
@@ -38,6 +39,9 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    parser.add_argument("--from", dest="start_from", type=Path, metavar="MODEL",
+                        help="start from this trained model's weights and tokenizer (model settings: its own, "
+                             "save --output-rank, --dropout, --teacher-forcing)")
     parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (torchrun)")
     parser.add_argument("--seed", type=int)
     g = parser.add_argument_group("training settings")
@@ -90,9 +94,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ChatbotError(f"bad settings: {err}") from None
     if args.nproc > 1:
         return launch_distributed(args.nproc, args.argv)
-    result = train(args.out, model_cfg, train_cfg, resume=args.resume, quiet=args.quiet)
+    base = starting_model(args) if args.start_from else None
+    result = train(args.out, model_cfg, train_cfg, resume=args.resume, quiet=args.quiet, base=base)
     print(json.dumps({"out": str(args.out), **result}))
     return 0
+
+
+def starting_model(args: argparse.Namespace):
+    """The model named by --from, in the shape this run trains: its own settings, with the few a
+    continued training may change (the output layer's rank, dropout, teacher forcing)."""
+    from chatbot.model import ModelConfig, Seq2Seq
+    from chatbot.modeldir import load_model
+
+    trained, tokenizer, _ = load_model(args.start_from, precision="fp32")
+    changeable = {"output_rank", "dropout", "teacher_forcing"}
+    fixed = [f.name for f in fields(ModelConfig) if f.name not in changeable and getattr(args, f.name, None) is not None]
+    if fixed:
+        raise ChatbotError(f"--from keeps the model's own {', '.join(fixed)}: drop those flags")
+    changes = {name: getattr(args, name) for name in changeable if getattr(args, name, None) is not None}
+    model = Seq2Seq(ModelConfig.from_dict({**trained.cfg.to_dict(), **changes}))
+    model.initialize_from(trained)
+    return model, tokenizer
 
 
 def launch_distributed(nproc: int, argv: list[str]) -> int:

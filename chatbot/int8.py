@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from chatbot.errors import ChatbotError
-from chatbot.model import Seq2Seq
+from chatbot.model import LowRankLinear, Seq2Seq
 
 
 def require_cpu(device: torch.device | str) -> None:
@@ -135,9 +135,17 @@ def quantize(model: Seq2Seq) -> Seq2Seq:
     decoder = model.decoder
     for n in range(decoder.lstm.num_layers):  # per layer, one matrix in Int8LSTMStep
         round_to_int8(getattr(decoder.lstm, f"weight_ih_l{n}"), getattr(decoder.lstm, f"weight_hh_l{n}"))
-    round_to_int8(model.out.weight)
-    round_to_int8(decoder.combine.weight)
     decoder.cell = Int8LSTMStep(decoder.lstm)
-    decoder.combine = Int8Linear(decoder.combine.weight, None)
-    model.out = Int8Linear(model.out.weight, model.out.bias)
+    decoder.combine = int8_linear(decoder.combine)
+    if isinstance(model.out, LowRankLinear):
+        model.out.down, model.out.up = int8_linear(model.out.down), int8_linear(model.out.up)
+    else:
+        model.out = int8_linear(model.out)
     return model
+
+
+def int8_linear(linear: nn.Linear) -> Int8Linear:
+    """The layer's int8 twin; its float weight is rounded to the int8 grid too (teacher-forced
+    scoring through the float layer then uses the weights decoding uses)."""
+    round_to_int8(linear.weight)
+    return Int8Linear(linear.weight, linear.bias)

@@ -358,5 +358,6 @@ def _runtime_settings(cfg: TrainConfig) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
-def train(out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False) -> dict:
-    return Trainer(out, model_cfg, cfg, resume=resume, quiet=quiet).train()
+def train(out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False, base=None) -> dict:
+    """Train a model into `out`; `base` (model, tokenizer) starts from trained weights instead of random ones."""
+    return Trainer(out, model_cfg, cfg, resume=resume, quiet=quiet, base=base).train()
