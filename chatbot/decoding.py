@@ -127,8 +127,9 @@ class Trace:
         self.tokens.append(chosen)
         self.logps.append(picked)
         self.attention.append(weights)
-        self.alt_ids.append(top.indices[:, :TOP_ALTERNATIVES])
-        self.alt_logps.append(top.values[:, :TOP_ALTERNATIVES])
+        wide = top.indices.size(1) > TOP_ALTERNATIVES  # beam search ranks more than it shows
+        self.alt_ids.append(top.indices[:, :TOP_ALTERNATIVES] if wide else top.indices)
+        self.alt_logps.append(top.values[:, :TOP_ALTERNATIVES] if wide else top.values)
 
     def finish(self) -> None:
         """Stack the steps, once, for reading hypotheses back: pointers, tokens and their
@@ -205,6 +206,8 @@ def decode(
         if K > 1:
             strategy.record_finished(step, length=step)
             done = bool(strategy.done.all())
+        elif B == 1:  # one message ends with its only row (the chat's case: one read, no bookkeeping)
+            done = tokens.item() == EOS
         else:
             ended = ended | (tokens == EOS)
             n_ended = int(ended.sum())  # one read of the device per step

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from chatbot.errors import ChatbotError
@@ -337,7 +336,7 @@ class Seq2Seq(nn.Module):
         self, tokens: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor
     ) -> tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]:
         """One decoding step: tokens (B,) -> log-probabilities (B, V), state, attention (B, S), feed (B, A)."""
-        x = self.embed(tokens) if self.training else F.embedding(tokens, self.embedding.weight)  # (B, E)
+        x = self.embed(tokens) if self.training else torch.embedding(self.embedding.weight, tokens)  # (B, E)
         attentional, state, weights = self.decoder.step(x, state, memory, feed)
         return torch.log_softmax(self.out(attentional).float(), dim=-1), state, weights, attentional
 

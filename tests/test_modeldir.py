@@ -108,3 +108,14 @@ def test_cli_reply_into_a_closed_pipe_stops_without_a_traceback(overfit_dir, sam
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) != 0 and "Traceback" not in stderr, stderr
+
+
+def test_bundled_model_loads_and_replies():
+    """The model `make chat` opens: its files fit together, and it answers with float and int8 weights."""
+    from chatbot.decoding import GreedySettings, reply
+    from chatbot.paths import BUNDLED_MODEL
+
+    for precision in ("fp32", "int8"):
+        model, tokenizer, config = load_model(BUNDLED_MODEL, precision=precision)
+        assert config["parameters"] == sum(p.numel() for p in load_model(BUNDLED_MODEL)[0].parameters())
+        assert reply(model, tokenizer, ["hi, how are you?"], GreedySettings())[0][0].text.strip()

@@ -1,7 +1,7 @@
 """Make a trained model the bundled default: weights in 16-bit inside the package, and a model
 card with its measured figures.
 
-    python -m training.bundle --model runs/chitchat --command "chatbot train ..."
+    python -m training.bundle --model runs/chitchat --command "chatbot train ..." [--output-rank 192]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.device import inference_precision
+from chatbot.model import Seq2Seq
 from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model
 from chatbot.paths import BUNDLED_MODEL
 from corpora import load_pairs
@@ -45,20 +46,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to the card: what was tried, and why this model")
+    parser.add_argument("--output-rank", type=int, default=0,
+                        help="store the output layer as its best rank-R approximation (truncated SVD; 0: as trained)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, tokenizer, config = load_model(args.model)
+    trained, tokenizer, config = load_model(args.model)
+    model = trained
+    if args.output_rank:
+        model = Seq2Seq(replace(trained.cfg, output_rank=args.output_rank)).eval()
+        model.initialize_from(trained)
+        config = {**config, "model": model.cfg.to_dict(), "parameters": model.num_parameters(),
+                  "trained_output_rank": trained.cfg.output_rank, "trained_parameters": trained.num_parameters()}
     args.out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if not (k == "out.weight" and model.cfg.tie_embeddings)}
     atomic_write(args.out / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt", "dtype": "float16"}))
-    for name in (CONFIG, TOKENIZER, "metrics.jsonl", "training.png"):
+    atomic_write(args.out / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    for name in (TOKENIZER, "metrics.jsonl", "training.png"):
         shutil.copyfile(args.model / name, args.out / name)
     half, _, _ = load_model(args.out)  # the stored weights, in float32
     bf16, _, _ = load_model(args.out, precision="bf16")
     replying = inference_precision("auto", torch.device("cpu"))
     replier, _, _ = load_model(args.out, precision=replying)  # as `chatbot reply` and the chat load it on a CPU
     test = load_pairs("chitchat", "test")
-    full = evaluate_pairs(model, tokenizer, test)
+    as_trained = evaluate_pairs(trained, tokenizer, test)
+    full = evaluate_pairs(model, tokenizer, test) if model is not trained else as_trained
     stored = evaluate_pairs(half, tokenizer, test)
     in_bf16 = evaluate_pairs(bf16, tokenizer, test)
     in_int8 = evaluate_pairs(replier, tokenizer, test) if replying == "int8" else None
@@ -79,6 +90,11 @@ def main() -> None:
         "# The bundled default model", "",
         f"Trained by `{args.command}` on the chitchat training split (validation split for model selection).", "",
         f"- parameters: {model.num_parameters():,} ({json.dumps(config['model'])})",
+        *([f"- output layer: trained as one {trained.cfg.vocab_size} x {trained.cfg.attentional_size} matrix "
+           f"({trained.num_parameters():,} parameters, test word-level perplexity {as_trained['word_ppl']:.2f} in float32), "
+           f"stored as its best rank-{args.output_rank} approximation (truncated SVD, `python -m training.bundle --output-rank "
+           f"{args.output_rank}`): the matrix every reply token reads shrinks to {args.output_rank / trained.cfg.attentional_size:.0%} "
+           f"of its bytes (`chatbot.model.LowRankLinear`)"] if model is not trained else []),
         f"- training settings: `{json.dumps(config['train'])}`",
         f"- training time: {valid[-1]['seconds'] / 60:.1f} min wall clock; median throughput {train_rates[len(train_rates) // 2]:.0f} target tokens/s",
         f"- weights stored in float16 ({(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB), loaded as float32, and for replies on "
