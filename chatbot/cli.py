@@ -40,8 +40,8 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     parser.add_argument("--from", dest="start_from", type=Path, metavar="MODEL",
-                        help="start from this trained model's weights and tokenizer (model settings: its own, "
-                             "save --output-rank, --dropout, --teacher-forcing)")
+                        help="start from this trained model's weights and tokenizer (its model settings, except "
+                             "--output-rank, --dropout and --teacher-forcing)")
     parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (torchrun)")
     parser.add_argument("--seed", type=int)
     g = parser.add_argument_group("training settings")
