@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from machine import cpu_times, steal_share  # bench/machine.py, beside this script
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.modeldir import load_model
 from chatbot.tokenizer import BOS, EOS
@@ -100,6 +101,7 @@ def main() -> None:
             runs[f"{name} {precision}"] = replier(model, tokenizer, settings)
             lengths[f"{name} {precision}"] = statistics.median(len(r[0].tokens) for r in reply(model, tokenizer, messages, settings))
     runs[f"beam-5 {precision} per-hypothesis loop"] = lambda m: naive_beam(model, tokenizer, m, 5, args.max_length)
+    counters = cpu_times()
     timings = interleaved_latencies(runs, messages, args.repeats)
     batch = messages[:32]
     throughput = {}
@@ -110,6 +112,7 @@ def main() -> None:
             reply(model, tokenizer, batch, settings)
             seconds.append(time.perf_counter() - start)
         throughput[name] = len(batch) / statistics.median(seconds)
+    steal = steal_share(counters, cpu_times())
     params = config["parameters"]
     print(f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, cpu, "
           f"{len(messages)} chitchat test messages, replies up to {args.max_length} tokens)")
@@ -120,6 +123,8 @@ def main() -> None:
         print(f"  {name:34s} median {med:7.1f} ms   p95 {p95:7.1f} ms" + (f"   median reply {lengths[name]:.0f} tokens" if name in lengths else ""))
     ratio = summary[f"beam-5 {precision} per-hypothesis loop"]["median_ms"] / summary[f"beam-5 {precision}"]["median_ms"]
     print(f"  beam-5 speed-up over the per-hypothesis loop ({precision}): {ratio:.1f}x (median)")
+    if steal is not None:
+        print(f"  CPU steal while measuring latency: {steal:.0%} of the machine's CPU time went to other guests")
     for name, rate in throughput.items():
         print(f"  batch of 32, {name:8s} {precision} {rate:7.1f} replies/s")
     out = Path(__file__).parent / "results" / "reply_latency.jsonl"
@@ -127,7 +132,7 @@ def main() -> None:
     with open(out, "a") as f:
         f.write(json.dumps({"date": datetime.date.today().isoformat(), "model": str(args.model), "parameters": params,
                             "threads": args.threads, "device": "cpu", "messages": len(messages), "repeats": args.repeats, "latency": summary,
-                            "beam_speedup": ratio, "batch32_precision": precision, "batch32_replies_per_s": throughput}) + "\n")
+                            "beam_speedup": ratio, "cpu_steal": steal, "batch32_precision": precision, "batch32_replies_per_s": throughput}) + "\n")
 
 
 if __name__ == "__main__":

@@ -75,9 +75,21 @@ def block_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int, source: torc
         logp.scatter_reduce_(1, windows[:, :, n - 1], torch.where(match, NEG_INF, float("inf")), "amin")
 
 
-def apply_rules(logp: torch.Tensor, settings: Settings, history: torch.Tensor, source: torch.Tensor, step: int) -> torch.Tensor:
+def banned_continuations(history: list[int], n: int, source: list[int] | None) -> list[int]:
+    """`block_ngrams` for one row, on Python lists: the tokens that would complete an n-gram
+    already in `history` or `source`. For a single message (the chat's case) a scan of a few dozen
+    ints costs a fraction of the ten small tensor ops the batched form takes."""
+    if n < 1 or len(history) < n - 1:
+        return []
+    prefix = history[len(history) - (n - 1) :]
+    return [seq[i + n - 1] for seq in (history, source or []) for i in range(len(seq) - n + 1) if seq[i : i + n - 1] == prefix]
+
+
+def apply_rules(logp: torch.Tensor, settings: Settings, history: torch.Tensor, source: torch.Tensor, step: int,
+                one_row: tuple[list[int], list[int]] | None = None) -> torch.Tensor:
     """The shared rules on log-probabilities (R, V), which it may change in place; history
-    (R, step) holds the reply so far."""
+    (R, step) holds the reply so far. `one_row` (reply so far, message) as lists, when there is a
+    single row, lets n-gram blocking skip the tensor work."""
     logp[:, PAD : BOS + 1] = NEG_INF  # padding, unknown, start: ids 0, 1, 2
     if step < settings.min_length:
         logp[:, EOS] = NEG_INF
@@ -85,7 +97,11 @@ def apply_rules(logp: torch.Tensor, settings: Settings, history: torch.Tensor, s
         seen = torch.zeros_like(logp, dtype=torch.bool).scatter_(1, history, True)
         seen[:, EOS] = False
         logp = torch.where(seen, logp * settings.repetition_penalty, logp).log_softmax(-1)
-    if settings.no_repeat_ngram:
+    if settings.no_repeat_ngram and one_row is not None:
+        banned = banned_continuations(one_row[0], settings.no_repeat_ngram, one_row[1] if settings.block_source_ngrams else None)
+        if banned:
+            logp[0, banned] = NEG_INF
+    elif settings.no_repeat_ngram:
         block_ngrams(logp, history, settings.no_repeat_ngram, source if settings.block_source_ngrams else None)
     return logp
 
@@ -190,9 +206,10 @@ def decode(
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     trace = Trace(B * K, device)
     ended, any_ended = torch.zeros(B * K, dtype=torch.bool, device=device), False  # (R,) rows past their EOS
+    one_row = ([], sources[0]) if B * K == 1 else None  # the only row's reply so far and its message, as lists
     for step in range(settings.max_length + 1):
         raw, state, weights, feed = model.step(tokens, state, memory, feed)  # (R, V), state, (R, S), (R, A)
-        logp = apply_rules(raw.float(), settings, trace.history, source, step)
+        logp = apply_rules(raw.float(), settings, trace.history, source, step, one_row)
         if step == settings.max_length:  # the last position can only end the reply
             logp = only_eos(logp)
         if any_ended:  # a finished reply can only go on ending
@@ -207,7 +224,8 @@ def decode(
             strategy.record_finished(step, length=step)
             done = bool(strategy.done.all())
         elif B == 1:  # one message ends with its only row (the chat's case: one read, no bookkeeping)
-            done = tokens.item() == EOS
+            one_row[0].append(tokens.item())
+            done = one_row[0][-1] == EOS
         else:
             ended = ended | (tokens == EOS)
             n_ended = int(ended.sum())  # one read of the device per step

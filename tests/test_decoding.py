@@ -252,3 +252,16 @@ def test_any_unicode_message_gets_a_reply(text, tokenizer):
     model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=8, hidden_size=12)).eval()
     out = reply(model, tokenizer, [text], GreedySettings(max_length=5))
     assert isinstance(out[0][0].text, str)
+
+
+@settings(max_examples=200, deadline=None)
+@given(history=st.lists(st.integers(4, 7), max_size=14), source=st.lists(st.integers(4, 7), min_size=1, max_size=8),
+       n=st.integers(1, 4), with_source=st.booleans())
+def test_one_row_ngram_blocking_bans_what_the_batched_form_bans(history, source, n, with_source):
+    from chatbot.decoding import banned_continuations, block_ngrams
+
+    logp = torch.zeros(1, V)
+    block_ngrams(logp, torch.tensor([history], dtype=torch.long).reshape(1, len(history)), n,
+                 torch.tensor([source]) if with_source else None)
+    expected = {i for i in range(V) if logp[0, i] == float("-inf")}
+    assert set(banned_continuations(history, n, source if with_source else None)) == expected
