@@ -94,7 +94,7 @@ class Int8LSTMStep(nn.Module):
         inputs, hs, cs = x, [], []
         for joint, h, c in zip(self.layers, state[0], state[1]):  # h, c (B, H)
             i, f, g, o = torch.sigmoid(joint(torch.cat([inputs, h], dim=-1))).chunk(4, dim=-1)
-            c = torch.addcmul(f * c, i, g.mul(2).sub_(1))
+            c = torch.addcmul(f * c, i, g, value=2).sub_(i)  # f c + i (2 g - 1): g is sigmoid(2 x cell gate)
             h = o * torch.tanh(c)
             hs.append(h)
             cs.append(c)

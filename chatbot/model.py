@@ -163,8 +163,11 @@ class Attention(nn.Module):
             q = self.query(query).unsqueeze(2)  # (B, T, 1, H)
             scores = self.v(torch.tanh(q + memory.keys.unsqueeze(1))).squeeze(-1) + memory.bias  # (B, T, S)
         else:  # scores and padding mask in one product: bias + query keys^T
-            scores = torch.baddbmm(memory.bias.to(query.dtype), query, memory.keys.transpose(1, 2))  # (B, T, S)
-        weights = torch.softmax(scores.float(), dim=-1).to(query.dtype)  # (B, T, S)
+            bias = memory.bias if memory.bias.dtype == query.dtype else memory.bias.to(query.dtype)
+            scores = torch.baddbmm(bias, query, memory.keys.transpose(1, 2))  # (B, T, S)
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32)  # (B, T, S), summed in fp32 whatever the weights
+        if weights.dtype != query.dtype:  # a decoding step pays for every op, even one that changes nothing
+            weights = weights.to(query.dtype)
         context = torch.bmm(weights, memory.states)  # (B, T, H)
         return context, weights
 
