@@ -103,7 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def starting_model(args: argparse.Namespace):
     """The model named by --from, in the shape this run trains: its own settings, with the few a
     continued training may change (the output layer's rank, dropout, teacher forcing)."""
-    from chatbot.model import ModelConfig, Seq2Seq
+    from chatbot.model import ModelConfig
     from chatbot.modeldir import load_model
 
     trained, tokenizer, _ = load_model(args.start_from, precision="fp32")
@@ -112,9 +112,7 @@ def starting_model(args: argparse.Namespace):
     if fixed:
         raise ChatbotError(f"--from keeps the model's own {', '.join(fixed)}: drop those flags")
     changes = {name: getattr(args, name) for name in changeable if getattr(args, name, None) is not None}
-    model = Seq2Seq(ModelConfig.from_dict({**trained.cfg.to_dict(), **changes}))
-    model.initialize_from(trained)
-    return model, tokenizer
+    return trained.with_settings(**changes), tokenizer
 
 
 def launch_distributed(nproc: int, argv: list[str]) -> int:

@@ -8,7 +8,7 @@ V vocabulary, L layers.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import NamedTuple
 
 import torch
@@ -256,14 +256,14 @@ class LowRankLinear(nn.Module):
         return self.up(self.down(x))
 
     @torch.no_grad()
-    def copy_best_approximation(self, linear: nn.Linear) -> None:
-        """Set up @ down to the closest rank-r matrix to linear's weight (truncated SVD), same bias."""
+    def copy_best_approximation(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Set up @ down to the closest rank-r matrix to `weight` (truncated SVD), and the bias."""
         rank = self.down.out_features
-        u, s, vh = torch.linalg.svd(linear.weight.float(), full_matrices=False)
+        u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
         root = s[:rank].sqrt()  # split the singular values evenly between the two factors
         self.up.weight.copy_(u[:, :rank] * root)
         self.down.weight.copy_(root.unsqueeze(1) * vh[:rank])
-        self.up.bias.copy_(linear.bias)
+        self.up.bias.copy_(bias)
 
 
 class Seq2Seq(nn.Module):
@@ -305,14 +305,20 @@ class Seq2Seq(nn.Module):
             if name not in ours or ours[name].shape != tensor.shape:
                 raise ChatbotError(f"cannot start from that model: {name} differs (only the output layer may)")
         self.load_state_dict(shared, strict=False)
-        weight = other.out.up.weight @ other.out.down.weight if isinstance(other.out, LowRankLinear) else other.out.weight
-        full = nn.Linear(weight.size(1), weight.size(0))
-        full.weight.copy_(weight)
-        full.bias.copy_(other.out.up.bias if isinstance(other.out, LowRankLinear) else other.out.bias)
+        out = other.out
+        weight, bias = (out.up.weight @ out.down.weight, out.up.bias) if isinstance(out, LowRankLinear) else (out.weight, out.bias)
         if isinstance(self.out, LowRankLinear):
-            self.out.copy_best_approximation(full)
+            self.out.copy_best_approximation(weight, bias)
         elif not self.cfg.tie_embeddings:
-            self.out.load_state_dict(full.state_dict())
+            self.out.weight.copy_(weight)
+            self.out.bias.copy_(bias)
+
+    def with_settings(self, **changes) -> Seq2Seq:
+        """A new model with a few settings changed (`ModelConfig` fields), starting from this one's
+        weights: `initialize_from` says which changes keep them."""
+        model = Seq2Seq(replace(self.cfg, **changes)).train(self.training)
+        model.initialize_from(self)
+        return model
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.embedding(tokens))  # (B, T, E)

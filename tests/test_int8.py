@@ -51,14 +51,8 @@ def test_lstm_step_is_the_fused_lstm_with_the_rounded_weights(layers):
 def test_decoding_steps_score_what_teacher_forcing_scores(random_model, output_rank):
     """Perplexity measured on a quantized model (teacher forcing, whole replies at once) is, up to
     activation rounding, the perplexity of the model that decodes (one int8 step at a time)."""
-    from dataclasses import replace
-
-    from chatbot.model import Seq2Seq
-
     if output_rank:
-        thin = Seq2Seq(replace(random_model.cfg, output_rank=output_rank)).eval()
-        thin.initialize_from(random_model)
-        random_model = thin
+        random_model = random_model.with_settings(output_rank=output_rank)
     model = quantize(random_model)
     assert all(isinstance(m, Int8Linear) for m in ((model.out.down, model.out.up) if output_rank else (model.out,)))
     src, reply = torch.tensor([[5, 9, 13, 7]]), [BOS, 11, 4, 20, 8]

@@ -74,10 +74,10 @@ def test_low_rank_output_layer_is_the_best_approximation_of_the_full_one():
     full = torch.nn.Linear(24, 40)
     x = torch.randn(5, 24)
     whole = LowRankLinear(24, 40, rank=24)
-    whole.copy_best_approximation(full)
+    whole.copy_best_approximation(full.weight, full.bias)
     assert torch.allclose(whole(x), full(x), atol=1e-5)
     thin = LowRankLinear(24, 40, rank=6)
-    thin.copy_best_approximation(full)
+    thin.copy_best_approximation(full.weight, full.bias)
     singular = torch.linalg.svdvals(full.weight.detach())
     error = torch.linalg.matrix_norm(full.weight - thin.up.weight @ thin.down.weight) ** 2
     assert torch.isclose(error, (singular[6:] ** 2).sum(), rtol=1e-4)  # Eckart-Young: what is left is the tail
@@ -90,16 +90,14 @@ def test_starting_from_a_model_keeps_everything_but_the_output_layer_exactly(ran
     before, _ = random_model.scored_logits(*batch)
     hidden = random_model.cfg.hidden_size
     for rank in (hidden, 8):  # full rank: the same function; lower: the same model but its output layer
-        thin = Seq2Seq(replace(random_model.cfg, output_rank=rank)).eval()
-        thin.initialize_from(random_model)
+        thin = random_model.with_settings(output_rank=rank)
         after, _ = thin.scored_logits(*batch)
         if rank == hidden:
             assert torch.allclose(before, after, atol=1e-4)
         for name, tensor in random_model.state_dict().items():
             if not name.startswith("out."):
                 assert torch.equal(thin.state_dict()[name], tensor), name
-        back = Seq2Seq(random_model.cfg).eval()
-        back.initialize_from(thin)  # low rank to full: the product of the two factors
+        back = thin.with_settings(output_rank=0)  # low rank to full: the product of the two factors
         assert torch.allclose(back.out.weight, thin.out.up.weight @ thin.out.down.weight)
     with pytest.raises(Exception, match="only the output layer"):
         Seq2Seq(replace(random_model.cfg, hidden_size=32)).initialize_from(random_model)

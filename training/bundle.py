@@ -18,7 +18,6 @@ from safetensors.torch import save_file
 
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.device import inference_precision
-from chatbot.model import Seq2Seq
 from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model
 from chatbot.paths import BUNDLED_MODEL
 from corpora import load_pairs
@@ -53,8 +52,7 @@ def main() -> None:
     trained, tokenizer, config = load_model(args.model)
     model = trained
     if args.output_rank:
-        model = Seq2Seq(replace(trained.cfg, output_rank=args.output_rank)).eval()
-        model.initialize_from(trained)
+        model = trained.with_settings(output_rank=args.output_rank)
         config = {**config, "model": model.cfg.to_dict(), "parameters": model.num_parameters(),
                   "trained_output_rank": trained.cfg.output_rank, "trained_parameters": trained.num_parameters()}
     args.out.mkdir(parents=True, exist_ok=True)
