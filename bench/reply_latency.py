@@ -17,6 +17,7 @@ import torch
 
 from machine import cpu_times, steal_share  # bench/machine.py, beside this script
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
+from chatbot.device import resolve_device
 from chatbot.modeldir import load_model
 from chatbot.tokenizer import BOS, EOS
 from corpora import load_pairs
@@ -26,13 +27,14 @@ from corpora import load_pairs
 def naive_beam(model, tokenizer, text: str, beam_size: int, max_length: int) -> str:
     """The textbook loop: every hypothesis stepped on its own, candidates sorted in Python."""
     src = tokenizer.encode(text)[-model.cfg.max_source_tokens :] or [EOS]
-    memory, state = model.encode(torch.tensor([src]), torch.tensor([len(src)]))
+    device = model.device
+    memory, state = model.encode(torch.tensor([src], device=device), torch.tensor([len(src)], device=device))
     beams = [(0.0, [BOS], state, model.initial_feed(1))]
     finished = []
     for _ in range(max_length):
         candidates = []
         for score, tokens, state, feed in beams:
-            logp, new_state, _, new_feed = model.step(torch.tensor([tokens[-1]]), state, memory, feed)
+            logp, new_state, _, new_feed = model.step(torch.tensor([tokens[-1]], device=device), state, memory, feed)
             values, ids = logp[0].topk(beam_size)
             for v, i in zip(values.tolist(), ids.tolist()):
                 candidates.append((score + v, tokens + [i], new_state, new_feed))
@@ -44,6 +46,10 @@ def naive_beam(model, tokenizer, text: str, beam_size: int, max_length: int) -> 
             break
     best = max(finished or beams, key=lambda c: c[0])
     return tokenizer.decode(best[1][1:])
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def percentile(values, q):
@@ -82,11 +88,13 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=60)
     parser.add_argument("--max-length", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3, help="replies per message and setting; each message counts its median")
-    parser.add_argument("--precision", default="fp32,int8",
-                        help="comma-separated weight precisions, measured in the same run; the last one gets the loop comparison and batch figures")
+    parser.add_argument("--precision", help="comma-separated weight precisions, measured in the same run; the last one gets "
+                        "the loop comparison and batch figures (default: fp32,int8 on the CPU, fp32,bf16 on CUDA)")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    precisions = args.precision.split(",")
+    device = resolve_device(args.device)
+    precisions = (args.precision or ("fp32,int8" if device.type == "cpu" else "fp32,bf16")).split(",")
     messages = [p.source for p in load_pairs("chitchat", "test")[: args.messages]]
     common = dict(max_length=args.max_length)
     strategies = {
@@ -96,7 +104,7 @@ def main() -> None:
     }
     runs, lengths = {}, {}
     for precision in precisions:
-        model, tokenizer, config = load_model(args.model, precision=precision)
+        model, tokenizer, config = load_model(args.model, device, precision)
         for name, settings in strategies.items():
             runs[f"{name} {precision}"] = replier(model, tokenizer, settings)
             lengths[f"{name} {precision}"] = statistics.median(len(r[0].tokens) for r in reply(model, tokenizer, messages, settings))
@@ -114,7 +122,7 @@ def main() -> None:
         throughput[name] = len(batch) / statistics.median(seconds)
     steal = steal_share(counters, cpu_times())
     params = config["parameters"]
-    print(f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, cpu, "
+    print(f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, {device_name(device)}, "
           f"{len(messages)} chitchat test messages, replies up to {args.max_length} tokens)")
     summary = {}
     for name, times in timings.items():
@@ -131,7 +139,7 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
         f.write(json.dumps({"date": datetime.date.today().isoformat(), "model": str(args.model), "parameters": params,
-                            "threads": args.threads, "device": "cpu", "messages": len(messages), "repeats": args.repeats, "latency": summary,
+                            "threads": args.threads, "device": device_name(device), "messages": len(messages), "repeats": args.repeats, "latency": summary,
                             "beam_speedup": ratio, "cpu_steal": steal, "batch32_precision": precision, "batch32_replies_per_s": throughput}) + "\n")
 
 

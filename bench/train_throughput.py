@@ -15,6 +15,7 @@ figures to bench/results/train_throughput.jsonl.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import platform
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from chatbot.device import resolve_device
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.tokenizer import PAD, train_tokenizer
 from corpora import load_pairs
@@ -45,8 +47,8 @@ def baseline_loss(model: Seq2Seq, batch: Batch) -> tuple[torch.Tensor, int]:
     return total / tokens, tokens
 
 
-def project_loss(precision: str):
-    config, device = TrainConfig(), torch.device("cpu")
+def project_loss(precision: str, device: torch.device):
+    config = TrainConfig()
     return lambda model, batch: loss_on(model, batch, config, device, precision)  # the trainer's own loss
 
 
@@ -73,35 +75,60 @@ def step_flops(cfg: ModelConfig, batch: Batch, every_row: bool) -> int:
     return 3 * forward
 
 
-def matmul_peak(dtype: torch.dtype, repeats: int = 5) -> float:
+@contextlib.contextmanager
+def tf32(on: bool):
+    """TF32 matrix products on the GPU while inside (the trainer's `--precision tf32`)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = on
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a wall-clock reading covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
     """Median FLOP/s of a large square matrix product: what this machine can do in `dtype`."""
-    n = 2048
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
     rates = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         rates.append(2 * n**3 / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
 def measure(model, examples, batches, loss_fn, every_row, steps, warmup) -> tuple[float, float]:
-    """Median target tokens/s and matrix FLOP/s over `steps` timed steps after `warmup` untimed ones."""
+    """Median target tokens/s and matrix FLOP/s over `steps` timed steps, after `warmup` untimed
+    passes over the same batches: cuDNN and oneDNN build a plan for each new batch shape, which a
+    training run pays once while it meets every shape again each epoch."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    device = model.device
+    batches = [collate([examples[j] for j in indices]).to(device) for indices in batches[:steps]]
     tokens_per_s, flops_per_s = [], []
-    for i, indices in enumerate(batches[: warmup + steps]):
-        batch = collate([examples[j] for j in indices])
-        start = time.perf_counter()
-        loss, tokens = loss_fn(model, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        seconds = time.perf_counter() - start
-        if i >= warmup:
-            tokens_per_s.append(tokens / seconds)
-            flops_per_s.append(step_flops(model.cfg, batch, every_row) / seconds)
+    for timed in [False] * warmup + [True]:
+        for batch in batches:
+            synchronize(device)
+            start = time.perf_counter()
+            loss, tokens = loss_fn(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            synchronize(device)
+            seconds = time.perf_counter() - start
+            if timed:
+                tokens_per_s.append(tokens / seconds)
+                flops_per_s.append(step_flops(model.cfg, batch, every_row) / seconds)
     return statistics.median(tokens_per_s), statistics.median(flops_per_s)
 
 
@@ -109,14 +136,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed passes over the timed batches")
     parser.add_argument("--max-tokens", type=int, default=6000)
     parser.add_argument("--embedding-dim", type=int, default=256)
     parser.add_argument("--hidden-size", type=int, default=512)
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--pairs", type=int, default=20000, help="chitchat train pairs to draw batches from")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     torch.manual_seed(0)
     pairs = load_pairs("chitchat", "train")[: args.pairs]
     tokenizer = train_tokenizer(dict.fromkeys(t for p in pairs for t in p), 8000)
@@ -125,22 +155,27 @@ def main() -> None:
     bucketed = bucketed_batches(examples, args.max_tokens, seed=1, epoch=0)
     mean_batch = round(len(examples) / len(bucketed))
     shuffled = shuffled_batches(examples, mean_batch, seed=1, epoch=0)
-    model = Seq2Seq(cfg)
+    model = Seq2Seq(cfg).to(device)
     params = model.num_parameters()
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
     variants = [  # name, dtype, batches, loss, projects every row
-        ("project bf16 bucketed", "bf16", bucketed, project_loss("bf16"), False),
-        ("project fp32 bucketed", "fp32", bucketed, project_loss("fp32"), False),
-        ("project fp32 shuffled", "fp32", shuffled, project_loss("fp32"), False),
+        ("project bf16 bucketed", "bf16", bucketed, project_loss("bf16", device), False),
+        *([("project tf32 bucketed", "tf32", bucketed, project_loss("tf32", device), False)] if device.type == "cuda" else []),
+        ("project fp32 bucketed", "fp32", bucketed, project_loss("fp32", device), False),
+        ("project fp32 shuffled", "fp32", shuffled, project_loss("fp32", device), False),
         ("baseline fp32 shuffled", "fp32", shuffled, baseline_loss, True),
     ]
     results = {}
+    if device.type == "cuda":
+        with tf32(True):
+            peaks["tf32"] = matmul_peak(torch.float32, device)
     for name, dtype, batches, loss_fn, every_row in variants:
-        rate, flops = measure(model, examples, batches, loss_fn, every_row, args.steps, args.warmup)
+        with tf32(dtype == "tf32"):
+            rate, flops = measure(model, examples, batches, loss_fn, every_row, args.steps, args.warmup)
         results[name] = {"tokens_per_s": rate, "tflops": flops / 1e12, "of_peak": flops / peaks[dtype]}
-    setting = f"{params / 1e6:.2f}M params, ~{mean_batch} pairs/batch, {args.threads} threads, cpu"
-    print(f"training throughput ({setting}; median of {args.steps} steps after {args.warmup} warm-up)")
-    print(f"  matrix-multiply peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    setting = f"{params / 1e6:.2f}M params, ~{mean_batch} pairs/batch, {args.threads} threads, {where}"
+    print(f"training throughput ({setting}; median of {args.steps} steps after {args.warmup} untimed pass(es) over them)")
+    print("  matrix-multiply peak: " + ", ".join(f"{dtype} {peak / 1e9:.0f} GFLOP/s" for dtype, peak in peaks.items()))
     for name, r in results.items():
         print(f"  {name:24s} {r['tokens_per_s']:7.0f} target tokens/s  {r['tflops'] * 1e3:5.0f} GFLOP/s = {r['of_peak']:4.0%} of peak")
     rate = {name: r["tokens_per_s"] for name, r in results.items()}
@@ -150,13 +185,15 @@ def main() -> None:
         "bf16 / fp32 (bucketed)": rate["project bf16 bucketed"] / rate["project fp32 bucketed"],
         "bucketed / shuffled (fp32)": rate["project fp32 bucketed"] / rate["project fp32 shuffled"],
     }
+    if "project tf32 bucketed" in rate:
+        ratios["project tf32 / baseline"] = rate["project tf32 bucketed"] / rate["baseline fp32 shuffled"]
     for name, ratio in ratios.items():
         print(f"  {name:36s} {ratio:.2f}x")
     out = Path(__file__).parent / "results" / "train_throughput.jsonl"
     out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
         f.write(json.dumps({
-            "date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(),
+            "date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(), "device": where,
             "threads": args.threads, "parameters": params, "pairs_per_batch": mean_batch, "max_tokens": args.max_tokens,
             "peak_gflops": {k: v / 1e9 for k, v in peaks.items()}, "variants": results, "ratios": ratios,
         }) + "\n")

@@ -37,7 +37,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16"))
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     parser.add_argument("--from", dest="start_from", type=Path, metavar="MODEL",
                         help="start from this trained model's weights and tokenizer (its model settings, except "

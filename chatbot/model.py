@@ -327,6 +327,16 @@ class Seq2Seq(nn.Module):
     def device(self) -> torch.device:
         return self.embedding.weight.device
 
+    def _apply(self, fn, recurse=True):
+        """After `.to(...)`: an LSTM moved to the GPU holds its weights as separate tensors, and
+        cuDNN would copy them into one block (with a warning) on every call; pack them once here.
+        (On the CPU `flatten_parameters` does nothing.)"""
+        super()._apply(fn, recurse)
+        for module in self.modules():
+            if isinstance(module, nn.LSTM):
+                module.flatten_parameters()
+        return self
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -106,3 +106,15 @@ def test_training_from_a_model_with_a_thinner_output_layer(overfit_dir, tmp_path
     proc = chatbot(*common, "--hidden-size", "64")
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1 and "--from keeps" in stderr and "Traceback" not in stderr
+
+
+def test_tf32_is_refused_without_a_gpu_that_has_it():
+    import pytest
+    import torch
+
+    from chatbot.device import resolve_precision
+    from chatbot.errors import ChatbotError
+
+    with pytest.raises(ChatbotError, match="tf32 needs a CUDA GPU"):
+        resolve_precision("tf32", torch.device("cpu"))
+    assert resolve_precision("auto", torch.device("cpu")) in ("bf16", "fp32")

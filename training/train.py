@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chatbot.device import autocast, resolve_device, resolve_precision, set_threads
+from chatbot.device import autocast, resolve_device, resolve_precision, set_threads, use_precision
 from chatbot.errors import ChatbotError
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.modeldir import TOKENIZER, atomic_write, load_training_state, read_config, save_model
@@ -111,6 +111,7 @@ class Trainer:
         self.device = self.dist.device or resolve_device(cfg.device)
         set_threads(cfg.threads)
         self.precision = resolve_precision(cfg.precision, self.device)
+        use_precision(self.precision)
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         state = None
