@@ -13,7 +13,7 @@ from chatbot.errors import ChatbotError
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
-    from chatbot.model import ATTENTION_KINDS
+    from chatbot.model_config import ATTENTION_KINDS
 
     g = parser.add_argument_group("model settings (a new model only; a resumed one keeps its own)")
     g.add_argument("--embedding-dim", type=int)
@@ -180,7 +180,7 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
-    from chatbot.decoding import settings_from
+    from chatbot.settings import settings_from
 
     args.strategy = args.strategy or default
     names = ("max_length", "min_length", "repetition_penalty", "no_repeat_ngram", "block_source_ngrams", "beam_size",
@@ -236,19 +236,22 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from chatbot.device import set_threads
+    """Open the log and the screen first; torch and the model load while the user types."""
     from chatbot.session import open_session
 
     settings = decoding_settings(args, default="sample")  # the liveliest replies (see the model card's distinct-n)
-    set_threads(args.threads)
-    session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, args.precision)
+    if args.threads is not None and args.threads < 1:
+        raise ChatbotError("--threads must be at least 1")
+    session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, load=False)
     from chatbot.app.chat_app import ChatApp
 
     try:
-        ChatApp(session).run()
+        ChatApp(session, load=(args.device, args.precision, args.threads)).run()
     finally:
         if session.storage is not None:
             session.storage.close()
+    if session.load_error is not None:
+        raise ChatbotError(session.load_error)
     return 0
 
 

@@ -15,20 +15,9 @@ from dataclasses import dataclass, field
 import torch
 
 from chatbot.model import Seq2Seq
-from chatbot.strategies import (  # re-exported: the decoding API in one place
-    NEG_INF,
-    STRATEGIES,
-    Beam,
-    BeamSettings,
-    GreedySettings,
-    SampleSettings,
-    Settings,
-    make_strategy,
-    sample_from,
-    settings_from,
-    truncate_distribution,
-)
-from chatbot.tokenizer import BOS, EOS, PAD, UNK, Tokenizer
+from chatbot.settings import STRATEGIES, BeamSettings, GreedySettings, SampleSettings, Settings, settings_from  # re-exported:
+from chatbot.strategies import NEG_INF, Beam, make_strategy, sample_from, truncate_distribution  # the decoding API in one place
+from chatbot.tokenizer import BOS, EOS, PAD, Tokenizer
 
 TOP_ALTERNATIVES = 5  # alternatives kept per reply token, for the "inside the model" view
 

@@ -1,7 +1,8 @@
 """A model directory rebuilds a model on its own: config.json, model.safetensors, tokenizer.model.
 
 Weights are safetensors and training state is read with `weights_only=True`: a checkpoint is
-untrusted input and is never unpickled.
+untrusted input and is never unpickled. torch is imported by the functions that need it, so that
+checking a directory (`check_model_files`) is quick: the chat does it before torch loads.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 from chatbot.errors import ChatbotError
-from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+    from chatbot.model import Seq2Seq
 
 CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.model"
 
@@ -42,6 +44,8 @@ def atomic_write(path: Path, write) -> None:
 
 def save_model(directory: Path, model: Seq2Seq, tokenizer: Tokenizer, extra: dict | None = None) -> None:
     """Write config, tokenizer and weights (each atomically); `extra` lands in config.json too."""
+    from safetensors.torch import save_file
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {"model": model.cfg.to_dict(), **(extra or {})}
@@ -66,12 +70,26 @@ def read_config(directory: Path) -> dict:
     return config
 
 
+def check_model_files(directory: Path) -> None:
+    """Refuse a directory without a readable config.json, weights file or tokenizer, without torch."""
+    read_config(directory)
+    for name in (WEIGHTS, TOKENIZER):
+        if not (Path(directory) / name).is_file():
+            raise ChatbotError(f"{Path(directory) / name}: missing")
+
+
 def load_model(
     directory: Path, device: str | torch.device = "cpu", precision: str = "fp32"
 ) -> tuple[Seq2Seq, Tokenizer, dict]:
     """Model (in eval mode, on `device`), tokenizer and the whole config.json of a model directory.
 
     `precision`: fp32 or bf16 weights, or int8 weights in the per-token matrices for CPU replies (`chatbot.int8`)."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from chatbot.model import ModelConfig, Seq2Seq
+
     directory = Path(directory)
     config = read_config(directory)
     try:
@@ -111,6 +129,8 @@ def load_model(
 
 def load_training_state(path: Path) -> dict:
     """Optimizer, schedule and data position saved by training; read without unpickling."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -1,21 +1,29 @@
 """A chat session without a screen: model, decoding settings and the log, and the rules that tie
 them (log the message before decoding, log the reply before it is final). The Textual app drives
-one; tests can too."""
+one; tests can too.
+
+Importing this module does not import torch: the chat opens its screen and log first, and loads
+torch and the model (`Session.load`, a few seconds) while the user starts typing."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from chatbot.decoding import STRATEGIES, Reply, Settings, reply
 from chatbot.errors import ChatbotError
-from chatbot.model import Seq2Seq
+from chatbot.settings import STRATEGIES, Settings
 from chatbot.storage import Storage
 from chatbot.tokenizer import EOS, Tokenizer
+
+if TYPE_CHECKING:
+    import torch
+
+    from chatbot.decoding import Reply
+    from chatbot.model import Seq2Seq
 
 STRATEGY_ORDER = ("greedy", "beam", "sample")
 
@@ -36,15 +44,41 @@ class Exchange:
 
 @dataclass
 class Session:
-    model: Seq2Seq
-    tokenizer: Tokenizer
+    model: Seq2Seq | None  # None until `load` has run
+    tokenizer: Tokenizer | None
     model_path: str
     storage: Storage | None  # None: --no-log
-    device: torch.device
+    device: torch.device | None
     settings: dict[str, Settings] = field(default_factory=lambda: {name: cls() for name, cls in STRATEGIES.items()})
     strategy: str = "greedy"
     conversation_id: int | None = None
     precision: str = "fp32"  # how the weights are held (load_model); another model is loaded the same way
+    loaded: threading.Event = field(default_factory=threading.Event, repr=False)  # set once `load` has ended
+    load_error: str | None = None
+
+    def load(self, device: str = "auto", precision: str = "auto", threads: int | None = None) -> None:
+        """Import torch and load the model: the slow part of opening a chat."""
+        try:
+            from chatbot.device import inference_precision, resolve_device, set_threads
+            from chatbot.modeldir import load_model
+
+            set_threads(threads)
+            dev = resolve_device(device)
+            self.precision = inference_precision(precision, dev)
+            self.model, self.tokenizer, _ = load_model(Path(self.model_path), dev, self.precision)
+            self.device = dev
+            if self.storage is not None:
+                self.storage.register_model(self.model_path)
+        except Exception as err:
+            self.load_error = str(err) or type(err).__name__
+            raise
+        finally:
+            self.loaded.set()
+
+    def wait_until_loaded(self) -> None:
+        self.loaded.wait()
+        if self.load_error is not None:
+            raise ChatbotError(f"the model did not load: {self.load_error}")
 
     @property
     def current(self) -> Settings:
@@ -89,6 +123,7 @@ class Session:
         """Load another model directory; the next replies record it."""
         from chatbot.modeldir import load_model
 
+        self.wait_until_loaded()
         self.model, self.tokenizer, _ = load_model(directory, self.device, self.precision)
         self.model_path = str(directory)
         if self.storage is not None:
@@ -121,6 +156,9 @@ class Session:
             if on_text:
                 on_text(partial)
 
+        from chatbot.decoding import reply
+
+        self.wait_until_loaded()
         start = time.perf_counter()
         result = reply(self.model, self.tokenizer, [text], settings, on_text=stream)[0][0]
         result.seconds = time.perf_counter() - start
@@ -147,21 +185,22 @@ def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:
 
 
 def open_session(
-    model_dir: Path, db: Path | None, no_log: bool, device: str, strategy: str, settings: Settings | None, precision: str = "fp32"
+    model_dir: Path, db: Path | None, no_log: bool, device: str, strategy: str, settings: Settings | None, precision: str = "fp32",
+    threads: int | None = None, load: bool = True,
 ) -> Session:
-    from chatbot.device import inference_precision, resolve_device
-    from chatbot.modeldir import load_model
+    """A session on `model_dir`, logging to `db` (the default log unless `no_log`). With `load`
+    False the model is not loaded yet: call `session.load(device, precision, threads)` later."""
+    from chatbot.modeldir import check_model_files
 
-    dev = resolve_device(device)
-    precision = inference_precision(precision, dev)
-    model, tokenizer, _ = load_model(model_dir, dev, precision)
+    check_model_files(model_dir)  # a missing or unreadable model is refused before anything opens
     storage = None
     if not no_log:
         from chatbot.storage import default_db_path
 
         storage = Storage(db or default_db_path())
-        storage.register_model(str(model_dir))
-    session = Session(model, tokenizer, str(model_dir), storage, dev, strategy=strategy, precision=precision)
+    session = Session(None, None, str(model_dir), storage, None, strategy=strategy)
     if settings is not None:
         session.settings[strategy] = settings
+    if load:
+        session.load(device, precision, threads)
     return session

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -106,6 +107,7 @@ class Storage:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.writing = threading.Lock()  # the chat writes from its main, reply and loading threads; one connection
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
@@ -125,7 +127,7 @@ class Storage:
 
     def _write(self, action):
         try:
-            with self.db.conn:
+            with self.writing, self.db.conn:
                 return action()
         except sqlite3.DatabaseError as err:
             raise ChatbotError(f"{self.path}: could not write ({_reason(err)})") from None

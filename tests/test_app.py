@@ -186,3 +186,49 @@ async def test_model_picker_switches_and_replies_record_the_model(app, overfit_d
         await app.workers.wait_for_complete()
         await send(pilot, "hi there")
         assert [r["model"] for r in rows(app) if r["role"] == "bot"] == [str(overfit_dir), str(other)]
+
+
+async def test_a_message_sent_before_the_model_has_loaded_is_logged_at_once_and_answered_once_it_has(overfit_dir, tmp_path, sample_pairs):
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None, load=False)
+    app = ChatApp(session)  # nothing loads the model until the test does
+    pair = sample_pairs[3]
+    async with app.run_test() as pilot:
+        assert session.model is None and "loading the model" in str(app.query_one("#status").render())
+        app.query_one("#prompt").value = pair.source
+        await pilot.press("enter")
+        await pilot.pause()
+        assert [(r["role"], r["text"]) for r in rows(app)] == [("user", pair.source)]  # logged before any model exists
+        session.load("cpu", "fp32", 1)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert views(app) == [("user", pair.source), ("bot", pair.reply)]
+        assert [r["role"] for r in rows(app)] == ["user", "bot"]
+    session.storage.close()
+
+
+async def test_the_app_loads_its_model_after_the_screen_is_up(overfit_dir, tmp_path):
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None, load=False)
+    app = ChatApp(session, load=("cpu", "auto", 1))
+    async with app.run_test() as pilot:
+        await pilot.pause()  # the load starts once the screen is drawn
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert session.model is not None and "cpu int8" in str(app.query_one("#status").render())
+        assert [m["path"] for m in session.storage.models()] == [str(overfit_dir)]
+    session.storage.close()
+
+
+async def test_a_model_that_fails_to_load_closes_the_app_with_its_reason(overfit_dir, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.model"):
+        (broken / name).write_bytes((overfit_dir / name).read_bytes())
+    (broken / "model.safetensors").write_bytes((overfit_dir / "model.safetensors").read_bytes()[:500])
+    session = open_session(broken, tmp_path / "chat.db", False, "cpu", "greedy", None, load=False)
+    app = ChatApp(session, load=("cpu", "fp32", 1))
+    async with app.run_test() as pilot:
+        await pilot.pause()  # the load starts once the screen is drawn
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    assert app.return_code == 1 and "corrupt" in session.load_error
+    session.storage.close()

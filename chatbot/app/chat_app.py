@@ -1,9 +1,12 @@
 """The chat screen: conversation, message box, status line. Replies are decoded in a worker
-thread and stream into the conversation; the session logs them."""
+thread and stream into the conversation; the session logs them. The screen opens before torch
+and the model have loaded (a worker loads them): a message sent meanwhile is logged at once and
+answered when the model is ready."""
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -52,9 +55,11 @@ class ChatApp(App):
         Binding("f1", "help", "help"),
     ]
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, load: tuple[str, str, int | None] | None = None):
+        """`load` (device, precision, threads): the session's model is still to be loaded."""
         super().__init__()
         self.session = session
+        self.load = load
         self.last_latency = ""
         self.reply_worker: Worker | None = None
 
@@ -73,10 +78,26 @@ class ChatApp(App):
         self.update_status()
         if self.session.storage is None:
             self.notify("Logging is off (--no-log): nothing is saved.")
+        if self.load is not None:  # once the screen is drawn: importing torch holds the interpreter for seconds
+            self.call_after_refresh(self.load_model, *self.load)
+
+    @work(thread=True, exclusive=True, group="load")
+    def load_model(self, device: str, precision: str, threads: int | None) -> None:
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(0.1)  # longer turns for this thread: the screen needs little while it loads
+        try:
+            self.session.load(device, precision, threads)
+        except Exception:  # the session keeps the reason; `chatbot chat` prints it after the screen closes
+            self.call_from_thread(self.exit, None, 1)
+            return
+        finally:
+            sys.setswitchinterval(interval)
+        self.call_from_thread(self.update_status)
 
     def update_status(self) -> None:
         s = self.session
-        parts = [f"model {Path(s.model_path).name}", f"{s.device.type} {s.precision}", s.describe()]
+        where = f"{s.device.type} {s.precision}" if s.device is not None else "loading the model…"
+        parts = [f"model {Path(s.model_path).name}", where, s.describe()]
         if self.last_latency:
             parts.append(f"last reply {self.last_latency}")
         if s.storage is None:
