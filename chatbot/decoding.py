@@ -118,10 +118,13 @@ class Trace:
         self.history = torch.zeros((rows, 0), dtype=torch.long, device=device)  # (R, t) each row's reply so far
         self.parents, self.tokens, self.logps = [], [], []  # per step: (R,) or None, (R,), (R,)
         self.attention, self.alt_ids, self.alt_logps = [], [], []  # per step, by parent row: (R, S), (R, A), (R, A)
+        self.unranked = []  # per step (R, V): log-probabilities whose alternatives `finish` ranks at once
 
     def extend(self, chosen, logp, weights, top, rows=None) -> None:
         """Row i continues row rows[i] (row i itself when rows is None) with token chosen[i]; the
-        step's outputs (logp, weights, top) are indexed by parent row."""
+        step's outputs (logp, weights, top) are indexed by parent row. Without `top` (greedy and
+        sampling rank nothing), the alternatives are ranked by `finish`: one topk over every step
+        costs what one topk of a step did (~13 us a row here either way, ~50 in a step)."""
         if rows is None:
             picked = logp.gather(1, chosen.unsqueeze(1)).squeeze(1)
             self.history = torch.cat([self.history, chosen.unsqueeze(1)], dim=1)
@@ -132,6 +135,9 @@ class Trace:
         self.tokens.append(chosen)
         self.logps.append(picked)
         self.attention.append(weights)
+        if top is None:
+            self.unranked.append(logp)
+            return
         wide = top.indices.size(1) > TOP_ALTERNATIVES  # beam search ranks more than it shows
         self.alt_ids.append(top.indices[:, :TOP_ALTERNATIVES] if wide else top.indices)
         self.alt_logps.append(top.values[:, :TOP_ALTERNATIVES] if wide else top.values)
@@ -144,7 +150,11 @@ class Trace:
         self.parents = [identity if p is None else p.tolist() for p in self.parents]
         self.tokens, self.logps = torch.stack(self.tokens).tolist(), torch.stack(self.logps).tolist()
         self.attention = torch.stack(self.attention).float()  # (T, R, S)
-        self.alt_ids, self.alt_logps = torch.stack(self.alt_ids), torch.stack(self.alt_logps)  # (T, R, A)
+        if self.unranked:
+            logps = torch.stack(self.unranked)  # (T, R, V)
+            self.alt_logps, self.alt_ids = logps.topk(min(TOP_ALTERNATIVES, logps.size(-1)), dim=-1)  # (T, R, A)
+        else:
+            self.alt_ids, self.alt_logps = torch.stack(self.alt_ids), torch.stack(self.alt_logps)  # (T, R, A)
 
     def hypothesis(self, row: int, last_step: int, length: int, finished: bool, score: float | None = None) -> dict:
         """The reply held by `row` after step `last_step`: `length` tokens, plus the EOS step when it
@@ -203,7 +213,7 @@ def decode(
             logp = only_eos(logp)
         if any_ended:  # a finished reply can only go on ending
             logp = torch.where(ended.unsqueeze(1), only_eos(logp), logp)
-        top = logp.topk(min(max(TOP_ALTERNATIVES, K), logp.size(-1)), dim=-1)  # beam search ranks its candidates from these too
+        top = logp.topk(min(max(TOP_ALTERNATIVES, K), logp.size(-1)), dim=-1) if K > 1 else None  # beam candidates and alternatives
         tokens, rows = strategy.select(logp, step, top)  # (R,), (R,) or None: each row goes on
         if rows is not None:
             state = tuple(s.index_select(1, rows) for s in state)

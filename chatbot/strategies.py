@@ -35,8 +35,14 @@ class Strategy:
 
 
 def most_likely(logp: torch.Tensor, top=None) -> torch.Tensor:
-    """Each row's most likely token, read from `top` (logp.topk) when the loop has it."""
-    return logp.argmax(-1) if top is None else top.indices[:, 0]
+    """Each row's most likely token, read from `top` (logp.topk) when the loop has it. On the CPU
+    numpy finds it: torch's argmax over an 8,000-token row took ~25 us here, numpy's ~2 (both
+    take the first of equal maxima)."""
+    if top is not None:
+        return top.indices[:, 0]
+    if logp.device.type == "cpu":
+        return torch.from_numpy(logp.numpy().argmax(-1))
+    return logp.argmax(-1)
 
 
 class Greedy(Strategy):

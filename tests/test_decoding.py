@@ -265,3 +265,27 @@ def test_one_row_ngram_blocking_bans_what_the_batched_form_bans(history, source,
                  torch.tensor([source]) if with_source else None)
     expected = {i for i in range(V) if logp[0, i] == float("-inf")}
     assert set(banned_continuations(history, n, source if with_source else None)) == expected
+
+
+@pytest.mark.parametrize("make", [lambda: GreedySettings(max_length=8, no_repeat_ngram=0),
+                                  lambda: SampleSettings(seed=3, max_length=8, no_repeat_ngram=0),
+                                  lambda: BeamSettings(beam_size=3, max_length=8, no_repeat_ngram=0)])
+def test_alternatives_are_each_steps_top_five_under_teacher_forcing(make):
+    """What the inside view shows: at every reply position, the five most likely pieces and their
+    log-probabilities, ranked once at the end (greedy, sampling) or at each step (beam search)."""
+    model = tiny_model(6, vocab=40)
+    source, settings = [5, 6, 7], make()
+    hyp = decode(model, [source], settings)[0][0]
+    tokens = hyp["tokens"] + ([EOS] if hyp["finished"] else [])
+    with torch.no_grad():
+        logits, _ = model.scored_logits(torch.tensor([source]), torch.tensor([3]), torch.tensor([[BOS] + tokens[:-1]]),
+                                        torch.tensor([tokens]))
+    expected = logits.log_softmax(-1)
+    expected[:, :BOS + 1] = float("-inf")  # never padding, unknown or start
+    expected[0, EOS] = float("-inf")  # nor an empty reply (min_length 1)
+    top = expected.topk(5, dim=-1)
+    assert len(hyp["alternatives"]) == len(tokens)
+    for step, alternatives in enumerate(hyp["alternatives"][: settings.max_length]):  # the last position may only end
+        assert [i for i, _ in alternatives] == top.indices[step].tolist()
+        assert all(math.isclose(v, e, abs_tol=1e-4) for (_, v), e in zip(alternatives, top.values[step].tolist()))
+        assert math.isclose(hyp["logprobs"][step], expected[step, tokens[step]].item(), abs_tol=1e-4)
