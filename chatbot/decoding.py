@@ -114,7 +114,9 @@ class Trace:
     row parents[t][r] of the step before (itself when parents[t] is None). Beam search reorders
     only the token history the rules read; a hypothesis is read back by following its pointers."""
 
-    def __init__(self, rows: int, device):
+    def __init__(self, rows: int, device, history: bool = True):
+        """`history` False: the loop keeps each row's reply itself (one message, in a list)."""
+        self.rows, self.keep_history = rows, history
         self.history = torch.zeros((rows, 0), dtype=torch.long, device=device)  # (R, t) each row's reply so far
         self.parents, self.tokens, self.logps = [], [], []  # per step: (R,) or None, (R,), (R,)
         self.attention, self.alt_ids, self.alt_logps = [], [], []  # per step, by parent row: (R, S), (R, A), (R, A)
@@ -125,19 +127,16 @@ class Trace:
         step's outputs (logp, weights, top) are indexed by parent row. Without `top` (greedy and
         sampling rank nothing), the alternatives are ranked by `finish`: one topk over every step
         costs what one topk of a step did (~13 us a row here either way, ~50 in a step)."""
-        if rows is None:
-            picked = logp.gather(1, chosen.unsqueeze(1)).squeeze(1)
-            self.history = torch.cat([self.history, chosen.unsqueeze(1)], dim=1)
-        else:
-            picked = logp[rows, chosen]
-            self.history = torch.cat([self.history[rows], chosen.unsqueeze(1)], dim=1)
+        if self.keep_history:
+            history = self.history if rows is None else self.history[rows]
+            self.history = torch.cat([history, chosen.unsqueeze(1)], dim=1)
         self.parents.append(rows)
         self.tokens.append(chosen)
-        self.logps.append(picked)
         self.attention.append(weights)
-        if top is None:
+        if top is None:  # rows is None too: read the chosen tokens' log-probabilities at the end as well
             self.unranked.append(logp)
             return
+        self.logps.append(logp.gather(1, chosen.unsqueeze(1)).squeeze(1) if rows is None else logp[rows, chosen])
         wide = top.indices.size(1) > TOP_ALTERNATIVES  # beam search ranks more than it shows
         self.alt_ids.append(top.indices[:, :TOP_ALTERNATIVES] if wide else top.indices)
         self.alt_logps.append(top.values[:, :TOP_ALTERNATIVES] if wide else top.values)
@@ -146,15 +145,18 @@ class Trace:
         """Stack the steps, once, for reading hypotheses back: pointers, tokens and their
         log-probabilities as Python lists (every hypothesis walks them), attention and alternatives
         as tensors (only the rows of the hypotheses returned are ever read)."""
-        identity = list(range(self.history.size(0)))
+        identity = list(range(self.rows))
         self.parents = [identity if p is None else p.tolist() for p in self.parents]
-        self.tokens, self.logps = torch.stack(self.tokens).tolist(), torch.stack(self.logps).tolist()
+        tokens = torch.stack(self.tokens)  # (T, R)
         self.attention = torch.stack(self.attention).float()  # (T, R, S)
         if self.unranked:
             logps = torch.stack(self.unranked)  # (T, R, V)
+            self.logps = logps.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
             self.alt_logps, self.alt_ids = logps.topk(min(TOP_ALTERNATIVES, logps.size(-1)), dim=-1)  # (T, R, A)
         else:
+            self.logps = torch.stack(self.logps).tolist()
             self.alt_ids, self.alt_logps = torch.stack(self.alt_ids), torch.stack(self.alt_logps)  # (T, R, A)
+        self.tokens = tokens.tolist()
 
     def hypothesis(self, row: int, last_step: int, length: int, finished: bool, score: float | None = None) -> dict:
         """The reply held by `row` after step `last_step`: `length` tokens, plus the EOS step when it
@@ -203,9 +205,9 @@ def decode(
         source = src.index_select(0, expand)
     feed = model.initial_feed(B * K)
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
-    trace = Trace(B * K, device)
-    ended, any_ended = torch.zeros(B * K, dtype=torch.bool, device=device), False  # (R,) rows past their EOS
     one_row = ([], sources[0]) if B * K == 1 else None  # the only row's reply so far and its message, as lists
+    trace = Trace(B * K, device, history=one_row is None or settings.repetition_penalty != 1.0)
+    ended, any_ended = torch.zeros(B * K, dtype=torch.bool, device=device), False  # (R,) rows past their EOS
     for step in range(settings.max_length + 1):
         raw, state, weights, feed = model.step(tokens, state, memory, feed)  # (R, V), state, (R, S), (R, A)
         logp = apply_rules(raw.float(), settings, trace.history, source, step, one_row)
@@ -230,7 +232,7 @@ def decode(
             n_ended = int(ended.sum())  # one read of the device per step
             any_ended, done = n_ended > 0, n_ended == B
         if on_step:
-            best = [trace.history[b * K].tolist() for b in range(B)]
+            best = [one_row[0]] if one_row else [trace.history[b * K].tolist() for b in range(B)]
             on_step(Progress(step, [_strip(t) for t in best]))
         if done:
             break
