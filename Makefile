@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine: `make chat` and `make test`.
 # Each creates .venv when missing, installs torch 2.13.0 (the CPU build) when the venv has no
-# torch, then the project with its test tools.
+# torch, then the project with its test tools at the versions in constraints.txt.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: chat demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 chat: $(STAMP)
