@@ -156,9 +156,9 @@ class Session:
             if on_text:
                 on_text(partial)
 
-        from chatbot.decoding import reply
-
         self.wait_until_loaded()
+        from chatbot.decoding import reply  # torch: imported by `load`
+
         start = time.perf_counter()
         result = reply(self.model, self.tokenizer, [text], settings, on_text=stream)[0][0]
         result.seconds = time.perf_counter() - start
