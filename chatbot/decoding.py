@@ -125,8 +125,8 @@ class Trace:
     def extend(self, chosen, logp, weights, top, rows=None) -> None:
         """Row i continues row rows[i] (row i itself when rows is None) with token chosen[i]; the
         step's outputs (logp, weights, top) are indexed by parent row. Without `top` (greedy and
-        sampling rank nothing), the alternatives are ranked by `finish`: one topk over every step
-        costs what one topk of a step did (~13 us a row here either way, ~50 in a step)."""
+        sampling rank nothing), `finish` ranks the alternatives of every step in one call: a top 5
+        of 8,000 took ~50 us inside a step here, and ~13 us a row in one call at the end."""
         if self.keep_history:
             history = self.history if rows is None else self.history[rows]
             self.history = torch.cat([history, chosen.unsqueeze(1)], dim=1)
