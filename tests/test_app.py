@@ -206,14 +206,21 @@ async def test_a_message_sent_before_the_model_has_loaded_is_logged_at_once_and_
     session.storage.close()
 
 
+async def until(pilot, condition, seconds=60.0) -> bool:
+    """Let the app run until `condition()` holds: the model loads in a thread of its own."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return True
+        await pilot.pause(0.05)
+    return condition()
+
+
 async def test_the_app_loads_its_model_after_the_screen_is_up(overfit_dir, tmp_path):
     session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None, load=False)
     app = ChatApp(session, load=("cpu", "auto", 1))
     async with app.run_test() as pilot:
-        await pilot.pause()  # the load starts once the screen is drawn
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        assert session.model is not None and "cpu int8" in str(app.query_one("#status").render())
+        assert await until(pilot, lambda: "cpu int8" in str(app.query_one("#status").render()))
+        assert session.model is not None
         assert [m["path"] for m in session.storage.models()] == [str(overfit_dir)]
     session.storage.close()
 
@@ -227,8 +234,6 @@ async def test_a_model_that_fails_to_load_closes_the_app_with_its_reason(overfit
     session = open_session(broken, tmp_path / "chat.db", False, "cpu", "greedy", None, load=False)
     app = ChatApp(session, load=("cpu", "fp32", 1))
     async with app.run_test() as pilot:
-        await pilot.pause()  # the load starts once the screen is drawn
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1 and "corrupt" in session.load_error
     session.storage.close()

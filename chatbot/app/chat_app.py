@@ -1,13 +1,15 @@
 """The chat screen: conversation, message box, status line. Replies are decoded in a worker
 thread and stream into the conversation; the session logs them. The screen opens before torch
-and the model have loaded (a worker loads them): a message sent meanwhile is logged at once and
+and the model have loaded (a thread loads them): a message sent meanwhile is logged at once and
 answered when the model is ready."""
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from textual import on, work
@@ -79,20 +81,27 @@ class ChatApp(App):
         if self.session.storage is None:
             self.notify("Logging is off (--no-log): nothing is saved.")
         if self.load is not None:  # once the screen is drawn: importing torch holds the interpreter for seconds
-            self.call_after_refresh(self.load_model, *self.load)
+            self.call_after_refresh(self.start_loading)
 
-    @work(thread=True, exclusive=True, group="load")
+    def start_loading(self) -> None:
+        """Load torch and the model in a daemon thread, not a worker: quitting meanwhile must not
+        wait for the import to finish."""
+        threading.Thread(target=self.load_model, args=self.load, name="load-model", daemon=True).start()
+
     def load_model(self, device: str, precision: str, threads: int | None) -> None:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(0.1)  # longer turns for this thread: the screen needs little while it loads
         try:
             self.session.load(device, precision, threads)
+            done = self.update_status
         except Exception:  # the session keeps the reason; `chatbot chat` prints it after the screen closes
-            self.call_from_thread(self.exit, None, 1)
-            return
+            done = partial(self.exit, None, 1)
         finally:
             sys.setswitchinterval(interval)
-        self.call_from_thread(self.update_status)
+        try:
+            self.call_from_thread(done)
+        except RuntimeError:  # the app closed while the model loaded
+            pass
 
     def update_status(self) -> None:
         s = self.session
