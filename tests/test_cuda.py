@@ -142,3 +142,24 @@ def test_two_gpu_processes_train_in_step_with_nccl(tmp_path):
     digests = dict(re.findall(r"rank (\d)/2: step \d+, weights digest (\w+)", result.stderr))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
     assert (out / "model.safetensors").exists() and not list(out.glob("*.tmp"))
+
+
+async def test_the_chat_app_loads_onto_the_gpu_behind_its_screen_and_replies(overfit_dir, sample_pairs, tmp_path):
+    from chatbot.app.chat_app import ChatApp
+    from chatbot.app.widgets import MessageView
+
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cuda", "greedy", None, load=False)
+    app = ChatApp(session, load=("cuda", "auto", 1))
+    pair = sample_pairs[5]
+    async with app.run_test() as pilot:
+        for _ in range(1200):  # the model loads in a thread of its own
+            if "cuda fp32" in str(app.query_one("#status").render()):
+                break
+            await pilot.pause(0.05)
+        assert session.device.type == "cuda" and "cuda fp32" in str(app.query_one("#status").render())
+        app.query_one("#prompt").value = pair.source
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert [(v.role, v.text) for v in app.query(MessageView)] == [("user", pair.source), ("bot", pair.reply)]
+    session.storage.close()
