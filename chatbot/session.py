@@ -67,6 +67,7 @@ class Session:
             self.precision = inference_precision(precision, dev)
             self.model, self.tokenizer, _ = load_model(Path(self.model_path), dev, self.precision)
             self.device = dev
+            self._warm_up()
             if self.storage is not None:
                 self.storage.register_model(self.model_path)
         except Exception as err:
@@ -74,6 +75,14 @@ class Session:
             raise
         finally:
             self.loaded.set()
+
+    def _warm_up(self) -> None:
+        """One short reply of each kind, so that the first real one does not pay for the kernels'
+        first-call setup (it took ~3x as long as the next one)."""
+        from chatbot.decoding import reply
+
+        for settings in self.settings.values():
+            reply(self.model, self.tokenizer, ["hello"], replace(settings, max_length=4))
 
     def wait_until_loaded(self) -> None:
         self.loaded.wait()

@@ -237,3 +237,19 @@ async def test_a_model_that_fails_to_load_closes_the_app_with_its_reason(overfit
         await until(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1 and "corrupt" in session.load_error
     session.storage.close()
+
+
+async def test_a_growing_reply_shows_its_latest_text_and_a_late_update_never_overwrites_the_final_one(app, monkeypatch):
+    import asyncio
+
+    from chatbot.app import widgets
+
+    monkeypatch.setattr(widgets, "STREAM_INTERVAL", 0.0)  # redraw whenever the screen is free
+    async with app.run_test() as pilot:
+        view = app.add_message(MessageView("bot", "", pending=True))
+        await asyncio.to_thread(lambda: [view.grow(text) for text in ("I", "I like", "I like tea")])  # the decoding thread's calls
+        assert await until(pilot, lambda: view.text == "I like tea")
+        view.finish("I like tea.", None, "greedy")
+        await asyncio.to_thread(view.grow, "I like tea and")
+        await pilot.pause(0.1)
+        assert view.text == "I like tea." and not view.pending

@@ -150,7 +150,7 @@ class ChatApp(App):
         worker = get_current_worker()
         try:
             exchange = self.session.respond(
-                text, on_text=lambda partial: self.call_from_thread(view.stream, partial),
+                text, on_text=view.grow,
                 cancelled=lambda: worker.is_cancelled, user_id=user_id,
             )
         except Cancelled:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.markup import escape
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import Input, Static
+
+
+STREAM_INTERVAL = 0.05  # seconds between redraws of a reply as it grows
 
 
 def printable(text: str) -> str:
@@ -15,12 +21,31 @@ def printable(text: str) -> str:
 class MessageView(Static, can_focus=True):
     """One message. A bot message remembers its log id and shows how it was made."""
 
+    class Grew(Message, bubble=False):
+        """The reply being decoded has grown (see `grow`)."""
+
     def __init__(self, role: str, text: str, *, message_id: int | None = None, caption: str = "", pending: bool = False):
         super().__init__(classes=f"message {role}" + (" pending" if pending else ""))
         self.role, self.text, self.message_id, self.caption, self.pending = role, text, message_id, caption, pending
         self.rating = ""
         self.inside: dict | None = None  # attention and probabilities of a reply decoded in this session
+        self.latest, self.grew_posted, self.last_grew = text, False, time.monotonic()  # a quick reply shows only whole
         self.refresh_text()
+
+    def grow(self, text: str) -> None:
+        """From the decoding thread: show `text` soon. The screen is redrawn at most every
+        STREAM_INTERVAL seconds and never waited for: a redraw per token, waited for, made a
+        sampled reply of 9 tokens take 45-99 ms in the chat against ~15 ms without a screen."""
+        self.latest = text
+        now = time.monotonic()
+        if not self.grew_posted and now - self.last_grew >= STREAM_INTERVAL:
+            self.grew_posted, self.last_grew = True, now
+            self.post_message(self.Grew())
+
+    def on_message_view_grew(self, _: Grew) -> None:
+        self.grew_posted = False  # before reading `latest`: a later text then posts again
+        if self.pending:
+            self.stream(self.latest)
 
     def refresh_text(self) -> None:
         who = "you" if self.role == "user" else "bot"
