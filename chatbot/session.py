@@ -60,29 +60,32 @@ class Session:
         """Import torch and load the model: the slow part of opening a chat."""
         try:
             from chatbot.device import inference_precision, resolve_device, set_threads
-            from chatbot.modeldir import load_model
 
             set_threads(threads)
             dev = resolve_device(device)
             self.precision = inference_precision(precision, dev)
-            self.model, self.tokenizer, _ = load_model(Path(self.model_path), dev, self.precision)
-            self.device = dev
-            self._warm_up()
-            if self.storage is not None:
-                self.storage.register_model(self.model_path)
+            self._open_model(Path(self.model_path), dev)
         except Exception as err:
             self.load_error = str(err) or type(err).__name__
             raise
         finally:
             self.loaded.set()
 
-    def _warm_up(self) -> None:
-        """One short reply of each kind, so that the first real one does not pay for the kernels'
-        first-call setup (it took ~3x as long as the next one)."""
-        from chatbot.decoding import reply
+    def _open_model(self, directory: Path, device: torch.device) -> None:
+        """Load a model directory the session's way, warm it up, and record it in the log.
 
-        for settings in self.settings.values():
-            reply(self.model, self.tokenizer, ["hello"], replace(settings, max_length=4))
+        The warm-up is one short reply per strategy, with its default settings (the user's own may
+        not allow a 4-token reply): the first real reply then does not pay for the kernels'
+        first-call setup, which made it ~3x as slow as the next one."""
+        from chatbot.decoding import reply
+        from chatbot.modeldir import load_model
+
+        model, tokenizer, _ = load_model(directory, device, self.precision)
+        for settings in STRATEGIES.values():
+            reply(model, tokenizer, ["hello"], settings(max_length=4))
+        self.model, self.tokenizer, self.model_path, self.device = model, tokenizer, str(directory), device
+        if self.storage is not None:
+            self.storage.register_model(str(directory))
 
     def wait_until_loaded(self) -> None:
         self.loaded.wait()
@@ -130,13 +133,8 @@ class Session:
 
     def switch_model(self, directory: Path) -> None:
         """Load another model directory; the next replies record it."""
-        from chatbot.modeldir import load_model
-
         self.wait_until_loaded()
-        self.model, self.tokenizer, _ = load_model(directory, self.device, self.precision)
-        self.model_path = str(directory)
-        if self.storage is not None:
-            self.storage.register_model(str(directory))
+        self._open_model(Path(directory), self.device)
 
     # conversations
 

@@ -253,3 +253,12 @@ async def test_a_growing_reply_shows_its_latest_text_and_a_late_update_never_ove
         await asyncio.to_thread(view.grow, "I like tea and")
         await pilot.pause(0.1)
         assert view.text == "I like tea." and not view.pending
+
+
+def test_the_warm_up_after_loading_does_not_depend_on_the_users_settings(overfit_dir, tmp_path):
+    from chatbot.settings import SampleSettings
+
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "sample", SampleSettings(min_length=10, seed=1))
+    assert session.model is not None and session.load_error is None
+    assert len(session.respond("hi there").reply.tokens) >= 10
+    session.storage.close()
