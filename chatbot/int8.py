@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -57,12 +58,12 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # reduce_range: 7-bit activations, so products cannot saturate on CPUs without VNNI
         if x.dtype == torch.float32:
-            return _linear_dynamic()(x, self.packed, True)
-        return _linear_dynamic()(x.float(), self.packed, True).to(x.dtype)
+            return linear_dynamic()(x, self.packed, True)
+        return linear_dynamic()(x.float(), self.packed, True).to(x.dtype)
 
 
 @functools.cache
-def _linear_dynamic():
+def linear_dynamic():
     """fbgemm's product as the bare C++ function: torch.ops' Python wrapper inspects every argument
     of an op that takes a packed weight, which cost more than a small product itself (~95 against
     ~110 us a call for a 64 x 32 matrix here, the machine busy)."""
@@ -91,15 +92,25 @@ class Int8LSTMStep(nn.Module):
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]):
         """x (B, E), state (L, B, H) each -> out (B, H), new state."""
-        inputs, hs, cs = x, [], []
-        for joint, h, c in zip(self.layers, state[0], state[1]):  # h, c (B, H)
-            i, f, g, o = torch.sigmoid(joint(torch.cat([inputs, h], dim=-1))).chunk(4, dim=-1)
-            c = torch.addcmul(f * c, i, g, value=2).sub_(i)  # f c + i (2 g - 1): g is sigmoid(2 x cell gate)
-            h = o * torch.tanh(c)
-            hs.append(h)
+        return lstm_step_function([layer.forward for layer in self.layers])(x, state)
+
+
+def lstm_step_function(joints: list) -> Callable:
+    """The step of `Int8LSTMStep` given each layer's product over [x; h] as a function: (x (B, E),
+    state (L, B, H) each) -> out (B, H), new state."""
+    cat, sigmoid, addcmul, tanh = torch.cat, torch.sigmoid, torch.addcmul, torch.tanh
+
+    def step(x, state):
+        hs, cs = [], []
+        for joint, h, c in zip(joints, state[0], state[1]):  # h, c (B, H)
+            i, f, g, o = sigmoid(joint(cat([x, h], dim=-1))).chunk(4, dim=-1)
+            c = addcmul(f * c, i, g, value=2).sub_(i)  # f c + i (2 g - 1): g is sigmoid(2 x cell gate)
+            x = o * tanh(c)
+            hs.append(x)
             cs.append(c)
-            inputs = h
-        return inputs, (_stack(hs), _stack(cs))
+        return x, (_stack(hs), _stack(cs))
+
+    return step
 
 
 def _stack(layers: list[torch.Tensor]) -> torch.Tensor:

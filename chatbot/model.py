@@ -315,6 +315,13 @@ class Seq2Seq(nn.Module):
         attentional, state, weights = self.decoder.step(x, state, memory, feed)
         return torch.log_softmax(self.out(attentional).float(), dim=-1), state, weights, attentional
 
+    def decoding_step(self):
+        """`step` as decoding runs it: logits rather than log-probabilities, from one flat function
+        (`chatbot.inference_step`)."""
+        from chatbot.inference_step import step_function  # it builds on this module
+
+        return step_function(self)
+
     def forward(
         self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:

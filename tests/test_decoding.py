@@ -56,6 +56,9 @@ class BigramTable:
         weights = real / real.sum(-1, keepdim=True)
         return self.table[tokens], state, weights, feed
 
+    def decoding_step(self):
+        return self.step  # log-probabilities are logits too
+
 
 def tokens_of(model, settings, source=(4,)):
     return [h["tokens"] for h in decode(model, [list(source)], settings)[0]]
