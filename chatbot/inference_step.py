@@ -6,8 +6,8 @@ nn.Module calls, attribute look-ups, checks for training). `step_function(model)
 weights once and returns a closure that does the arithmetic of `Seq2Seq.step` and nothing else
 (measured on the bundled int8 model, 2 threads: 418 against 318 us a step).
 
-It returns logits rather than log-probabilities: greedy decoding and sampling only compare or
-exponentiate them, so the loop normalises once at the end where it can (`chatbot.decoding`).
+It returns logits; the decoding loop (`chatbot.decoding`) normalises them. With int8 weights
+the first LSTM layer reads its input products from a table by token (`chatbot.int8.Int8LSTMStep`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from chatbot.int8 import Int8Linear, Int8LSTMStep, linear_dynamic, lstm_step_function
+from chatbot.int8 import Int8Linear, Int8LSTMStep
 from chatbot.model import LowRankLinear, Memory, Seq2Seq, State, lstm_step
 
 Step = Callable[[torch.Tensor, State, Memory, torch.Tensor], tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]]
@@ -27,21 +27,12 @@ Step = Callable[[torch.Tensor, State, Memory, torch.Tensor], tuple[torch.Tensor,
 def product(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """x -> layer(x) for a linear layer of any kind, as a bare function of x."""
     if isinstance(layer, Int8Linear):
-        op, packed = linear_dynamic(), layer.packed
-        return lambda x: op(x, packed, True) if x.dtype == torch.float32 else op(x.float(), packed, True).to(x.dtype)
+        return layer.function()
     if isinstance(layer, LowRankLinear):
         down, up = product(layer.down), product(layer.up)
         return lambda x: up(down(x))
     linear, weight, bias = torch.nn.functional.linear, layer.weight, layer.bias
     return lambda x: linear(x, weight, bias)
-
-
-def lstm_function(decoder: nn.Module) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]]:
-    """x (B, E), state (L, B, H) each -> output (B, H), new state: the int8 cell's products, or
-    PyTorch's one-step `lstm_cell` per layer."""
-    if isinstance(decoder.cell, Int8LSTMStep):
-        return lstm_step_function([product(layer) for layer in decoder.cell.layers])
-    return functools.partial(lstm_step, decoder.lstm)
 
 
 def step_function(model: Seq2Seq) -> Step:
@@ -51,16 +42,22 @@ def step_function(model: Seq2Seq) -> Step:
     if model.training or model.cfg.attention == "additive":
         return lambda tokens, state, memory, feed: _logits_step(model, tokens, state, memory, feed)
     embedding, table = torch.embedding, model.embedding.weight
-    cell = lstm_function(model.decoder)
-    combine, out = product(model.decoder.combine), product(model.out)
+    decoder = model.decoder
+    from_tokens = isinstance(decoder.cell, Int8LSTMStep) and decoder.cell.table is not None  # its first layer looks tokens up
+    if isinstance(decoder.cell, Int8LSTMStep):
+        cell = decoder.cell.step_function(from_tokens)
+    else:
+        cell = functools.partial(lstm_step, decoder.lstm)  # PyTorch's one-step lstm_cell per layer
+    combine, out = product(decoder.combine), product(model.out)
     baddbmm, softmax, bmm, cat, tanh, fp32 = torch.baddbmm, torch.softmax, torch.bmm, torch.cat, torch.tanh, torch.float32
     dtype, input_feeding = table.dtype, model.cfg.input_feeding
 
     def step(tokens, state, memory, feed):
-        x = embedding(table, tokens)  # (B, E)
-        if input_feeding:
-            x = cat([x, feed], 1)
-        h, state = cell(x, state)  # (B, H)
+        if from_tokens:
+            h, state = cell(tokens, state)  # (B, H)
+        else:
+            x = embedding(table, tokens)  # (B, E)
+            h, state = cell(cat([x, feed], 1) if input_feeding else x, state)
         bias = memory.bias if memory.bias.dtype == dtype else memory.bias.to(dtype)
         weights = softmax(baddbmm(bias, h.unsqueeze(1), memory.keys.transpose(1, 2)), -1, dtype=fp32)  # (B, 1, S)
         if weights.dtype != dtype:

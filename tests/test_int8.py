@@ -34,16 +34,21 @@ def test_linear_is_a_float_product_with_the_rounded_weights_up_to_activation_rou
 
 @pytest.mark.parametrize("layers", [1, 2])
 def test_lstm_step_is_the_fused_lstm_with_the_rounded_weights(layers):
+    """Recurrent products in int8, input products in fp32; from tokens, the first layer's input
+    products come from a table, which gives the same step as embedding them first."""
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(8, 12, num_layers=layers, batch_first=True)
+    embedding = torch.randn(20, 8)
     with torch.no_grad():
         for n in range(layers):
-            round_to_int8(getattr(lstm, f"weight_ih_l{n}"), getattr(lstm, f"weight_hh_l{n}"))
-    step = Int8LSTMStep(lstm)
-    x, state = torch.randn(3, 1, 8), (torch.randn(layers, 3, 12), torch.randn(layers, 3, 12))
-    expected, (h, c) = lstm(x, state)
-    got, (h2, c2) = step(x[:, 0], state)
-    assert torch.allclose(expected[:, 0], got, atol=0.02) and torch.allclose(h, h2, atol=0.02) and torch.allclose(c, c2, atol=0.02)
+            round_to_int8(getattr(lstm, f"weight_hh_l{n}"))
+    step = Int8LSTMStep(lstm, embedding)
+    tokens, state = torch.tensor([3, 19, 0]), (torch.randn(layers, 3, 12), torch.randn(layers, 3, 12))
+    expected, (h, c) = lstm(embedding[tokens].unsqueeze(1), state)
+    for got, (h2, c2) in (step(embedding[tokens], state), step.step_function(from_tokens=True)(tokens, state)):
+        assert torch.allclose(expected[:, 0], got, atol=0.02) and torch.allclose(h, h2, atol=0.02) and torch.allclose(c, c2, atol=0.02)
+    with_table, embedded = step.step_function(from_tokens=True)(tokens, state), step(embedding[tokens], state)
+    assert torch.allclose(with_table[0], embedded[0], atol=1e-5)
 
 
 @pytest.mark.parametrize("output_rank", [0, 16])
