@@ -7,7 +7,7 @@ import torch
 
 from chatbot.device import inference_precision
 from chatbot.errors import ChatbotError
-from chatbot.int8 import Int8Linear, Int8LSTMStep, int8_rows, quantize, round_to_int8
+from chatbot.int8 import Int8Encoder, Int8Linear, Int8LSTMStep, int8_rows, quantize, round_to_int8
 from chatbot.modeldir import load_model
 from chatbot.tokenizer import BOS, EOS
 
@@ -49,6 +49,22 @@ def test_lstm_step_is_the_fused_lstm_with_the_rounded_weights(layers):
         assert torch.allclose(expected[:, 0], got, atol=0.02) and torch.allclose(h, h2, atol=0.02) and torch.allclose(c, c2, atol=0.02)
     with_table, embedded = step.step_function(from_tokens=True)(tokens, state), step(embedding[tokens], state)
     assert torch.allclose(with_table[0], embedded[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@torch.inference_mode()
+def test_encoder_is_the_float_encoder_up_to_int8_rounding(layers):
+    """Both directions stepped together give each direction's states, on a padded batch too."""
+    from chatbot.model import Encoder, ModelConfig
+
+    torch.manual_seed(0)
+    encoder = Encoder(ModelConfig(vocab_size=30, embedding_dim=8, hidden_size=12, layers=layers)).eval()
+    x, lengths = torch.randn(3, 5, 8), torch.tensor([5, 2, 4])
+    (expected, expected_final), (got, final) = encoder(x, lengths), Int8Encoder(encoder)(x, lengths)
+    real = (torch.arange(5).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)  # padding positions hold anything
+    assert torch.allclose(expected * real, got * real, atol=0.03) and torch.allclose(expected_final, final, atol=0.03)
+    one, one_final = Int8Encoder(encoder)(x[1:2, :2], lengths[1:2])  # alone, no padding (activations round per batch)
+    assert torch.allclose(one, got[1:2, :2], atol=0.01) and torch.allclose(one_final, final[:, 1:2], atol=0.01)
 
 
 @pytest.mark.parametrize("output_rank", [0, 16])
