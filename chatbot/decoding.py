@@ -9,7 +9,7 @@ pairs, so a batch of messages and a beam are the same tensor work.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -40,7 +40,7 @@ class Reply:
     source_tokens: list[int]
     settings: dict  # the strategy and every setting that produced the reply
     seconds: float = 0.0
-    alternatives: list[list[tuple[int, float]]] = field(default_factory=list)  # top pieces per step
+    alternatives: Sequence[list[tuple[int, float]]] = field(default_factory=list)  # top pieces per step (`Alternatives`)
     finished: bool = True  # False when the reply hit the max length
     truncated: bool = False  # the message was longer than the model reads: it read the end
 
@@ -109,6 +109,34 @@ class Progress:
     tokens: list[list[int]]
 
 
+class Alternatives(Sequence):
+    """A reply's top pieces at each step, (piece id, log-probability) best first, ranked when first
+    read. Greedy decoding and sampling rank nothing to choose a token, and a top 5 of 8,000 took
+    ~50 us inside a step here and ~13 us a step at the end: the reply is ready without it, and the
+    chat reads the alternatives only after showing the reply."""
+
+    def __init__(self, logps: torch.Tensor):
+        self.logps, self.ranked = logps, None  # (steps, V)
+
+    def _rank(self) -> list[list[tuple[int, float]]]:
+        if self.ranked is None:
+            values, ids = self.logps.topk(min(TOP_ALTERNATIVES, self.logps.size(-1)), dim=-1)
+            self.ranked, self.logps = [list(zip(i, v)) for i, v in zip(ids.tolist(), values.tolist())], None
+        return self.ranked
+
+    def __getitem__(self, index):
+        return self._rank()[index]
+
+    def __len__(self) -> int:
+        return len(self.ranked) if self.ranked is not None else self.logps.size(0)
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return repr(self._rank())
+
+
 class Trace:
     """What every step chose, with back-pointers: at step t, row r took token tokens[t][r] after
     row parents[t][r] of the step before (itself when parents[t] is None). Beam search reorders
@@ -120,13 +148,13 @@ class Trace:
         self.history = torch.zeros((rows, 0), dtype=torch.long, device=device)  # (R, t) each row's reply so far
         self.parents, self.tokens, self.logps = [], [], []  # per step: (R,) or None, (R,), (R,)
         self.attention, self.alt_ids, self.alt_logps = [], [], []  # per step, by parent row: (R, S), (R, A), (R, A)
-        self.unranked = []  # per step (R, V): log-probabilities whose alternatives `finish` ranks at once
+        self.unranked = []  # per step (R, V): log-probabilities, stacked by `finish`; their alternatives are ranked when read
 
     def extend(self, chosen, logp, weights, top, rows=None) -> None:
         """Row i continues row rows[i] (row i itself when rows is None) with token chosen[i]; the
         step's outputs (logp, weights, top) are indexed by parent row. Without `top` (greedy and
-        sampling rank nothing), `finish` ranks the alternatives of every step in one call: a top 5
-        of 8,000 took ~50 us inside a step here, and ~13 us a row in one call at the end."""
+        sampling rank nothing) the alternatives are ranked after the reply, when first read
+        (`Alternatives`)."""
         if self.keep_history:
             history = self.history if rows is None else self.history[rows]
             self.history = torch.cat([history, chosen.unsqueeze(1)], dim=1)
@@ -149,10 +177,9 @@ class Trace:
         self.parents = [identity if p is None else p.tolist() for p in self.parents]
         tokens = torch.stack(self.tokens)  # (T, R)
         self.attention = torch.stack(self.attention).float()  # (T, R, S)
-        if self.unranked:
-            logps = torch.stack(self.unranked)  # (T, R, V)
-            self.logps = logps.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
-            self.alt_logps, self.alt_ids = logps.topk(min(TOP_ALTERNATIVES, logps.size(-1)), dim=-1)  # (T, R, A)
+        if self.unranked:  # no row ever moved: each hypothesis ranks its own steps' alternatives, when read
+            self.unranked = torch.stack(self.unranked)  # (T, R, V)
+            self.logps = self.unranked.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
         else:
             self.logps = torch.stack(self.logps).tolist()
             self.alt_ids, self.alt_logps = torch.stack(self.alt_ids), torch.stack(self.alt_logps)  # (T, R, A)
@@ -161,6 +188,17 @@ class Trace:
     def hypothesis(self, row: int, last_step: int, length: int, finished: bool, score: float | None = None) -> dict:
         """The reply held by `row` after step `last_step`: `length` tokens, plus the EOS step when it
         finished; score defaults to the sum of its log-probabilities."""
+        keep = length + 1 if finished else length
+        if isinstance(self.unranked, torch.Tensor):  # greedy or sampling: every row stayed itself
+            logprobs = [self.logps[t][row] for t in range(keep)]
+            return {
+                "tokens": [self.tokens[t][row] for t in range(length)],
+                "logprobs": logprobs,
+                "attention": self.attention[:keep, row].tolist(),
+                "alternatives": Alternatives(self.unranked[:keep, row]),
+                "score": sum(logprobs) if score is None else score,
+                "finished": finished,
+            }
         rows, parents = [], []  # per step, from the last back to the first
         for t in range(last_step, -1, -1):
             rows.append(row)
@@ -168,7 +206,6 @@ class Trace:
             parents.append(row)
         rows.reverse()
         parents.reverse()
-        keep = length + 1 if finished else length
         steps = list(range(keep))
         logprobs = [self.logps[t][rows[t]] for t in steps]
         ids, values = self.alt_ids[steps, parents[:keep]].tolist(), self.alt_logps[steps, parents[:keep]].tolist()
