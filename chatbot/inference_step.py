@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from chatbot.int8 import Int8Linear, Int8LSTMStep
+from chatbot.int8 import Int8Combine, Int8Linear, Int8LSTMStep
 from chatbot.model import LowRankLinear, Memory, Seq2Seq, State, lstm_step
 
 Step = Callable[[torch.Tensor, State, Memory, torch.Tensor], tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]]
@@ -48,9 +48,22 @@ def step_function(model: Seq2Seq) -> Step:
         cell = decoder.cell.step_function(from_tokens)
     else:
         cell = functools.partial(lstm_step, decoder.lstm)  # PyTorch's one-step lstm_cell per layer
-    combine, out = product(decoder.combine), product(model.out)
+    out = product(model.out)
     baddbmm, softmax, bmm, cat, tanh, fp32 = torch.baddbmm, torch.softmax, torch.bmm, torch.cat, torch.tanh, torch.float32
     dtype, input_feeding = table.dtype, model.cfg.input_feeding
+    if isinstance(decoder.combine, Int8Combine):  # W_c context = weights (states W_c^T): W_c applied once per message
+        combine_state, context_weight, projected = decoder.combine.state.function(), decoder.combine.context_weight, [None, None]
+
+        def attentional_state(weights, h, memory):
+            if projected[0] is not memory:
+                projected[:] = memory, torch.nn.functional.linear(memory.states, context_weight)  # (B, S, A)
+            return tanh(baddbmm(combine_state(h).unsqueeze(1), weights, projected[1])[:, 0])  # (B, A)
+    else:
+        combine = product(decoder.combine)
+
+        def attentional_state(weights, h, memory):
+            context = bmm(weights, memory.states)  # (B, 1, H)
+            return tanh(combine(cat([context[:, 0], h], 1)))  # (B, A)
 
     def step(tokens, state, memory, feed):
         if from_tokens:
@@ -62,8 +75,7 @@ def step_function(model: Seq2Seq) -> Step:
         weights = softmax(baddbmm(bias, h.unsqueeze(1), memory.keys.transpose(1, 2)), -1, dtype=fp32)  # (B, 1, S)
         if weights.dtype != dtype:
             weights = weights.to(dtype)
-        context = bmm(weights, memory.states)  # (B, 1, H)
-        attentional = tanh(combine(cat([context[:, 0], h], 1)))  # (B, A)
+        attentional = attentional_state(weights, h, memory)  # (B, A)
         return out(attentional), state, weights[:, 0], attentional
 
     return step
