@@ -56,9 +56,11 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default="int8")
+    parser.add_argument("--batch", type=int, default=1, help="messages per reply call (consecutive test messages); times are per call")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    messages = [p.source for p in load_pairs("chitchat", "test")[: args.messages]]
+    messages = [p.source for p in load_pairs("chitchat", "test")[: args.messages * args.batch]]
+    messages = [messages[i : i + args.batch] for i in range(0, len(messages), args.batch)]  # each run replies to one batch
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         package = unpack_old(args.old, Path(tmp))
@@ -69,12 +71,12 @@ def main() -> None:
             common = dict(max_length=args.max_length)
             for strategy, settings in (("greedy", decoding.GreedySettings(**common)), ("beam-5", decoding.BeamSettings(beam_size=5, **common)),
                                        ("sample", decoding.SampleSettings(seed=1, **common))):
-                runs[f"{strategy} {tag}"] = lambda m, model=model, tokenizer=tokenizer, s=settings, reply=decoding.reply: reply(model, tokenizer, [m], s)
+                runs[f"{strategy} {tag}"] = lambda m, model=model, tokenizer=tokenizer, s=settings, reply=decoding.reply: reply(model, tokenizer, m, s)
         counters = cpu_times()
         timings = interleaved_latencies(runs, messages, args.repeats)
         steal = steal_share(counters, cpu_times())
     print(f"reply latency, {args.old} against the working tree ({args.threads} threads, cpu, {args.precision}, "
-          f"{len(messages)} chitchat test messages, replies up to {args.max_length} tokens)")
+          f"{len(messages)} {'batches of ' + str(args.batch) + ' ' if args.batch > 1 else ''}chitchat test messages, replies up to {args.max_length} tokens)")
     summary = {}
     for name in sorted(timings):
         times = timings[name]
@@ -88,7 +90,7 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "reply_versions.jsonl"
     with open(out, "a") as f:
         f.write(json.dumps({"date": datetime.date.today().isoformat(), "old": args.old, "threads": args.threads, "precision": args.precision,
-                            "messages": len(messages), "repeats": args.repeats, "cpu_steal": steal, "latency": summary}) + "\n")
+                            "messages": len(messages), "batch": args.batch, "repeats": args.repeats, "cpu_steal": steal, "latency": summary}) + "\n")
 
 
 if __name__ == "__main__":

@@ -244,14 +244,15 @@ def _decode(model: Seq2Seq, sources: list[list[int]], settings: Settings, on_ste
     src = torch.full((B, int(lengths.max())), PAD, dtype=torch.long, device=device)
     for i, s in enumerate(sources):
         src[i, : len(s)] = torch.tensor(s, device=device)
+    prepare, step_function = model.decoding_functions()
     memory, state = model.encode(src, lengths)  # the encoder runs once per message
+    memory = prepare(memory)
     source = src  # (R, S) each row's message
     if K > 1:  # K rows per message
         expand = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
         memory = memory.index_select(expand)
         state = tuple(s.index_select(1, expand) for s in state)
         source = src.index_select(0, expand)
-    step_function = model.decoding_step()
     feed = model.initial_feed(B * K)
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     one_row = ([], sources[0]) if B * K == 1 else None  # the only row's reply so far and its message, as lists

@@ -51,13 +51,11 @@ def step_function(model: Seq2Seq) -> Step:
     out = product(model.out)
     baddbmm, softmax, bmm, cat, tanh, fp32 = torch.baddbmm, torch.softmax, torch.bmm, torch.cat, torch.tanh, torch.float32
     dtype, input_feeding = table.dtype, model.cfg.input_feeding
-    if isinstance(decoder.combine, Int8Combine):  # W_c context = weights (states W_c^T): W_c applied once per message
-        combine_state, context_weight, projected = decoder.combine.state.function(), decoder.combine.context_weight, [None, None]
+    if isinstance(decoder.combine, Int8Combine):  # W_c context = weights (states W_c^T), the latter in memory.values
+        combine_state = decoder.combine.state.function()
 
         def attentional_state(weights, h, memory):
-            if projected[0] is not memory:
-                projected[:] = memory, torch.nn.functional.linear(memory.states, context_weight)  # (B, S, A)
-            return tanh(baddbmm(combine_state(h).unsqueeze(1), weights, projected[1])[:, 0])  # (B, A)
+            return tanh(baddbmm(combine_state(h).unsqueeze(1), weights, memory.values)[:, 0])  # (B, A)
     else:
         combine = product(decoder.combine)
 
@@ -79,6 +77,17 @@ def step_function(model: Seq2Seq) -> Step:
         return out(attentional), state, weights[:, 0], attentional
 
     return step
+
+
+def memory_function(model: Seq2Seq) -> Callable[[Memory], Memory]:
+    """Memory -> the memory `step_function` reads: with an int8 attentional layer
+    (`chatbot.int8.Int8Combine`), its context half applied to every encoder state, once per
+    message (before beam search repeats the memory for each hypothesis)."""
+    combine = model.decoder.combine
+    if model.training or model.cfg.attention == "additive" or not isinstance(combine, Int8Combine):
+        return lambda memory: memory
+    linear, weight = torch.nn.functional.linear, combine.context_weight
+    return lambda memory: memory._replace(values=linear(memory.states, weight))  # (B, S, A)
 
 
 def _logits_step(model: Seq2Seq, tokens, state, memory, feed):

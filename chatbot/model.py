@@ -25,10 +25,11 @@ class Memory(NamedTuple):
     states: torch.Tensor  # (B, S, H)
     keys: torch.Tensor  # (B, S, H) for dot/general, (B, S, A) for additive
     bias: torch.Tensor  # (B, 1, S) added to the attention scores: 0 on real tokens, -inf on padding
+    values: torch.Tensor | None = None  # (B, S, A) where decoding applies the attentional layer's context half to the states once
 
     def index_select(self, index: torch.Tensor) -> Memory:
         """Reorder or repeat along the batch, as beam search does."""
-        return Memory(*(t.index_select(0, index) for t in self))
+        return Memory(*(None if t is None else t.index_select(0, index) for t in self))
 
 
 State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (L, B, H)
@@ -315,12 +316,12 @@ class Seq2Seq(nn.Module):
         attentional, state, weights = self.decoder.step(x, state, memory, feed)
         return torch.log_softmax(self.out(attentional).float(), dim=-1), state, weights, attentional
 
-    def decoding_step(self):
-        """`step` as decoding runs it: logits rather than log-probabilities, from one flat function
-        (`chatbot.inference_step`)."""
-        from chatbot.inference_step import step_function  # it builds on this module
+    def decoding_functions(self):
+        """How decoding runs this model (`chatbot.inference_step`): a function that completes the
+        encoder's memory for it, and `step` as one flat function that returns logits."""
+        from chatbot.inference_step import memory_function, step_function  # they build on this module
 
-        return step_function(self)
+        return memory_function(self), step_function(self)
 
     def forward(
         self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor

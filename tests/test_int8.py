@@ -80,11 +80,12 @@ def test_decoding_steps_score_what_teacher_forcing_scores(random_model, output_r
     logits, _ = model.scored_logits(src, torch.tensor([4]), torch.tensor([reply]), torch.tensor([reply[1:] + [EOS]]))
     memory, state = model.encode(src, torch.tensor([4]))
     feed = model.initial_feed(1)
-    flat_step, flat_state = model.decoding_step(), state  # the flat step: table lookups, W_c applied to the states
+    prepare, flat_step = model.decoding_functions()  # the flat step: table lookups, W_c applied to the states once
+    flat_memory, flat_state = prepare(memory), state
     for t, token in enumerate(reply):
         logp, state, _, feed = model.step(torch.tensor([token]), state, memory, feed)
         assert torch.allclose(logp[0], logits[t].log_softmax(-1), atol=0.02)
-        flat_logits, flat_state, _, _ = flat_step(torch.tensor([token]), flat_state, memory, feed)
+        flat_logits, flat_state, _, _ = flat_step(torch.tensor([token]), flat_state, flat_memory, feed)
         assert torch.allclose(flat_logits.log_softmax(-1), logp, atol=1e-4)
 
 
