@@ -86,8 +86,8 @@ def memory_function(model: Seq2Seq) -> Callable[[Memory], Memory]:
     combine = model.decoder.combine
     if model.training or model.cfg.attention == "additive" or not isinstance(combine, Int8Combine):
         return lambda memory: memory
-    linear, weight = torch.nn.functional.linear, combine.context_weight
-    return lambda memory: memory._replace(values=linear(memory.states, weight))  # (B, S, A)
+    context = combine.context.function()
+    return lambda memory: memory._replace(values=context(memory.states))  # (B, S, A)
 
 
 def _logits_step(model: Seq2Seq, tokens, state, memory, feed):

@@ -161,16 +161,18 @@ def round_to_int8(*weights: torch.Tensor) -> None:
 
 class Int8Encoder(nn.Module):
     """The bidirectional encoder (`chatbot.model.Encoder`, same inputs and outputs) with int8
-    recurrent weights: per layer, the input products of every token and both directions in one
-    fp32 product, then per token one int8 product for both directions' recurrences (their
-    matrices side by side, block-diagonal) and one gate update (`lstm_update`) for both.
+    recurrent weights: per layer, the input products of every token and both directions at once,
+    then per token one int8 product for both directions' recurrences (their matrices side by
+    side, block-diagonal) and one gate update (`lstm_update`) for both.
 
     fbgemm's int8 LSTM (torch.ao) ran each direction on its own, two products and a dozen small
-    ops per token and direction; this median 2.05 against 2.31 ms for the encoder on chitchat test
-    messages here, 2 threads.
+    ops per token and direction; this: median 2.05 against 2.31 ms for the encoder on chitchat
+    test messages here, 2 threads. With `embedding` given, the first layer's input products are
+    looked up by token (`read`) in a table made once ((V, 8h) fp32, 65 MB for the bundled
+    model): as one fp32 product they took ~160 us of a 17-token message here, the table 14.
     """
 
-    def __init__(self, encoder: nn.Module):
+    def __init__(self, encoder: nn.Module, embedding: torch.Tensor | None = None):
         super().__init__()
         self.layers = []
         for fwd, bwd in zip(encoder.forward_lstms, encoder.backward_lstms):
@@ -180,19 +182,35 @@ class Int8Encoder(nn.Module):
             zero = torch.zeros(4 * h, h)
             w_hh = _by_gate(torch.cat([doubled_cell_gate(fwd.weight_hh_l0), zero], 1), torch.cat([zero, doubled_cell_gate(bwd.weight_hh_l0)], 1))
             self.layers.append((w_ih.t().contiguous(), bias, Int8Linear(w_hh, None).function(), h))  # w_hh (8h, 2h)
+        self.table = None
+        if embedding is not None:
+            w_ih, bias, _, _ = self.layers[0]
+            self.table = torch.addmm(bias, embedding.detach().float(), w_ih)  # (V, 8h)
+
+    def read(self, src: torch.Tensor, lengths: torch.Tensor, embed) -> tuple[torch.Tensor, torch.Tensor]:
+        """`Encoder.read`: from token ids, through the table when there is one."""
+        if self.table is None:
+            return self(embed(src), lengths)
+        return self._encode(torch.embedding(self.table, src), lengths)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, S, E) embedded source, lengths (B,) -> states (B, S, H) and final states (L, B, H)."""
-        B, S, _ = x.shape
+        w_ih, bias, _, _ = self.layers[0]
+        return self._encode(torch.addmm(bias, x.reshape(-1, x.size(-1)), w_ih).view(*x.shape[:2], -1), lengths)
+
+    def _encode(self, inputs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs (B, S, 8h): the first layer's input products, forward gates then backward."""
+        B, S, _ = inputs.shape
         full = bool((lengths == S).all())  # no padding: reversing each row is a flip
         reverse = None if full else _reversal_index(lengths, S)
         rows, last = torch.arange(B), (lengths - 1).clamp(min=0)
         finals = []
-        for w_ih, bias, recurrent, h in self.layers:
-            inputs = torch.addmm(bias, x.reshape(B * S, -1), w_ih).view(B, S, 8 * h)
+        for layer, (w_ih, bias, recurrent, h) in enumerate(self.layers):
+            if layer:
+                inputs = torch.addmm(bias, x.reshape(B * S, -1), w_ih).view(B, S, 8 * h)
             backward = inputs[..., 4 * h :].flip(1) if full else _flip(inputs[..., 4 * h :], reverse)  # each row read from its end
             inputs = torch.stack([inputs[..., : 4 * h].view(B, S, 4, h), backward.reshape(B, S, 4, h)], 3).view(B, S, 8 * h)  # by gate
-            state = c = x.new_zeros(B, 2 * h)  # [forward | backward]
+            state = c = inputs.new_zeros(B, 2 * h)  # [forward | backward]
             outputs = []
             for t in range(S):
                 state, c = lstm_update(recurrent(state).add_(inputs[:, t]), c)
@@ -205,23 +223,22 @@ class Int8Encoder(nn.Module):
 
 
 class Int8Combine(nn.Module):
-    """The decoder's attentional layer W [context; h] as W_c context + W_h h, with W_h in int8.
+    """The decoder's attentional layer W [context; h] as W_c context + W_h h, both int8.
 
     The context is the attention-weighted sum of the encoder states, so W_c context is the same
-    weighted sum of the states' W_c products, which decoding makes once per message (fp32); each
-    token then reads W_h alone, 0.25 MB instead of 0.5 MB in int8, and skips a concatenation
-    (`chatbot.inference_step`). `forward` takes [context; h] as the float layer does.
+    weighted sum of the states' W_c products, which decoding makes once per message
+    (`chatbot.inference_step.memory_function`); each token then reads W_h alone, 0.25 MB instead
+    of 0.5 MB, and skips a concatenation. `forward` takes [context; h] as the float layer does.
     """
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
         H = linear.in_features // 2
-        self.context_weight = linear.weight[:, :H].detach().float().contiguous()  # (A, H)
-        self.state = Int8Linear(linear.weight[:, H:], None)  # (A, H)
+        self.context, self.state = Int8Linear(linear.weight[:, :H], None), Int8Linear(linear.weight[:, H:], None)  # (A, H) each
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        H = self.context_weight.size(1)
-        return torch.nn.functional.linear(z[..., :H], self.context_weight) + self.state(z[..., H:])
+        H = z.size(-1) // 2
+        return self.context(z[..., :H]) + self.state(z[..., H:])
 
 
 def _by_gate(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
@@ -240,7 +257,7 @@ def quantize(model: Seq2Seq) -> Seq2Seq:
     token, and the input products are made once per message (encoder) or looked up by token
     (decoder). Int8 costs the bundled model 0.6% of test perplexity (152.14 against 151.27 in fp32).
     """
-    model.encoder = Int8Encoder(model.encoder)
+    model.encoder = Int8Encoder(model.encoder, model.embedding.weight)
     model.bridge.h, model.bridge.c = int8_linear(model.bridge.h), int8_linear(model.bridge.c)
     decoder = model.decoder
     if hasattr(decoder.attention, "key"):

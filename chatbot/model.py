@@ -71,6 +71,11 @@ class Encoder(nn.Module):
             x = torch.cat([fwd, _flip(bwd, reverse)], dim=-1)  # (B, S, H)
         return x, torch.stack(finals)
 
+    def read(self, src: torch.Tensor, lengths: torch.Tensor, embed) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward` from token ids (B, S), embedded by `embed`: an encoder for replies may look its
+        first products up by token instead (`chatbot.int8.Int8Encoder`)."""
+        return self(embed(src), lengths)
+
 
 def _reversal_index(lengths: torch.Tensor, S: int) -> torch.Tensor:
     """(B, S) index that reverses each row within its length and leaves padding in place."""
@@ -299,7 +304,7 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[Memory, State]:
         """src (B, S) right-padded, lengths (B,) -> memory and the decoder's initial state."""
-        states, final = self.encoder(self.embed(src), lengths)
+        states, final = self.encoder.read(src, lengths, self.embed)
         mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.to(src.device).unsqueeze(1)
         bias = torch.zeros(mask.shape, device=src.device).masked_fill(~mask, float("-inf")).unsqueeze(1)
         memory = Memory(states, self.decoder.attention.keys(states), bias)

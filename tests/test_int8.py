@@ -65,6 +65,11 @@ def test_encoder_is_the_float_encoder_up_to_int8_rounding(layers):
     assert torch.allclose(expected * real, got * real, atol=0.03) and torch.allclose(expected_final, final, atol=0.03)
     one, one_final = Int8Encoder(encoder)(x[1:2, :2], lengths[1:2])  # alone, no padding (activations round per batch)
     assert torch.allclose(one, got[1:2, :2], atol=0.01) and torch.allclose(one_final, final[:, 1:2], atol=0.01)
+    table = torch.randn(30, 8)  # token ids in: the first layer's input products looked up, as from the embedded tokens
+    src = torch.tensor([[3, 29, 7, 0, 0], [5, 5, 1, 2, 9]])
+    embed = lambda ids: torch.embedding(table, ids)  # noqa: E731
+    looked_up, from_embedded = Int8Encoder(encoder, table).read(src, torch.tensor([3, 5]), embed), Int8Encoder(encoder)(embed(src), torch.tensor([3, 5]))
+    assert all(torch.allclose(a, b, atol=0.01) for a, b in zip(looked_up, from_embedded))
 
 
 @pytest.mark.parametrize("output_rank", [0, 16])
