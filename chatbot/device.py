@@ -74,8 +74,8 @@ def inference_precision(name: str, device: torch.device) -> str:
     """How a trained model's weights are held for replies (see `chatbot.modeldir.load_model`).
 
     A reply step reads every decoder weight matrix to compute one row, so it is bound by memory
-    traffic. `auto` is int8 weights on the CPU where torch has fbgemm (greedy median 14.5 ms
-    against 23.6 ms in fp32 here, test perplexity 150.14 against 149.99) and fp32 elsewhere.
+    traffic. `auto` is int8 weights on the CPU where torch has fbgemm (greedy median 9.1 ms
+    against 18.9 ms in fp32 here, test perplexity 152.01 against 151.27) and fp32 elsewhere.
     bf16 weights were slower here (one greedy step 2.35 ms against 1.95 ms in fp32)."""
     if name not in INFERENCE_PRECISIONS:
         raise ChatbotError(f"unknown precision {name!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
