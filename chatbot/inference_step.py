@@ -7,7 +7,8 @@ weights once and returns a closure that does the arithmetic of `Seq2Seq.step` an
 (measured on the bundled int8 model, 2 threads: 418 against 318 us a step).
 
 It returns logits; the decoding loop (`chatbot.decoding`) normalises them. With int8 weights
-the first LSTM layer reads its input products from a table by token (`chatbot.int8.Int8LSTMStep`).
+the first LSTM layer reads its input products from a table by token (`chatbot.int8.Int8LSTMStep`)
+and the attentional layer's context half comes made in the memory (`memory_function`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def step_function(model: Seq2Seq) -> Step:
     Additive attention and training keep the model's own step."""
     if model.training or model.cfg.attention == "additive":
         return lambda tokens, state, memory, feed: _logits_step(model, tokens, state, memory, feed)
-    embedding, table = torch.embedding, model.embedding.weight
+    embedding, embeddings = torch.embedding, model.embedding.weight
     decoder = model.decoder
     from_tokens = isinstance(decoder.cell, Int8LSTMStep) and decoder.cell.table is not None  # its first layer looks tokens up
     if isinstance(decoder.cell, Int8LSTMStep):
@@ -50,7 +51,7 @@ def step_function(model: Seq2Seq) -> Step:
         cell = functools.partial(lstm_step, decoder.lstm)  # PyTorch's one-step lstm_cell per layer
     out = product(model.out)
     baddbmm, softmax, bmm, cat, tanh, fp32 = torch.baddbmm, torch.softmax, torch.bmm, torch.cat, torch.tanh, torch.float32
-    dtype, input_feeding = table.dtype, model.cfg.input_feeding
+    dtype, input_feeding = embeddings.dtype, model.cfg.input_feeding
     if isinstance(decoder.combine, Int8Combine):  # W_c context = weights (states W_c^T), the latter in memory.values
         combine_state = decoder.combine.state.function()
 
@@ -67,7 +68,7 @@ def step_function(model: Seq2Seq) -> Step:
         if from_tokens:
             h, state = cell(tokens, state)  # (B, H)
         else:
-            x = embedding(table, tokens)  # (B, E)
+            x = embedding(embeddings, tokens)  # (B, E)
             h, state = cell(cat([x, feed], 1) if input_feeding else x, state)
         bias = memory.bias if memory.bias.dtype == dtype else memory.bias.to(dtype)
         weights = softmax(baddbmm(bias, h.unsqueeze(1), memory.keys.transpose(1, 2)), -1, dtype=fp32)  # (B, 1, S)

@@ -7,9 +7,12 @@ they are a quarter of fp32's bytes, and fbgemm's dynamically quantised product (
 quantised per call) ran the output layer 3.2x and the LSTM 3.7x faster than fp32 here (2
 threads, one row).
 
-`quantize(model)` also rounds those weights to the int8 grid in place, so teacher-forced
-perplexity runs with the weights that decoding uses (its activations are quantised per batch
-rather than per row, so it is close to, not identical with, what decoding computes).
+`quantize(model)` swaps the model's layers for int8 ones in place: `Int8Linear` products, the
+encoder as `Int8Encoder`, the attentional layer as `Int8Combine`, and a one-step `Int8LSTMStep`
+beside the decoder LSTM, whose recurrent weights it rounds to the int8 grid so that teacher-forced
+perplexity runs with the weights decoding uses (activations are quantised per batch there rather
+than per row, so it is close to, not identical with, what decoding computes). The LSTMs' input
+products stay fp32, looked up by token where the inputs are embeddings.
 """
 
 from __future__ import annotations
