@@ -43,7 +43,8 @@ async def test_send_shows_the_reply_and_logs_both_rows(app, sample_pairs):
         assert json.loads(bot["decoding"])["strategy"] == "greedy" and bot["latency_ms"] > 0
         assert json.loads(bot["decoding"])["precision"] == app.session.precision
         inside = json.loads(bot["attention"])
-        assert len(inside["weights"]) == len(inside["reply_pieces"])
+        assert len(inside["weights"]) == len(inside["reply_pieces"]) == len(inside["alternatives"])
+        assert all(1 <= len(step) <= 5 and step[0][1] >= step[-1][1] for step in inside["alternatives"])  # ranked after the reply
 
 
 async def test_empty_message_is_ignored(app):
