@@ -113,7 +113,8 @@ class Alternatives(Sequence):
     """A reply's top pieces at each step, (piece id, log-probability) best first, ranked when first
     read. Greedy decoding and sampling rank nothing to choose a token, and a top 5 of 8,000 took
     ~50 us inside a step here and ~13 us a step at the end: the reply is ready without it, and the
-    chat reads the alternatives only after showing the reply."""
+    chat reads the alternatives only after showing the reply. Until then it holds the reply's
+    distributions (32 KB a step); replies to a batch of messages are ranked at once instead."""
 
     def __init__(self, logps: torch.Tensor):
         self.logps, self.ranked = logps, None  # (steps, V)
@@ -177,9 +178,13 @@ class Trace:
         self.parents = [identity if p is None else p.tolist() for p in self.parents]
         tokens = torch.stack(self.tokens)  # (T, R)
         self.attention = torch.stack(self.attention).float()  # (T, R, S)
-        if self.unranked:  # no row ever moved: each hypothesis ranks its own steps' alternatives, when read
-            self.unranked = torch.stack(self.unranked)  # (T, R, V)
-            self.logps = self.unranked.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
+        if self.unranked:  # greedy or sampling: no row ever moved
+            logps = torch.stack(self.unranked)  # (T, R, V)
+            self.logps = logps.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).tolist()
+            if self.rows == 1:  # one message: its alternatives are ranked when read (`Alternatives`)
+                self.unranked = logps
+            else:  # a batch: ranked now in one call, rather than every row's distributions kept alive
+                self.alt_logps, self.alt_ids = logps.topk(min(TOP_ALTERNATIVES, logps.size(-1)), dim=-1)  # (T, R, A)
         else:
             self.logps = torch.stack(self.logps).tolist()
             self.alt_ids, self.alt_logps = torch.stack(self.alt_ids), torch.stack(self.alt_logps)  # (T, R, A)
@@ -189,7 +194,7 @@ class Trace:
         """The reply held by `row` after step `last_step`: `length` tokens, plus the EOS step when it
         finished; score defaults to the sum of its log-probabilities."""
         keep = length + 1 if finished else length
-        if isinstance(self.unranked, torch.Tensor):  # greedy or sampling: every row stayed itself
+        if isinstance(self.unranked, torch.Tensor):  # one message, greedy or sampling
             logprobs = [self.logps[t][row] for t in range(keep)]
             return {
                 "tokens": [self.tokens[t][row] for t in range(length)],
