@@ -131,6 +131,14 @@ class Int8LSTMStep(nn.Module):
         table, embedding, linear = self.table, torch.embedding, torch.nn.functional.linear
         if from_tokens and table is None:
             raise ValueError("this LSTM step has no table of input products")
+        if from_tokens and len(recurrent) == 1:  # the common case, without the per-layer bookkeeping
+            product = recurrent[0]
+
+            def one_layer_step(x, state):
+                h, c = lstm_update(embedding(table, x).add_(product(state[0][0])), state[1][0])  # (B, H) each
+                return h, (h.unsqueeze(0), c.unsqueeze(0))
+
+            return one_layer_step
 
         def step(x, state):
             hs, cs = [], []
