@@ -294,14 +294,14 @@ def _decode(model: Seq2Seq, sources: list[list[int]], settings: Settings, on_ste
     trace.finish()
     if K > 1:
         return [
-            [trace.hypothesis(row, step, step, True, score) for score, step, row in sorted(finished, key=lambda f: -f[0])[: settings.n_best]]
+            [trace.hypothesis(row, step, step, step < settings.max_length, score) for score, step, row in sorted(finished, key=lambda f: -f[0])[: settings.n_best]]
             for finished in strategy.finished
         ]
     results = []
     for r in range(B):
         row = [t[r] for t in trace.tokens]
         n = _reply_length(row)
-        results.append([trace.hypothesis(r, len(row) - 1, n, n < len(row))])
+        results.append([trace.hypothesis(r, len(row) - 1, n, n < settings.max_length)])  # an EOS at max_length was forced: cut
     return results
 
 

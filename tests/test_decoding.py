@@ -79,7 +79,10 @@ def test_min_length_forbids_an_early_end():
 def test_max_length_cuts_and_marks_unfinished():
     table = BigramTable({BOS: {4: 1.0}, 4: {5: 1.0}, 5: {4: 1.0}})
     hyp = decode(table, [[4]], GreedySettings(max_length=5, no_repeat_ngram=0))[0][0]
-    assert hyp["tokens"] == [4, 5, 4, 5, 4] and hyp["finished"] is True  # the last step can only end
+    assert hyp["tokens"] == [4, 5, 4, 5, 4] and hyp["finished"] is False  # the last step could only end: cut, not ended
+    assert len(hyp["logprobs"]) == len(hyp["attention"]) == len(hyp["alternatives"]) == 5  # no forced EOS among them
+    beam = decode(table, [[4]], BeamSettings(beam_size=2, max_length=5, no_repeat_ngram=0))[0][0]
+    assert beam["tokens"] == [4, 5, 4, 5, 4] and beam["finished"] is False
 
 
 def test_no_repeat_ngram_blocks_a_loop():
