@@ -194,35 +194,31 @@ class Trace:
         """The reply held by `row` after step `last_step`: `length` tokens, plus the EOS step when it
         finished; score defaults to the sum of its log-probabilities."""
         keep = length + 1 if finished else length
-        if isinstance(self.unranked, torch.Tensor):  # one message, greedy or sampling
-            logprobs = [self.logps[t][row] for t in range(keep)]
-            return {
-                "tokens": [self.tokens[t][row] for t in range(length)],
-                "logprobs": logprobs,
-                "attention": self.attention[:keep, row].tolist(),
-                "alternatives": Alternatives(self.unranked[:keep, row]),
-                "score": sum(logprobs) if score is None else score,
-                "finished": finished,
-            }
-        rows, parents = [], []  # per step, from the last back to the first
-        for t in range(last_step, -1, -1):
-            rows.append(row)
-            row = self.parents[t][row]
-            parents.append(row)
-        rows.reverse()
-        parents.reverse()
-        steps = list(range(keep))
-        logprobs = [self.logps[t][rows[t]] for t in steps]
-        ids, values = self.alt_ids[steps, parents[:keep]].tolist(), self.alt_logps[steps, parents[:keep]].tolist()
+        if isinstance(self.unranked, torch.Tensor):  # one message, greedy or sampling: the row never moved
+            rows = [row] * (last_step + 1)
+            attention = self.attention[:keep, row].tolist()
+            alternatives = Alternatives(self.unranked[:keep, row])
+        else:
+            rows, parents = [], []  # per step, from the last back to the first
+            for t in range(last_step, -1, -1):
+                rows.append(row)
+                row = self.parents[t][row]
+                parents.append(row)
+            rows.reverse()
+            parents.reverse()
+            steps = list(range(keep))
+            attention = self.attention[steps, parents[:keep]].tolist()
+            ids, values = self.alt_ids[steps, parents[:keep]].tolist(), self.alt_logps[steps, parents[:keep]].tolist()
+            alternatives = [list(zip(i, v)) for i, v in zip(ids, values)]
+        logprobs = [self.logps[t][rows[t]] for t in range(keep)]
         return {
             "tokens": [self.tokens[t][rows[t]] for t in range(length)],
             "logprobs": logprobs,
-            "attention": self.attention[steps, parents[:keep]].tolist(),
-            "alternatives": [list(zip(i, v)) for i, v in zip(ids, values)],
+            "attention": attention,
+            "alternatives": alternatives,
             "score": sum(logprobs) if score is None else score,
             "finished": finished,
         }
-
 
 def decode(
     model: Seq2Seq, sources: list[list[int]], settings: Settings, on_step: Callable[[Progress], None] | None = None

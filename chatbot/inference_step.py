@@ -28,7 +28,7 @@ Step = Callable[[torch.Tensor, State, Memory, torch.Tensor], tuple[torch.Tensor,
 def product(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """x -> layer(x) for a linear layer of any kind, as a bare function of x."""
     if isinstance(layer, Int8Linear):
-        return layer.function()
+        return layer.product
     if isinstance(layer, LowRankLinear):
         down, up = product(layer.down), product(layer.up)
         return lambda x: up(down(x))
@@ -53,7 +53,7 @@ def step_function(model: Seq2Seq) -> Step:
     baddbmm, softmax, bmm, cat, tanh, fp32 = torch.baddbmm, torch.softmax, torch.bmm, torch.cat, torch.tanh, torch.float32
     dtype, input_feeding = embeddings.dtype, model.cfg.input_feeding
     if isinstance(decoder.combine, Int8Combine):  # W_c context = weights (states W_c^T), the latter in memory.values
-        combine_state = decoder.combine.state.function()
+        combine_state = decoder.combine.state.product
 
         def attentional_state(weights, h, memory):
             return tanh(baddbmm(combine_state(h).unsqueeze(1), weights, memory.values)[:, 0])  # (B, A)
@@ -87,7 +87,7 @@ def memory_function(model: Seq2Seq) -> Callable[[Memory], Memory]:
     combine = model.decoder.combine
     if model.training or model.cfg.attention == "additive" or not isinstance(combine, Int8Combine):
         return lambda memory: memory
-    context = combine.context.function()
+    context = combine.context.product
     return lambda memory: memory._replace(values=context(memory.states))  # (B, S, A)
 
 
