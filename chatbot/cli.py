@@ -10,50 +10,88 @@ from dataclasses import fields
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
+from chatbot.validation import check, clean_text, max_threads, parse, show
+
+MAX_BATCH = 256  # messages decoded together by `chatbot reply`
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (`--help` shows the rest)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def ranged(kind: type, low=None, high=None):
+    """An argparse type: text parsed as `kind` (int, float), finite and within [low, high]."""
+
+    def convert(text: str):
+        try:
+            return check("", parse("", text, kind), kind, low, high)
+        except ChatbotError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = "whole number" if kind is int else "number"  # what argparse calls it in errors
+    return convert
+
+
+def add_ranged(group, flag: str, ranges: dict, help: str | None = None, **kwargs) -> None:
+    """A numeric flag whose type and range come from the setting it sets (`ranges[name]`)."""
+    kind, low, high = ranges[flag.removeprefix("--").replace("-", "_")]
+    bounds = f"{show(low)} to {show(high)}"
+    group.add_argument(flag, type=ranged(kind, low, high), help=f"{help}; {bounds}" if help else bounds, **kwargs)
+
+
+def threads_flag(parser: argparse.ArgumentParser, default: int | None = None) -> None:
+    parser.add_argument("--threads", type=ranged(int, 1, max_threads()), default=default,
+                        help=f"CPU threads for torch; 1 to {max_threads()} (this machine's cores)")
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
-    from chatbot.model_config import ATTENTION_KINDS
+    from chatbot.model_config import ATTENTION_KINDS, RANGES
 
     g = parser.add_argument_group("model settings (a new model only; a resumed one keeps its own)")
-    g.add_argument("--embedding-dim", type=int)
-    g.add_argument("--hidden-size", type=int)
-    g.add_argument("--layers", type=int)
+    add_ranged(g, "--embedding-dim", RANGES)
+    add_ranged(g, "--hidden-size", RANGES, "an even number")
+    add_ranged(g, "--layers", RANGES)
     g.add_argument("--attention", choices=ATTENTION_KINDS)
     g.add_argument("--input-feeding", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None)
-    g.add_argument("--output-rank", type=int, help="output layer as two thinner matrices of this rank (0: one full matrix)")
-    g.add_argument("--dropout", type=float)
-    g.add_argument("--teacher-forcing", type=float, help="chance of feeding the gold token (1.0: always)")
-    g.add_argument("--max-source-tokens", type=int)
-    g.add_argument("--max-reply-tokens", type=int)
+    add_ranged(g, "--output-rank", RANGES, "output layer as two thinner matrices of this rank (0: one full matrix)")
+    add_ranged(g, "--dropout", RANGES)
+    add_ranged(g, "--teacher-forcing", RANGES, "chance of feeding the gold token (1.0: always)")
+    add_ranged(g, "--max-source-tokens", RANGES)
+    add_ranged(g, "--max-reply-tokens", RANGES)
 
 
 def _train_flags(parser: argparse.ArgumentParser) -> None:
+    from training.train import TRAIN_RANGES as R
+
     parser.add_argument("--corpus", help="chitchat, sample, or a .tsv / .jsonl file (default chitchat)")
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
     parser.add_argument("--config", type=Path, help='JSON file: {"model": {...}, "train": {...}}')
-    parser.add_argument("--max-minutes", type=float, help="wall-clock budget, tokenizer training included")
-    parser.add_argument("--epochs", type=int)
+    add_ranged(parser, "--max-minutes", R, "wall-clock budget, tokenizer training included")
+    add_ranged(parser, "--epochs", R)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--threads", type=int)
+    threads_flag(parser)
     parser.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16"))
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     parser.add_argument("--from", dest="start_from", type=Path, metavar="MODEL",
                         help="start from this trained model's weights and tokenizer (its model settings, except "
                              "--output-rank, --dropout and --teacher-forcing)")
-    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (torchrun)")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--nproc", type=ranged(int, 1, 64), default=1,
+                        help="data-parallel processes on this machine (torchrun); 1 to 64")
+    add_ranged(parser, "--seed", R)
     g = parser.add_argument_group("training settings")
-    g.add_argument("--vocab-size", type=int)
-    g.add_argument("--max-tokens", type=int, help="padded tokens per batch")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--warmup-steps", type=int)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--dropout-from-epoch", type=int, help="dropout off before this epoch (default 1; 0: from the start)")
-    g.add_argument("--eval-every", type=int)
-    g.add_argument("--patience", type=int)
+    add_ranged(g, "--vocab-size", R)
+    add_ranged(g, "--max-tokens", R, "padded tokens per batch")
+    add_ranged(g, "--lr", R)
+    add_ranged(g, "--warmup-steps", R)
+    add_ranged(g, "--weight-decay", R)
+    add_ranged(g, "--label-smoothing", R)
+    add_ranged(g, "--dropout-from-epoch", R, "dropout off before this epoch (default 1; 0: from the start)")
+    add_ranged(g, "--eval-every", R)
+    add_ranged(g, "--patience", R)
     g.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     _model_flags(parser)
 
@@ -162,21 +200,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def decoding_flags(parser: argparse.ArgumentParser) -> None:
-    """The decoding knobs, shared by `reply` and `chat`."""
+    """The decoding knobs, shared by `reply` and `chat`; their ranges are `chatbot.settings.RANGES`."""
+    from chatbot.settings import RANGES as R
+
     g = parser.add_argument_group("decoding")
     g.add_argument("--strategy", choices=("greedy", "beam", "sample"), help="default: greedy for reply, sample in the chat")
-    g.add_argument("--max-length", type=int, help="most reply tokens (default 40)")
-    g.add_argument("--min-length", type=int, help="fewest reply tokens before it may end (default 1)")
-    g.add_argument("--repetition-penalty", type=float, help=">1 discourages repeating tokens (default 1.0)")
-    g.add_argument("--no-repeat-ngram", type=int, help="never repeat an n-gram of this size (default 3; 0: off)")
+    add_ranged(g, "--max-length", R, "most reply tokens (default 40)")
+    add_ranged(g, "--min-length", R, "fewest reply tokens before it may end (default 1)")
+    add_ranged(g, "--repetition-penalty", R, ">1 discourages repeating tokens (default 1.0)")
+    add_ranged(g, "--no-repeat-ngram", R, "never repeat an n-gram of this size (default 3; 0: off)")
     g.add_argument("--block-source-ngrams", action="store_true", default=None, help="... nor copy one from the message")
-    g.add_argument("--beam-size", type=int, help="beam: hypotheses kept (default 5)")
-    g.add_argument("--length-penalty", type=float, help="beam: GNMT alpha (default 0.6)")
-    g.add_argument("--n-best", type=int, help="beam: replies returned per message (default 1)")
-    g.add_argument("--temperature", type=float, help="sample: temperature (default 0.8)")
-    g.add_argument("--top-k", type=int, help="sample: k most likely tokens (default 0: all)")
-    g.add_argument("--top-p", type=float, help="sample: nucleus mass (default 0.9)")
-    g.add_argument("--seed", type=int, help="sample: seed for reproducible replies")
+    add_ranged(g, "--beam-size", R, "beam: hypotheses kept (default 5)")
+    add_ranged(g, "--length-penalty", R, "beam: GNMT alpha (default 0.6)")
+    add_ranged(g, "--n-best", R, "beam: replies returned per message (default 1)")
+    add_ranged(g, "--temperature", R, "sample: temperature (default 0.8; 0: the most likely token, else at least 0.01)")
+    add_ranged(g, "--top-k", R, "sample: k most likely tokens (default 0: all)")
+    add_ranged(g, "--top-p", R, "sample: nucleus mass (default 0.9; more than 0)")
+    add_ranged(g, "--seed", R, "sample: seed for reproducible replies")
 
 
 def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
@@ -188,28 +228,44 @@ def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
     return settings_from(args.strategy, **{n: getattr(args, n) for n in names})
 
 
+def read_messages(args: argparse.Namespace) -> list[str | None]:
+    """TEXT, or each line of standard input; a line that is not UTF-8 or is too long is None
+    (reported, left unanswered) rather than the end of every reply."""
+    from chatbot.settings import MAX_MESSAGE_CHARS
+
+    if args.text is not None:
+        if not args.text.strip():
+            raise ChatbotError("empty message: give some text to reply to")
+        if len(args.text) > MAX_MESSAGE_CHARS:
+            raise ChatbotError(f"the message is longer than {MAX_MESSAGE_CHARS:,} characters")
+        return [clean_text(args.text)]
+    messages = []
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as err:
+            print(f"chatbot: line {number} is not valid UTF-8 (byte {err.start}): no reply", file=sys.stderr)
+            line = None
+        if line is not None and len(line) > MAX_MESSAGE_CHARS:
+            print(f"chatbot: line {number} is longer than {MAX_MESSAGE_CHARS:,} characters: no reply", file=sys.stderr)
+            line = None
+        elif line is not None and not line.strip():
+            print(f"chatbot: line {number} is empty: no reply", file=sys.stderr)
+        messages.append(line)
+    return messages
+
+
 def cmd_reply(args: argparse.Namespace) -> int:
     from chatbot.decoding import reply
     from chatbot.device import inference_precision, resolve_device, set_threads
     from chatbot.modeldir import load_model
 
     settings = decoding_settings(args)
-    if args.text is not None:
-        messages = [args.text]
-    else:
-        try:
-            messages = [line.rstrip("\r\n") for line in sys.stdin]
-        except UnicodeDecodeError:
-            raise ChatbotError("standard input is not valid UTF-8") from None
-    if args.text is not None and not args.text.strip():
-        raise ChatbotError("empty message: give some text to reply to")
+    messages = read_messages(args)
     set_threads(args.threads)
     device = resolve_device(args.device)
     model, tokenizer, config = load_model(args.model, device, inference_precision(args.precision, device))
-    wanted = [i for i, m in enumerate(messages) if m.strip()]
-    for i, m in enumerate(messages):
-        if not m.strip():
-            print(f"chatbot: line {i + 1} is empty: no reply", file=sys.stderr)
+    wanted = [i for i, m in enumerate(messages) if m is not None and m.strip()]
     replies = {}
     for start in range(0, len(wanted), args.batch_size):
         chunk = wanted[start : start + args.batch_size]
@@ -240,8 +296,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from chatbot.session import open_session
 
     settings = decoding_settings(args, default="sample")  # the liveliest replies (see the model card's distinct-n)
-    if args.threads is not None and args.threads < 1:
-        raise ChatbotError("--threads must be at least 1")
     session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, load=False)
     from chatbot.app.chat_app import ChatApp
 
@@ -264,7 +318,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatbot", description="A seq2seq chatbot with attention that you train yourself.")
+    from chatbot.model_config import RANGES as MODEL_RANGES
+    from training.train import TRAIN_RANGES as R
+
+    parser = Parser(prog="chatbot", description="A seq2seq chatbot with attention that you train yourself.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a tokenizer and a model on a corpus")
@@ -277,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--pairs", type=Path, help="a TSV file of source<TAB>reply lines")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int)
+    threads_flag(p)
     p.add_argument("--json", action="store_true", help="one JSON object: word_ppl, token_ppl, pairs, words")
     _precision_flag(p)
     p.set_defaults(run=cmd_evaluate)
@@ -286,8 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="?", metavar="TEXT")
     p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int)
-    p.add_argument("--batch-size", type=int, default=32, help="standard-input lines decoded together")
+    threads_flag(p)
+    p.add_argument("--batch-size", type=ranged(int, 1, MAX_BATCH), default=32,
+                   help=f"standard-input lines decoded together; 1 to {MAX_BATCH}")
     _precision_flag(p)
     p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
     decoding_flags(p)
@@ -298,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", type=Path, help="chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)")
     p.add_argument("--no-log", action="store_true", help="write nothing to disk")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=2)
+    threads_flag(p, default=min(2, max_threads()))
     _precision_flag(p)
     decoding_flags(p)
     p.set_defaults(run=cmd_chat)
@@ -308,18 +366,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None, help="the model to start from (default: the bundled model); never written")
     p.add_argument("--out", type=Path, help="directory for the new model")
     p.add_argument("--replay", default="chitchat", help="corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)")
-    p.add_argument("--replay-ratio", type=float, default=1.0, help="replayed pairs per logged pair")
+    p.add_argument("--replay-ratio", type=ranged(float, 0, 100), default=1.0, help="replayed pairs per logged pair; 0 to 100")
     p.add_argument("--no-human-turns", action="store_true", help="do not learn the human's own turns as replies")
     p.add_argument("--export", type=Path, help="only write the logged pairs to this TSV file")
-    p.add_argument("--max-minutes", type=float)
-    p.add_argument("--epochs", type=int, default=12, help="passes over the logged pairs, each with fresh replayed pairs")
-    p.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (near where the base training ended)")
-    p.add_argument("--dropout", type=float, help="dropout while fine-tuning (default: the model's own)")
-    p.add_argument("--eval-every", type=int, default=50)
-    p.add_argument("--patience", type=int, default=4)
-    p.add_argument("--seed", type=int, default=1)
+    add_ranged(p, "--max-minutes", R)
+    add_ranged(p, "--epochs", R, "passes over the logged pairs, each with fresh replayed pairs", default=12)
+    add_ranged(p, "--lr", R, "peak learning rate (near where the base training ended)", default=2e-4)
+    add_ranged(p, "--dropout", MODEL_RANGES, "dropout while fine-tuning (default: the model's own)")
+    add_ranged(p, "--eval-every", R, default=50)
+    add_ranged(p, "--patience", R, default=4)
+    add_ranged(p, "--seed", R, default=1)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int)
+    threads_flag(p)
     p.add_argument("--force", action="store_true", help="register the new model even if it is worse on held-out logged pairs")
     p.add_argument("--no-benchmark", dest="skip_chitchat", action="store_true", help="skip the chitchat test perplexity")
     p.add_argument("--quiet", action="store_true")

@@ -8,6 +8,7 @@ import torch
 
 from chatbot import int8
 from chatbot.errors import ChatbotError
+from chatbot.validation import check, max_threads
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # for training
@@ -27,9 +28,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def set_threads(threads: int | None) -> None:
     if threads is not None:
-        if threads < 1:
-            raise ChatbotError("--threads must be at least 1")
-        torch.set_num_threads(threads)
+        torch.set_num_threads(check("threads", threads, int, 1, max_threads()))
 
 
 def cpu_has_bf16_matmul() -> bool:

@@ -1,6 +1,8 @@
 """A model's settings: its sizes and choices, as config.json stores them.
 
-Free of torch, so that commands can read and check a model directory before torch loads.
+Free of torch, so that commands can read and check a model directory before torch loads. A
+config.json is untrusted input: every setting's type and range is checked, and the parameter
+count the settings imply is bounded, before any weight is allocated.
 """
 
 from __future__ import annotations
@@ -8,8 +10,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from chatbot.errors import ChatbotError
+from chatbot.validation import check
 
 ATTENTION_KINDS = ("dot", "general", "additive")
+MAX_PARAMETERS = 250_000_000  # 1 GB of fp32 weights: far above any model this project trains on a CPU
+
+# name -> (kind, lowest, highest)
+RANGES = {
+    "vocab_size": (int, 5, 1_000_000),
+    "embedding_dim": (int, 1, 8192),
+    "hidden_size": (int, 2, 8192),
+    "layers": (int, 1, 8),
+    "input_feeding": (bool, None, None),
+    "tie_embeddings": (bool, None, None),
+    "output_rank": (int, 0, 8192),
+    "dropout": (float, 0.0, 0.95),
+    "teacher_forcing": (float, 0.0, 1.0),
+    "max_source_tokens": (int, 1, 4096),
+    "max_reply_tokens": (int, 1, 4096),
+}
 
 
 @dataclass
@@ -30,25 +49,46 @@ class ModelConfig:
     def __post_init__(self):
         if self.attention not in ATTENTION_KINDS:
             raise ChatbotError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, not {self.attention!r}")
+        for name, (kind, low, high) in RANGES.items():
+            check(name, getattr(self, name), kind, low, high)
         if self.hidden_size % 2:
             raise ChatbotError("hidden_size must be even: each encoder direction gets half")
-        if not 0.0 <= self.teacher_forcing <= 1.0:
-            raise ChatbotError("teacher_forcing must lie in [0, 1]")
-        if self.output_rank < 0 or (self.output_rank and self.tie_embeddings):
-            raise ChatbotError("output_rank must be 0 (a full output layer) or more, and 0 with tied embeddings")
+        if self.output_rank and self.tie_embeddings:
+            raise ChatbotError("output_rank must be 0 (a full output layer) with tied embeddings")
+        if self.output_rank > min(self.vocab_size, self.attentional_size):
+            raise ChatbotError("output_rank must not exceed the vocabulary or the attentional size")
+        if self.parameters() > MAX_PARAMETERS:
+            raise ChatbotError(f"these sizes make {self.parameters():,} parameters, more than the {MAX_PARAMETERS:,} allowed")
 
     @property
     def attentional_size(self) -> int:
         """The tied output layer needs attentional states the size of an embedding."""
         return self.embedding_dim if self.tie_embeddings else self.hidden_size
 
+    def parameters(self) -> int:
+        """How many parameters a model of these settings has (`Seq2Seq.num_parameters`), counted
+        from the settings alone: sizes are checked before anything is allocated."""
+        V, E, H, A, L, r = self.vocab_size, self.embedding_dim, self.hidden_size, self.attentional_size, self.layers, self.output_rank
+
+        def lstm(inputs: int, size: int) -> int:  # weights and both biases of one LSTM layer
+            return 4 * size * (inputs + size) + 8 * size
+
+        encoder = 2 * sum(lstm(E if layer == 0 else H, H // 2) for layer in range(L))
+        decoder = sum(lstm((E + (A if self.input_feeding else 0)) if layer == 0 else H, H) for layer in range(L))
+        attention = {"dot": 0, "general": H * H, "additive": 2 * H * H + 2 * H}[self.attention]
+        bridge, combine = 2 * (H * H + H), 2 * H * A
+        out = V if self.tie_embeddings else (A * r + r * V + V if r else A * V + V)
+        return V * E + encoder + bridge + decoder + attention + combine + out
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
+        if not isinstance(values, dict):
+            raise ChatbotError("model settings must be a JSON object")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ChatbotError(f"unknown model settings: {', '.join(unknown)}")
+            raise ChatbotError(f"unknown model settings: {', '.join(map(str, unknown))[:200]}")
         return cls(**values)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatbot.errors import ChatbotError
+from chatbot.model_config import ModelConfig
 from chatbot.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
     from chatbot.model import Seq2Seq
 
 CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.model"
+MAX_CONFIG_BYTES = 1 << 20
+MAX_TOKENIZER_BYTES = 64 << 20
+MAX_HEADER_BYTES = 16 << 20
 
 
 def atomic_write(path: Path, write) -> None:
@@ -55,27 +60,110 @@ def save_model(directory: Path, model: Seq2Seq, tokenizer: Tokenizer, extra: dic
     atomic_write(directory / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt"}))
 
 
+def read_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. A model directory is untrusted: a
+    directory, a FIFO (which would block forever), a device or a symlink loop in the place of a
+    file is a one-line error. Opened without blocking, then checked, then read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ChatbotError(f"{path}: missing") from None
+    except OSError as err:
+        raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ChatbotError(f"{path}: not a regular file")
+        if info.st_size > limit:
+            raise ChatbotError(f"{path}: {info.st_size:,} bytes, more than the {limit:,} a model file may have")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1)
+    except OSError as err:
+        raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
+
+
 def read_config(directory: Path) -> dict:
     path = Path(directory) / CONFIG
     if not Path(directory).is_dir():
         raise ChatbotError(f"{directory}: no such model directory")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChatbotError(f"{path}: missing (not a model directory?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        config = json.loads(read_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
+    except ChatbotError as err:
+        if str(err).endswith(": missing"):
+            raise ChatbotError(f"{path}: missing (not a model directory?)") from None
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise ChatbotError(f"{path}: corrupt (not valid JSON)") from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise ChatbotError(f"{path}: has no 'model' settings")
     return config
 
 
+def model_settings(directory: Path, config: dict) -> ModelConfig:
+    """config.json's model settings, each checked for type and range."""
+    try:
+        return ModelConfig.from_dict(config["model"])
+    except ChatbotError as err:
+        raise ChatbotError(f"{Path(directory) / CONFIG}: {err}") from None
+    except TypeError as err:
+        raise ChatbotError(f"{Path(directory) / CONFIG}: bad model settings ({err})") from None
+
+
 def check_model_files(directory: Path) -> None:
-    """Refuse a directory without a readable config.json, weights file or tokenizer, without torch."""
-    read_config(directory)
-    for name in (WEIGHTS, TOKENIZER):
-        if not (Path(directory) / name).is_file():
-            raise ChatbotError(f"{Path(directory) / name}: missing")
+    """Refuse a directory without a readable config.json (with valid model settings), weights
+    file or tokenizer, without torch: the chat does this before its screen opens."""
+    model_settings(directory, read_config(directory))
+    weights_header(Path(directory) / WEIGHTS)
+    read_file(Path(directory) / TOKENIZER, MAX_TOKENIZER_BYTES)
+
+
+def weights_header(path: Path) -> dict:
+    """The safetensors header of a weights file: {name: {"dtype", "shape", "data_offsets"}},
+    read without reading the weights, and checked to lie within the file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ChatbotError(f"{path}: missing") from None
+    except OSError as err:
+        raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ChatbotError(f"{path}: not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            prefix = f.read(8)
+            size = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+            if not 0 < size <= min(MAX_HEADER_BYTES, info.st_size - 8):
+                raise ChatbotError(f"{path}: corrupt (not a safetensors file)")
+            header = json.loads(f.read(size).decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise ChatbotError(f"{path}: corrupt (its header is not valid JSON)") from None
+    except OSError as err:
+        raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
+    if not isinstance(header, dict):
+        raise ChatbotError(f"{path}: corrupt (its header is not a table of tensors)")
+    header.pop("__metadata__", None)
+    data = info.st_size - 8 - size
+    for name, entry in header.items():
+        ok = isinstance(entry, dict) and isinstance(entry.get("shape"), list) and isinstance(entry.get("data_offsets"), list)
+        if not ok or len(entry["data_offsets"]) != 2 or not all(isinstance(x, int) and 0 <= x <= data for x in entry["data_offsets"]):
+            raise ChatbotError(f"{path}: corrupt (tensor {str(name)[:40]!r} lies outside the file)")
+    return header
+
+
+def check_weight_shapes(path: Path, header: dict, expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse weights whose names or shapes differ from what config.json describes, before any is read."""
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing or unexpected:
+        raise ChatbotError(f"{path}: does not fit config.json (missing {missing[:3]}, unexpected {[str(u)[:40] for u in unexpected[:3]]})")
+    for name, shape in expected.items():
+        if tuple(header[name]["shape"]) != tuple(shape):
+            raise ChatbotError(f"{path}: does not fit config.json ({name} is {header[name]['shape']}, config.json says {list(shape)})")
 
 
 def load_model(
@@ -83,41 +171,45 @@ def load_model(
 ) -> tuple[Seq2Seq, Tokenizer, dict]:
     """Model (in eval mode, on `device`), tokenizer and the whole config.json of a model directory.
 
+    Everything is checked before it is used: the settings' types and ranges, the tokenizer
+    against the vocabulary size, the weights' names and shapes (from the file's header, before
+    any weight is read) and, once read, that every weight is finite.
     `precision`: fp32 or bf16 weights, or int8 weights in the per-token matrices for CPU replies (`chatbot.int8`)."""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from chatbot.model import ModelConfig, Seq2Seq
+    from chatbot.model import Seq2Seq
 
     directory = Path(directory)
     config = read_config(directory)
-    try:
-        cfg = ModelConfig.from_dict(config["model"])
-    except (TypeError, ChatbotError) as err:
-        raise ChatbotError(f"{directory / CONFIG}: {err}") from None
-    tokenizer = Tokenizer.load(directory / TOKENIZER)
+    cfg = model_settings(directory, config)
+    tokenizer = Tokenizer.from_bytes(read_file(directory / TOKENIZER, MAX_TOKENIZER_BYTES), directory / TOKENIZER)
     if tokenizer.vocab_size != cfg.vocab_size:
         raise ChatbotError(
             f"{directory}: tokenizer has {tokenizer.vocab_size} pieces but the model expects {cfg.vocab_size}"
         )
-    model = Seq2Seq(cfg)
     path = directory / WEIGHTS
+    with torch.device("meta"):  # shapes only, nothing allocated
+        expected = {k: tuple(v.shape) for k, v in Seq2Seq(cfg).state_dict().items() if not (k == "out.weight" and cfg.tie_embeddings)}
+    header = weights_header(path)
+    if cfg.tie_embeddings:
+        header.pop("out.weight", None)
+    check_weight_shapes(path, header, expected)
     try:
-        weights = load_file(path)
-    except FileNotFoundError:
-        raise ChatbotError(f"{path}: missing") from None
-    except (SafetensorError, OSError, ValueError) as err:
+        weights = load_file(path)  # a regular file whose header fits config.json (checked above)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise ChatbotError(f"{path}: corrupt ({str(err).splitlines()[0]})") from None
     if cfg.tie_embeddings:
         weights.pop("out.weight", None)
+    bad = [name for name, tensor in weights.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise ChatbotError(f"{path}: {bad[0]} holds NaN or infinite values (a diverged training run?)")
+    model = Seq2Seq(cfg)
     try:
-        missing, unexpected = model.load_state_dict(weights, strict=False)
+        model.load_state_dict(weights, strict=not cfg.tie_embeddings)
     except RuntimeError as err:
         raise ChatbotError(f"{path}: does not fit config.json ({str(err).splitlines()[-1].strip()})") from None
-    missing = [k for k in missing if not (k == "out.weight" and cfg.tie_embeddings)]
-    if missing or unexpected:
-        raise ChatbotError(f"{path}: does not fit config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model = model.to(device=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32).eval()
     if precision == "int8":
         from chatbot import int8

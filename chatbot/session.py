@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,23 +101,8 @@ class Session:
         return self.strategy
 
     def update_setting(self, strategy: str, name: str, raw: str) -> None:
-        """Parse and validate one setting; a bad value raises ChatbotError and changes nothing."""
-        settings = self.settings[strategy]
-        if name not in settings.__dataclass_fields__:
-            raise ChatbotError(f"{strategy} has no setting {name!r}")
-        kind = type(getattr(settings, name)) if getattr(settings, name) is not None else int
-        try:
-            if kind is bool:
-                value = raw.strip().lower() in ("1", "true", "yes", "on")
-            elif raw.strip().lower() in ("", "none") and name == "seed":
-                value = None
-            else:
-                value = kind(raw)
-        except ValueError:
-            raise ChatbotError(f"{name} must be a {kind.__name__}, not {raw!r}") from None
-        candidate = replace(settings, **{name: value})
-        candidate.validate()
-        self.settings[strategy] = candidate
+        """Parse and validate one setting typed as text; a bad value raises ChatbotError and changes nothing."""
+        self.settings[strategy] = self.settings[strategy].with_text_value(name, raw)
 
     def describe(self) -> str:
         return self.describe_settings(self.current)

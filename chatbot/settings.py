@@ -2,13 +2,38 @@
 
 Kept free of torch, so that the chat screen and its settings can appear while torch and the
 model are still loading. The strategies that act on these settings are in `chatbot.strategies`.
+The ranges keep every reply's time and memory bounded whatever a person types.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 from chatbot.errors import ChatbotError
+from chatbot.validation import check, parse
+
+MAX_REPLY_LENGTH = 200  # pieces: far past what a model trained on chat replies writes well
+MAX_BEAM_SIZE = 64
+MAX_SEED = 2**63 - 1
+MIN_TEMPERATURE = 0.01
+MAX_MESSAGE_CHARS = 100_000  # longer messages are refused, shorter ones logged whole (the model reads their end)
+
+# name -> (kind, lowest, highest); a None bound is open
+RANGES = {
+    "max_length": (int, 1, MAX_REPLY_LENGTH),
+    "min_length": (int, 0, MAX_REPLY_LENGTH),
+    "repetition_penalty": (float, 1.0, 10.0),
+    "no_repeat_ngram": (int, 0, MAX_REPLY_LENGTH),
+    "block_source_ngrams": (bool, None, None),
+    "beam_size": (int, 1, MAX_BEAM_SIZE),
+    "length_penalty": (float, 0.0, 10.0),
+    "n_best": (int, 1, MAX_BEAM_SIZE),
+    "temperature": (float, 0.0, 5.0),
+    "top_k": (int, 0, 1_000_000),
+    "top_p": (float, 0.0, 1.0),
+    "seed": (int, 0, MAX_SEED),
+}
+OPTIONAL = {"seed"}  # None: a fresh seed for every reply
 
 
 @dataclass
@@ -24,17 +49,28 @@ class Settings:
     name = "base"
 
     def validate(self) -> None:
-        if self.max_length < 1:
-            raise ChatbotError("max length must be at least 1")
-        if not 0 <= self.min_length <= self.max_length:
-            raise ChatbotError("min length must lie between 0 and the max length")
-        if self.repetition_penalty < 1.0:
-            raise ChatbotError("repetition penalty must be at least 1.0")
-        if self.no_repeat_ngram < 0:
-            raise ChatbotError("no-repeat n-gram size must be 0 (off) or more")
+        """Each value's type and range, then the rules between values."""
+        for f in fields(self):
+            kind, low, high = RANGES[f.name]
+            check(label(f.name), getattr(self, f.name), kind, low, high, optional=f.name in OPTIONAL)
+        if self.min_length > self.max_length:
+            raise ChatbotError("min length must not exceed the max length")
 
     def to_dict(self) -> dict:
         return {"strategy": self.name, **asdict(self)}
+
+    def with_text_value(self, name: str, raw: str) -> Settings:
+        """A copy with one setting parsed from text as a person typed it, validated."""
+        if name not in RANGES or name not in {f.name for f in fields(self)}:
+            raise ChatbotError(f"{self.name} has no setting {name!r}")
+        value = parse(label(name), raw, RANGES[name][0], optional=name in OPTIONAL)
+        candidate = replace(self, **{name: value})
+        candidate.validate()
+        return candidate
+
+
+def label(name: str) -> str:
+    return name.replace("_", " ")
 
 
 @dataclass
@@ -52,12 +88,8 @@ class BeamSettings(Settings):
 
     def validate(self) -> None:
         super().validate()
-        if self.beam_size < 1:
-            raise ChatbotError("beam size must be at least 1")
-        if not 1 <= self.n_best <= self.beam_size:
-            raise ChatbotError("n-best must lie between 1 and the beam size")
-        if self.length_penalty < 0:
-            raise ChatbotError("length penalty must not be negative")
+        if self.n_best > self.beam_size:
+            raise ChatbotError("n-best must not exceed the beam size")
 
 
 @dataclass
@@ -71,12 +103,10 @@ class SampleSettings(Settings):
 
     def validate(self) -> None:
         super().validate()
-        if self.temperature < 0:
-            raise ChatbotError("temperature must not be negative")
-        if self.top_k < 0:
-            raise ChatbotError("top-k must be 0 (off) or more")
-        if not 0 < self.top_p <= 1:
-            raise ChatbotError("top-p must lie in (0, 1]")
+        if self.top_p <= 0:
+            raise ChatbotError("top p must be more than 0 (1 keeps every token)")
+        if 0 < self.temperature < MIN_TEMPERATURE:  # dividing by less overflows; 0 means the most likely token
+            raise ChatbotError(f"temperature must be 0 (the most likely token) or from {MIN_TEMPERATURE} to 5")
 
 
 STRATEGIES = {"greedy": GreedySettings, "beam": BeamSettings, "sample": SampleSettings}
@@ -87,7 +117,7 @@ def settings_from(strategy: str, **values) -> Settings:
     if strategy not in STRATEGIES:
         raise ChatbotError(f"unknown strategy {strategy!r}: choose greedy, beam or sample")
     cls = STRATEGIES[strategy]
-    known = set(cls.__dataclass_fields__)
+    known = {f.name for f in fields(cls)}
     settings = cls(**{k: v for k, v in values.items() if v is not None and k in known})
     settings.validate()
     return settings

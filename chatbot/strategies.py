@@ -83,7 +83,10 @@ def ranked_candidates(logits: torch.Tensor, top_k: int, top_p: float) -> tuple[t
         ranked, ids = probs.topk(min(NUCLEUS_SEARCH, V), dim=-1)
         if not bool((ranked.sum(-1) >= top_p).all()):
             ranked, ids = probs.sort(dim=-1, descending=True)
-    keep = (ranked.cumsum(-1) - ranked) < top_p if top_p < 1.0 else torch.ones_like(ranked, dtype=torch.bool)
+    if top_p >= 1.0:
+        return ranked, ids, torch.ones_like(ranked, dtype=torch.bool)
+    keep = (ranked.cumsum(-1) - ranked) < top_p
+    keep[..., 0] = True  # the most likely token always: a top_p below float32's resolution keeps nothing otherwise
     return ranked, ids, keep
 
 

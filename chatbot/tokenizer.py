@@ -34,9 +34,17 @@ class Tokenizer:
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
         try:
-            return cls(Path(path).read_bytes())
+            return cls.from_bytes(Path(path).read_bytes(), path)
         except FileNotFoundError:
             raise ChatbotError(f"{path}: no tokenizer model there") from None
+        except OSError as err:
+            raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
+
+    @classmethod
+    def from_bytes(cls, proto: bytes, path: str | Path) -> Tokenizer:
+        """A tokenizer from a file's bytes; `path` names the file in errors."""
+        try:
+            return cls(proto)
         except ChatbotError as err:
             raise ChatbotError(f"{path}: {err}") from None
 

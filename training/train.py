@@ -13,7 +13,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -28,42 +28,11 @@ from chatbot.tokenizer import Tokenizer, train_tokenizer
 from corpora import Pair, load_pairs
 from training.data import Batch, bucketed_batches, collate, encode_pairs
 from training.distributed import Distributed
+from training.train_config import TRAIN_RANGES, TrainConfig  # noqa: F401 (re-exported)
 from training.evaluate import reply_words, total_nll
 
 STATE = "train_state.pt"
 METRICS = "metrics.jsonl"
-
-
-@dataclass
-class TrainConfig:
-    corpus: str = "chitchat"  # "chitchat", "sample", or a .tsv / .jsonl file
-    vocab_size: int = 8000  # SentencePiece pieces (a small corpus may get fewer)
-    epochs: int = 20  # upper bound; early stopping or --max-minutes usually ends sooner
-    max_minutes: float | None = None  # wall-clock budget from start (tokenizer included)
-    max_tokens: int = 6000  # padded source + reply tokens per batch
-    lr: float = 3e-3  # peak AdamW learning rate
-    min_lr_ratio: float = 0.05  # cosine decay ends at lr * this
-    warmup_steps: int = 50  # 200 spent a quarter of a 15-minute run warming up
-    weight_decay: float = 0.01
-    clip: float = 1.0  # gradient norm clipping
-    label_smoothing: float = 0.0
-    dropout_from_epoch: int = 1  # dropout off before this epoch: while every example is new there is nothing to memorise
-    eval_every: int = 200  # steps between validation (and checkpoints); also at the end
-    patience: int = 6  # evaluations without a better validation loss before stopping
-    log_every: int = 25  # steps between metrics lines
-    seed: int = 1
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16
-    threads: int | None = None  # torch CPU threads; None keeps torch's default
-    max_valid_pairs: int = 3000  # validation pairs used (the start of the valid split)
-    keep: str = "best"  # model.safetensors holds the "best" weights on validation, or the "last" ones
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ChatbotError(f"unknown training settings: {', '.join(unknown)}")
-        return cls(**values)
 
 
 def split_pairs(corpus: str) -> tuple[list[Pair], list[Pair]]:

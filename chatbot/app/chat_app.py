@@ -32,9 +32,7 @@ from chatbot.app.screens import (
 from chatbot.app.widgets import MessageView, PromptInput
 from chatbot.errors import ChatbotError
 from chatbot.session import STRATEGY_ORDER, Cancelled, Session
-
-MAX_MESSAGE_CHARS = 100_000  # longer messages are refused; shorter ones are logged whole
-
+from chatbot.settings import MAX_MESSAGE_CHARS
 
 class ChatApp(App):
     CSS_PATH = "chat.tcss"

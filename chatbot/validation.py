@@ -1,0 +1,90 @@
+"""Checks of values that come from people and files: type, finiteness and range.
+
+Every setting a command line, a settings dialog or a config.json gives passes through `check`
+before anything is built from it, so a string where a number belongs, a NaN, or a size that
+would allocate gigabytes is one line of error, not a traceback minutes later.
+"""
+
+from __future__ import annotations
+
+import math
+
+from chatbot.errors import ChatbotError
+
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def check(label: str, value, kind: type, low=None, high=None, optional: bool = False):
+    """`value` if it is a `kind` (bool, int or float) within [low, high]; else a ChatbotError
+    naming `label`. An int is a valid float; a bool is neither an int nor a float here."""
+    if value is None and optional:
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise _error(label, f"must be true or false, not {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+        raise _error(label, f"must be {describe(kind, low, high)}, not {value!r}")
+    if kind is float and not math.isfinite(value):
+        raise _error(label, f"must be a finite number, not {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise _error(label, f"must be {describe(kind, low, high)}, not {value!r}")
+    return value
+
+
+def _error(label: str, text: str) -> ChatbotError:
+    return ChatbotError(f"{label} {text}" if label else text)
+
+
+def describe(kind: type, low=None, high=None) -> str:
+    what = "a whole number" if kind is int else "a number"
+    if low is not None and high is not None:
+        return f"{what} from {show(low)} to {show(high)}"
+    if low is not None:
+        return f"{what} of at least {show(low)}"
+    if high is not None:
+        return f"{what} of at most {show(high)}"
+    return what
+
+
+def show(bound) -> str:
+    """A bound as people write it: 9223372036854775807 in full, 1e-08 short."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def parse(label: str, raw: str, kind: type, optional: bool = False):
+    """Text typed by a person as a `kind`: whole numbers in decimal, numbers as Python writes
+    them (`nan` and `inf` parse, and `check` refuses them), booleans as true/false, yes/no,
+    on/off or 1/0; with `optional`, empty or `none` is None."""
+    text = raw.strip()
+    if optional and text.lower() in ("", "none"):
+        return None
+    if kind is bool:
+        if text.lower() in TRUE_WORDS:
+            return True
+        if text.lower() in FALSE_WORDS:
+            return False
+        raise _error(label, f"must be true or false, not {raw!r}")
+    try:
+        return int(text, 10) if kind is int else float(text)
+    except (ValueError, OverflowError):
+        raise _error(label, f"must be {describe(kind)}, not {raw!r}") from None
+
+
+def max_threads() -> int:
+    """The most CPU threads a run may ask for: this machine's cores (torch crashed when asked for
+    a hundred thousand)."""
+    import os
+
+    return os.cpu_count() or 1
+
+
+def clean_text(text: str) -> str:
+    """`text` with each lone surrogate (what Python makes of undecodable bytes, say from a
+    terminal or an argument) replaced by U+FFFD: SQLite and SentencePiece take only valid UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
