@@ -299,14 +299,17 @@ def cmd_chat(args: argparse.Namespace) -> int:
     session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, load=False)
     from chatbot.app.chat_app import ChatApp
 
+    app = ChatApp(session, load=(args.device, args.precision, args.threads))
     try:
-        ChatApp(session, load=(args.device, args.precision, args.threads)).run()
+        app.run()
     finally:
         if session.storage is not None:
             session.storage.close()
     if session.load_error is not None:
         raise ChatbotError(session.load_error)
-    return 0
+    if app.fatal is not None:
+        raise ChatbotError(app.fatal)
+    return app.return_code or 0
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:

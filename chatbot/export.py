@@ -1,15 +1,24 @@
-"""A conversation as Markdown (to read) and JSON (to process)."""
+"""A conversation as Markdown (to read) and JSON (to process), written beside the log (for
+chat.db, in chat-exports/), readable by their owner only (`chatbot.private_files`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from chatbot.private_files import private_directory, write_private
 from chatbot.storage import Storage
 
 
-def export_conversation(storage: Storage, conversation_id: int, directory: Path) -> list[Path]:
-    conversation = storage.db["conversations"].get(conversation_id)
+def exports_directory(storage: Storage) -> Path:
+    return storage.path.with_name(storage.path.stem + "-exports")
+
+
+def export_conversation(storage: Storage, conversation_id: int, directory: Path | None = None) -> list[Path]:
+    """Write conversation-N.md and conversation-N.json into `directory` (default: the log's
+    exports directory); return their paths."""
+    directory = private_directory(directory or exports_directory(storage))
+    conversation = storage.conversation(conversation_id)
     messages = storage.messages(conversation_id)
     for m in messages:
         m["decoding"] = json.loads(m["decoding"]) if m["decoding"] else None
@@ -26,6 +35,7 @@ def export_conversation(storage: Storage, conversation_id: int, directory: Path)
                 md += [f"> corrected to: {f['text']}", ""]
             elif f["kind"] == "rating":
                 md += [f"> rated {'good' if f['rating'] > 0 else 'bad'}", ""]
-    stem.with_suffix(".md").write_text("\n".join(md), encoding="utf-8")
-    stem.with_suffix(".json").write_text(json.dumps({"conversation": conversation, "messages": messages}, ensure_ascii=False, indent=2), encoding="utf-8")
-    return [stem.with_suffix(".md"), stem.with_suffix(".json")]
+    return [
+        write_private(stem.with_suffix(".md"), "\n".join(md)),
+        write_private(stem.with_suffix(".json"), json.dumps({"conversation": conversation, "messages": messages}, ensure_ascii=False, indent=2)),
+    ]

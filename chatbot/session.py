@@ -109,12 +109,13 @@ class Session:
 
     @staticmethod
     def describe_settings(s: Settings) -> str:
-        knobs = {
-            "greedy": f"max {s.max_length}",
-            "beam": f"width {getattr(s, 'beam_size', '')}, alpha {getattr(s, 'length_penalty', '')}",
-            "sample": f"T {getattr(s, 'temperature', '')}, top-k {getattr(s, 'top_k', '')}, top-p {getattr(s, 'top_p', '')}",
-        }[s.name]
-        return f"{s.name} ({knobs}, no-repeat {s.no_repeat_ngram})"
+        """The settings that tell the strategies apart, short enough for an 80-column status line."""
+        if s.name == "beam":
+            return f"beam {s.beam_size}, alpha {s.length_penalty:g}"
+        if s.name == "sample":
+            top_k = f", top-k {s.top_k}" if s.top_k else ""
+            return f"sample T {s.temperature:g}{top_k}, top-p {s.top_p:g}"
+        return f"greedy, max {s.max_length}"
 
     def switch_model(self, directory: Path) -> None:
         """Load another model directory; the next replies record it."""
@@ -137,10 +138,14 @@ class Session:
         return self.storage.add_message(conversation, "user", text) if self.storage else None
 
     def respond(self, text: str, on_text: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None,
-                user_id: int | None = None, settings: Settings | None = None, inspect: bool = True) -> Exchange:
-        """Decode a reply to `text` (streamed through `on_text`), then commit it to the log.
+                user_id: int | None = None, settings: Settings | None = None, inspect: bool = True,
+                conversation_id: int | None = None) -> Exchange:
+        """Decode a reply to `text` (streamed through `on_text`), then commit it to the log, in
+        `conversation_id` (default: the current conversation; a reply still being written when
+        the person opens another conversation belongs to the one its message was sent in).
         `inspect=False` skips building the attention view (a reply that is only compared)."""
         settings = settings or self.current
+        conversation_id = conversation_id if conversation_id is not None else self.conversation_id
 
         def stream(_: int, partial: str) -> None:
             if cancelled and cancelled():
@@ -157,7 +162,7 @@ class Session:
         bot_id, inside = None, inside_view(self.tokenizer, result) if inspect else None
         if self.storage is not None and user_id is not None:
             bot_id = self.storage.add_message(
-                self.conversation_id, "bot", result.text, model=self.model_path, decoding={**result.settings, "precision": self.precision},
+                conversation_id, "bot", result.text, model=self.model_path, decoding={**result.settings, "precision": self.precision},
                 latency_ms=round(result.seconds * 1000, 2), score=result.score, attention=inside,
                 reply_to=user_id,
             )

@@ -99,6 +99,26 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     return applied
 
 
+SCHEMA = {  # the columns each table must have, whatever migrations added since
+    "conversations": {"id", "title", "created_at", "updated_at"},
+    "messages": {"id", "conversation_id", "role", "text", "created_at", "model", "decoding", "latency_ms", "score", "attention", "reply_to"},
+    "feedback": {"id", "message_id", "kind", "rating", "text", "created_at"},
+    "models": {"id", "name", "path", "parent", "created_at", "info"},
+    "messages_fts": {"text"},
+}
+
+
+def check_schema(db: sqlite_utils.Database) -> None:
+    """Refuse a damaged log (a table dropped or rebuilt by hand) rather than write into it."""
+    tables = set(db.table_names())
+    for table, columns in SCHEMA.items():
+        if table not in tables:
+            raise ChatbotError(f"the table {table} is missing")
+        lacking = columns - {c.name for c in db[table].columns}
+        if lacking:
+            raise ChatbotError(f"the table {table} lacks the columns {', '.join(sorted(lacking))}")
+
+
 # --- the store --------------------------------------------------------------------------------
 
 
@@ -119,8 +139,12 @@ class Storage:
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA foreign_keys = ON")
             migrate(self.db)
+            check_schema(self.db)
         except (sqlite3.DatabaseError, OSError) as err:
             raise ChatbotError(f"{self.path}: cannot use the chat database ({_reason(err)})") from None
+        except ChatbotError as err:
+            self.db.close()
+            raise ChatbotError(f"{self.path}: a damaged chat log ({err}); move it aside or use another --db") from None
 
     def close(self) -> None:
         self.db.close()
@@ -132,21 +156,40 @@ class Storage:
         except sqlite3.DatabaseError as err:
             raise ChatbotError(f"{self.path}: could not write ({_reason(err)})") from None
 
+    def _insert(self, table: str, row: dict, conflict: str = "") -> int:
+        """Insert one row with plain SQL: unlike sqlite-utils' insert, it never creates a missing
+        table (a table dropped while the chat runs is an error, not a new table without its keys)."""
+        columns = ", ".join(row)
+        cursor = self.db.execute(f"insert {conflict} into {table} ({columns}) values ({', '.join('?' * len(row))})", list(row.values()))
+        return cursor.lastrowid
+
+    def _read(self, sql: str, params=()) -> list[dict]:
+        try:
+            return list(self.db.query(sql, params))
+        except sqlite3.DatabaseError as err:
+            raise ChatbotError(f"{self.path}: could not read ({_reason(err)})") from None
+
     # conversations
 
     def new_conversation(self, title: str = "New conversation") -> int:
         stamp = now()
-        return self._write(lambda: self.db["conversations"].insert({"title": title, "created_at": stamp, "updated_at": stamp}).last_pk)
+        return self._write(lambda: self._insert("conversations", {"title": title, "created_at": stamp, "updated_at": stamp}))
 
     def conversations(self) -> list[dict]:
-        """Newest first, each with its message count."""
-        return list(self.db.query(
-            "select c.*, count(m.id) as messages from conversations c left join messages m on m.conversation_id = c.id "
+        """Newest first, each with its message count and how many of its replies carry feedback."""
+        return self._read(
+            "select c.*, count(m.id) as messages, "
+            "(select count(*) from feedback f join messages b on b.id = f.message_id where b.conversation_id = c.id) as feedback "
+            "from conversations c left join messages m on m.conversation_id = c.id "
             "group by c.id order by c.updated_at desc, c.id desc"
-        ))
+        )
+
+    def conversation(self, conversation_id: int) -> dict | None:
+        rows = self._read("select * from conversations where id = ?", [conversation_id])
+        return rows[0] if rows else None
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        self._write(lambda: self.db["conversations"].update(conversation_id, {"title": title, "updated_at": now()}))
+        self._write(lambda: self.db.execute("update conversations set title = ?, updated_at = ? where id = ?", [title, now(), conversation_id]))
 
     def delete_conversation(self, conversation_id: int) -> None:
         def delete():
@@ -173,56 +216,81 @@ class Storage:
         }
 
         def insert():
-            pk = self.db["messages"].insert(row).last_pk
-            self.db["conversations"].update(conversation_id, {"updated_at": row["created_at"]})
+            pk = self._insert("messages", row)
+            self.db.execute("update conversations set updated_at = ? where id = ?", [row["created_at"], conversation_id])
             return pk
 
         return self._write(insert)
 
     def messages(self, conversation_id: int) -> list[dict]:
-        return list(self.db.query("select * from messages where conversation_id = ? order by id", [conversation_id]))
+        return self._read("select * from messages where conversation_id = ? order by id", [conversation_id])
 
-    def message(self, message_id: int) -> dict:
-        return self.db["messages"].get(message_id)
+    def message(self, message_id: int) -> dict | None:
+        rows = self._read("select * from messages where id = ?", [message_id])
+        return rows[0] if rows else None
 
     def search(self, query: str, limit: int = 50) -> list[dict]:
-        """Full-text search over every message; the query is quoted, so any text is safe."""
-        quoted = " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
+        """Full-text search over every message, newest first. Each word matches as a prefix
+        ("zeb" finds "zebras"), as people expect while they type; words are quoted, so any text
+        is safe (no FTS syntax)."""
+        quoted = " ".join('"' + word.replace('"', '""') + '"*' for word in query.split())
         if not quoted:
             return []
-        return list(self.db.query(
+        return self._read(
             "select m.*, c.title from messages_fts f join messages m on m.id = f.rowid "
             "join conversations c on c.id = m.conversation_id where messages_fts match ? order by m.id desc limit ?",
             [quoted, limit],
-        ))
+        )
 
     # feedback
 
-    def rate(self, message_id: int, rating: int) -> int:
-        if rating not in (1, -1):
-            raise ValueError("rating must be +1 or -1")
-        return self._write(lambda: self.db["feedback"].insert({"message_id": message_id, "kind": "rating", "rating": rating, "created_at": now()}).last_pk)
+    def rate(self, message_id: int, rating: int) -> None:
+        """A reply's rating: +1 good, -1 bad, 0 none. It replaces the reply's earlier rating, so a
+        reply has one at most."""
+        if rating not in (1, -1, 0):
+            raise ValueError("rating must be +1, -1 or 0")
+        self._replace_feedback(message_id, "rating", {"rating": rating} if rating else None)
 
-    def correct(self, message_id: int, text: str) -> int:
-        return self._write(lambda: self.db["feedback"].insert({"message_id": message_id, "kind": "correction", "text": text, "created_at": now()}).last_pk)
+    def correct(self, message_id: int, text: str) -> None:
+        """The reply a reply should have been; it replaces the reply's earlier correction."""
+        self._replace_feedback(message_id, "correction", {"text": text})
+
+    def _replace_feedback(self, message_id: int, kind: str, values: dict | None) -> None:
+        def replace():
+            self.db.execute("delete from feedback where message_id = ? and kind = ?", [message_id, kind])
+            if values is not None:
+                self._insert("feedback", {"message_id": message_id, "kind": kind, **values, "created_at": now()})
+
+        self._write(replace)
+
+    def marks(self, conversation_id: int) -> dict[int, dict]:
+        """Each reply's rating and correction in a conversation, by message id: what a resumed
+        conversation shows beside its replies."""
+        rows = self._read(
+            "select f.message_id, f.kind, f.rating, f.text from feedback f join messages m on m.id = f.message_id "
+            "where m.conversation_id = ? and f.kind in ('rating', 'correction') order by f.id", [conversation_id])
+        marks: dict[int, dict] = {}
+        for r in rows:
+            marks.setdefault(r["message_id"], {})[r["kind"]] = r["rating"] if r["kind"] == "rating" else r["text"]
+        return marks
 
     def prefer(self, message_id: int, text: str, decoding: dict) -> int:
         """A choice among side-by-side replies: which text (and strategy) the user picked."""
         choice = json.dumps({"text": text, "decoding": decoding}, ensure_ascii=False)
         row = {"message_id": message_id, "kind": "preference", "text": choice, "created_at": now()}
-        return self._write(lambda: self.db["feedback"].insert(row).last_pk)
+        return self._write(lambda: self._insert("feedback", row))
 
     def feedback(self, message_id: int) -> list[dict]:
-        return list(self.db.query("select * from feedback where message_id = ? order by id", [message_id]))
+        return self._read("select * from feedback where message_id = ? order by id", [message_id])
 
     # models
 
     def register_model(self, path: str, name: str | None = None, parent: str | None = None, info: dict | None = None) -> None:
         row = {"name": name or Path(path).name, "path": str(path), "parent": parent, "created_at": now(), "info": json.dumps(info or {})}
-        self._write(lambda: self.db["models"].insert(row, ignore=True))  # a path is registered once
+        self._write(lambda: self._insert("models", row, "or ignore"))  # a path is registered once
 
     def models(self) -> list[dict]:
-        return list(self.db.query("select * from models order by id"))
+        return self._read("select * from models order by id")
 
 
 def _reason(err: Exception) -> str:

@@ -60,3 +60,11 @@ def random_model(tokenizer):
 
     torch.manual_seed(0)
     return Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, **TINY)).eval()
+
+
+@pytest.fixture(autouse=True)
+def errors_in_tmp(tmp_path, monkeypatch):
+    """The chat's error file (tracebacks of unexpected errors) in the test's own directory."""
+    from chatbot.app import chat_app
+
+    monkeypatch.setattr(chat_app, "error_file", lambda: tmp_path / "chat-errors.log")

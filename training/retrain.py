@@ -21,6 +21,8 @@ from pathlib import Path
 
 from chatbot.errors import ChatbotError
 from chatbot.modeldir import load_model
+from chatbot.private_files import write_private
+from chatbot.storage import SCHEMA
 from corpora import Pair, load_pairs
 
 MAX_CHARS = 1000  # longer logged turns are left out of training
@@ -48,6 +50,10 @@ def open_log(path: Path) -> sqlite3.Connection:
     missing = {"messages", "feedback"} - tables
     if missing:
         raise ChatbotError(f"{path}: not a chat log (no table {', '.join(sorted(missing))})")
+    for table in ("messages", "feedback"):
+        lacking = SCHEMA[table] - {r["name"] for r in conn.execute(f"pragma table_info({table})")}
+        if lacking:
+            raise ChatbotError(f"{path}: a damaged chat log (the table {table} lacks the columns {', '.join(sorted(lacking))})")
     return conn
 
 
@@ -97,7 +103,11 @@ def held_out(p: LoggedPair) -> bool:
 
 
 def export_tsv(pairs: list[LoggedPair], path: Path) -> None:
-    path.write_text("".join(f"{p.source}\t{p.reply}\n" for p in pairs), encoding="utf-8")
+    """The logged pairs as TSV, readable by their owner only: they are the log's conversations."""
+    try:
+        write_private(path, "".join(f"{p.source}\t{p.reply}\n" for p in pairs))
+    except OSError as err:
+        raise ChatbotError(f"{path}: cannot write ({err.strerror or err})") from None
 
 
 def retrain(args) -> int:
@@ -108,8 +118,12 @@ def retrain(args) -> int:
     from training.train import TrainConfig, Trainer
 
     conn = open_log(args.db)
-    pairs, dropped = clean(logged_pairs(conn, human_turns=not args.no_human_turns))
-    conn.close()
+    try:
+        pairs, dropped = clean(logged_pairs(conn, human_turns=not args.no_human_turns))
+    except sqlite3.DatabaseError as err:
+        raise ChatbotError(f"{args.db}: cannot read the chat log ({err})") from None
+    finally:
+        conn.close()
     counts = Counter(p.kind for p in pairs)
     print(f"logged pairs: {len(pairs)} ({', '.join(f'{n} {k}' for k, n in counts.items()) or 'none'}; "
           f"dropped {sum(dropped.values())}: {dict(dropped) or 'none'})")

@@ -1,14 +1,21 @@
 """The chat screen: conversation, message box, status line. Replies are decoded in a worker
 thread and stream into the conversation; the session logs them. The screen opens before torch
 and the model have loaded (a thread loads them): a message sent meanwhile is logged at once and
-answered when the model is ready."""
+answered when the model is ready. Messages sent while a reply is being written wait their turn.
+
+No key press ends the app: an unexpected error in an action, a screen or a worker becomes a
+one-line notice, with its traceback appended to an error file, and the chat goes on."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
-from dataclasses import asdict
+import time
+import traceback
+from collections import deque
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -16,12 +23,14 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static
-from textual.worker import Worker, get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from chatbot.app.screens import (
     AttentionScreen,
     CompareScreen,
+    ConfirmScreen,
     ConversationsScreen,
     HelpScreen,
     ModelsScreen,
@@ -29,39 +38,82 @@ from chatbot.app.screens import (
     SettingsScreen,
     TextPrompt,
 )
-from chatbot.app.widgets import MessageView, PromptInput
+from chatbot.app.guard import guarded, guarded_call
+from chatbot.app.widgets import MessageView, PromptInput, printable
 from chatbot.errors import ChatbotError
 from chatbot.session import STRATEGY_ORDER, Cancelled, Session
 from chatbot.settings import MAX_MESSAGE_CHARS
+from chatbot.validation import clean_text
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of the chat: its binding, its name in the command palette and footer, and what
+    the help screen says it does."""
+
+    key: str
+    action: str
+    title: str  # in the command palette
+    does: str  # in the help screen and the palette
+    footer: str | None = None  # its label in the footer; None keeps it out (the footer holds 80 columns)
+
+
+# Chosen to collide with neither the message box's own keys (ctrl+a/e/d/k/u/w/x/c/v, arrows) nor
+# the prefixes of tmux (ctrl+b) and GNU screen (ctrl+a).
+KEYS = [
+    Key("f1", "help", "Help", "every key and what it does", "help"),
+    Key("ctrl+t", "cycle_strategy", "Strategy", "cycle greedy, beam search and sampling (for the next reply)", "strategy"),
+    Key("f2", "settings", "Settings", "the current strategy's settings", "settings"),
+    Key("f3", "inside", "Inside the model", "attention and piece probabilities of the selected reply", "inside"),
+    Key("f4", "compare", "Compare", "the last message decoded by all three strategies; 1/2/3 logs your pick"),
+    Key("ctrl+y", "rate(1)", "Rate good", "rate the selected reply good (again: remove the rating)", "good"),
+    Key("ctrl+g", "rate(-1)", "Rate bad", "rate the selected reply bad (again: remove the rating)", "bad"),
+    Key("ctrl+r", "correct", "Correct", "correct the selected reply: type what it should have said", "correct"),
+    Key("ctrl+n", "new_conversation", "New conversation", "start a new conversation"),
+    Key("ctrl+o", "conversations", "Conversations", "resume (enter), rename (r) or delete (d) a conversation", "history"),
+    Key("ctrl+f", "search", "Search", "search every message (words match as prefixes)"),
+    Key("ctrl+s", "export", "Export", "export this conversation to Markdown and JSON beside the log"),
+    Key("f5", "models", "Models", "switch to another model (a retrained one, say)"),
+    Key("ctrl+l", "toggle_theme", "Light or dark", "switch between the light and the dark theme"),
+    Key("escape", "cancel", "Cancel reply", "cancel the reply being written"),
+]
+OTHER_KEYS = [  # keys of Textual and of the message box, for the help screen
+    ("enter", "send the message (one sent while a reply is written waits its turn)"),
+    ("up / down", "recall earlier messages"),
+    ("tab", "select a reply (ratings, corrections and f3 act on it; default: the last reply)"),
+    ("ctrl+p", "command palette"),
+    ("ctrl+q", "quit"),
+]
+MODAL_ACTIONS = {"toggle_theme", "quit"}  # what still works while a dialog is open
+ERROR_BURST = 20  # unexpected errors within a second: the app cannot go on
+
+
+def error_file() -> Path:
+    """Where tracebacks of unexpected errors go: the platform's user log directory."""
+    from platformdirs import user_log_dir
+
+    return Path(user_log_dir("chatbot")) / "chat-errors.log"
+
 
 class ChatApp(App):
-    CSS_PATH = "chat.tcss"
+    CSS_PATH = Path(__file__).parent / "chat.tcss"  # absolute: a subclass elsewhere finds it too
     TITLE = "chatbot"
-    BINDINGS = [
-        Binding("ctrl+t", "cycle_strategy", "strategy"),
-        Binding("f2", "settings", "settings"),
-        Binding("f4", "compare", "compare"),
-        Binding("escape", "cancel", "cancel reply", show=False),
-        Binding("ctrl+y", "rate(1)", "good"),
-        Binding("ctrl+b", "rate(-1)", "bad"),
-        Binding("ctrl+r", "correct", "correct"),
-        Binding("f3", "attention", "attention"),
-        Binding("ctrl+n", "new_conversation", "new"),
-        Binding("ctrl+o", "conversations", "history"),
-        Binding("ctrl+f", "search", "search"),
-        Binding("ctrl+e", "export", "export", show=False),
-        Binding("ctrl+l", "toggle_theme", "theme", show=False),
-        Binding("f5", "models", "models", show=False),
-        Binding("f1", "help", "help"),
-    ]
+    BINDINGS = [Binding(k.key, k.action, k.footer or k.title, show=k.footer is not None) for k in KEYS]
 
-    def __init__(self, session: Session, load: tuple[str, str, int | None] | None = None):
-        """`load` (device, precision, threads): the session's model is still to be loaded."""
+    def __init__(self, session: Session, load: tuple[str, str, int | None] | None = None, errors: Path | None = None):
+        """`load` (device, precision, threads): the session's model is still to be loaded.
+        `errors`: the file that gets the tracebacks of unexpected errors (default `error_file()`)."""
         super().__init__()
         self.session = session
         self.load = load
+        self.errors = errors
         self.last_latency = ""
         self.reply_worker: Worker | None = None
+        self.reply_view: MessageView | None = None
+        self.waiting: deque[tuple[str, int | None, int | None, MessageView]] = deque()  # messages whose reply waits its turn
+        self.unexpected: list[str] = []  # one line per unexpected error, as noticed
+        self.error_times: deque[float] = deque(maxlen=ERROR_BURST)
+        self.fatal: str | None = None  # set when an unexpected error stopped the app
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -70,7 +122,7 @@ class ChatApp(App):
         yield VerticalScroll(id="conversation")
         yield PromptInput(placeholder="Say something (F1: help)", id="prompt")
         yield Static(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = Path(self.session.model_path).name
@@ -104,12 +156,12 @@ class ChatApp(App):
     def update_status(self) -> None:
         s = self.session
         where = f"{s.device.type} {s.precision}" if s.device is not None else "loading the model…"
-        parts = [f"model {Path(s.model_path).name}", where, s.describe()]
+        parts = [Path(s.model_path).name, where, s.describe()]
         if self.last_latency:
-            parts.append(f"last reply {self.last_latency}")
+            parts.append(f"last {self.last_latency}")
         if s.storage is None:
             parts.append("not logging")
-        self.query_one("#status", Static).update("  ·  ".join(parts))
+        self.query_one("#status", Static).update(" · ".join(parts))
 
     def add_message(self, view: MessageView) -> MessageView:
         conversation = self.query_one("#conversation", VerticalScroll)
@@ -117,16 +169,87 @@ class ChatApp(App):
         conversation.scroll_end(animate=False)
         return view
 
+    def scroll_to_end(self) -> None:
+        """After a reply's final text and caption are in: they may make it taller than before."""
+        self.call_after_refresh(self.query_one("#conversation", VerticalScroll).scroll_end, animate=False)
+
+    # --- unexpected errors ----------------------------------------------------------------------
+
+    def report(self, error: BaseException) -> None:
+        """An unexpected error (a bug) in something a key or a message set off: its traceback goes
+        to the error file, the person gets one line, and the chat goes on. A burst of them (one
+        in every frame, say) stops the app instead (`stop_on`). A ChatbotError is no bug: it
+        says what went wrong (the log locked by another program, say) and is only shown."""
+        if isinstance(error, ChatbotError):
+            self.notify(str(error), severity="error", timeout=10)
+            return
+        path = self.record(error)
+        line = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}" if str(error) else type(error).__name__
+        self.unexpected.append(line)
+        now = time.monotonic()
+        self.error_times.append(now)
+        if len(self.error_times) == ERROR_BURST and now - self.error_times[0] < 1.0:
+            self.stop_on(line, path)
+            return
+        self.notify(f"Unexpected error: {line} (traceback in {path})", severity="error", timeout=10)
+
+    def stop_on(self, line: str, path: Path) -> None:
+        self.fatal = f"the chat stopped on an unexpected error ({line}); its traceback is in {path}"
+        self.exit(None, 1)
+
+    def _handle_exception(self, error: Exception) -> None:
+        """Textual calls this with an exception that escaped everything `guarded` covers (its own
+        machinery, rendering): the app cannot go on. Exit with status 1 and one line naming the
+        error file, which holds the traceback, rather than a screenful of it."""
+        path = self.record(error)
+        line = f"{type(error).__name__}: {str(error).splitlines()[0][:160]}" if str(error) else type(error).__name__
+        self.unexpected.append(line)
+        self._return_code = 1
+        if self._exception is None:  # so that a test run under Textual's pilot sees it too
+            self._exception = error
+            self._exception_event.set()
+        self.stop_on(line, path)
+
+    def record(self, error: BaseException) -> Path:
+        path = self.errors or error_file()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with open(fd, "a", encoding="utf-8") as f:
+                f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+                f.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+        except OSError:
+            pass
+        return path
+
+    async def run_action(self, action, default_namespace=None) -> bool:
+        """Every key's action (the chat's and its dialogs'), with its unexpected errors reported."""
+        try:
+            return await super().run_action(action, default_namespace)
+        except Exception as error:  # noqa: BLE001 (reported, not hidden)
+            self.report(error)
+            return True
+
+    def push_screen(self, screen, callback=None, wait_for_dismiss=False):
+        """Dialogs, with the code that acts on their answer guarded like a key's action."""
+        return super().push_screen(screen, guarded_call(self, callback) if callback else None, wait_for_dismiss)
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        """While a dialog is open, the chat's own keys wait (a second dialog on top of the first,
+        or a conversation cleared behind it, would only confuse)."""
+        if isinstance(self.screen, ModalScreen) and action not in MODAL_ACTIONS and any(k.action.split("(")[0] == action for k in KEYS):
+            return False
+        return True
+
     # --- sending ------------------------------------------------------------------------------
 
     @on(Input.Submitted, "#prompt")
+    @guarded
     def send(self, event: Input.Submitted) -> None:
-        """Log the message, show it, and start decoding the reply."""
-        text = event.value
+        """Log the message, show it, and start decoding its reply (or queue it behind the reply
+        being written). The box is emptied only once the message is logged."""
+        text = clean_text(event.value)
         if not text.strip():
-            return
-        if self.reply_worker is not None and self.reply_worker.is_running:
-            self.notify("A reply is still being written (escape cancels it).", severity="warning")
             return
         if len(text) > MAX_MESSAGE_CHARS:
             self.notify(f"That message is over {MAX_MESSAGE_CHARS:,} characters; not sent.", severity="error")
@@ -140,33 +263,60 @@ class ChatApp(App):
         prompt.remember(text)
         prompt.value = ""
         self.add_message(MessageView("user", text, message_id=user_id))
-        bot = self.add_message(MessageView("bot", "", pending=True))
-        self.reply_worker = self.decode_reply(text, user_id, bot)
+        busy = self.replying()
+        bot = self.add_message(MessageView("bot", "", pending=True, caption="waits for the reply before it" if busy else ""))
+        self.waiting.append((text, user_id, self.session.conversation_id, bot))
+        self.next_reply()
 
-    @work(thread=True, exclusive=True, group="reply")
-    def decode_reply(self, text: str, user_id: int | None, view: MessageView) -> None:
+    def replying(self) -> bool:
+        return self.reply_worker is not None and not self.reply_worker.is_finished
+
+    def next_reply(self) -> None:
+        if self.waiting and not self.replying():
+            text, user_id, conversation_id, view = self.waiting.popleft()
+            view.caption = ""
+            self.reply_view = view
+            self.reply_worker = self.decode_reply(text, user_id, conversation_id, view)
+
+    @guarded
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker's unexpected error is reported here (workers run with exit_on_error off);
+        a finished reply lets the next waiting message have its turn."""
+        if event.state == WorkerState.ERROR:
+            self.report(event.worker.error)
+            if event.worker is self.reply_worker and self.reply_view is not None:
+                self.finish_reply(self.reply_view, self.reply_view.text, None, "error: not logged (see the notice)")
+        if event.worker is self.reply_worker and event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+            self.next_reply()
+
+    @work(thread=True, group="reply", exit_on_error=False)
+    def decode_reply(self, text: str, user_id: int | None, conversation_id: int | None, view: MessageView) -> None:
         worker = get_current_worker()
         try:
             exchange = self.session.respond(
-                text, on_text=view.grow,
-                cancelled=lambda: worker.is_cancelled, user_id=user_id,
+                text, on_text=view.grow, cancelled=lambda: worker.is_cancelled, user_id=user_id, conversation_id=conversation_id,
             )
         except Cancelled:
-            self.call_from_thread(view.finish, view.text, None, "cancelled: not logged")
+            self.call_from_thread(self.finish_reply, view, view.text, None, "cancelled: not logged")
             return
         except ChatbotError as err:
-            self.call_from_thread(view.finish, "", None, f"error: {err}")
+            self.call_from_thread(self.finish_reply, view, "", None, f"not logged: {err}")
             return
         r = exchange.reply
         caption = f"{r.settings['strategy']} · {r.seconds * 1000:.0f} ms · score {r.score:.2f}"
         if r.truncated:
             caption += f" · the model read only the last {self.session.model.cfg.max_source_tokens} tokens of a long message"
         self.last_latency = f"{r.seconds * 1000:.0f} ms"
-        self.call_from_thread(view.finish, r.text, exchange.bot_id, caption, exchange.inside)
+        self.call_from_thread(self.finish_reply, view, r.text, exchange.bot_id, caption, exchange.inside)
         self.call_from_thread(self.update_status)
 
+    def finish_reply(self, view: MessageView, text: str, message_id: int | None, caption: str, inside: dict | None = None) -> None:
+        view.finish(text, message_id, caption, inside)
+        if view.is_attached:
+            self.scroll_to_end()
+
     def action_cancel(self) -> None:
-        if self.reply_worker is not None and self.reply_worker.is_running:
+        if self.replying():
             self.reply_worker.cancel()
 
     # --- decoding toggle ----------------------------------------------------------------------
@@ -177,8 +327,7 @@ class ChatApp(App):
         self.notify(f"Decoding: {strategy}")
 
     def action_settings(self) -> None:
-        current = self.session.current
-        values = {k: v for k, v in asdict(current).items()}
+        values = dict(asdict(self.session.current))
 
         def apply(strategy: str, name: str, raw: str) -> str | None:
             try:
@@ -195,73 +344,98 @@ class ChatApp(App):
         if not users:
             self.notify("Send a message first.")
             return
+        self.notify("Decoding the last message three ways…")
         self.compare_worker(users[-1].text)
 
-    @work(thread=True, exclusive=True, group="compare")
+    @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def compare_worker(self, text: str) -> None:
         replies = []
-        for name in STRATEGY_ORDER:
-            settings = self.session.settings[name]
-            r = self.session.respond(text, settings=settings, inspect=False).reply
-            replies.append((self.session.describe_settings(settings), r.text, settings))
+        try:
+            for name in STRATEGY_ORDER:
+                settings = self.session.settings[name]
+                r = self.session.respond(text, settings=settings, inspect=False).reply
+                replies.append((self.session.describe_settings(settings), r.text, settings))
+        except ChatbotError as err:
+            self.call_from_thread(self.notify, f"Cannot compare: {err}", severity="error")
+            return
+        self.call_from_thread(self.show_comparison, text, replies)
 
-        def show() -> None:
-            def picked(index: int | None) -> None:
-                if index is None:
-                    return
-                bots = [v for v in self.query(MessageView) if v.role == "bot" and v.message_id]
-                if self.session.storage and bots:
-                    label, chosen, settings = replies[index]
-                    self.session.storage.prefer(bots[-1].message_id, chosen, settings.to_dict())
-                    self.notify(f"Preference logged: {label}")
+    def show_comparison(self, text: str, replies: list) -> None:
+        def picked(index: int | None) -> None:
+            bots = [v for v in self.query(MessageView) if v.role == "bot" and v.message_id]
+            if index is None or not self.session.storage or not bots:
+                return
+            label, chosen, settings = replies[index]
+            if self.guard(lambda: self.session.storage.prefer(bots[-1].message_id, chosen, settings.to_dict())):
+                self.notify(f"Preference logged: {label}")
 
-            self.push_screen(CompareScreen(text, [(label, reply) for label, reply, _ in replies]), picked)
-
-        self.call_from_thread(show)
+        self.push_screen(CompareScreen(text, [(label, reply) for label, reply, _ in replies]), picked)
 
     # --- feedback -----------------------------------------------------------------------------
 
-    def selected_reply(self) -> MessageView | None:
+    def guard(self, write) -> bool:
+        """Run a write to the log; a refusal (the log locked by another program, say) is a notice."""
+        try:
+            write()
+            return True
+        except ChatbotError as err:
+            self.notify(f"Not saved: {err}", severity="error", timeout=10)
+            return False
+
+    def selected_reply(self, doing: str) -> MessageView | None:
+        """The focused reply, else the last logged one; None (with a notice saying why) if the
+        focus is on one of your own messages or there is no logged reply."""
         focused = self.focused
-        if isinstance(focused, MessageView) and focused.role == "bot" and focused.message_id:
+        if isinstance(focused, MessageView) and focused.role == "user":
+            self.notify(f"That is your own message: select a reply (tab) to {doing} it.", severity="warning")
+            return None
+        if isinstance(focused, MessageView) and focused.message_id:
             return focused
         bots = [v for v in self.query(MessageView) if v.role == "bot" and v.message_id]
-        return bots[-1] if bots else None
+        if not bots or self.session.storage is None:
+            self.notify(f"No logged reply to {doing}.")
+            return None
+        return bots[-1]
 
     def action_rate(self, rating: int) -> None:
-        view = self.selected_reply()
-        if view is None or self.session.storage is None:
-            self.notify("No logged reply to rate.")
+        view = self.selected_reply("rate")
+        if view is None:
             return
-        self.session.storage.rate(view.message_id, rating)
-        view.rating = "[rated good]" if rating > 0 else "[rated bad]"
-        view.refresh_text()
-        self.notify("Rated good." if rating > 0 else "Rated bad.")
+        new = 0 if view.rating == rating else rating  # the same key again takes the rating back
+        if self.guard(lambda: self.session.storage.rate(view.message_id, new)):
+            view.rating = new
+            view.refresh_text()
+            self.notify({1: "Rated good.", -1: "Rated bad.", 0: "Rating removed."}[new])
 
     def action_correct(self) -> None:
-        view = self.selected_reply()
-        if view is None or self.session.storage is None:
-            self.notify("No logged reply to correct.")
+        view = self.selected_reply("correct")
+        if view is None:
             return
 
         def save(text: str | None) -> None:
-            if text:
-                self.session.storage.correct(view.message_id, text)
-                view.caption += f" · corrected to: {text}"
+            text = clean_text(text or "")
+            if text.strip() and self.guard(lambda: self.session.storage.correct(view.message_id, text)):
+                view.correction = text
                 view.refresh_text()
                 self.notify("Correction saved: retraining will learn it.")
 
-        self.push_screen(TextPrompt("The reply it should have given:", view.text), save)
+        self.push_screen(TextPrompt("The reply it should have given:", view.correction or view.text), save)
 
-    def action_attention(self) -> None:
-        view = self.selected_reply() or next((v for v in reversed(list(self.query(MessageView))) if v.role == "bot"), None)
+    def action_inside(self) -> None:
+        focused = self.focused
+        view = focused if isinstance(focused, MessageView) and focused.role == "bot" else None
+        view = view or next((v for v in reversed(list(self.query(MessageView))) if v.role == "bot" and not v.pending), None)
         if view is None:
-            self.notify("No reply to inspect.")
+            self.notify("No reply to look inside.")
             return
         inside = view.inside
         if inside is None and view.message_id and self.session.storage:
-            row = self.session.storage.message(view.message_id)
-            inside = json.loads(row["attention"]) if row.get("attention") else None
+            try:
+                row = self.session.storage.message(view.message_id)
+            except ChatbotError as err:
+                self.notify(str(err), severity="error")
+                return
+            inside = json.loads(row["attention"]) if row and row.get("attention") else None
         if inside is None:
             self.notify("This reply has no stored attention.")
             return
@@ -270,25 +444,46 @@ class ChatApp(App):
     # --- conversations ------------------------------------------------------------------------
 
     def action_new_conversation(self) -> None:
-        self.session.conversation_id = None
-        self.query_one("#conversation").remove_children()
+        self.clear_conversation()
         self.notify("New conversation.")
 
+    def clear_conversation(self) -> None:
+        """An empty screen for a new conversation; replies still being written go on and are
+        logged to their own conversation."""
+        self.session.conversation_id = None
+        self.query_one("#conversation").remove_children()
+        self.query_one("#prompt").focus()
+
     def open_conversation(self, conversation_id: int) -> None:
+        storage = self.session.storage
+        try:
+            messages, marks = storage.messages(conversation_id), storage.marks(conversation_id)
+        except ChatbotError as err:
+            self.notify(f"Cannot open it: {err}", severity="error")
+            return
+        self.clear_conversation()
         self.session.conversation_id = conversation_id
-        box = self.query_one("#conversation")
-        box.remove_children()
-        for row in self.session.storage.messages(conversation_id):
+        for row in messages:
             caption = ""
             if row["role"] == "bot" and row["decoding"]:
                 caption = f"{json.loads(row['decoding'])['strategy']} · {row['latency_ms'] or 0:.0f} ms · score {row['score'] or 0:.2f}"
-            self.add_message(MessageView(row["role"], row["text"], message_id=row["id"], caption=caption))
+            view = MessageView(row["role"], row["text"], message_id=row["id"], caption=caption)
+            view.rating = marks.get(row["id"], {}).get("rating") or 0
+            view.correction = marks.get(row["id"], {}).get("correction")
+            view.refresh_text()
+            self.add_message(view)
 
     def action_conversations(self) -> None:
         storage = self.session.storage
         if storage is None:
             self.notify("Logging is off: there is no history.")
             return
+        try:
+            conversations = storage.conversations()
+        except ChatbotError as err:
+            self.notify(str(err), severity="error")
+            return
+        by_id = {c["id"]: c for c in conversations}
 
         def chosen(choice) -> None:
             if not choice:
@@ -297,19 +492,28 @@ class ChatApp(App):
             if action == "open":
                 self.open_conversation(conversation_id)
             elif action == "delete":
-                storage.delete_conversation(conversation_id)
-                if self.session.conversation_id == conversation_id:
-                    self.action_new_conversation()
-                self.notify("Conversation deleted.")
+                c = by_id[conversation_id]
+                feedback = f" and {c['feedback']} ratings or corrections (training data)" if c["feedback"] else ""
+                question = f"Delete “{printable(c['title'])}”: {c['messages']} messages{feedback}? This cannot be undone."
+                self.push_screen(ConfirmScreen(question), partial(self.delete_conversation, conversation_id))
             elif action == "rename":
                 def rename(title: str | None) -> None:
-                    if title:
-                        storage.rename_conversation(conversation_id, title)
+                    title = clean_text(title or "")
+                    if title.strip() and self.guard(lambda: storage.rename_conversation(conversation_id, title)):
                         self.notify(f"Renamed to {title}.")
 
-                self.push_screen(TextPrompt("New title:"), rename)
+                self.push_screen(TextPrompt("New title:", by_id[conversation_id]["title"]), rename)
 
-        self.push_screen(ConversationsScreen(storage.conversations()), chosen)
+        self.push_screen(ConversationsScreen(conversations), chosen)
+
+    def delete_conversation(self, conversation_id: int, yes: bool | None) -> None:
+        if not yes:
+            self.notify("Kept.")
+            return
+        if self.guard(lambda: self.session.storage.delete_conversation(conversation_id)):
+            if self.session.conversation_id == conversation_id:
+                self.clear_conversation()
+            self.notify("Conversation deleted.")
 
     def action_search(self) -> None:
         storage = self.session.storage
@@ -330,41 +534,56 @@ class ChatApp(App):
             return
         from chatbot.export import export_conversation
 
-        paths = export_conversation(storage, conversation_id, Path.cwd())
-        self.notify("Exported to " + " and ".join(str(p) for p in paths))
+        try:
+            paths = export_conversation(storage, conversation_id)
+        except (ChatbotError, OSError) as err:
+            self.notify(f"Not exported: {err}", severity="error", timeout=10)
+            return
+        self.notify("Exported to " + " and ".join(str(p) for p in paths), timeout=10)
 
     # --- models -------------------------------------------------------------------------------
 
     def action_models(self) -> None:
         storage = self.session.storage
-        models = storage.models() if storage else [{"name": Path(self.session.model_path).name, "path": self.session.model_path}]
+        current = {"name": Path(self.session.model_path).name, "path": self.session.model_path}
+        try:
+            models = storage.models() if storage else [current]
+        except ChatbotError as err:
+            self.notify(str(err), severity="error")
+            return
 
         def chosen(path: str | None) -> None:
             if path and path != self.session.model_path:
+                self.notify(f"Loading {path}…")
                 self.switch_model(path)
 
-        self.push_screen(ModelsScreen(models, self.session.model_path), chosen)
+        self.push_screen(ModelsScreen(models or [current], self.session.model_path), chosen)
 
-    @work(thread=True, exclusive=True, group="model")
+    @work(thread=True, exclusive=True, group="model", exit_on_error=False)
     def switch_model(self, path: str) -> None:
         try:
             self.session.switch_model(Path(path))
         except ChatbotError as err:
             self.call_from_thread(self.notify, f"Cannot switch: {err}", severity="error")
             return
-        self.call_from_thread(self.notify, f"Now replying with {path}")
-        self.call_from_thread(self.update_status)
+        self.call_from_thread(self.switched_model, path)
+
+    def switched_model(self, path: str) -> None:
+        self.sub_title = Path(path).name
+        self.update_status()
+        self.notify(f"Now replying with {path}")
 
     # --- the rest -----------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen([(k.key, k.does) for k in KEYS] + OTHER_KEYS))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     def get_system_commands(self, screen):
+        """Textual's own commands (its theme picker stays: ours only toggles light and dark),
+        then the chat's, each with what it does and its key."""
         yield from super().get_system_commands(screen)
-        for binding in self.BINDINGS:
-            yield SystemCommand(binding.description.capitalize(), f"{binding.description} ({binding.key})",
-                                lambda action=binding.action: self.run_action(action))
+        for k in KEYS:
+            yield SystemCommand(k.title, f"{k.does[0].upper()}{k.does[1:]} ({k.key})", partial(self.run_action, k.action))

@@ -14,29 +14,20 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label, OptionList, Static
+from textual.widgets import DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from chatbot.app.guard import guarded
 from chatbot.app.widgets import printable
 
-HELP = """\
-[b]Keys[/]
-  enter        send the message          up / down   recall earlier messages
-  ctrl+t       cycle greedy, beam search and sampling
-  f2           settings of the current strategy
-  f4           compare: the last message decoded by all three strategies
-  escape       cancel a reply in progress
-  ctrl+y / ctrl+b   rate the selected reply good / bad (tab selects a reply; default: the last)
-  ctrl+r       correct the selected reply: type the reply it should have given
-  f3           inside the model: attention and token probabilities of the selected reply
-  ctrl+n       new conversation     ctrl+o   conversations (resume, rename, delete)
-  ctrl+f       search every message ctrl+e   export this conversation (Markdown and JSON)
-  f5           models: switch to another (a retrained one, say)
-  ctrl+l       light / dark theme   ctrl+p   command palette   ctrl+q   quit
-
-Every message is logged to SQLite before it is shown as sent, and every reply before it is shown
-as final. Ratings and corrections are what `chatbot retrain` learns from.
-"""
+def key_table(rows: list[tuple[str, str]]) -> Table:
+    """Keys and what they do, two columns; a long description wraps within its own column."""
+    table = Table(box=None, padding=(0, 1), show_header=False, expand=True)
+    table.add_column("key", style="bold", no_wrap=True)
+    table.add_column("does", ratio=1)
+    for key, does in rows:
+        table.add_row(key, does)
+    return table
 
 
 class Modal(ModalScreen):
@@ -47,9 +38,20 @@ class Modal(ModalScreen):
 
 
 class HelpScreen(Modal):
+    """Every key, and what the log keeps."""
+
+    def __init__(self, keys: list[tuple[str, str]]):
+        super().__init__()
+        self.keys = keys
+
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Static(HELP)
+        with VerticalScroll(classes="dialog"):
+            yield Static("[b]Keys[/] (escape closes)")
+            yield Static(key_table(self.keys))
+            yield Static(
+                "\nEvery message is logged to SQLite before it is shown as sent, and every reply before it is "
+                "shown as final. Ratings and corrections are what `chatbot retrain` learns from."
+            )
 
 
 class TextPrompt(Modal):
@@ -65,6 +67,7 @@ class TextPrompt(Modal):
             yield Input(value=self.value, id="text")
 
     @on(Input.Submitted)
+    @guarded
     def submitted(self, event: Input.Submitted) -> None:
         """Return the text, unless it is blank."""
         self.dismiss(event.value.strip() or None)
@@ -78,15 +81,20 @@ class SettingsScreen(Modal):
         self.strategy, self.values, self.apply = strategy, values, apply
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog"):
-            yield Label(f"[b]{self.strategy}[/] settings: edit a value and press enter")
-            for name, value in self.values.items():
-                with Horizontal(classes="setting"):
-                    yield Label(name.replace("_", " "), classes="setting-name")
-                    yield Input(value="" if value is None else str(value), id=f"set-{name}", classes="setting-value")
-            yield Label("", id="settings-error")
+        with Vertical(classes="dialog"):
+            yield Label(f"[b]{self.strategy}[/] settings · enter applies a value · escape closes")
+            yield Label("", id="settings-error")  # above the values: always in view
+            with VerticalScroll(id="settings-values"):
+                for name, value in self.values.items():
+                    with Horizontal(classes="setting"):
+                        yield Label(name.replace("_", " "), classes="setting-name")
+                        yield Input(value="" if value is None else str(value), id=f"set-{name}", classes="setting-value", compact=True)
+
+    def on_mount(self) -> None:
+        self.query(Input).first().focus()
 
     @on(Input.Submitted)
+    @guarded
     def submitted(self, event: Input.Submitted) -> None:
         """Validate and apply one value."""
         name = event.input.id.removeprefix("set-")
@@ -100,6 +108,24 @@ class SettingsScreen(Modal):
             label.update(f"[green]{name} = {escape(event.value)}[/] (applies to the next reply)")
 
 
+class ConfirmScreen(Modal):
+    """A yes-or-no question; only y says yes."""
+
+    BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n", "answer(False)", "no")]
+
+    def __init__(self, question: str):
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question)
+            yield Static("[b]y[/] yes · [b]n[/] or escape no")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
 class ConversationsScreen(Modal):
     """Pick a conversation: enter resumes, r renames, d deletes."""
 
@@ -111,12 +137,14 @@ class ConversationsScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Conversations: enter resume · r rename · d delete · escape close")
+            yield Label("[b]Conversations[/] · enter resumes · r renames · d deletes")
             yield OptionList(
                 *[Option(f"{escape(printable(c['title']))}  [dim]{c['messages']} messages · {c['updated_at'][:16]}[/]", id=str(c["id"]))
                   for c in self.conversations],
                 id="conversation-list",
             )
+            if not self.conversations:
+                yield Static("[dim]No conversations yet.[/]")
 
     def _selected(self) -> int | None:
         options = self.query_one(OptionList)
@@ -125,6 +153,7 @@ class ConversationsScreen(Modal):
         return int(options.get_option_at_index(options.highlighted).id)
 
     @on(OptionList.OptionSelected)
+    @guarded
     def selected(self) -> None:
         """Resume the chosen conversation."""
         self.action_choose("open")
@@ -141,6 +170,7 @@ class SearchScreen(Modal):
     def __init__(self, search: Callable[[str], list[dict]]):
         super().__init__()
         self.search = search
+        self.conversation_of: dict[int, int] = {}  # message id -> its conversation
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -148,44 +178,61 @@ class SearchScreen(Modal):
             yield OptionList(id="results")
 
     @on(Input.Changed, "#query")
+    @guarded
     def changed(self, event: Input.Changed) -> None:
-        """Show the matches as the query is typed."""
+        """Show the matches as the query is typed: one option per message (several may share a
+        conversation)."""
         results = self.query_one("#results", OptionList)
         results.clear_options()
+        self.conversation_of = {}
         for row in self.search(event.value):
-            text = escape(printable(row["text"]))[:70]
-            results.add_option(Option(f"[b]{row['role']}[/] {text}  [dim]{escape(row['title'])}[/]", id=str(row["conversation_id"])))
+            self.conversation_of[row["id"]] = row["conversation_id"]
+            text = escape(printable(row["text"][:70]))
+            results.add_option(Option(f"[b]{row['role']}[/] {text}  [dim]{escape(printable(row['title']))}[/]", id=str(row["id"])))
 
     @on(Input.Submitted, "#query")
+    @guarded
     def first(self) -> None:
         """Enter in the query box moves to the results."""
-        self.query_one("#results", OptionList).focus()
+        results = self.query_one("#results", OptionList)
+        if results.option_count:
+            results.focus()
+            results.highlighted = 0
 
     @on(OptionList.OptionSelected)
+    @guarded
     def selected(self, event: OptionList.OptionSelected) -> None:
-        """Open that conversation."""
-        self.dismiss(int(event.option.id))
+        """Open that message's conversation."""
+        self.dismiss(self.conversation_of[int(event.option.id)])
 
 
-def heatmap(view: dict) -> Table:
-    """Reply pieces (rows) by message pieces (columns), shaded by attention weight, with each
-    reply piece's probability and the model's top alternatives."""
-    table = Table(box=None, padding=(0, 1), show_edge=False)
-    table.add_column("piece", style="bold", no_wrap=True)
-    table.add_column("p", justify="right", no_wrap=True)
-    for piece in view["source_pieces"]:
-        table.add_column(piece.replace("▁", "_"), justify="center", max_width=8, no_wrap=True)
-    table.add_column("top alternatives", no_wrap=True)
+def short(piece: str, width: int = 6) -> str:
+    """A piece as a column heading: '▁' (a word start) shown as '_', cut to `width`."""
+    text = printable(piece.replace("▁", "_"))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def fill_heatmap(table: DataTable, view: dict) -> None:
+    """Reply pieces (rows) by message pieces (columns), each cell the attention weight in
+    percent, shaded by it, with each reply piece's probability and the model's top alternatives.
+    Percent keeps a column three characters wide, so a message of twenty pieces fits 80 columns
+    and a longer one scrolls sideways with the reply pieces held in view."""
+    table.add_column("piece", key="piece")
+    table.add_column("p", key="p")
+    for i, piece in enumerate(view["source_pieces"]):
+        table.add_column(short(piece, 4), key=f"s{i}")
+    table.add_column("top alternatives", key="alternatives")
     for i, piece in enumerate(view["reply_pieces"]):
         weights = view["weights"][i] if i < len(view["weights"]) else []
         cells = []
         for w in weights[: len(view["source_pieces"])]:
-            shade = int(255 - 200 * w)
-            cells.append(Text(f"{w:.2f}", style=f"black on rgb({shade},{shade},255)" if w >= 0.05 else "dim"))
-        p = math.exp(view["token_logprobs"][i]) if i < len(view["token_logprobs"]) else float("nan")
-        alts = " · ".join(f"{a.replace('▁', '_')} {math.exp(lp):.2f}" for a, lp in view["alternatives"][i][:3]) if i < len(view["alternatives"]) else ""
-        table.add_row(piece.replace("▁", "_"), f"{p:.2f}", *cells, alts)
-    return table
+            shade = int(255 - 200 * min(max(w, 0.0), 1.0))
+            cells.append(Text(f"{100 * w:3.0f}", style=f"black on rgb({shade},{shade},255)") if w >= 0.05 else Text("  ·", style="dim"))
+        cells += [Text("")] * (len(view["source_pieces"]) - len(cells))
+        p = f"{math.exp(view['token_logprobs'][i]):.2f}" if i < len(view["token_logprobs"]) else ""
+        alternatives = view["alternatives"][i][:3] if i < len(view["alternatives"]) else []
+        alts = " · ".join(f"{short(a, 10)} {math.exp(lp):.2f}" for a, lp in alternatives)
+        table.add_row(Text(short(piece, 10), style="bold"), p, *cells, alts)
 
 
 class AttentionScreen(Modal):
@@ -196,9 +243,16 @@ class AttentionScreen(Modal):
         self.view, self.caption = view, caption
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog wide"):
-            yield Label(f"[b]Attention[/] ({escape(self.caption)}): rows are reply pieces, columns the message's pieces")
-            yield Static(heatmap(self.view), id="heatmap")
+        with Vertical(classes="dialog wide"):
+            yield Label(f"[b]Attention[/] ({escape(self.caption)})")
+            yield Label("[dim]rows: reply pieces; columns: your message's pieces; cells: % of attention[/]")
+            yield DataTable(id="heatmap", cursor_type="row", zebra_stripes=False)
+
+    @guarded
+    def on_mount(self) -> None:
+        table = self.query_one("#heatmap", DataTable)
+        table.fixed_columns = 2
+        fill_heatmap(table, self.view)
 
 
 class CompareScreen(Modal):
@@ -239,6 +293,7 @@ class ModelsScreen(Modal):
             )
 
     @on(OptionList.OptionSelected)
+    @guarded
     def selected(self, event: OptionList.OptionSelected) -> None:
         """Switch to that model."""
         self.dismiss(event.option.id)

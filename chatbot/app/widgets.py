@@ -9,7 +9,6 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input, Static
 
-
 STREAM_INTERVAL = 0.05  # seconds between redraws of a reply as it grows
 
 
@@ -19,7 +18,8 @@ def printable(text: str) -> str:
 
 
 class MessageView(Static, can_focus=True):
-    """One message. A bot message remembers its log id and shows how it was made."""
+    """One message. A bot message remembers its log id, how it was made, and the feedback the
+    person gave it (a rating, a correction)."""
 
     class Grew(Message, bubble=False):
         """The reply being decoded has grown (see `grow`)."""
@@ -27,7 +27,8 @@ class MessageView(Static, can_focus=True):
     def __init__(self, role: str, text: str, *, message_id: int | None = None, caption: str = "", pending: bool = False):
         super().__init__(classes=f"message {role}" + (" pending" if pending else ""))
         self.role, self.text, self.message_id, self.caption, self.pending = role, text, message_id, caption, pending
-        self.rating = ""
+        self.rating = 0  # +1 good, -1 bad, 0 none
+        self.correction: str | None = None
         self.inside: dict | None = None  # attention and probabilities of a reply decoded in this session
         self.latest, self.grew_posted, self.last_grew = text, False, time.monotonic()  # a quick reply shows only whole
         self.refresh_text()
@@ -35,7 +36,7 @@ class MessageView(Static, can_focus=True):
     def grow(self, text: str) -> None:
         """From the decoding thread: show `text` soon. The screen is redrawn at most every
         STREAM_INTERVAL seconds and never waited for: a redraw per token, waited for, made a
-        sampled reply of 9 tokens take 45-99 ms in the chat against ~15 ms without a screen."""
+        sampled reply several times slower in the chat than without a screen."""
         self.latest = text
         now = time.monotonic()
         if not self.grew_posted and now - self.last_grew >= STREAM_INTERVAL:
@@ -50,9 +51,11 @@ class MessageView(Static, can_focus=True):
     def refresh_text(self) -> None:
         who = "you" if self.role == "user" else "bot"
         body = escape(printable(self.text)) or ("[dim]…[/]" if self.pending else "[dim](empty reply)[/]")
+        marks = {1: " [green]rated good[/]", -1: " [red]rated bad[/]"}.get(self.rating, "")
         caption = f"\n[dim]{escape(self.caption)}[/]" if self.caption else ""
-        rating = f" [dim]{escape(self.rating)}[/]" if self.rating else ""
-        self.update(f"[b]{who}[/]{rating}  {body}{caption}")
+        if self.correction:
+            caption += f"\n[dim]corrected to:[/] {escape(printable(self.correction))}"
+        self.update(f"[b]{who}[/]{marks}  {body}{caption}")
 
     def stream(self, text: str) -> None:
         self.text = text
