@@ -104,6 +104,8 @@ def _precision_flag(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace, cls, section: dict) -> dict:
     """Config-file values, overridden by the flags given on the command line."""
+    if not isinstance(section, dict):
+        raise ChatbotError(f"a config file's sections must be JSON objects, not {type(section).__name__}")
     values = dict(section)
     for f in fields(cls):
         flag = getattr(args, f.name, None)
@@ -119,12 +121,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = {}
     if args.config:
         try:
-            config = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ChatbotError(f"{args.config}: cannot read config ({err})") from None
-        unknown = set(config) - {"model", "train"}
-        if unknown or not isinstance(config, dict):
-            raise ChatbotError(f"{args.config}: expected only the sections 'model' and 'train'")
+            config = json.loads(args.config.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+            raise ChatbotError(f"{args.config}: cannot read config ({str(err)[:200] or type(err).__name__})") from None
+        if not isinstance(config, dict) or set(config) - {"model", "train"}:
+            raise ChatbotError(f"{args.config}: expected a JSON object with only the sections 'model' and 'train'")
     try:
         model_cfg = ModelConfig.from_dict(_settings(args, ModelConfig, config.get("model", {})))
         train_cfg = TrainConfig.from_dict(_settings(args, TrainConfig, config.get("train", {})))

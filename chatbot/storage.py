@@ -19,6 +19,7 @@ from pathlib import Path
 import sqlite_utils
 
 from chatbot.errors import ChatbotError
+from chatbot.validation import clean_text
 
 ENV_VAR = "CHATBOT_DB"
 BUSY_TIMEOUT_MS = 5000
@@ -160,12 +161,12 @@ class Storage:
         """Insert one row with plain SQL: unlike sqlite-utils' insert, it never creates a missing
         table (a table dropped while the chat runs is an error, not a new table without its keys)."""
         columns = ", ".join(row)
-        cursor = self.db.execute(f"insert {conflict} into {table} ({columns}) values ({', '.join('?' * len(row))})", list(row.values()))
+        cursor = self.db.execute(f"insert {conflict} into {table} ({columns}) values ({', '.join('?' * len(row))})", _valid(row.values()))
         return cursor.lastrowid
 
     def _read(self, sql: str, params=()) -> list[dict]:
         try:
-            return list(self.db.query(sql, params))
+            return list(self.db.query(sql, _valid(params)))
         except sqlite3.DatabaseError as err:
             raise ChatbotError(f"{self.path}: could not read ({_reason(err)})") from None
 
@@ -189,7 +190,7 @@ class Storage:
         return rows[0] if rows else None
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        self._write(lambda: self.db.execute("update conversations set title = ?, updated_at = ? where id = ?", [title, now(), conversation_id]))
+        self._write(lambda: self.db.execute("update conversations set title = ?, updated_at = ? where id = ?", _valid([title, now(), conversation_id])))
 
     def delete_conversation(self, conversation_id: int) -> None:
         def delete():
@@ -291,6 +292,12 @@ class Storage:
 
     def models(self) -> list[dict]:
         return self._read("select * from models order by id")
+
+
+def _valid(params) -> list:
+    """Query parameters with every string valid UTF-8 (`clean_text`): SQLite refuses a lone
+    surrogate, which pasted or undecodable text may carry."""
+    return [clean_text(p) if isinstance(p, str) else p for p in params]
 
 
 def _reason(err: Exception) -> str:

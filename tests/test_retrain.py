@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import signal
 import subprocess
 import sys
@@ -109,9 +110,10 @@ def test_export_writes_pairs_and_trains_nothing(chat_log, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "pairs.tsv").read_text().splitlines()
     assert all(line.count("\t") >= 1 for line in lines) and len(lines) > len(CORRECTIONS)
+    assert stat.S_IMODE(os.stat(tmp_path / "pairs.tsv").st_mode) == 0o600  # the log's conversations: owner-only
 
 
-@pytest.mark.parametrize("setup", ["missing", "empty", "no_tables"])
+@pytest.mark.parametrize("setup", ["missing", "empty", "no_tables", "messages_rebuilt_without_id"])
 def test_bad_logs_are_one_line_errors_and_write_nothing(setup, tmp_path, overfit_dir):
     db = tmp_path / "chat.db"
     if setup == "empty":
@@ -120,6 +122,13 @@ def test_bad_logs_are_one_line_errors_and_write_nothing(setup, tmp_path, overfit
         import sqlite3
 
         sqlite3.connect(db).execute("create table other (x)").connection.commit()
+    elif setup == "messages_rebuilt_without_id":
+        import sqlite3
+
+        Storage(db).close()
+        conn = sqlite3.connect(db)
+        conn.executescript("drop table messages_fts; drop table messages; create table messages (conversation_id, role, text)")
+        conn.close()
     out = tmp_path / "new"
     result = chatbot("retrain", "--db", str(db), "--model", str(overfit_dir), "--out", str(out), "--no-benchmark")
     assert result.returncode == 1

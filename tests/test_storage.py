@@ -76,3 +76,55 @@ def test_locked_database_is_a_clear_error(tmp_path, monkeypatch):
         store.add_message(c, "user", "hello")
     blocker.rollback()
     store.add_message(c, "user", "hello")
+
+
+@pytest.mark.parametrize("damage", [
+    "drop table messages_fts; drop table messages",
+    "drop trigger messages_ai; drop trigger messages_ad; drop trigger messages_au; alter table messages rename to old_messages",
+    "drop table feedback",
+    "drop table messages_fts; drop table messages; create table messages (conversation_id, role, text)",
+])
+def test_a_damaged_log_is_refused_on_open_and_left_alone(tmp_path, damage):
+    path = tmp_path / "chat.db"
+    store = Storage(path)
+    store.add_message(store.new_conversation(), "user", "hello")
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.executescript(damage)
+    before = conn.execute("select sql from sqlite_master order by name").fetchall()
+    conn.close()
+    with pytest.raises(ChatbotError, match="damaged chat log"):
+        Storage(path)
+    assert sqlite3.connect(path).execute("select sql from sqlite_master order by name").fetchall() == before
+
+
+def test_a_table_dropped_while_the_chat_runs_is_never_recreated_without_its_keys(tmp_path):
+    store = Storage(tmp_path / "chat.db")
+    c = store.new_conversation()
+    other = sqlite3.connect(tmp_path / "chat.db")
+    other.executescript("drop table messages_fts; drop table messages")
+    with pytest.raises(ChatbotError, match="could not write"):
+        store.add_message(c, "user", "hello")
+    assert "messages" not in store.db.table_names()
+
+
+def test_search_matches_prefixes_and_each_hit_is_one_message(tmp_path):
+    store = Storage(tmp_path / "chat.db")
+    c = store.new_conversation()
+    ids = [store.add_message(c, "user", text) for text in ("zebras are striped", "I saw zebras", "no match here")]
+    assert [m["id"] for m in store.search("zeb")] == [ids[1], ids[0]]
+    assert [m["id"] for m in store.search("saw zeb")] == [ids[1]]
+
+
+def test_a_reply_has_one_rating_and_one_correction_at_most(tmp_path):
+    store = Storage(tmp_path / "chat.db")
+    c = store.new_conversation()
+    b = store.add_message(c, "bot", "hi")
+    store.rate(b, 1)
+    store.rate(b, -1)
+    store.correct(b, "first try")
+    store.correct(b, "hello there")
+    assert [(f["kind"], f["rating"], f["text"]) for f in store.feedback(b)] == [("rating", -1, None), ("correction", None, "hello there")]
+    assert store.marks(c) == {b: {"rating": -1, "correction": "hello there"}}
+    store.rate(b, 0)
+    assert store.marks(c) == {b: {"correction": "hello there"}}

@@ -115,6 +115,10 @@ class ChatApp(App):
         self.error_times: deque[float] = deque(maxlen=ERROR_BURST)
         self.fatal: str | None = None  # set when an unexpected error stopped the app
 
+    def notify(self, message: str, *, markup: bool = False, **kwargs) -> None:
+        """Notices quote titles, paths and errors: shown as they are, never read as markup."""
+        super().notify(message, markup=markup, **kwargs)
+
     # --- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from textual import on
@@ -102,10 +101,10 @@ class SettingsScreen(Modal):
         label = self.query_one("#settings-error", Label)
         if error:
             event.input.value = "" if self.values[name] is None else str(self.values[name])
-            label.update(f"[red]refused:[/] {escape(error)}")
+            label.update(Text.assemble(("refused: ", "red"), error))
         else:
             self.values[name] = event.value
-            label.update(f"[green]{name} = {escape(event.value)}[/] (applies to the next reply)")
+            label.update(Text.assemble((f"{name} = {printable(event.value)}", "green"), " (applies to the next reply)"))
 
 
 class ConfirmScreen(Modal):
@@ -119,7 +118,7 @@ class ConfirmScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.question)
+            yield Static(Text(self.question))
             yield Static("[b]y[/] yes · [b]n[/] or escape no")
 
     def action_answer(self, yes: bool) -> None:
@@ -139,7 +138,7 @@ class ConversationsScreen(Modal):
         with Vertical(classes="dialog"):
             yield Label("[b]Conversations[/] · enter resumes · r renames · d deletes")
             yield OptionList(
-                *[Option(f"{escape(printable(c['title']))}  [dim]{c['messages']} messages · {c['updated_at'][:16]}[/]", id=str(c["id"]))
+                *[Option(Text.assemble(printable(c["title"]), (f"  {c['messages']} messages · {c['updated_at'][:16]}", "dim")), id=str(c["id"]))
                   for c in self.conversations],
                 id="conversation-list",
             )
@@ -187,8 +186,8 @@ class SearchScreen(Modal):
         self.conversation_of = {}
         for row in self.search(event.value):
             self.conversation_of[row["id"]] = row["conversation_id"]
-            text = escape(printable(row["text"][:70]))
-            results.add_option(Option(f"[b]{row['role']}[/] {text}  [dim]{escape(printable(row['title']))}[/]", id=str(row["id"])))
+            prompt = Text.assemble((row["role"], "bold"), " ", printable(row["text"][:70]), ("  " + printable(row["title"]), "dim"))
+            results.add_option(Option(prompt, id=str(row["id"])))
 
     @on(Input.Submitted, "#query")
     @guarded
@@ -220,7 +219,7 @@ def fill_heatmap(table: DataTable, view: dict) -> None:
     table.add_column("piece", key="piece")
     table.add_column("p", key="p")
     for i, piece in enumerate(view["source_pieces"]):
-        table.add_column(short(piece, 4), key=f"s{i}")
+        table.add_column(Text(short(piece, 4)), key=f"s{i}")
     table.add_column("top alternatives", key="alternatives")
     for i, piece in enumerate(view["reply_pieces"]):
         weights = view["weights"][i] if i < len(view["weights"]) else []
@@ -232,7 +231,7 @@ def fill_heatmap(table: DataTable, view: dict) -> None:
         p = f"{math.exp(view['token_logprobs'][i]):.2f}" if i < len(view["token_logprobs"]) else ""
         alternatives = view["alternatives"][i][:3] if i < len(view["alternatives"]) else []
         alts = " · ".join(f"{short(a, 10)} {math.exp(lp):.2f}" for a, lp in alternatives)
-        table.add_row(Text(short(piece, 10), style="bold"), p, *cells, alts)
+        table.add_row(Text(short(piece, 10), style="bold"), p, *cells, Text(alts))
 
 
 class AttentionScreen(Modal):
@@ -244,7 +243,7 @@ class AttentionScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(f"[b]Attention[/] ({escape(self.caption)})")
+            yield Label(Text.assemble(("Attention", "bold"), f" ({printable(self.caption)})"))
             yield Label("[dim]rows: reply pieces; columns: your message's pieces; cells: % of attention[/]")
             yield DataTable(id="heatmap", cursor_type="row", zebra_stripes=False)
 
@@ -266,10 +265,10 @@ class CompareScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(f"[b]Compare[/] replies to: {escape(printable(self.message))[:80]}  (1/2/3 picks, escape closes)")
+            yield Label(Text.assemble(("Compare", "bold"), " replies to: ", printable(self.message[:80]), "  (1/2/3 picks, escape closes)"))
             with Horizontal(id="columns"):
                 for i, (label, text) in enumerate(self.replies):
-                    yield Static(f"[b]{i + 1}. {escape(label)}[/]\n\n{escape(printable(text))}", classes="column")
+                    yield Static(Text.assemble((f"{i + 1}. {label}", "bold"), "\n\n", printable(text)), classes="column")
 
     def action_pick(self, index: int) -> None:
         if index < len(self.replies):
@@ -287,7 +286,7 @@ class ModelsScreen(Modal):
         with Vertical(classes="dialog"):
             yield Label("Models: enter switches · escape closes")
             yield OptionList(
-                *[Option(("● " if m["path"] == self.current else "  ") + f"{escape(m['name'])}  [dim]{escape(m['path'])}[/]", id=m["path"])
+                *[Option(Text.assemble("● " if m["path"] == self.current else "  ", printable(m["name"]), ("  " + printable(m["path"]), "dim")), id=m["path"])
                   for m in self.models],
                 id="model-list",
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from rich.markup import escape
+from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input, Static
@@ -49,13 +49,16 @@ class MessageView(Static, can_focus=True):
             self.stream(self.latest)
 
     def refresh_text(self) -> None:
-        who = "you" if self.role == "user" else "bot"
-        body = escape(printable(self.text)) or ("[dim]…[/]" if self.pending else "[dim](empty reply)[/]")
-        marks = {1: " [green]rated good[/]", -1: " [red]rated bad[/]"}.get(self.rating, "")
-        caption = f"\n[dim]{escape(self.caption)}[/]" if self.caption else ""
+        """Assembled as styled text, never as markup: a message may hold anything, "[31m" too."""
+        body = printable(self.text) or ("…" if self.pending else "(empty reply)")
+        parts = [("you" if self.role == "user" else "bot", "bold")]
+        parts.append({1: (" rated good", "green"), -1: (" rated bad", "red")}.get(self.rating, ""))
+        parts += ["  ", (body, "dim") if not self.text else body]
+        if self.caption:
+            parts.append(("\n" + printable(self.caption), "dim"))
         if self.correction:
-            caption += f"\n[dim]corrected to:[/] {escape(printable(self.correction))}"
-        self.update(f"[b]{who}[/]{marks}  {body}{caption}")
+            parts += [("\ncorrected to: ", "dim"), printable(self.correction)]
+        self.update(Text.assemble(*parts))
 
     def stream(self, text: str) -> None:
         self.text = text
