@@ -18,7 +18,7 @@ import torch
 from machine import cpu_times, steal_share  # bench/machine.py, beside this script
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.device import resolve_device
-from chatbot.modeldir import load_model
+from chatbot.engine import load_engine
 from chatbot.tokenizer import BOS, EOS
 from corpora import load_pairs
 
@@ -34,8 +34,8 @@ def naive_beam(model, tokenizer, text: str, beam_size: int, max_length: int) -> 
     for _ in range(max_length):
         candidates = []
         for score, tokens, state, feed in beams:
-            logp, new_state, _, new_feed = model.step(torch.tensor([tokens[-1]], device=device), state, memory, feed)
-            values, ids = logp[0].topk(beam_size)
+            logits, new_state, _, new_feed = model.step(torch.tensor([tokens[-1]], device=device), state, memory, feed)
+            values, ids = logits[0].log_softmax(-1).topk(beam_size)
             for v, i in zip(values.tolist(), ids.tolist()):
                 candidates.append((score + v, tokens + [i], new_state, new_feed))
         candidates.sort(key=lambda c: -c[0])
@@ -104,7 +104,7 @@ def main() -> None:
     }
     runs, lengths = {}, {}
     for precision in precisions:
-        model, tokenizer, config = load_model(args.model, device, precision)
+        model, tokenizer, config = load_engine(args.model, device, precision)
         for name, settings in strategies.items():
             runs[f"{name} {precision}"] = replier(model, tokenizer, settings)
             lengths[f"{name} {precision}"] = statistics.median(len(r[0].tokens) for r in reply(model, tokenizer, messages, settings))

@@ -67,7 +67,10 @@ def main() -> None:
         sys.path.insert(0, tmp)
         for tag, name, model_dir in (("old", OLD, package / "default_model"), ("new", "chatbot", ROOT / "chatbot" / "default_model")):
             modeldir, decoding = (importlib.import_module(f"{name}.{m}") for m in ("modeldir", "decoding"))
-            model, tokenizer, _ = modeldir.load_model(model_dir, precision=args.precision)
+            try:  # since the engines: the model as replies run it
+                model, tokenizer, _ = importlib.import_module(f"{name}.engine").load_engine(model_dir, precision=args.precision)
+            except ModuleNotFoundError:  # before: load_model quantized the model itself
+                model, tokenizer, _ = modeldir.load_model(model_dir, precision=args.precision)
             common = dict(max_length=args.max_length)
             for strategy, settings in (("greedy", decoding.GreedySettings(**common)), ("beam-5", decoding.BeamSettings(beam_size=5, **common)),
                                        ("sample", decoding.SampleSettings(seed=1, **common))):

@@ -96,10 +96,26 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     _model_flags(parser)
 
 
-def _precision_flag(parser: argparse.ArgumentParser) -> None:
-    """How the weights are held where a model is only run (evaluate, reply, chat); see `inference_precision`."""
+def _running_flags(parser: argparse.ArgumentParser, threads: int | None = None) -> None:
+    """Where and how a trained model runs (evaluate, reply, chat); see `inference_precision`."""
+    parser.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    threads_flag(parser, threads)
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
                         help="weights for replies (auto: int8 on the CPU, measured fastest; fp32 on CUDA)")
+    parser.add_argument("--reference", action="store_true",
+                        help="run the model's own modules (chatbot/model.py) in fp32: slow, for reading and checking")
+
+
+def reply_precision(args: argparse.Namespace, device) -> str:
+    """The weights replies run with: `--reference` is float (fp32 unless bf16 is asked for)."""
+    from chatbot.device import inference_precision
+
+    if args.reference:
+        if args.precision == "int8":
+            raise ChatbotError("--reference runs the model's own float modules: use --precision fp32 or bf16 with it")
+        return "bf16" if args.precision == "bf16" else "fp32"
+    return inference_precision(args.precision, device)
 
 
 def _settings(args: argparse.Namespace, cls, section: dict) -> dict:
@@ -174,7 +190,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from chatbot.device import inference_precision, resolve_device, set_threads
-    from chatbot.modeldir import load_model
+    from chatbot.engine import load_engine
     from corpora import load_pairs
     from training.evaluate import evaluate_pairs
 
@@ -183,8 +199,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     device = resolve_device(args.device)
     # the model's own figure: the weights as trained, unless a reply precision is asked for
-    precision = "fp32" if args.precision == "auto" else inference_precision(args.precision, device)
-    model, tokenizer, _ = load_model(args.model, device, precision)
+    precision = "fp32" if args.precision == "auto" or args.reference else inference_precision(args.precision, device)
+    engine, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
+    model = engine.scorer  # teacher forcing: the model itself, or its int8 copy
     pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
     if not pairs:
         raise ChatbotError("no pairs to evaluate")
@@ -258,14 +275,14 @@ def read_messages(args: argparse.Namespace) -> list[str | None]:
 
 def cmd_reply(args: argparse.Namespace) -> int:
     from chatbot.decoding import reply
-    from chatbot.device import inference_precision, resolve_device, set_threads
-    from chatbot.modeldir import load_model
+    from chatbot.device import resolve_device, set_threads
+    from chatbot.engine import load_engine
 
     settings = decoding_settings(args)
     messages = read_messages(args)
     set_threads(args.threads)
     device = resolve_device(args.device)
-    model, tokenizer, config = load_model(args.model, device, inference_precision(args.precision, device))
+    model, tokenizer, config = load_engine(args.model, device, reply_precision(args, device), reference=args.reference)
     wanted = [i for i, m in enumerate(messages) if m is not None and m.strip()]
     replies = {}
     for start in range(0, len(wanted), args.batch_size):
@@ -300,6 +317,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
     session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, load=False)
     from chatbot.app.chat_app import ChatApp
 
+    if args.reference and args.precision == "int8":
+        raise ChatbotError("--reference runs the model's own float modules: use --precision fp32 or bf16 with it")
+    session.reference = args.reference
     app = ChatApp(session, load=(args.device, args.precision, args.threads))
     try:
         app.run()
@@ -333,35 +353,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="word-level perplexity of a model on pairs")
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
+    _running_flags(p)
     p.add_argument("--corpus", help="chitchat, sample, or a .tsv / .jsonl file")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--pairs", type=Path, help="a TSV file of source<TAB>reply lines")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    threads_flag(p)
     p.add_argument("--json", action="store_true", help="one JSON object: word_ppl, token_ppl, pairs, words")
-    _precision_flag(p)
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("reply", help="reply to TEXT, or to each line of standard input")
     p.add_argument("text", nargs="?", metavar="TEXT")
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    threads_flag(p)
+    _running_flags(p)
     p.add_argument("--batch-size", type=ranged(int, 1, MAX_BATCH), default=32,
                    help=f"standard-input lines decoded together; 1 to {MAX_BATCH}")
-    _precision_flag(p)
     p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
     decoding_flags(p)
     p.set_defaults(run=cmd_reply)
 
     p = sub.add_parser("chat", help="the terminal chat client")
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
+    _running_flags(p, threads=min(2, max_threads()))
     p.add_argument("--db", type=Path, help="chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)")
     p.add_argument("--no-log", action="store_true", help="write nothing to disk")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    threads_flag(p, default=min(2, max_threads()))
-    _precision_flag(p)
     decoding_flags(p)
     p.set_defaults(run=cmd_chat)
 

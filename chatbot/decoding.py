@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from chatbot.model import Seq2Seq
+from chatbot.engine import as_engine
 from chatbot.settings import STRATEGIES, BeamSettings, GreedySettings, SampleSettings, Settings, settings_from  # re-exported:
 from chatbot.strategies import NEG_INF, Beam, make_strategy, sample_from, truncate_distribution  # the decoding API in one place
 from chatbot.tokenizer import BOS, EOS, PAD, Tokenizer
@@ -221,23 +221,23 @@ class Trace:
         }
 
 def decode(
-    model: Seq2Seq, sources: list[list[int]], settings: Settings, on_step: Callable[[Progress], None] | None = None
+    engine, sources: list[list[int]], settings: Settings, on_step: Callable[[Progress], None] | None = None
 ) -> list[list[dict]]:
-    """Token-level decoding of a batch of messages (piece ids); returns per message its hypotheses
-    (dicts with tokens, logprobs, attention, alternatives, score, finished), best first.
+    """Token-level decoding of a batch of messages (piece ids) by an engine (`chatbot.engine`;
+    a model runs as its flat engine); returns per message its hypotheses (dicts with tokens,
+    logprobs, attention, alternatives, score, finished), best first.
 
     Runs with tensor-subclass dispatch off: before an op, torch asks every argument that is not a
     plain tensor whether it overrides torch functions, and asking the int8 layers' packed weights
-    (C++ objects that lack the attribute) took ~14 us each time here, more than a small product
-    itself; a reply makes four products a token. To the ops, the model's parameters are plain
-    tensors either way. (With the flat step of `chatbot.inference_step`: greedy replies -24%.)
+    (C++ objects that lack the attribute) costs more than a small product itself. To the ops, the
+    model's parameters are plain tensors either way.
     """
     with torch.inference_mode(), torch._C.DisableTorchFunctionSubclass():
-        return _decode(model, sources, settings, on_step)
+        return _decode(as_engine(engine), sources, settings, on_step)
 
 
-def _decode(model: Seq2Seq, sources: list[list[int]], settings: Settings, on_step) -> list[list[dict]]:
-    device = model.device
+def _decode(engine, sources: list[list[int]], settings: Settings, on_step) -> list[list[dict]]:
+    device = engine.device
     B = len(sources)
     strategy = make_strategy(settings, B, device)
     K = strategy.rows_per_message
@@ -245,22 +245,20 @@ def _decode(model: Seq2Seq, sources: list[list[int]], settings: Settings, on_ste
     src = torch.full((B, int(lengths.max())), PAD, dtype=torch.long, device=device)
     for i, s in enumerate(sources):
         src[i, : len(s)] = torch.tensor(s, device=device)
-    prepare, step_function = model.decoding_functions()
-    memory, state = model.encode(src, lengths)  # the encoder runs once per message
-    memory = prepare(memory)
+    memory, state = engine.encode(src, lengths)  # the encoder runs once per message
     source = src  # (R, S) each row's message
     if K > 1:  # K rows per message
         expand = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
         memory = memory.index_select(expand)
         state = tuple(s.index_select(1, expand) for s in state)
         source = src.index_select(0, expand)
-    feed = model.initial_feed(B * K)
+    feed = engine.initial_feed(B * K)
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     one_row = ([], sources[0]) if B * K == 1 else None  # the only row's reply so far and its message, as lists
     trace = Trace(B * K, device, history=one_row is None or settings.repetition_penalty != 1.0)
     ended, any_ended = torch.zeros(B * K, dtype=torch.bool, device=device), False  # (R,) rows past their EOS
     for step in range(settings.max_length + 1):
-        logits, state, weights, feed = step_function(tokens, state, memory, feed)  # (R, V), state, (R, S), (R, A)
+        logits, state, weights, feed = engine.step(tokens, state, memory, feed)  # (R, V), state, (R, S), (R, A)
         logp = apply_rules(torch.log_softmax(logits.float(), dim=-1), settings, trace.history, source, step, one_row)
         if step == settings.max_length:  # the last position can only end the reply
             logp = only_eos(logp)
@@ -312,7 +310,7 @@ def _strip(tokens: list[int]) -> list[int]:
 # --- text in, replies out -------------------------------------------------------------------
 
 
-def prepare(tokenizer: Tokenizer, model: Seq2Seq, text: str) -> tuple[list[int], bool]:
+def prepare(tokenizer: Tokenizer, model, text: str) -> tuple[list[int], bool]:
     """Piece ids of a message, cut to the model's source length (keeping the end); True if cut."""
     ids = tokenizer.encode(text)
     limit = model.cfg.max_source_tokens
@@ -320,27 +318,29 @@ def prepare(tokenizer: Tokenizer, model: Seq2Seq, text: str) -> tuple[list[int],
 
 
 def reply(
-    model: Seq2Seq,
+    model,
     tokenizer: Tokenizer,
     messages: list[str],
     settings: Settings,
     on_text: Callable[[int, str], None] | None = None,
 ) -> list[list[Reply]]:
-    """Replies to each message (n-best lists; one reply unless beam search asks for more).
+    """Replies to each message (n-best lists; one reply unless beam search asks for more), by
+    `model`: an engine (`chatbot.engine`), or a model, which runs as its flat engine.
 
     `on_text(message_index, text_so_far)` streams each reply as it grows.
     """
     if not messages:
         return []
     start = time.perf_counter()
-    prepared = [prepare(tokenizer, model, m) for m in messages]
+    engine = as_engine(model)
+    prepared = [prepare(tokenizer, engine, m) for m in messages]
     sources = [src for src, _ in prepared]
 
     def on_step(progress: Progress) -> None:
         for i, tokens in enumerate(progress.tokens):
             on_text(i, tokenizer.decode(tokens))
 
-    hypotheses = decode(model, sources, settings, on_step if on_text else None)
+    hypotheses = decode(engine, sources, settings, on_step if on_text else None)
     seconds = time.perf_counter() - start
     return [
         [

@@ -6,7 +6,6 @@ import contextlib
 
 import torch
 
-from chatbot import int8
 from chatbot.errors import ChatbotError
 from chatbot.validation import check, max_threads
 
@@ -70,12 +69,13 @@ def autocast(device: torch.device, precision: str):
 
 
 def inference_precision(name: str, device: torch.device) -> str:
-    """How a trained model's weights are held for replies (see `chatbot.modeldir.load_model`).
+    """How a trained model's weights are held for replies (`chatbot.engine.load_engine`).
 
     A reply step reads every decoder weight matrix to compute one row, so it is bound by memory
-    traffic. `auto` is int8 weights on the CPU where torch has fbgemm (greedy median 9.1 ms
-    against 18.9 ms in fp32 here, test perplexity 152.01 against 151.27) and fp32 elsewhere.
-    bf16 weights were slower here (one greedy step 2.35 ms against 1.95 ms in fp32)."""
+    traffic: `auto` is int8 weights on the CPU where torch has fbgemm (`chatbot.engine.int8`),
+    measured fastest there, and fp32 elsewhere (`docs/performance.md`)."""
+    from chatbot.engine import int8
+
     if name not in INFERENCE_PRECISIONS:
         raise ChatbotError(f"unknown precision {name!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
     if name == "int8":

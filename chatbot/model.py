@@ -1,6 +1,11 @@
 """Seq2seq with attention: a bidirectional LSTM encoder, an LSTM decoder that attends over every
 encoder state, and a softmax over the SentencePiece vocabulary.
 
+This file is the model as a reader should meet it: each part a small module, the shapes in the
+comments, and `greedy_reply` at the bottom, the whole decoding loop in a dozen lines. Training
+and `chatbot evaluate` run it as it is; replies run a faster engine built from it
+(`chatbot.engine`), proven equal to it by the tests, and `--reference` replies through it.
+
 Shapes: B batch, S source length, T reply length, E embedding, H hidden, A attentional size,
 V vocabulary, L layers.
 """
@@ -16,20 +21,19 @@ from torch import nn
 
 from chatbot.errors import ChatbotError
 from chatbot.model_config import ATTENTION_KINDS, ModelConfig  # noqa: F401 (re-exported: the model's settings)
-from chatbot.tokenizer import PAD
+from chatbot.tokenizer import BOS, EOS, PAD
 
 class Memory(NamedTuple):
     """What the decoder attends to: encoder states, their projected keys and the padding mask
     (as a bias on the attention scores)."""
 
     states: torch.Tensor  # (B, S, H)
-    keys: torch.Tensor  # (B, S, H) for dot/general, (B, S, A) for additive
+    keys: torch.Tensor  # (B, S, H) for dot/general, (B, S, H) projected for additive
     bias: torch.Tensor  # (B, 1, S) added to the attention scores: 0 on real tokens, -inf on padding
-    values: torch.Tensor | None = None  # (B, S, A) where decoding applies the attentional layer's context half to the states once
 
     def index_select(self, index: torch.Tensor) -> Memory:
         """Reorder or repeat along the batch, as beam search does."""
-        return Memory(*(None if t is None else t.index_select(0, index) for t in self))
+        return type(self)(*(t.index_select(0, index) for t in self))
 
 
 State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (L, B, H)
@@ -58,7 +62,7 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, S, E) embedded source, lengths (B,) -> states (B, S, H) and final states (L, B, H)."""
         lengths = lengths.to(x.device)
-        reverse = _reversal_index(lengths, x.size(1))  # (B, S)
+        reverse = reversal_index(lengths, x.size(1))  # (B, S)
         rows = torch.arange(x.size(0), device=x.device)
         last = (lengths - 1).clamp(min=0)  # (B,) each row's last real token
         finals = []
@@ -66,25 +70,21 @@ class Encoder(nn.Module):
             if layer:
                 x = self.dropout(x)
             fwd, _ = self.forward_lstms[layer](x)  # (B, S, H/2)
-            bwd, _ = self.backward_lstms[layer](_flip(x, reverse))  # (B, S, H/2), row-reversed
+            bwd, _ = self.backward_lstms[layer](gather_rows(x, reverse))  # (B, S, H/2), row-reversed
             finals.append(torch.cat([fwd[rows, last], bwd[rows, last]], dim=-1))  # (B, H)
-            x = torch.cat([fwd, _flip(bwd, reverse)], dim=-1)  # (B, S, H)
+            x = torch.cat([fwd, gather_rows(bwd, reverse)], dim=-1)  # (B, S, H)
         return x, torch.stack(finals)
 
-    def read(self, src: torch.Tensor, lengths: torch.Tensor, embed) -> tuple[torch.Tensor, torch.Tensor]:
-        """`forward` from token ids (B, S), embedded by `embed`: an encoder for replies may look its
-        first products up by token instead (`chatbot.int8.Int8Encoder`)."""
-        return self(embed(src), lengths)
 
-
-def _reversal_index(lengths: torch.Tensor, S: int) -> torch.Tensor:
+def reversal_index(lengths: torch.Tensor, S: int) -> torch.Tensor:
     """(B, S) index that reverses each row within its length and leaves padding in place."""
     t = torch.arange(S, device=lengths.device).unsqueeze(0)  # (1, S)
     n = lengths.unsqueeze(1)  # (B, 1)
     return torch.where(t < n, n - 1 - t, t)
 
 
-def _flip(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (B, S, D) with each row's positions taken in the order `index` (B, S) gives."""
     return x.gather(1, index.unsqueeze(-1).expand_as(x))
 
 
@@ -120,16 +120,17 @@ class Attention(nn.Module):
         return states if self.kind == "dot" else self.key(states)
 
     def forward(self, query: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
-        """query (B, T, H) -> context (B, T, H), weights (B, T, S)."""
-        if self.kind == "additive":
+        """query (B, T, H) decoder states -> context (B, T, H), weights (B, T, S).
+
+        Each decoder state scores every encoder state; softmax turns the scores into weights that
+        sum to 1 over the message (padding gets exactly 0); the context is the weighted sum."""
+        bias = memory.bias.to(query.dtype)  # (B, 1, S)
+        if self.kind == "additive":  # Bahdanau: v . tanh(W q + U k)
             q = self.query(query).unsqueeze(2)  # (B, T, 1, H)
-            scores = self.v(torch.tanh(q + memory.keys.unsqueeze(1))).squeeze(-1) + memory.bias  # (B, T, S)
-        else:  # scores and padding mask in one product: bias + query keys^T
-            bias = memory.bias if memory.bias.dtype == query.dtype else memory.bias.to(query.dtype)
-            scores = torch.baddbmm(bias, query, memory.keys.transpose(1, 2))  # (B, T, S)
-        weights = torch.softmax(scores, dim=-1, dtype=torch.float32)  # (B, T, S), summed in fp32 whatever the weights
-        if weights.dtype != query.dtype:  # a decoding step pays for every op, even one that changes nothing
-            weights = weights.to(query.dtype)
+            scores = self.v(torch.tanh(q + memory.keys.unsqueeze(1))).squeeze(-1) + bias  # (B, T, S)
+        else:  # Luong: q . k (dot) or q . W k (general, W applied once in `keys`)
+            scores = torch.baddbmm(bias, query, memory.keys.transpose(1, 2))  # (B, T, S) = bias + q k^T
+        weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B, T, S), summed in fp32
         context = torch.bmm(weights, memory.states)  # (B, T, H)
         return context, weights
 
@@ -151,7 +152,6 @@ class Decoder(nn.Module):
         )
         self.attention = Attention(cfg)
         self.combine = nn.Linear(2 * cfg.hidden_size, cfg.attentional_size, bias=False)
-        self.cell: nn.Module | None = None  # a faster one-step LSTM for decoding (chatbot.int8)
 
     def forward(self, x: torch.Tensor, state: State, memory: Memory) -> tuple[torch.Tensor, State, torch.Tensor]:
         """Training and scoring, without input feeding: x (B, T, E) embedded tokens -> attentional
@@ -166,38 +166,13 @@ class Decoder(nn.Module):
     ) -> tuple[torch.Tensor, State, torch.Tensor]:
         """One token: x (B, E) embedded -> attentional state (B, A), new state, attention (B, S).
 
-        With input feeding, `feed` is the previous attentional state (B, A). Dropout applies only
-        in training; decoding calls this thousands of times a second, so every op counts.
-        """
+        With input feeding, `feed` is the previous attentional state (B, A)."""
         if self.cfg.input_feeding:
             x = torch.cat([x, feed], dim=-1)  # (B, E + A)
-        if self.training:
-            out, state = self.lstm(x.unsqueeze(1), state)
-            out = out[:, 0]  # (B, H)
-        else:
-            out, state = self.cell(x, state) if self.cell is not None else lstm_step(self.lstm, x, state)  # (B, H)
-        context, weights = self.attention(out.unsqueeze(1), memory)  # (B, 1, H), (B, 1, S)
-        attentional = torch.tanh(self.combine(torch.cat([context[:, 0], out], dim=-1)))  # (B, A)
-        return (self.dropout(attentional) if self.training else attentional), state, weights[:, 0]
-
-
-def lstm_step(lstm: nn.LSTM, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-    """One time step of a multi-layer LSTM (no dropout: inference only) through `lstm_cell`:
-    x (B, E) -> output (B, H), new state.
-
-    Same weights and result as calling `lstm`, but when decoding one token at a time on the
-    CPU, the fused kernel's per-call setup costs more than the step itself (measured 1.9 ms a
-    call for a 512-unit layer); two matrix products per layer cost a fraction of that.
-    """
-    h, c = state  # (L, B, H)
-    inputs, hs, cs = x, [], []  # (B, E)
-    for layer in range(lstm.num_layers):
-        weights = [getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        h_layer, c_layer = torch.lstm_cell(inputs, (h[layer], c[layer]), *weights)  # (B, H) each
-        hs.append(h_layer)
-        cs.append(c_layer)
-        inputs = h_layer
-    return inputs, (torch.stack(hs), torch.stack(cs))
+        out, state = self.lstm(x.unsqueeze(1), state)  # (B, 1, H), (h, c) each (L, B, H)
+        context, weights = self.attention(out, memory)  # (B, 1, H), (B, 1, S)
+        attentional = torch.tanh(self.combine(torch.cat([context, out], dim=-1)))  # (B, 1, A)
+        return self.dropout(attentional[:, 0]), state, weights[:, 0]
 
 
 class LowRankLinear(nn.Module):
@@ -304,29 +279,22 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[Memory, State]:
         """src (B, S) right-padded, lengths (B,) -> memory and the decoder's initial state."""
-        states, final = self.encoder.read(src, lengths, self.embed)
-        mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.to(src.device).unsqueeze(1)
-        bias = torch.zeros(mask.shape, device=src.device).masked_fill(~mask, float("-inf")).unsqueeze(1)
+        states, final = self.encoder(self.embed(src), lengths)  # (B, S, H), (L, B, H)
+        mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.to(src.device).unsqueeze(1)  # (B, S)
+        bias = torch.zeros(mask.shape, device=src.device).masked_fill(~mask, float("-inf")).unsqueeze(1)  # (B, 1, S)
         memory = Memory(states, self.decoder.attention.keys(states), bias)
         return memory, self.bridge(final)
 
     def initial_feed(self, batch_size: int) -> torch.Tensor:
+        """The attentional state before the first token: zeros (B, A) (read with input feeding)."""
         return torch.zeros(batch_size, self.cfg.attentional_size, device=self.device, dtype=self.embedding.weight.dtype)
 
     def step(
         self, tokens: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor
     ) -> tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]:
-        """One decoding step: tokens (B,) -> log-probabilities (B, V), state, attention (B, S), feed (B, A)."""
-        x = self.embed(tokens) if self.training else torch.embedding(self.embedding.weight, tokens)  # (B, E)
-        attentional, state, weights = self.decoder.step(x, state, memory, feed)
-        return torch.log_softmax(self.out(attentional).float(), dim=-1), state, weights, attentional
-
-    def decoding_functions(self):
-        """How decoding runs this model (`chatbot.inference_step`): a function that completes the
-        encoder's memory for it, and `step` as one flat function that returns logits."""
-        from chatbot.inference_step import memory_function, step_function  # they build on this module
-
-        return memory_function(self), step_function(self)
+        """One decoding step: tokens (B,) -> logits (B, V), state, attention (B, S), feed (B, A)."""
+        attentional, state, weights = self.decoder.step(self.embed(tokens), state, memory, feed)
+        return self.out(attentional), state, weights, attentional
 
     def forward(
         self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor
@@ -362,3 +330,25 @@ class Seq2Seq(nn.Module):
         attentional, _ = (forward or self)(src, lengths, tgt_in)
         mask = tgt_out != PAD  # (B, T)
         return self.out(attentional[mask]), tgt_out[mask]
+
+
+@torch.no_grad()
+def greedy_reply(model: Seq2Seq, source: list[int], max_length: int = 40) -> tuple[list[int], list[list[float]]]:
+    """The decoding loop at its simplest, beside the model it runs: encode the message once, then
+    feed the decoder its own most likely piece, starting from BOS, until it writes EOS.
+    (`chatbot.decoding` runs greedy search, beam search and sampling with their rules; this is
+    the idea they share.) source: a message's piece ids -> the reply's piece ids, EOS excluded,
+    and for each of them its attention over the message's pieces."""
+    model.eval()
+    src = torch.tensor([source], device=model.device)  # (1, S)
+    memory, state = model.encode(src, torch.tensor([len(source)]))  # S encoder states; the decoder's first (h, c)
+    token, feed = torch.tensor([BOS], device=model.device), model.initial_feed(1)  # (1,), (1, A)
+    reply, attention = [], []
+    for _ in range(max_length):
+        logits, state, weights, feed = model.step(token, state, memory, feed)  # (1, V), (h, c), (1, S), (1, A)
+        token = logits.argmax(-1)  # (1,) the most likely next piece
+        if token.item() == EOS:
+            break
+        reply.append(token.item())
+        attention.append(weights[0].tolist())  # how much each message piece counted for this one
+    return reply, attention

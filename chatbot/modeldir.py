@@ -174,12 +174,15 @@ def load_model(
     Everything is checked before it is used: the settings' types and ranges, the tokenizer
     against the vocabulary size, the weights' names and shapes (from the file's header, before
     any weight is read) and, once read, that every weight is finite.
-    `precision`: fp32 or bf16 weights, or int8 weights in the per-token matrices for CPU replies (`chatbot.int8`)."""
+    `precision`: fp32 or bf16 weights. (Replies run an engine built from the model: `chatbot.engine.load_engine`.)"""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from chatbot.model import Seq2Seq
+
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"load_model holds weights in fp32 or bf16, not {precision!r}")
 
     directory = Path(directory)
     config = read_config(directory)
@@ -211,11 +214,6 @@ def load_model(
     except RuntimeError as err:
         raise ChatbotError(f"{path}: does not fit config.json ({str(err).splitlines()[-1].strip()})") from None
     model = model.to(device=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32).eval()
-    if precision == "int8":
-        from chatbot import int8
-
-        int8.require_cpu(device)
-        int8.quantize(model)
     return model, tokenizer, config
 
 

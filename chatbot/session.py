@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import torch
 
     from chatbot.decoding import Reply
-    from chatbot.model import Seq2Seq
+    from chatbot.engine import Engine
 
 STRATEGY_ORDER = ("greedy", "beam", "sample")
 
@@ -44,7 +44,7 @@ class Exchange:
 
 @dataclass
 class Session:
-    model: Seq2Seq | None  # None until `load` has run
+    model: Engine | None  # what replies run (`chatbot.engine`); None until `load` has run
     tokenizer: Tokenizer | None
     model_path: str
     storage: Storage | None  # None: --no-log
@@ -52,7 +52,8 @@ class Session:
     settings: dict[str, Settings] = field(default_factory=lambda: {name: cls() for name, cls in STRATEGIES.items()})
     strategy: str = "greedy"
     conversation_id: int | None = None
-    precision: str = "fp32"  # how the weights are held (load_model); another model is loaded the same way
+    precision: str = "fp32"  # how the weights are held (`load_engine`); another model is loaded the same way
+    reference: bool = False  # reply through the model's own modules (`--reference`)
     loaded: threading.Event = field(default_factory=threading.Event, repr=False)  # set once `load` has ended
     load_error: str | None = None
 
@@ -63,7 +64,7 @@ class Session:
 
             set_threads(threads)
             dev = resolve_device(device)
-            self.precision = inference_precision(precision, dev)
+            self.precision = ("bf16" if precision == "bf16" else "fp32") if self.reference else inference_precision(precision, dev)
             self._open_model(Path(self.model_path), dev)
         except Exception as err:
             self.load_error = str(err) or type(err).__name__
@@ -78,9 +79,9 @@ class Session:
         not allow a 4-token reply): the first real reply then does not pay for the kernels'
         first-call setup, which made it ~3x as slow as the next one."""
         from chatbot.decoding import reply
-        from chatbot.modeldir import load_model
+        from chatbot.engine import load_engine
 
-        model, tokenizer, _ = load_model(directory, device, self.precision)
+        model, tokenizer, _ = load_engine(directory, device, self.precision, reference=self.reference)
         for settings in STRATEGIES.values():
             reply(model, tokenizer, ["hello"], settings(max_length=4))
         self.model, self.tokenizer, self.model_path, self.device = model, tokenizer, str(directory), device

@@ -7,7 +7,7 @@ import torch
 
 from chatbot.device import inference_precision
 from chatbot.errors import ChatbotError
-from chatbot.int8 import Int8Encoder, Int8Linear, Int8LSTMStep, int8_rows, quantize, round_to_int8
+from chatbot.engine.int8 import Int8Encoder, Int8Engine, Int8Linear, Int8LSTMStep, int8_rows, round_to_int8
 from chatbot.modeldir import load_model
 from chatbot.tokenizer import BOS, EOS
 
@@ -75,36 +75,37 @@ def test_encoder_is_the_float_encoder_up_to_int8_rounding(layers):
 @pytest.mark.parametrize("output_rank", [0, 16])
 @torch.inference_mode()
 def test_decoding_steps_score_what_teacher_forcing_scores(random_model, output_rank):
-    """Perplexity measured on a quantized model (teacher forcing, whole replies at once) is, up to
-    activation rounding, the perplexity of the model that decodes (one int8 step at a time)."""
+    """Perplexity measured on the int8 engine's scorer (teacher forcing, whole replies at once)
+    is, up to activation rounding, the perplexity of the engine that decodes (one int8 step at a
+    time), and the engine leaves the float model as it was."""
     if output_rank:
         random_model = random_model.with_settings(output_rank=output_rank)
-    model = quantize(random_model)
-    assert all(isinstance(m, Int8Linear) for m in ((model.out.down, model.out.up) if output_rank else (model.out,)))
+    before = {k: v.clone() for k, v in random_model.state_dict().items()}
+    engine = Int8Engine(random_model)
+    scorer = engine.scorer
+    assert all(isinstance(m, Int8Linear) for m in ((scorer.out.down, scorer.out.up) if output_rank else (scorer.out,)))
     src, reply = torch.tensor([[5, 9, 13, 7]]), [BOS, 11, 4, 20, 8]
-    logits, _ = model.scored_logits(src, torch.tensor([4]), torch.tensor([reply]), torch.tensor([reply[1:] + [EOS]]))
-    memory, state = model.encode(src, torch.tensor([4]))
-    feed = model.initial_feed(1)
-    prepare, flat_step = model.decoding_functions()  # the flat step: table lookups, W_c applied to the states once
-    flat_memory, flat_state = prepare(memory), state
+    logits, _ = scorer.scored_logits(src, torch.tensor([4]), torch.tensor([reply]), torch.tensor([reply[1:] + [EOS]]))
+    memory, state = engine.encode(src, torch.tensor([4]))
+    feed = engine.initial_feed(1)
     for t, token in enumerate(reply):
-        logp, state, _, feed = model.step(torch.tensor([token]), state, memory, feed)
-        assert torch.allclose(logp[0], logits[t].log_softmax(-1), atol=0.02)
-        flat_logits, flat_state, _, _ = flat_step(torch.tensor([token]), flat_state, flat_memory, feed)
-        assert torch.allclose(flat_logits.log_softmax(-1), logp, atol=1e-4)
+        step_logits, state, _, feed = engine.step(torch.tensor([token]), state, memory, feed)
+        assert torch.allclose(step_logits[0].log_softmax(-1), logits[t].log_softmax(-1), atol=0.02)
+    assert all(torch.equal(before[k], v) for k, v in random_model.state_dict().items())
 
 
 def test_int8_model_keeps_what_it_memorised(overfit_dir, sample_pairs):
     from chatbot.decoding import GreedySettings, reply
+    from chatbot.engine import load_engine
     from training.evaluate import evaluate_pairs
 
     fp32, tokenizer, _ = load_model(overfit_dir)
-    int8, _, _ = load_model(overfit_dir, precision="int8")
-    assert int8.out.weight.dtype == torch.int8
+    int8, _, _ = load_engine(overfit_dir, precision="int8")
+    assert isinstance(int8, Int8Engine) and int8.scorer.out.weight.dtype == torch.int8
     messages = [p.source for p in sample_pairs[:8]]
     assert [r[0].text for r in reply(int8, tokenizer, messages, GreedySettings())] == [p.reply for p in sample_pairs[:8]]
     with torch.inference_mode():
-        before, after = (evaluate_pairs(m, tokenizer, sample_pairs[:30])["word_ppl"] for m in (fp32, int8))
+        before, after = (evaluate_pairs(m, tokenizer, sample_pairs[:30])["word_ppl"] for m in (fp32, int8.scorer))
     assert abs(after / before - 1) < 0.02
 
 

@@ -56,7 +56,7 @@ def test_tied_embeddings_share_one_matrix(tokenizer):
 
 @pytest.mark.parametrize("layers", [1, 2])
 def test_single_step_fast_path_matches_the_fused_lstm(tokenizer, layers):
-    from chatbot.model import lstm_step
+    from chatbot.engine.flat import lstm_step
 
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(8, 12, num_layers=layers, batch_first=True).eval()

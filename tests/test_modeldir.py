@@ -115,7 +115,9 @@ def test_bundled_model_loads_and_replies():
     from chatbot.decoding import GreedySettings, reply
     from chatbot.paths import BUNDLED_MODEL
 
+    from chatbot.engine import load_engine
+
     for precision in ("fp32", "int8"):
-        model, tokenizer, config = load_model(BUNDLED_MODEL, precision=precision)
+        model, tokenizer, config = load_engine(BUNDLED_MODEL, precision=precision)
         assert config["parameters"] == sum(p.numel() for p in load_model(BUNDLED_MODEL)[0].parameters())
         assert reply(model, tokenizer, ["hi, how are you?"], GreedySettings())[0][0].text.strip()

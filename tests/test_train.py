@@ -92,14 +92,14 @@ def test_dropout_is_off_before_dropout_from_epoch_and_on_after(tmp_path, sample_
 def test_training_from_a_model_with_a_thinner_output_layer(overfit_dir, tmp_path, sample_pairs):
     """`--from` keeps the model and its tokenizer and starts from its weights; `--output-rank`
     turns the output layer into its best low-rank approximation, then trains on."""
-    from chatbot.modeldir import load_model
+    from chatbot.engine import load_engine
 
     out = tmp_path / "thin"
     common = ["train", "--from", str(overfit_dir), "--corpus", "sample", "--epochs", "1", "--max-tokens", "2000",
               "--device", "cpu", "--threads", "1", "--quiet", "--out", str(out)]
     proc = chatbot(*common, "--output-rank", "32")
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
-    model, tokenizer, config = load_model(out, precision="int8")
+    model, tokenizer, config = load_engine(out, precision="int8")
     assert config["model"]["output_rank"] == 32 and config["model"]["hidden_size"] == 128
     assert (out / "tokenizer.model").read_bytes() == (overfit_dir / "tokenizer.model").read_bytes()
     assert reply(model, tokenizer, [sample_pairs[0].source], GreedySettings())[0][0].text

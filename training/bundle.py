@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.device import inference_precision
+from chatbot.engine import load_engine
 from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model
 from chatbot.paths import BUNDLED_MODEL
 from corpora import load_pairs
@@ -64,13 +65,13 @@ def main() -> None:
     half, _, _ = load_model(args.out)  # the stored weights, in float32
     bf16, _, _ = load_model(args.out, precision="bf16")
     replying = inference_precision("auto", torch.device("cpu"))
-    replier, _, _ = load_model(args.out, precision=replying)  # as `chatbot reply` and the chat load it on a CPU
+    replier, _, _ = load_engine(args.out, precision=replying)  # as `chatbot reply` and the chat load it on a CPU
     test = load_pairs("chitchat", "test")
     as_trained = evaluate_pairs(trained, tokenizer, test)
     full = evaluate_pairs(model, tokenizer, test) if model is not trained else as_trained
     stored = evaluate_pairs(half, tokenizer, test)
     in_bf16 = evaluate_pairs(bf16, tokenizer, test)
-    in_int8 = evaluate_pairs(replier, tokenizer, test) if replying == "int8" else None
+    in_int8 = evaluate_pairs(replier.scorer, tokenizer, test) if replying == "int8" else None
     sources = [p.source for p in test]
     strategies = {"greedy": GreedySettings(), "beam": BeamSettings(), "sample": SampleSettings(seed=1)}
     picks = list(range(0, len(test), len(test) // SAMPLES))[:SAMPLES]
@@ -96,7 +97,7 @@ def main() -> None:
         f"- training settings: `{json.dumps(config['train'])}`",
         f"- training time: {valid[-1]['seconds'] / 60:.1f} min wall clock; median throughput {train_rates[len(train_rates) // 2]:.0f} target tokens/s",
         f"- weights stored in float16 ({(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB), loaded as float32, and for replies on "
-        f"a CPU (`--precision auto`) with {replying} weights in its per-token matrices (`chatbot.int8`); bf16 weights were measured no faster for replies here",
+        f"a CPU (`--precision auto`) with {replying} weights in its per-token matrices (`chatbot.engine.int8`); bf16 weights were measured no faster for replies here",
         f"- test word-level perplexity: **{stored['word_ppl']:.1f}** as stored in float16 ({full['word_ppl']:.2f} before storing, in float32; "
         f"{in_bf16['word_ppl']:.2f} with the weights in bfloat16; "
         + (f"{in_int8['word_ppl']:.2f} with int8 weights, as replies run; " if in_int8 else "")

@@ -1,31 +1,34 @@
-"""Int8 weights for decoding on the CPU.
+"""The int8 engine: int8 weights in the big products, for replies on the CPU.
 
 A reply is made one token at a time, and each token reads the decoder's big weight matrices
-once (the LSTM's, the attentional layer's and the 8,000-row output layer's) to compute a single
-row: the step is bound by memory traffic, not arithmetic. As int8 with one scale per output row
-they are a quarter of fp32's bytes, and fbgemm's dynamically quantised product (activations
-quantised per call) ran the output layer 3.2x and the LSTM 3.7x faster than fp32 here (2
-threads, one row).
+once (the LSTM's, the attentional layer's and the output layer's) to compute a single row: the
+step is bound by memory traffic, not arithmetic. As int8 with one scale per output row they are
+a quarter of fp32's bytes, and fbgemm's dynamically quantised product (activations quantised
+per call) runs them several times faster than fp32 (`docs/performance.md`).
 
-`quantize(model)` swaps the model's layers for int8 ones in place: `Int8Linear` products, the
-encoder as `Int8Encoder`, the attentional layer as `Int8Combine`, and a one-step `Int8LSTMStep`
-beside the decoder LSTM, whose recurrent weights it rounds to the int8 grid so that teacher-forced
-perplexity runs with the weights decoding uses (activations are quantised per batch there rather
-than per row, so it is close to, not identical with, what decoding computes). The LSTMs' input
-products stay fp32, looked up by token where the inputs are embeddings.
+`Int8Engine(model)` builds int8 twins of the model's layers and leaves the model as it is:
+`Int8Linear` products, the encoder as `Int8Encoder`, the attentional layer as `Int8Combine`, the
+decoder LSTM as `Int8LSTMStep`. The LSTMs' input products stay fp32, looked up by token where
+the inputs are embeddings. Its `scorer` is a copy of the model with those layers swapped in
+(`quantize`), whose teacher-forced perplexity is that of the weights decoding uses (activations
+are quantised per batch there rather than per row, so close to, not identical with, what
+decoding computes).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from chatbot.errors import ChatbotError
-from chatbot.model import LowRankLinear, Seq2Seq, _flip, _reversal_index
+from chatbot.engine.flat import step_function
+from chatbot.model import LowRankLinear, Seq2Seq, gather_rows, reversal_index
 
 
 def require_cpu(device: torch.device | str) -> None:
@@ -69,8 +72,7 @@ class Int8Linear(nn.Module):
 @functools.cache
 def linear_dynamic():
     """fbgemm's product as the bare C++ function: torch.ops' Python wrapper inspects every argument
-    of an op that takes a packed weight, which cost more than a small product itself (~95 against
-    ~110 us a call for a 64 x 32 matrix here, the machine busy)."""
+    of an op that takes a packed weight, which costs about as much as a small product itself."""
     return torch.ops.quantized.linear_dynamic.default._op
 
 
@@ -100,9 +102,9 @@ class Int8LSTMStep(nn.Module):
 
     A step is bound by the bytes of weights it reads. The first layer's inputs are embedding
     rows, so with `embedding` given its input product is read from a table of every vocabulary
-    entry's, made once ((V, 4H) fp32: 65 MB for the bundled model): the step then reads the 1 MB
-    int8 recurrent matrix instead of 1.5 MB for both (a step's four products 130 against 158 us
-    here). The table is `step_function(from_tokens=True)`'s; `forward` takes embedded inputs.
+    entry's, made once ((V, 4H) fp32): the step then reads the int8 recurrent matrix alone, two
+    thirds of the bytes of both. The table is `step_function(from_tokens=True)`'s; `forward` takes
+    embedded inputs.
     The gates are `lstm_update`'s, so the cell gate's rows are stored doubled.
     """
 
@@ -173,11 +175,10 @@ class Int8Encoder(nn.Module):
     then per token one int8 product for both directions' recurrences (their matrices side by
     side, block-diagonal) and one gate update (`lstm_update`) for both.
 
-    fbgemm's int8 LSTM (torch.ao) ran each direction on its own, two products and a dozen small
-    ops per token and direction; this: median 2.05 against 2.31 ms for the encoder on chitchat
-    test messages here, 2 threads. With `embedding` given, the first layer's input products are
-    looked up by token (`read`) in a table made once ((V, 8h) fp32, 65 MB for the bundled
-    model): as one fp32 product they took ~160 us of a 17-token message here, the table 14.
+    fbgemm's int8 LSTM (torch.ao) runs each direction on its own, two products and a dozen small
+    ops per token and direction; this is faster and closer to fp32. With `embedding` given, the
+    first layer's input products are looked up by token (`read`) in a table made once ((V, 8h)
+    fp32) instead of one product per message.
     """
 
     def __init__(self, encoder: nn.Module, embedding: torch.Tensor | None = None):
@@ -196,7 +197,8 @@ class Int8Encoder(nn.Module):
             self.table = torch.addmm(bias, embedding.detach().float(), w_ih)  # (V, 8h)
 
     def read(self, src: torch.Tensor, lengths: torch.Tensor, embed) -> tuple[torch.Tensor, torch.Tensor]:
-        """`Encoder.read`: from token ids, through the table when there is one."""
+        """`Encoder.forward` from token ids (B, S), embedded by `embed`, through the table when
+        there is one."""
         if self.table is None:
             return self(embed(src), lengths)
         return self._encode(torch.embedding(self.table, src), lengths)
@@ -210,13 +212,13 @@ class Int8Encoder(nn.Module):
         """inputs (B, S, 8h): the first layer's input products, forward gates then backward."""
         B, S, _ = inputs.shape
         full = bool((lengths == S).all())  # no padding: reversing each row is a flip
-        reverse = None if full else _reversal_index(lengths, S)
+        reverse = None if full else reversal_index(lengths, S)
         rows, last = torch.arange(B), (lengths - 1).clamp(min=0)
-        finals = []
+        finals, x = [], None  # x: the previous layer's states (B, S, H)
         for layer, (w_ih, bias, recurrent, h) in enumerate(self.layers):
             if layer:
                 inputs = torch.addmm(bias, x.reshape(B * S, -1), w_ih).view(B, S, 8 * h)
-            backward = inputs[..., 4 * h :].flip(1) if full else _flip(inputs[..., 4 * h :], reverse)  # each row read from its end
+            backward = inputs[..., 4 * h :].flip(1) if full else gather_rows(inputs[..., 4 * h :], reverse)  # each row read from its end
             inputs = torch.stack([inputs[..., : 4 * h].view(B, S, 4, h), backward.reshape(B, S, 4, h)], 3).view(B, S, 8 * h)  # by gate
             state = c = inputs.new_zeros(B, 2 * h)  # [forward | backward]
             outputs = []
@@ -226,7 +228,7 @@ class Int8Encoder(nn.Module):
             out = torch.stack(outputs, 1)  # (B, S, 2h): forward states, backward states in reading order
             fwd, bwd = out[..., :h], out[..., h:]
             finals.append(torch.cat([fwd[rows, last], bwd[rows, last]], -1))  # (B, H)
-            x = torch.cat([fwd, bwd.flip(1) if full else _flip(bwd, reverse)], -1)  # (B, S, H)
+            x = torch.cat([fwd, bwd.flip(1) if full else gather_rows(bwd, reverse)], -1)  # (B, S, H)
         return x, torch.stack(finals)
 
 
@@ -235,8 +237,8 @@ class Int8Combine(nn.Module):
 
     The context is the attention-weighted sum of the encoder states, so W_c context is the same
     weighted sum of the states' W_c products, which decoding makes once per message
-    (`chatbot.inference_step.memory_function`); each token then reads W_h alone, 0.25 MB instead
-    of 0.5 MB, and skips a concatenation. `forward` takes [context; h] as the float layer does.
+    (`Int8Engine.encode`); each token then reads W_h alone, half the layer's bytes, and skips a
+    concatenation. `forward` takes [context; h] as the float layer does.
     """
 
     def __init__(self, linear: nn.Linear):
@@ -257,22 +259,17 @@ def _by_gate(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def quantize(model: Seq2Seq) -> Seq2Seq:
-    """The model with int8 weights in its matrix products, in place: the encoder's and decoder's
-    recurrent products, the bridge and the attention keys (once per message), the attentional
-    layer and the output layer (once per token).
-
-    Embeddings and the LSTMs' input products stay in fp32: a reply reads one embedding row per
-    token, and the input products are made once per message (encoder) or looked up by token
-    (decoder). Int8 costs the bundled model 0.5% of test perplexity (152.01 against 151.27 in fp32).
-    """
+    """The model with int8 weights in its matrix products, in place, for teacher-forced scoring
+    with the weights decoding uses (`Int8Engine.scorer` quantizes a copy): the encoder's and the
+    decoder's recurrent products, the bridge, the attention keys, the attentional layer and the
+    output layer. Embeddings and the LSTMs' input products stay fp32."""
     model.encoder = Int8Encoder(model.encoder, model.embedding.weight)
     model.bridge.h, model.bridge.c = int8_linear(model.bridge.h), int8_linear(model.bridge.c)
     decoder = model.decoder
     if hasattr(decoder.attention, "key"):
         decoder.attention.key = int8_linear(decoder.attention.key)
-    for n in range(decoder.lstm.num_layers):  # the int8 part of Int8LSTMStep
+    for n in range(decoder.lstm.num_layers):  # what Int8LSTMStep computes with
         round_to_int8(getattr(decoder.lstm, f"weight_hh_l{n}"))
-    decoder.cell = Int8LSTMStep(decoder.lstm, None if model.cfg.input_feeding else model.embedding.weight)
     decoder.combine = Int8Combine(decoder.combine)
     if isinstance(model.out, LowRankLinear):
         model.out.down, model.out.up = int8_linear(model.out.down), int8_linear(model.out.up)
@@ -286,3 +283,70 @@ def int8_linear(linear: nn.Linear) -> Int8Linear:
     matrix is shared (a tied output layer is the embedding) the float side holds the same values."""
     round_to_int8(linear.weight)
     return Int8Linear(linear.weight, linear.bias)
+
+
+class Int8Memory(NamedTuple):
+    """`chatbot.model.Memory` and `values`: the attentional layer's context half applied to every
+    encoder state, once per message (`Int8Combine`)."""
+
+    states: torch.Tensor  # (B, S, H)
+    keys: torch.Tensor  # (B, S, H)
+    bias: torch.Tensor  # (B, 1, S)
+    values: torch.Tensor  # (B, S, A)
+
+    def index_select(self, index: torch.Tensor) -> Int8Memory:
+        return Int8Memory(*(t.index_select(0, index) for t in self))
+
+
+class Int8Engine:
+    """Replies with int8 weights, built from a float model that it leaves as it is."""
+
+    def __init__(self, model: Seq2Seq):
+        require_cpu(model.device)
+        if not available():
+            raise ChatbotError("int8 weights need a torch with fbgemm quantized kernels")
+        self.model, self.cfg = model, model.cfg
+        embeddings, decoder = model.embedding.weight, model.decoder
+        self.encoder = Int8Encoder(model.encoder, embeddings)
+        self.bridge_h, self.bridge_c = Int8Linear(model.bridge.h.weight, model.bridge.h.bias), Int8Linear(model.bridge.c.weight, model.bridge.c.bias)
+        attention = decoder.attention
+        self.key = Int8Linear(attention.key.weight, None).product if hasattr(attention, "key") else (lambda states: states)
+        from_tokens = not model.cfg.input_feeding  # without input feeding the LSTM's inputs are embeddings alone
+        cell = Int8LSTMStep(decoder.lstm, embeddings if from_tokens else None).step_function(from_tokens)
+        combine = Int8Combine(decoder.combine)
+        self.context, combine_state, baddbmm, tanh = combine.context.product, combine.state.product, torch.baddbmm, torch.tanh
+
+        def attentional_state(weights, h, memory):  # W_c context + W_h h, the first from memory.values
+            return tanh(baddbmm(combine_state(h).unsqueeze(1), weights, memory.values)[:, 0])  # (B, A)
+
+        out = model.out
+        if isinstance(out, LowRankLinear):
+            down, up = Int8Linear(out.down.weight, None).product, Int8Linear(out.up.weight, out.up.bias).product
+            output = lambda x: up(down(x))  # noqa: E731
+        else:
+            output = Int8Linear(out.weight, out.bias).product
+        self.step = step_function(model, cell, from_tokens, attentional_state, output)
+        self._scorer = None
+
+    @property
+    def device(self):
+        return self.model.device
+
+    @property
+    def scorer(self) -> Seq2Seq:
+        """A copy of the model with the int8 layers in place, for teacher-forced figures."""
+        if self._scorer is None:
+            self._scorer = quantize(copy.deepcopy(self.model))
+        return self._scorer
+
+    def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> tuple[Int8Memory, tuple]:
+        """`Seq2Seq.encode` with int8 products, and the memory's `values`."""
+        lengths = lengths.to(src.device)
+        states, final = self.encoder.read(src, lengths, lambda ids: torch.embedding(self.model.embedding.weight, ids))
+        mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, S)
+        bias = torch.zeros(mask.shape, device=src.device).masked_fill(~mask, float("-inf")).unsqueeze(1)  # (B, 1, S)
+        state = (torch.tanh(self.bridge_h(final)), self.bridge_c(final))
+        return Int8Memory(states, self.key(states), bias, self.context(states)), state
+
+    def initial_feed(self, rows: int):
+        return self.model.initial_feed(rows)

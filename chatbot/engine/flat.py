@@ -1,0 +1,116 @@
+"""The flat engine: `Seq2Seq.step`'s arithmetic as one closure, without the Python around it.
+
+A reply runs the decoder step once per token, and for one message on the CPU the step is a few
+hundred microseconds of small tensor operations: a quarter of that went to Python around them
+(nn.Module calls, attribute look-ups, checks for training), and PyTorch's fused LSTM kernel
+costs more to set up for one time step than the step itself. `step_function` reads the weights
+once and returns a closure that does the arithmetic and nothing else; the LSTM steps through
+`torch.lstm_cell`, two products per layer. Measurements: `docs/performance.md`.
+
+The int8 engine (`chatbot.engine.int8`) builds the same closure from int8 parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from chatbot.model import LowRankLinear, Memory, Seq2Seq, State
+
+Step = Callable[[torch.Tensor, State, Memory, torch.Tensor], tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]]
+
+
+def product(layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x -> layer(x) for a linear layer (or a low-rank pair, or anything with `.product`), as a
+    bare function of x."""
+    if hasattr(layer, "product"):
+        return layer.product
+    if isinstance(layer, LowRankLinear):
+        down, up = product(layer.down), product(layer.up)
+        return lambda x: up(down(x))
+    linear, weight, bias = torch.nn.functional.linear, layer.weight, layer.bias
+    return lambda x: linear(x, weight, bias)
+
+
+def lstm_step(lstm: nn.LSTM, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    """One time step of a multi-layer LSTM (no dropout: inference only): x (B, E) -> output
+    (B, H), new state (L, B, H) each. The same weights and result as `lstm(x.unsqueeze(1), state)`,
+    through `torch.lstm_cell` per layer."""
+    h, c = state  # (L, B, H)
+    inputs, hs, cs = x, [], []
+    for layer in range(lstm.num_layers):
+        weights = [getattr(lstm, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        h_layer, c_layer = torch.lstm_cell(inputs, (h[layer], c[layer]), *weights)  # (B, H) each
+        hs.append(h_layer)
+        cs.append(c_layer)
+        inputs = h_layer
+    return inputs, (torch.stack(hs), torch.stack(cs))
+
+
+def attention_function(model: Seq2Seq) -> Callable[[torch.Tensor, Memory], torch.Tensor]:
+    """(h (B, H), memory) -> attention weights (B, 1, S): `Attention.forward`'s weights for one token."""
+    attention, dtype = model.decoder.attention, model.embedding.weight.dtype
+    baddbmm, softmax, tanh, fp32 = torch.baddbmm, torch.softmax, torch.tanh, torch.float32
+    if attention.kind == "additive":
+        query, v = product(attention.query), product(attention.v)
+
+        def additive(h, memory):
+            scores = v(tanh(query(h).unsqueeze(1) + memory.keys)).transpose(1, 2) + memory.bias.to(dtype)  # (B, 1, S)
+            return softmax(scores, -1, dtype=fp32).to(dtype)
+
+        return additive
+
+    def multiplicative(h, memory):
+        bias = memory.bias if memory.bias.dtype == dtype else memory.bias.to(dtype)
+        weights = softmax(baddbmm(bias, h.unsqueeze(1), memory.keys.transpose(1, 2)), -1, dtype=fp32)  # (B, 1, S)
+        return weights if weights.dtype == dtype else weights.to(dtype)
+
+    return multiplicative
+
+
+def step_function(model: Seq2Seq, cell, from_tokens: bool, attentional_state, out) -> Step:
+    """The one-token step from its parts: `cell` (inputs, state) -> h (B, H), new state, whose
+    inputs are the tokens when `from_tokens` (their input products looked up by token) or their
+    embeddings; `attentional_state` (weights (B, 1, S), h, memory) -> (B, A); `out` (B, A) ->
+    logits (B, V)."""
+    embedding, embeddings, cat = torch.embedding, model.embedding.weight, torch.cat
+    attend, input_feeding = attention_function(model), model.cfg.input_feeding
+
+    def step(tokens, state, memory, feed):
+        if from_tokens:
+            h, state = cell(tokens, state)  # (B, H)
+        else:
+            x = embedding(embeddings, tokens)  # (B, E)
+            h, state = cell(cat([x, feed], 1) if input_feeding else x, state)
+        weights = attend(h, memory)  # (B, 1, S)
+        attentional = attentional_state(weights, h, memory)  # (B, A)
+        return out(attentional), state, weights[:, 0], attentional
+
+    return step
+
+
+class FlatEngine:
+    """The model's float weights (fp32 or bf16) through one flat step function."""
+
+    def __init__(self, model: Seq2Seq):
+        self.model, self.cfg, self.scorer = model, model.cfg, model
+        decoder = model.decoder
+        combine, bmm, cat, tanh, lstm = product(decoder.combine), torch.bmm, torch.cat, torch.tanh, decoder.lstm
+
+        def attentional_state(weights, h, memory):
+            context = bmm(weights, memory.states)  # (B, 1, H)
+            return tanh(combine(cat([context[:, 0], h], 1)))  # (B, A)
+
+        self.step = step_function(model, lambda x, state: lstm_step(lstm, x, state), False, attentional_state, product(model.out))
+
+    @property
+    def device(self):
+        return self.model.device
+
+    def encode(self, src, lengths):
+        return self.model.encode(src, lengths)
+
+    def initial_feed(self, rows: int):
+        return self.model.initial_feed(rows)
