@@ -7,6 +7,7 @@ checking a directory (`check_model_files`) is quick: the chat does it before tor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -60,10 +61,11 @@ def save_model(directory: Path, model: Seq2Seq, tokenizer: Tokenizer, extra: dic
     atomic_write(directory / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt"}))
 
 
-def read_file(path: Path, limit: int) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes. A model directory is untrusted: a
-    directory, a FIFO (which would block forever), a device or a symlink loop in the place of a
-    file is a one-line error. Opened without blocking, then checked, then read."""
+@contextlib.contextmanager
+def regular_file(path: Path):
+    """(binary file, its size) of `path`, which must be a regular file. A model directory is
+    untrusted: a directory, a FIFO (which would block forever), a device or a symlink loop in the
+    place of a file is a one-line error. Opened without blocking, then checked, then read."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -74,14 +76,20 @@ def read_file(path: Path, limit: int) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ChatbotError(f"{path}: not a regular file")
-        if info.st_size > limit:
-            raise ChatbotError(f"{path}: {info.st_size:,} bytes, more than the {limit:,} a model file may have")
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(limit + 1)
+            yield f, info.st_size
     except OSError as err:
         raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
     finally:
         os.close(fd)
+
+
+def read_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (`regular_file`)."""
+    with regular_file(path) as (f, size):
+        if size > limit:
+            raise ChatbotError(f"{path}: {size:,} bytes, more than the {limit:,} a model file may have")
+        return f.read(limit + 1)
 
 
 def read_config(directory: Path) -> dict:
@@ -122,32 +130,19 @@ def check_model_files(directory: Path) -> None:
 def weights_header(path: Path) -> dict:
     """The safetensors header of a weights file: {name: {"dtype", "shape", "data_offsets"}},
     read without reading the weights, and checked to lie within the file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise ChatbotError(f"{path}: missing") from None
-    except OSError as err:
-        raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ChatbotError(f"{path}: not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            prefix = f.read(8)
-            size = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
-            if not 0 < size <= min(MAX_HEADER_BYTES, info.st_size - 8):
-                raise ChatbotError(f"{path}: corrupt (not a safetensors file)")
+    with regular_file(path) as (f, file_size):
+        prefix = f.read(8)
+        size = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if not 0 < size <= min(MAX_HEADER_BYTES, file_size - 8):
+            raise ChatbotError(f"{path}: corrupt (not a safetensors file)")
+        try:
             header = json.loads(f.read(size).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise ChatbotError(f"{path}: corrupt (its header is not valid JSON)") from None
-    except OSError as err:
-        raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
-    finally:
-        os.close(fd)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise ChatbotError(f"{path}: corrupt (its header is not valid JSON)") from None
     if not isinstance(header, dict):
         raise ChatbotError(f"{path}: corrupt (its header is not a table of tensors)")
     header.pop("__metadata__", None)
-    data = info.st_size - 8 - size
+    data = file_size - 8 - size
     for name, entry in header.items():
         ok = isinstance(entry, dict) and isinstance(entry.get("shape"), list) and isinstance(entry.get("data_offsets"), list)
         if not ok or len(entry["data_offsets"]) != 2 or not all(isinstance(x, int) and 0 <= x <= data for x in entry["data_offsets"]):

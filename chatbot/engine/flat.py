@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from chatbot.engine.reference import ModelEngine
 from chatbot.model import LowRankLinear, Memory, Seq2Seq, State
 
 Step = Callable[[torch.Tensor, State, Memory, torch.Tensor], tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]]
@@ -91,11 +92,11 @@ def step_function(model: Seq2Seq, cell, from_tokens: bool, attentional_state, ou
     return step
 
 
-class FlatEngine:
+class FlatEngine(ModelEngine):
     """The model's float weights (fp32 or bf16) through one flat step function."""
 
     def __init__(self, model: Seq2Seq):
-        self.model, self.cfg, self.scorer = model, model.cfg, model
+        super().__init__(model)
         decoder = model.decoder
         combine, bmm, cat, tanh, lstm = product(decoder.combine), torch.bmm, torch.cat, torch.tanh, decoder.lstm
 
@@ -104,13 +105,3 @@ class FlatEngine:
             return tanh(combine(cat([context[:, 0], h], 1)))  # (B, A)
 
         self.step = step_function(model, lambda x, state: lstm_step(lstm, x, state), False, attentional_state, product(model.out))
-
-    @property
-    def device(self):
-        return self.model.device
-
-    def encode(self, src, lengths):
-        return self.model.encode(src, lengths)
-
-    def initial_feed(self, rows: int):
-        return self.model.initial_feed(rows)

@@ -28,6 +28,7 @@ from torch import nn
 
 from chatbot.errors import ChatbotError
 from chatbot.engine.flat import step_function
+from chatbot.engine.reference import ModelEngine
 from chatbot.model import LowRankLinear, Seq2Seq, gather_rows, reversal_index
 
 
@@ -298,14 +299,14 @@ class Int8Memory(NamedTuple):
         return Int8Memory(*(t.index_select(0, index) for t in self))
 
 
-class Int8Engine:
+class Int8Engine(ModelEngine):
     """Replies with int8 weights, built from a float model that it leaves as it is."""
 
     def __init__(self, model: Seq2Seq):
         require_cpu(model.device)
         if not available():
             raise ChatbotError("int8 weights need a torch with fbgemm quantized kernels")
-        self.model, self.cfg = model, model.cfg
+        super().__init__(model)
         embeddings, decoder = model.embedding.weight, model.decoder
         self.encoder = Int8Encoder(model.encoder, embeddings)
         self.bridge_h, self.bridge_c = Int8Linear(model.bridge.h.weight, model.bridge.h.bias), Int8Linear(model.bridge.c.weight, model.bridge.c.bias)
@@ -329,10 +330,6 @@ class Int8Engine:
         self._scorer = None
 
     @property
-    def device(self):
-        return self.model.device
-
-    @property
     def scorer(self) -> Seq2Seq:
         """A copy of the model with the int8 layers in place, for teacher-forced figures."""
         if self._scorer is None:
@@ -347,6 +344,3 @@ class Int8Engine:
         bias = torch.zeros(mask.shape, device=src.device).masked_fill(~mask, float("-inf")).unsqueeze(1)  # (B, 1, S)
         state = (torch.tanh(self.bridge_h(final)), self.bridge_c(final))
         return Int8Memory(states, self.key(states), bias, self.context(states)), state
-
-    def initial_feed(self, rows: int):
-        return self.model.initial_feed(rows)

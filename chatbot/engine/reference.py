@@ -5,12 +5,16 @@ from __future__ import annotations
 from chatbot.model import Seq2Seq
 
 
-class ReferenceEngine:
-    """Decoding through `Seq2Seq.encode` and `Seq2Seq.step` as `chatbot/model.py` writes them."""
+class ModelEngine:
+    """What every engine takes from its model as it is: settings, device, the encoder's output
+    and the first feed. Teacher-forced figures (`chatbot evaluate`) come from the model itself."""
 
     def __init__(self, model: Seq2Seq):
         self.model, self.cfg = model, model.cfg
-        self.scorer = model  # teacher-forced figures (`chatbot evaluate`) come from the model itself
+
+    @property
+    def scorer(self) -> Seq2Seq:
+        return self.model
 
     @property
     def device(self):
@@ -21,6 +25,10 @@ class ReferenceEngine:
 
     def initial_feed(self, rows: int):
         return self.model.initial_feed(rows)
+
+
+class ReferenceEngine(ModelEngine):
+    """Decoding through `Seq2Seq.encode` and `Seq2Seq.step` as `chatbot/model.py` writes them."""
 
     def step(self, tokens, state, memory, feed):
         return self.model.step(tokens, state, memory, feed)
