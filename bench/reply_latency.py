@@ -19,14 +19,14 @@ from machine import cpu_times, steal_share  # bench/machine.py, beside this scri
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.device import resolve_device
 from chatbot.engine import load_engine
-from chatbot.tokenizer import BOS, EOS
+from chatbot.tokenizer import BOS, EOS, keep_end
 from corpora import load_pairs
 
 
 @torch.inference_mode()
 def naive_beam(model, tokenizer, text: str, beam_size: int, max_length: int) -> str:
     """The textbook loop: every hypothesis stepped on its own, candidates sorted in Python."""
-    src = tokenizer.encode(text)[-model.cfg.max_source_tokens :] or [EOS]
+    src = keep_end(tokenizer.encode(text), model.cfg.max_source_tokens)
     device = model.device
     memory, state = model.encode(torch.tensor([src], device=device), torch.tensor([len(src)], device=device))
     beams = [(0.0, [BOS], state, model.initial_feed(1))]

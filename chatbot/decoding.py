@@ -17,7 +17,8 @@ import torch
 from chatbot.engine import as_engine
 from chatbot.settings import STRATEGIES, BeamSettings, GreedySettings, SampleSettings, Settings, settings_from  # re-exported:
 from chatbot.strategies import NEG_INF, Beam, make_strategy, sample_from, truncate_distribution  # the decoding API in one place
-from chatbot.tokenizer import BOS, EOS, PAD, Tokenizer
+from chatbot.model import pad_right
+from chatbot.tokenizer import BOS, EOS, PAD, Tokenizer, keep_end
 
 TOP_ALTERNATIVES = 5  # alternatives kept per reply token, for the "inside the model" view
 
@@ -241,10 +242,7 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step) -> li
     B = len(sources)
     strategy = make_strategy(settings, B, device)
     K = strategy.rows_per_message
-    lengths = torch.tensor([len(s) for s in sources], device=device)
-    src = torch.full((B, int(lengths.max())), PAD, dtype=torch.long, device=device)
-    for i, s in enumerate(sources):
-        src[i, : len(s)] = torch.tensor(s, device=device)
+    src, lengths = pad_right(sources, device)  # (B, S), (B,)
     memory, state = engine.encode(src, lengths)  # the encoder runs once per message
     source = src  # (R, S) each row's message
     if K > 1:  # K rows per message
@@ -313,8 +311,7 @@ def _strip(tokens: list[int]) -> list[int]:
 def prepare(tokenizer: Tokenizer, model, text: str) -> tuple[list[int], bool]:
     """Piece ids of a message, cut to the model's source length (keeping the end); True if cut."""
     ids = tokenizer.encode(text)
-    limit = model.cfg.max_source_tokens
-    return (ids[-limit:] or [EOS]), len(ids) > limit
+    return keep_end(ids, model.cfg.max_source_tokens), len(ids) > model.cfg.max_source_tokens
 
 
 def reply(

@@ -39,6 +39,16 @@ class Memory(NamedTuple):
 State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (L, B, H)
 
 
+def pad_right(rows: list[list[int]], device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Piece ids of unequal lengths -> a (B, longest) tensor padded with PAD on the right, and
+    the lengths (B,): the model reads batches in this form."""
+    lengths = torch.tensor([len(r) for r in rows], device=device)
+    batch = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        batch[i, : len(row)] = torch.tensor(row, device=device)
+    return batch, lengths
+
+
 class Encoder(nn.Module):
     """Bidirectional LSTM, each direction its own LSTM, exact on right-padded batches.
 
@@ -340,8 +350,8 @@ def greedy_reply(model: Seq2Seq, source: list[int], max_length: int = 40) -> tup
     the idea they share.) source: a message's piece ids -> the reply's piece ids, EOS excluded,
     and for each of them its attention over the message's pieces."""
     model.eval()
-    src = torch.tensor([source], device=model.device)  # (1, S)
-    memory, state = model.encode(src, torch.tensor([len(source)]))  # S encoder states; the decoder's first (h, c)
+    src, lengths = pad_right([source], model.device)  # (1, S), (1,)
+    memory, state = model.encode(src, lengths)  # S encoder states; the decoder's first (h, c)
     token, feed = torch.tensor([BOS], device=model.device), model.initial_feed(1)  # (1,), (1, A)
     reply, attention = [], []
     for _ in range(max_length):

@@ -50,15 +50,25 @@ def atomic_write(path: Path, write) -> None:
 
 def save_model(directory: Path, model: Seq2Seq, tokenizer: Tokenizer, extra: dict | None = None) -> None:
     """Write config, tokenizer and weights (each atomically); `extra` lands in config.json too."""
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {"model": model.cfg.to_dict(), **(extra or {})}
     atomic_write(directory / TOKENIZER, tokenizer.save)
     atomic_write(directory / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
-    weights = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items() if k != "out.weight" or not model.cfg.tie_embeddings}
-    atomic_write(directory / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt"}))
+    save_weights(directory / WEIGHTS, model)
+
+
+def save_weights(path: Path, model: Seq2Seq, dtype=None) -> None:
+    """The model's weights as safetensors, atomically, in `dtype` (default float32); a tied
+    output layer is the embedding and is stored once."""
+    import torch
+    from safetensors.torch import save_file
+
+    dtype = dtype or torch.float32
+    weights = {k: v.detach().to(dtype).cpu().contiguous() for k, v in model.state_dict().items()
+               if not (k == "out.weight" and model.cfg.tie_embeddings)}
+    metadata = {"format": "pt"} if dtype == torch.float32 else {"format": "pt", "dtype": str(dtype).removeprefix("torch.")}
+    atomic_write(path, lambda p: save_file(weights, p, metadata=metadata))
 
 
 @contextlib.contextmanager

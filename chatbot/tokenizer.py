@@ -17,6 +17,12 @@ from chatbot.errors import ChatbotError
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 
 
+def keep_end(ids: list[int], limit: int) -> list[int]:
+    """A message's piece ids cut to `limit`, keeping the end (what a reply answers is mostly at
+    the end of a message); a message of nothing at all is one EOS."""
+    return ids[-limit:] or [EOS]
+
+
 class Tokenizer:
     """Text to ids and back, with pad 0, unk 1, bos 2, eos 3."""
 

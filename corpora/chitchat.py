@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 
-from corpora.pairs import CorpusError, Pair, clean_turn
+from corpora.pairs import CorpusError, Pair, clean_turn, stable_percent
 
 MAX_TEST_SOURCE_WORDS = 50
 MAX_TEST_REPLY_WORDS = 30
@@ -14,7 +13,7 @@ MAX_TEST_REPLY_WORDS = 30
 
 def split_of(conversation_id: str) -> str:
     """Which split a conversation belongs to: a stable hash bucket of its id."""
-    bucket = int(hashlib.sha1(conversation_id.encode()).hexdigest(), 16) % 100
+    bucket = stable_percent(conversation_id)
     return "test" if bucket < 2 else "valid" if bucket < 4 else "train"
 
 

@@ -1,7 +1,8 @@
-"""One entry point, `load_pairs`, that turns a corpus name or file into (source, reply) pairs."""
+"""A (source, reply) pair, the rules every corpus reader shares, and the error they raise."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import NamedTuple
@@ -22,32 +23,12 @@ class Pair(NamedTuple):
 _WHITESPACE = re.compile(r"\s+")
 
 
+def stable_percent(text: str) -> int:
+    """0 to 99, the same for the same text on every machine and run: splits held out by a hash
+    (a chitchat conversation's id, a file's pair, a logged pair) never move."""
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16) % 100
+
+
 def clean_turn(text: str) -> str:
     """Fold tabs, newlines and runs of whitespace to one space, then strip (EVAL.md rule 1)."""
     return _WHITESPACE.sub(" ", text).strip()
-
-
-def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
-    """Pairs of `corpus`: "chitchat" (split as EVAL.md says), "sample", or a .tsv/.jsonl path.
-
-    Files and the sample have no split of their own; every split of them is the whole file,
-    so `--corpus my.tsv` trains and validates on the same pairs unless told otherwise.
-    """
-    if split not in SPLITS:
-        raise CorpusError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
-    if corpus == "chitchat":
-        from corpora.chitchat import chitchat_pairs
-
-        return chitchat_pairs(split)
-    if corpus == "sample":
-        from corpora.files import read_jsonl
-
-        return read_jsonl(SAMPLE_PATH)
-    path = Path(corpus)
-    from corpora.files import read_jsonl, read_tsv
-
-    if path.suffix == ".jsonl":
-        return read_jsonl(path)
-    if path.suffix in (".tsv", ".txt"):
-        return read_tsv(path)
-    raise CorpusError(f"{corpus}: not a corpus name (chitchat, sample) nor a .tsv or .jsonl file")

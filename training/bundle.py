@@ -14,12 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.device import inference_precision
 from chatbot.engine import load_engine
-from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model
+from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model, save_weights
 from chatbot.paths import BUNDLED_MODEL
 from corpora import load_pairs
 from training.evaluate import distinct_n, evaluate_pairs
@@ -57,8 +56,7 @@ def main() -> None:
         config = {**config, "model": model.cfg.to_dict(), "parameters": model.num_parameters(),
                   "trained_output_rank": trained.cfg.output_rank, "trained_parameters": trained.num_parameters()}
     args.out.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if not (k == "out.weight" and model.cfg.tie_embeddings)}
-    atomic_write(args.out / WEIGHTS, lambda p: save_file(weights, p, metadata={"format": "pt", "dtype": "float16"}))
+    save_weights(args.out / WEIGHTS, model, torch.float16)
     atomic_write(args.out / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
     for name in (TOKENIZER, "metrics.jsonl", "training.png"):
         shutil.copyfile(args.model / name, args.out / name)

@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 import torch
 
-from chatbot.tokenizer import BOS, EOS, PAD, Tokenizer
+from chatbot.model import pad_right
+from chatbot.tokenizer import BOS, EOS, PAD, Tokenizer, keep_end
 from corpora import Pair
 
 REPLY_BUCKET = 4  # reply lengths that share a bucket
@@ -27,7 +28,7 @@ def encode_pairs(
     replies = tokenizer.encode_batch([p.reply for p in pairs])
     examples = []
     for src, rep in zip(sources, replies):
-        src = src[-max_source:] or [EOS]  # a message of nothing but dropped characters still encodes
+        src = keep_end(src, max_source)
         if max_reply is not None and len(rep) >= max_reply:
             rep = rep[:max_reply]
         else:
@@ -51,18 +52,11 @@ class Batch(NamedTuple):
 
 
 def collate(examples: list[Example]) -> Batch:
-    B = len(examples)
-    S = max(len(s) for s, _ in examples)
-    T = max(len(r) for _, r in examples)
-    src = torch.full((B, S), PAD, dtype=torch.long)
-    tgt_in = torch.full((B, T), PAD, dtype=torch.long)
-    tgt_out = torch.full((B, T), PAD, dtype=torch.long)
-    for i, (s, r) in enumerate(examples):
-        src[i, : len(s)] = torch.tensor(s)
-        tgt_out[i, : len(r)] = torch.tensor(r)
-        tgt_in[i, 0] = BOS
-        tgt_in[i, 1 : len(r)] = torch.tensor(r[:-1])
-    lengths = torch.tensor([len(s) for s, _ in examples])
+    """Examples as tensors: the sources right-padded, the decoder's inputs (BOS, then the reply
+    but its last piece) and its targets (the reply and its EOS)."""
+    src, lengths = pad_right([s for s, _ in examples])
+    tgt_in, _ = pad_right([[BOS] + r[:-1] for _, r in examples])
+    tgt_out, _ = pad_right([r for _, r in examples])
     return Batch(src, lengths, tgt_in, tgt_out)
 
 

@@ -9,7 +9,6 @@ holds few pairs, so the held-out slice judges the result rather than picking a c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import sqlite3
@@ -24,6 +23,7 @@ from chatbot.modeldir import load_model
 from chatbot.private_files import write_private
 from chatbot.storage import SCHEMA
 from corpora import Pair, load_pairs
+from corpora.pairs import stable_percent
 
 MAX_CHARS = 1000  # longer logged turns are left out of training
 HELD_OUT_PERCENT = 10
@@ -99,7 +99,7 @@ def clean(pairs: list[LoggedPair]) -> tuple[list[LoggedPair], Counter]:
 
 
 def held_out(p: LoggedPair) -> bool:
-    return int(hashlib.sha1(f"{p.source}\t{p.reply}".encode()).hexdigest(), 16) % 100 < HELD_OUT_PERCENT
+    return stable_percent(f"{p.source}\t{p.reply}") < HELD_OUT_PERCENT
 
 
 def export_tsv(pairs: list[LoggedPair], path: Path) -> None:

@@ -26,6 +26,7 @@ from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.modeldir import TOKENIZER, atomic_write, load_training_state, read_config, save_model
 from chatbot.tokenizer import Tokenizer, train_tokenizer
 from corpora import Pair, load_pairs
+from corpora.pairs import stable_percent
 from training.data import Batch, bucketed_batches, collate, encode_pairs
 from training.distributed import Distributed
 from training.train_config import TRAIN_RANGES, TrainConfig  # noqa: F401 (re-exported)
@@ -45,7 +46,7 @@ def split_pairs(corpus: str) -> tuple[list[Pair], list[Pair]]:
         raise ChatbotError(f"{corpus}: no pairs to train on")
     if len(pairs) < 100:
         return pairs, pairs
-    held = [int(hashlib.sha1(f"{p.source}\t{p.reply}".encode()).hexdigest(), 16) % 100 < 5 for p in pairs]
+    held = [stable_percent(f"{p.source}\t{p.reply}") < 5 for p in pairs]
     return [p for p, h in zip(pairs, held) if not h], [p for p, h in zip(pairs, held) if h]
 
 
