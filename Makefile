@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: chat demo test bench clean
+.PHONY: chat demo test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,8 +24,13 @@ demo: $(STAMP)
 	$(VENV)/bin/chatbot evaluate --model runs/demo --corpus sample
 	printf 'hi there\nwhat is your name?\ndo you like music?\n안녕\n' | $(VENV)/bin/chatbot reply --model runs/demo
 
-test: $(STAMP)
+# The linter and formatter first (ruff, configured in pyproject.toml), then the suite.
+test: lint
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
 	$(PY) bench/train_throughput.py

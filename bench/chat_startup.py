@@ -24,7 +24,9 @@ def tmux(*args: str) -> str:
 
 def resident_mb(pid: int) -> float:
     """RSS of the process and its children (tmux starts chat.py under a shell)."""
-    out = subprocess.run(["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ps", "-o", "rss=", "--ppid", str(pid), "-p", str(pid)], capture_output=True, text=True
+    ).stdout
     return sum(int(x) for x in out.split()) / 1024
 
 
@@ -32,7 +34,9 @@ def one_start(model: str | None, threads: int) -> tuple[float, float, float]:
     """Seconds to the input box, seconds to the loaded model, resident MB once loaded."""
     session = f"startup-{time.monotonic_ns()}"
     with tempfile.TemporaryDirectory() as tmp:
-        command = f"{sys.executable} {ROOT / 'chat.py'} --db {tmp}/chat.db --threads {threads}" + (f" --model {model}" if model else "")
+        command = f"{sys.executable} {ROOT / 'chat.py'} --db {tmp}/chat.db --threads {threads}" + (
+            f" --model {model}" if model else ""
+        )
         start = time.perf_counter()
         tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", command)
         try:
@@ -75,15 +79,30 @@ def main() -> None:
     loaded = statistics.median(r[1] for r in runs)
     memory = statistics.median(r[2] for r in runs)
     floor = statistics.median(torch_alone)
-    print(f"chat startup ({args.threads} threads, cpu, model {args.model or 'bundled'}; median of {args.repeats} starts):\n"
-          f"  input box ready {seconds:.2f} s; model loaded {loaded:.2f} s; resident memory {memory:.0f} MB\n"
-          f"  a bare `import torch` in a fresh interpreter: {floor:.2f} s (loaded while the input box takes text)")
+    print(
+        f"chat startup ({args.threads} threads, cpu, model {args.model or 'bundled'}; "
+        f"median of {args.repeats} starts):\n"
+        f"  input box ready {seconds:.2f} s; model loaded {loaded:.2f} s; resident memory {memory:.0f} MB\n"
+        f"  a bare `import torch` in a fresh interpreter: {floor:.2f} s (loaded while the input box takes text)"
+    )
     out = Path(__file__).parent / "results" / "chat_startup.jsonl"
     out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
-        f.write(json.dumps({"date": datetime.date.today().isoformat(), "model": args.model or "bundled", "threads": args.threads,
-                            "startup_s": seconds, "model_loaded_s": loaded, "resident_mb": memory, "import_torch_s": floor,
-                            "runs": runs}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "date": datetime.date.today().isoformat(),
+                    "model": args.model or "bundled",
+                    "threads": args.threads,
+                    "startup_s": seconds,
+                    "model_loaded_s": loaded,
+                    "resident_mb": memory,
+                    "import_torch_s": floor,
+                    "runs": runs,
+                }
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from machine import cpu_times, steal_share  # bench/machine.py, beside this script
+
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.device import resolve_device
 from chatbot.engine import load_engine
@@ -87,9 +87,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--messages", type=int, default=60)
     parser.add_argument("--max-length", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3, help="replies per message and setting; each message counts its median")
-    parser.add_argument("--precision", help="comma-separated weight precisions, measured in the same run; the last one gets "
-                        "the loop comparison and batch figures (default: fp32,int8 on the CPU, fp32,bf16 on CUDA)")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="replies per message and setting; each message counts its median"
+    )
+    parser.add_argument(
+        "--precision",
+        help="comma-separated weight precisions, measured in the same run; the last one gets "
+        "the loop comparison and batch figures (default: fp32,int8 on the CPU, fp32,bf16 on CUDA)",
+    )
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -107,7 +112,9 @@ def main() -> None:
         model, tokenizer, config = load_engine(args.model, device, precision)
         for name, settings in strategies.items():
             runs[f"{name} {precision}"] = replier(model, tokenizer, settings)
-            lengths[f"{name} {precision}"] = statistics.median(len(r[0].tokens) for r in reply(model, tokenizer, messages, settings))
+            lengths[f"{name} {precision}"] = statistics.median(
+                len(r[0].tokens) for r in reply(model, tokenizer, messages, settings)
+            )
     runs[f"beam-5 {precision} per-hypothesis loop"] = lambda m: naive_beam(model, tokenizer, m, 5, args.max_length)
     counters = cpu_times()
     timings = interleaved_latencies(runs, messages, args.repeats)
@@ -122,14 +129,25 @@ def main() -> None:
         throughput[name] = len(batch) / statistics.median(seconds)
     steal = steal_share(counters, cpu_times())
     params = config["parameters"]
-    print(f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, {device_name(device)}, "
-          f"{len(messages)} chitchat test messages, replies up to {args.max_length} tokens)")
+    print(
+        f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, {device_name(device)}, "
+        f"{len(messages)} chitchat test messages, replies up to {args.max_length} tokens)"
+    )
     summary = {}
     for name, times in timings.items():
         med, p95 = statistics.median(times) * 1000, percentile(times, 0.95) * 1000
-        summary[name] = {"median_ms": med, "p95_ms": p95, **({"median_reply_tokens": lengths[name]} if name in lengths else {})}
-        print(f"  {name:34s} median {med:7.1f} ms   p95 {p95:7.1f} ms" + (f"   median reply {lengths[name]:.0f} tokens" if name in lengths else ""))
-    ratio = summary[f"beam-5 {precision} per-hypothesis loop"]["median_ms"] / summary[f"beam-5 {precision}"]["median_ms"]
+        summary[name] = {
+            "median_ms": med,
+            "p95_ms": p95,
+            **({"median_reply_tokens": lengths[name]} if name in lengths else {}),
+        }
+        print(
+            f"  {name:34s} median {med:7.1f} ms   p95 {p95:7.1f} ms"
+            + (f"   median reply {lengths[name]:.0f} tokens" if name in lengths else "")
+        )
+    ratio = (
+        summary[f"beam-5 {precision} per-hypothesis loop"]["median_ms"] / summary[f"beam-5 {precision}"]["median_ms"]
+    )
     print(f"  beam-5 speed-up over the per-hypothesis loop ({precision}): {ratio:.1f}x (median)")
     if steal is not None:
         print(f"  CPU steal while measuring latency: {steal:.0%} of the machine's CPU time went to other guests")
@@ -138,9 +156,25 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "reply_latency.jsonl"
     out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
-        f.write(json.dumps({"date": datetime.date.today().isoformat(), "model": str(args.model), "parameters": params,
-                            "threads": args.threads, "device": device_name(device), "messages": len(messages), "repeats": args.repeats, "latency": summary,
-                            "beam_speedup": ratio, "cpu_steal": steal, "batch32_precision": precision, "batch32_replies_per_s": throughput}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "date": datetime.date.today().isoformat(),
+                    "model": str(args.model),
+                    "parameters": params,
+                    "threads": args.threads,
+                    "device": device_name(device),
+                    "messages": len(messages),
+                    "repeats": args.repeats,
+                    "latency": summary,
+                    "beam_speedup": ratio,
+                    "cpu_steal": steal,
+                    "batch32_precision": precision,
+                    "batch32_replies_per_s": throughput,
+                }
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from machine import cpu_times, steal_share  # bench/machine.py, beside this script
 from reply_latency import interleaved_latencies, percentile
 
@@ -35,7 +34,9 @@ OLD = "chatbot_old"
 def unpack_old(revision: str, into: Path) -> Path:
     """`chatbot/` as of `revision`, renamed to chatbot_old with its imports rewritten to match."""
     try:
-        archive = subprocess.run(["git", "archive", revision, "chatbot"], cwd=ROOT, capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", revision, "chatbot"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
     except subprocess.CalledProcessError as err:
         sys.exit(f"git archive {revision}: {err.stderr.decode().strip()}")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -56,30 +57,49 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--precision", default="int8")
-    parser.add_argument("--batch", type=int, default=1, help="messages per reply call (consecutive test messages); times are per call")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="messages per reply call (consecutive test messages); times are per call"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     messages = [p.source for p in load_pairs("chitchat", "test")[: args.messages * args.batch]]
-    messages = [messages[i : i + args.batch] for i in range(0, len(messages), args.batch)]  # each run replies to one batch
+    messages = [
+        messages[i : i + args.batch] for i in range(0, len(messages), args.batch)
+    ]  # each run replies to one batch
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         package = unpack_old(args.old, Path(tmp))
         sys.path.insert(0, tmp)
-        for tag, name, model_dir in (("old", OLD, package / "default_model"), ("new", "chatbot", ROOT / "chatbot" / "default_model")):
+        for tag, name, model_dir in (
+            ("old", OLD, package / "default_model"),
+            ("new", "chatbot", ROOT / "chatbot" / "default_model"),
+        ):
             modeldir, decoding = (importlib.import_module(f"{name}.{m}") for m in ("modeldir", "decoding"))
             try:  # since the engines: the model as replies run it
-                model, tokenizer, _ = importlib.import_module(f"{name}.engine").load_engine(model_dir, precision=args.precision)
+                model, tokenizer, _ = importlib.import_module(f"{name}.engine").load_engine(
+                    model_dir, precision=args.precision
+                )
             except ModuleNotFoundError:  # before: load_model quantized the model itself
                 model, tokenizer, _ = modeldir.load_model(model_dir, precision=args.precision)
             common = dict(max_length=args.max_length)
-            for strategy, settings in (("greedy", decoding.GreedySettings(**common)), ("beam-5", decoding.BeamSettings(beam_size=5, **common)),
-                                       ("sample", decoding.SampleSettings(seed=1, **common))):
-                runs[f"{strategy} {tag}"] = lambda m, model=model, tokenizer=tokenizer, s=settings, reply=decoding.reply: reply(model, tokenizer, m, s)
+            for strategy, settings in (
+                ("greedy", decoding.GreedySettings(**common)),
+                ("beam-5", decoding.BeamSettings(beam_size=5, **common)),
+                ("sample", decoding.SampleSettings(seed=1, **common)),
+            ):
+                runs[f"{strategy} {tag}"] = (
+                    lambda m, model=model, tokenizer=tokenizer, s=settings, reply=decoding.reply: reply(
+                        model, tokenizer, m, s
+                    )
+                )
         counters = cpu_times()
         timings = interleaved_latencies(runs, messages, args.repeats)
         steal = steal_share(counters, cpu_times())
-    print(f"reply latency, {args.old} against the working tree ({args.threads} threads, cpu, {args.precision}, "
-          f"{len(messages)} {'batches of ' + str(args.batch) + ' ' if args.batch > 1 else ''}chitchat test messages, replies up to {args.max_length} tokens)")
+    print(
+        f"reply latency, {args.old} against the working tree ({args.threads} threads, cpu, {args.precision}, "
+        f"{len(messages)} {'batches of ' + str(args.batch) + ' ' if args.batch > 1 else ''}chitchat test messages, "
+        f"replies up to {args.max_length} tokens)"
+    )
     summary = {}
     for name in sorted(timings):
         times = timings[name]
@@ -92,8 +112,22 @@ def main() -> None:
         print(f"  CPU steal while measuring: {steal:.0%}")
     out = Path(__file__).parent / "results" / "reply_versions.jsonl"
     with open(out, "a") as f:
-        f.write(json.dumps({"date": datetime.date.today().isoformat(), "old": args.old, "threads": args.threads, "precision": args.precision,
-                            "messages": len(messages), "batch": args.batch, "repeats": args.repeats, "cpu_steal": steal, "latency": summary}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "date": datetime.date.today().isoformat(),
+                    "old": args.old,
+                    "threads": args.threads,
+                    "precision": args.precision,
+                    "messages": len(messages),
+                    "batch": args.batch,
+                    "repeats": args.repeats,
+                    "cpu_steal": steal,
+                    "latency": summary,
+                }
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

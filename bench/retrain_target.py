@@ -27,7 +27,7 @@ from chatbot.paths import BUNDLED_MODEL
 from chatbot.storage import Storage
 from corpora import Pair, load_pairs
 
-PUNCTUATION = str.maketrans("", "", ".,!?;:\"")
+PUNCTUATION = str.maketrans("", "", '.,!?;:"')
 
 
 def casual(text: str) -> str:
@@ -41,8 +41,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--max-minutes", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=12, help="passes over the logged pairs (chatbot retrain's default: 12)")
-    parser.add_argument("--dropout", type=float, help="dropout while fine-tuning (chatbot retrain's default: the model's own)")
+    parser.add_argument(
+        "--epochs", type=int, default=12, help="passes over the logged pairs (chatbot retrain's default: 12)"
+    )
+    parser.add_argument(
+        "--dropout", type=float, help="dropout while fine-tuning (chatbot retrain's default: the model's own)"
+    )
     parser.add_argument("--style", choices=("as-is", "casual"), default="as-is", help="how the logged user writes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,10 +67,32 @@ def main() -> None:
         store.close()
         out = Path(tmp) / "retrained"
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "chatbot", "retrain", "--db", str(db), "--model", str(args.model), "--out", str(out),
-                                 "--no-human-turns", "--max-minutes", str(args.max_minutes), "--epochs", str(args.epochs), "--threads", str(args.threads), "--quiet", "--force",
-                                 *(["--dropout", str(args.dropout)] if args.dropout is not None else [])],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "chatbot",
+                "retrain",
+                "--db",
+                str(db),
+                "--model",
+                str(args.model),
+                "--out",
+                str(out),
+                "--no-human-turns",
+                "--max-minutes",
+                str(args.max_minutes),
+                "--epochs",
+                str(args.epochs),
+                "--threads",
+                str(args.threads),
+                "--quiet",
+                "--force",
+                *(["--dropout", str(args.dropout)] if args.dropout is not None else []),
+            ],
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - start
         print(result.stdout)
         if result.returncode not in (0, 1):
@@ -74,12 +100,29 @@ def main() -> None:
         figures = json.loads((out / "retrain.json").read_text())["results"]
     held = figures["held_out_after"] / figures["held_out_before"] - 1
     test = figures["test_after"] / figures["test_before"] - 1
-    print(f"{args.pairs} logged corrections ({args.style}), retrain wall clock {seconds / 60:.1f} min ({args.threads} threads, cpu): "
-          f"held-out logged ppl {100 * held:+.1f}%, chitchat test ppl {100 * test:+.1f}%")
+    print(
+        f"{args.pairs} logged corrections ({args.style}), retrain wall clock {seconds / 60:.1f} min "
+        f"({args.threads} threads, cpu): "
+        f"held-out logged ppl {100 * held:+.1f}%, chitchat test ppl {100 * test:+.1f}%"
+    )
     with open(Path(__file__).parent / "results" / "retrain.jsonl", "a") as f:
-        f.write(json.dumps({"date": datetime.date.today().isoformat(), "pairs": args.pairs, "style": args.style, "threads": args.threads,
-                            "max_minutes": args.max_minutes, "epochs": args.epochs, "dropout": args.dropout,
-                            "model": str(args.model), "wall_seconds": seconds, **figures}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "date": datetime.date.today().isoformat(),
+                    "pairs": args.pairs,
+                    "style": args.style,
+                    "threads": args.threads,
+                    "max_minutes": args.max_minutes,
+                    "epochs": args.epochs,
+                    "dropout": args.dropout,
+                    "model": str(args.model),
+                    "wall_seconds": seconds,
+                    **figures,
+                }
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

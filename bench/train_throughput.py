@@ -150,7 +150,12 @@ def main() -> None:
     torch.manual_seed(0)
     pairs = load_pairs("chitchat", "train")[: args.pairs]
     tokenizer = train_tokenizer(dict.fromkeys(t for p in pairs for t in p), 8000)
-    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=args.embedding_dim, hidden_size=args.hidden_size, layers=args.layers)
+    cfg = ModelConfig(
+        vocab_size=tokenizer.vocab_size,
+        embedding_dim=args.embedding_dim,
+        hidden_size=args.hidden_size,
+        layers=args.layers,
+    )
     examples = encode_pairs(pairs, tokenizer, cfg.max_source_tokens, cfg.max_reply_tokens)
     bucketed = bucketed_batches(examples, args.max_tokens, seed=1, epoch=0)
     mean_batch = round(len(examples) / len(bucketed))
@@ -160,7 +165,11 @@ def main() -> None:
     peaks = {"fp32": matmul_peak(torch.float32, device), "bf16": matmul_peak(torch.bfloat16, device)}
     variants = [  # name, dtype, batches, loss, projects every row
         ("project bf16 bucketed", "bf16", bucketed, project_loss("bf16", device), False),
-        *([("project tf32 bucketed", "tf32", bucketed, project_loss("tf32", device), False)] if device.type == "cuda" else []),
+        *(
+            [("project tf32 bucketed", "tf32", bucketed, project_loss("tf32", device), False)]
+            if device.type == "cuda"
+            else []
+        ),
         ("project fp32 bucketed", "fp32", bucketed, project_loss("fp32", device), False),
         ("project fp32 shuffled", "fp32", shuffled, project_loss("fp32", device), False),
         ("baseline fp32 shuffled", "fp32", shuffled, baseline_loss, True),
@@ -174,10 +183,15 @@ def main() -> None:
             rate, flops = measure(model, examples, batches, loss_fn, every_row, args.steps, args.warmup)
         results[name] = {"tokens_per_s": rate, "tflops": flops / 1e12, "of_peak": flops / peaks[dtype]}
     setting = f"{params / 1e6:.2f}M params, ~{mean_batch} pairs/batch, {args.threads} threads, {where}"
-    print(f"training throughput ({setting}; median of {args.steps} steps after {args.warmup} untimed pass(es) over them)")
+    print(
+        f"training throughput ({setting}; median of {args.steps} steps after {args.warmup} untimed pass(es) over them)"
+    )
     print("  matrix-multiply peak: " + ", ".join(f"{dtype} {peak / 1e9:.0f} GFLOP/s" for dtype, peak in peaks.items()))
     for name, r in results.items():
-        print(f"  {name:24s} {r['tokens_per_s']:7.0f} target tokens/s  {r['tflops'] * 1e3:5.0f} GFLOP/s = {r['of_peak']:4.0%} of peak")
+        print(
+            f"  {name:24s} {r['tokens_per_s']:7.0f} target tokens/s  "
+            f"{r['tflops'] * 1e3:5.0f} GFLOP/s = {r['of_peak']:4.0%} of peak"
+        )
     rate = {name: r["tokens_per_s"] for name, r in results.items()}
     ratios = {
         "project bf16 / baseline": rate["project bf16 bucketed"] / rate["baseline fp32 shuffled"],
@@ -192,11 +206,23 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "train_throughput.jsonl"
     out.parent.mkdir(exist_ok=True)
     with open(out, "a") as f:
-        f.write(json.dumps({
-            "date": datetime.date.today().isoformat(), "cpu": platform.processor() or platform.machine(), "device": where,
-            "threads": args.threads, "parameters": params, "pairs_per_batch": mean_batch, "max_tokens": args.max_tokens,
-            "peak_gflops": {k: v / 1e9 for k, v in peaks.items()}, "variants": results, "ratios": ratios,
-        }) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "date": datetime.date.today().isoformat(),
+                    "cpu": platform.processor() or platform.machine(),
+                    "device": where,
+                    "threads": args.threads,
+                    "parameters": params,
+                    "pairs_per_batch": mean_batch,
+                    "max_tokens": args.max_tokens,
+                    "peak_gflops": {k: v / 1e9 for k, v in peaks.items()},
+                    "variants": results,
+                    "ratios": ratios,
+                }
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

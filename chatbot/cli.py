@@ -43,8 +43,12 @@ def add_ranged(group, flag: str, ranges: dict, help: str | None = None, **kwargs
 
 
 def threads_flag(parser: argparse.ArgumentParser, default: int | None = None) -> None:
-    parser.add_argument("--threads", type=ranged(int, 1, max_threads()), default=default,
-                        help=f"CPU threads for torch; 1 to {max_threads()} (this machine's cores)")
+    parser.add_argument(
+        "--threads",
+        type=ranged(int, 1, max_threads()),
+        default=default,
+        help=f"CPU threads for torch; 1 to {max_threads()} (this machine's cores)",
+    )
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
@@ -76,11 +80,20 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     threads_flag(parser)
     parser.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16"))
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
-    parser.add_argument("--from", dest="start_from", type=Path, metavar="MODEL",
-                        help="start from this trained model's weights and tokenizer (its model settings, except "
-                             "--output-rank, --dropout and --teacher-forcing)")
-    parser.add_argument("--nproc", type=ranged(int, 1, 64), default=1,
-                        help="data-parallel processes on this machine (torchrun); 1 to 64")
+    parser.add_argument(
+        "--from",
+        dest="start_from",
+        type=Path,
+        metavar="MODEL",
+        help="start from this trained model's weights and tokenizer (its model settings, except "
+        "--output-rank, --dropout and --teacher-forcing)",
+    )
+    parser.add_argument(
+        "--nproc",
+        type=ranged(int, 1, 64),
+        default=1,
+        help="data-parallel processes on this machine (torchrun); 1 to 64",
+    )
     add_ranged(parser, "--seed", R)
     g = parser.add_argument_group("training settings")
     add_ranged(g, "--vocab-size", R)
@@ -101,10 +114,17 @@ def _running_flags(parser: argparse.ArgumentParser, threads: int | None = None) 
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     threads_flag(parser, threads)
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
-                        help="weights for replies (auto: int8 on the CPU, measured fastest; fp32 on CUDA)")
-    parser.add_argument("--reference", action="store_true",
-                        help="run the model's own modules (chatbot/model.py) in fp32: slow, for reading and checking")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "int8"),
+        help="weights for replies (auto: int8 on the CPU, measured fastest; fp32 on CUDA)",
+    )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="run the model's own modules (chatbot/model.py) in fp32: slow, for reading and checking",
+    )
 
 
 def reply_precision(args: argparse.Namespace, device) -> str:
@@ -163,7 +183,9 @@ def starting_model(args: argparse.Namespace):
 
     trained, tokenizer, _ = load_model(args.start_from, precision="fp32")
     changeable = {"output_rank", "dropout", "teacher_forcing"}
-    fixed = [f.name for f in fields(ModelConfig) if f.name not in changeable and getattr(args, f.name, None) is not None]
+    fixed = [
+        f.name for f in fields(ModelConfig) if f.name not in changeable and getattr(args, f.name, None) is not None
+    ]
     if fixed:
         raise ChatbotError(f"--from keeps the model's own {', '.join(fixed)}: drop those flags")
     changes = {name: getattr(args, name) for name in changeable if getattr(args, name, None) is not None}
@@ -182,7 +204,16 @@ def launch_distributed(nproc: int, argv: list[str]) -> int:
             skip = True
         elif not a.startswith("--nproc="):
             rest.append(a)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "chatbot", *rest]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "chatbot",
+        *rest,
+    ]
     return subprocess.run(command).returncode
 
 
@@ -208,7 +239,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with torch.inference_mode():
         result = evaluate_pairs(model, tokenizer, pairs)
     if args.json:
-        print(json.dumps({**{k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")}, "precision": precision}))
+        print(
+            json.dumps(
+                {
+                    **{k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")},
+                    "precision": precision,
+                }
+            )
+        )
     else:
         print(
             f"word-level perplexity {result['word_ppl']:.2f}  (token-level {result['token_ppl']:.2f}; "
@@ -222,7 +260,9 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
     from chatbot.settings import RANGES as R
 
     g = parser.add_argument_group("decoding")
-    g.add_argument("--strategy", choices=("greedy", "beam", "sample"), help="default: greedy for reply, sample in the chat")
+    g.add_argument(
+        "--strategy", choices=("greedy", "beam", "sample"), help="default: greedy for reply, sample in the chat"
+    )
     add_ranged(g, "--max-length", R, "most reply tokens (default 40)")
     add_ranged(g, "--min-length", R, "fewest reply tokens before it may end (default 1)")
     add_ranged(g, "--repetition-penalty", R, ">1 discourages repeating tokens (default 1.0)")
@@ -241,8 +281,20 @@ def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
     from chatbot.settings import settings_from
 
     args.strategy = args.strategy or default
-    names = ("max_length", "min_length", "repetition_penalty", "no_repeat_ngram", "block_source_ngrams", "beam_size",
-             "length_penalty", "n_best", "temperature", "top_k", "top_p", "seed")
+    names = (
+        "max_length",
+        "min_length",
+        "repetition_penalty",
+        "no_repeat_ngram",
+        "block_source_ngrams",
+        "beam_size",
+        "length_penalty",
+        "n_best",
+        "temperature",
+        "top_k",
+        "top_p",
+        "seed",
+    )
     return settings_from(args.strategy, **{n: getattr(args, n) for n in names})
 
 
@@ -290,20 +342,29 @@ def cmd_reply(args: argparse.Namespace) -> int:
         for i, n_best in zip(chunk, reply(model, tokenizer, [messages[i] for i in chunk], settings)):
             replies[i] = n_best
             if n_best[0].truncated:
-                print(f"chatbot: message {i + 1} is longer than {model.cfg.max_source_tokens} tokens: the model read its end", file=sys.stderr)
+                print(
+                    f"chatbot: message {i + 1} is longer than {model.cfg.max_source_tokens} tokens: "
+                    "the model read its end",
+                    file=sys.stderr,
+                )
     for i, message in enumerate(messages):
         n_best = replies.get(i, [])
         if args.json:
-            print(json.dumps({
-                "message": message,
-                "reply": n_best[0].text if n_best else "",
-                "score": n_best[0].score if n_best else None,
-                "token_logprobs": n_best[0].token_logprobs if n_best else [],
-                "n_best": [{"reply": r.text, "score": r.score} for r in n_best],
-                "decoding": settings.to_dict(),
-                "model": str(args.model),
-                "latency_ms": round(n_best[0].seconds * 1000, 2) if n_best else None,
-            }, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {
+                        "message": message,
+                        "reply": n_best[0].text if n_best else "",
+                        "score": n_best[0].score if n_best else None,
+                        "token_logprobs": n_best[0].token_logprobs if n_best else [],
+                        "n_best": [{"reply": r.text, "score": r.score} for r in n_best],
+                        "decoding": settings.to_dict(),
+                        "model": str(args.model),
+                        "latency_ms": round(n_best[0].seconds * 1000, 2) if n_best else None,
+                    },
+                    ensure_ascii=False,
+                )
+            )
         else:
             print(" ||| ".join(r.text for r in n_best) if n_best else "")
     return 0
@@ -363,8 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reply", help="reply to TEXT, or to each line of standard input")
     p.add_argument("text", nargs="?", metavar="TEXT")
     _running_flags(p)
-    p.add_argument("--batch-size", type=ranged(int, 1, MAX_BATCH), default=32,
-                   help=f"standard-input lines decoded together; 1 to {MAX_BATCH}")
+    p.add_argument(
+        "--batch-size",
+        type=ranged(int, 1, MAX_BATCH),
+        default=32,
+        help=f"standard-input lines decoded together; 1 to {MAX_BATCH}",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
     decoding_flags(p)
     p.set_defaults(run=cmd_reply)
@@ -378,10 +443,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retrain", help="fine-tune a model on the chat log: corrections, good replies, your own turns")
     p.add_argument("--db", type=Path, required=True, help="the chat log")
-    p.add_argument("--model", type=Path, default=None, help="the model to start from (default: the bundled model); never written")
+    p.add_argument(
+        "--model", type=Path, default=None, help="the model to start from (default: the bundled model); never written"
+    )
     p.add_argument("--out", type=Path, help="directory for the new model")
-    p.add_argument("--replay", default="chitchat", help="corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)")
-    p.add_argument("--replay-ratio", type=ranged(float, 0, 100), default=1.0, help="replayed pairs per logged pair; 0 to 100")
+    p.add_argument(
+        "--replay",
+        default="chitchat",
+        help="corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)",
+    )
+    p.add_argument(
+        "--replay-ratio", type=ranged(float, 0, 100), default=1.0, help="replayed pairs per logged pair; 0 to 100"
+    )
     p.add_argument("--no-human-turns", action="store_true", help="do not learn the human's own turns as replies")
     p.add_argument("--export", type=Path, help="only write the logged pairs to this TSV file")
     add_ranged(p, "--max-minutes", R)
@@ -393,8 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_ranged(p, "--seed", R, default=1)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     threads_flag(p)
-    p.add_argument("--force", action="store_true", help="register the new model even if it is worse on held-out logged pairs")
-    p.add_argument("--no-benchmark", dest="skip_chitchat", action="store_true", help="skip the chitchat test perplexity")
+    p.add_argument(
+        "--force", action="store_true", help="register the new model even if it is worse on held-out logged pairs"
+    )
+    p.add_argument(
+        "--no-benchmark", dest="skip_chitchat", action="store_true", help="skip the chitchat test perplexity"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=cmd_retrain)
     return parser

@@ -15,16 +15,41 @@ from dataclasses import dataclass, field
 import torch
 
 from chatbot.engine import as_engine
-from chatbot.settings import STRATEGIES, BeamSettings, GreedySettings, SampleSettings, Settings, settings_from  # re-exported:
-from chatbot.strategies import NEG_INF, Beam, make_strategy, sample_from, truncate_distribution  # the decoding API in one place
 from chatbot.model import pad_right
+from chatbot.settings import (
+    STRATEGIES,
+    BeamSettings,
+    GreedySettings,
+    SampleSettings,
+    Settings,
+    settings_from,
+)  # re-exported:
+from chatbot.strategies import (
+    NEG_INF,
+    Beam,
+    make_strategy,
+    sample_from,
+    truncate_distribution,
+)  # the decoding API in one place
 from chatbot.tokenizer import BOS, EOS, PAD, Tokenizer, keep_end
 
 TOP_ALTERNATIVES = 5  # alternatives kept per reply token, for the "inside the model" view
 
 __all__ = [
-    "STRATEGIES", "Beam", "BeamSettings", "GreedySettings", "SampleSettings", "Settings", "Reply", "Progress",
-    "decode", "prepare", "reply", "sample_from", "settings_from", "truncate_distribution",
+    "STRATEGIES",
+    "Beam",
+    "BeamSettings",
+    "GreedySettings",
+    "SampleSettings",
+    "Settings",
+    "Reply",
+    "Progress",
+    "decode",
+    "prepare",
+    "reply",
+    "sample_from",
+    "settings_from",
+    "truncate_distribution",
 ]
 
 
@@ -41,7 +66,9 @@ class Reply:
     source_tokens: list[int]
     settings: dict  # the strategy and every setting that produced the reply
     seconds: float = 0.0
-    alternatives: Sequence[list[tuple[int, float]]] = field(default_factory=list)  # top pieces per step (`Alternatives`)
+    alternatives: Sequence[list[tuple[int, float]]] = field(
+        default_factory=list
+    )  # top pieces per step (`Alternatives`)
     finished: bool = True  # False when the reply hit the max length
     truncated: bool = False  # the message was longer than the model reads: it read the end
 
@@ -72,11 +99,22 @@ def banned_continuations(history: list[int], n: int, source: list[int] | None) -
     if n < 1 or len(history) < n - 1:
         return []
     prefix = history[len(history) - (n - 1) :]
-    return [seq[i + n - 1] for seq in (history, source or []) for i in range(len(seq) - n + 1) if seq[i : i + n - 1] == prefix]
+    return [
+        seq[i + n - 1]
+        for seq in (history, source or [])
+        for i in range(len(seq) - n + 1)
+        if seq[i : i + n - 1] == prefix
+    ]
 
 
-def apply_rules(logp: torch.Tensor, settings: Settings, history: torch.Tensor, source: torch.Tensor, step: int,
-                one_row: tuple[list[int], list[int]] | None = None) -> torch.Tensor:
+def apply_rules(
+    logp: torch.Tensor,
+    settings: Settings,
+    history: torch.Tensor,
+    source: torch.Tensor,
+    step: int,
+    one_row: tuple[list[int], list[int]] | None = None,
+) -> torch.Tensor:
     """The shared rules on log-probabilities (R, V), which it may change in place; history
     (R, step) holds the reply so far. `one_row` (reply so far, message) as lists, when there is a
     single row, lets n-gram blocking skip the tensor work."""
@@ -88,7 +126,9 @@ def apply_rules(logp: torch.Tensor, settings: Settings, history: torch.Tensor, s
         seen[:, EOS] = False
         logp = torch.where(seen, logp * settings.repetition_penalty, logp).log_softmax(-1)
     if settings.no_repeat_ngram and one_row is not None:
-        banned = banned_continuations(one_row[0], settings.no_repeat_ngram, one_row[1] if settings.block_source_ngrams else None)
+        banned = banned_continuations(
+            one_row[0], settings.no_repeat_ngram, one_row[1] if settings.block_source_ngrams else None
+        )
         if banned:
             logp[0, banned] = NEG_INF
     elif settings.no_repeat_ngram:
@@ -150,7 +190,7 @@ class Trace:
         self.history = torch.zeros((rows, 0), dtype=torch.long, device=device)  # (R, t) each row's reply so far
         self.parents, self.tokens, self.logps = [], [], []  # per step: (R,) or None, (R,), (R,)
         self.attention, self.alt_ids, self.alt_logps = [], [], []  # per step, by parent row: (R, S), (R, A), (R, A)
-        self.unranked = []  # per step (R, V): log-probabilities, stacked by `finish`; their alternatives are ranked when read
+        self.unranked = []  # per step (R, V): log-probabilities, stacked by `finish`; alternatives ranked when read
 
     def extend(self, chosen, logp, weights, top, rows=None) -> None:
         """Row i continues row rows[i] (row i itself when rows is None) with token chosen[i]; the
@@ -221,6 +261,7 @@ class Trace:
             "finished": finished,
         }
 
+
 def decode(
     engine, sources: list[list[int]], settings: Settings, on_step: Callable[[Progress], None] | None = None
 ) -> list[list[dict]]:
@@ -262,7 +303,9 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step) -> li
             logp = only_eos(logp)
         if any_ended:  # a finished reply can only go on ending
             logp = torch.where(ended.unsqueeze(1), only_eos(logp), logp)
-        top = logp.topk(min(max(TOP_ALTERNATIVES, K), logp.size(-1)), dim=-1) if K > 1 else None  # beam candidates and alternatives
+        top = (
+            logp.topk(min(max(TOP_ALTERNATIVES, K), logp.size(-1)), dim=-1) if K > 1 else None
+        )  # beam candidates and alternatives
         tokens, rows = strategy.select(logp, step, top)  # (R,), (R,) or None: each row goes on
         if rows is not None:
             state = tuple(s.index_select(1, rows) for s in state)
@@ -286,14 +329,19 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step) -> li
     trace.finish()
     if K > 1:
         return [
-            [trace.hypothesis(row, step, step, step < settings.max_length, score) for score, step, row in sorted(finished, key=lambda f: -f[0])[: settings.n_best]]
+            [
+                trace.hypothesis(row, step, step, step < settings.max_length, score)
+                for score, step, row in sorted(finished, key=lambda f: -f[0])[: settings.n_best]
+            ]
             for finished in strategy.finished
         ]
     results = []
     for r in range(B):
         row = [t[r] for t in trace.tokens]
         n = _reply_length(row)
-        results.append([trace.hypothesis(r, len(row) - 1, n, n < settings.max_length)])  # an EOS at max_length was forced: cut
+        results.append(
+            [trace.hypothesis(r, len(row) - 1, n, n < settings.max_length)]
+        )  # an EOS at max_length was forced: cut
     return results
 
 

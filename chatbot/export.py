@@ -37,5 +37,8 @@ def export_conversation(storage: Storage, conversation_id: int, directory: Path 
                 md += [f"> rated {'good' if f['rating'] > 0 else 'bad'}", ""]
     return [
         write_private(stem.with_suffix(".md"), "\n".join(md)),
-        write_private(stem.with_suffix(".json"), json.dumps({"conversation": conversation, "messages": messages}, ensure_ascii=False, indent=2)),
+        write_private(
+            stem.with_suffix(".json"),
+            json.dumps({"conversation": conversation, "messages": messages}, ensure_ascii=False, indent=2),
+        ),
     ]

@@ -23,6 +23,7 @@ from chatbot.errors import ChatbotError
 from chatbot.model_config import ATTENTION_KINDS, ModelConfig  # noqa: F401 (re-exported: the model's settings)
 from chatbot.tokenizer import BOS, EOS, PAD
 
+
 class Memory(NamedTuple):
     """What the decoder attends to: encoder states, their projected keys and the padding mask
     (as a bias on the attention scores)."""
@@ -253,7 +254,9 @@ class Seq2Seq(nn.Module):
                 raise ChatbotError(f"cannot start from that model: {name} differs (only the output layer may)")
         self.load_state_dict(shared, strict=False)
         out = other.out
-        weight, bias = (out.up.weight @ out.down.weight, out.up.bias) if isinstance(out, LowRankLinear) else (out.weight, out.bias)
+        weight, bias = (
+            (out.up.weight @ out.down.weight, out.up.bias) if isinstance(out, LowRankLinear) else (out.weight, out.bias)
+        )
         if isinstance(self.out, LowRankLinear):
             self.out.copy_best_approximation(weight, bias)
         elif not self.cfg.tie_embeddings:

@@ -58,7 +58,9 @@ class ModelConfig:
         if self.output_rank > min(self.vocab_size, self.attentional_size):
             raise ChatbotError("output_rank must not exceed the vocabulary or the attentional size")
         if self.parameters() > MAX_PARAMETERS:
-            raise ChatbotError(f"these sizes make {self.parameters():,} parameters, more than the {MAX_PARAMETERS:,} allowed")
+            raise ChatbotError(
+                f"these sizes make {self.parameters():,} parameters, more than the {MAX_PARAMETERS:,} allowed"
+            )
 
     @property
     def attentional_size(self) -> int:
@@ -68,7 +70,14 @@ class ModelConfig:
     def parameters(self) -> int:
         """How many parameters a model of these settings has (`Seq2Seq.num_parameters`), counted
         from the settings alone: sizes are checked before anything is allocated."""
-        V, E, H, A, L, r = self.vocab_size, self.embedding_dim, self.hidden_size, self.attentional_size, self.layers, self.output_rank
+        V, E, H, A, L, r = (
+            self.vocab_size,
+            self.embedding_dim,
+            self.hidden_size,
+            self.attentional_size,
+            self.layers,
+            self.output_rank,
+        )
 
         def lstm(inputs: int, size: int) -> int:  # weights and both biases of one LSTM layer
             return 4 * size * (inputs + size) + 8 * size

@@ -65,9 +65,14 @@ def save_weights(path: Path, model: Seq2Seq, dtype=None) -> None:
     from safetensors.torch import save_file
 
     dtype = dtype or torch.float32
-    weights = {k: v.detach().to(dtype).cpu().contiguous() for k, v in model.state_dict().items()
-               if not (k == "out.weight" and model.cfg.tie_embeddings)}
-    metadata = {"format": "pt"} if dtype == torch.float32 else {"format": "pt", "dtype": str(dtype).removeprefix("torch.")}
+    weights = {
+        k: v.detach().to(dtype).cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if not (k == "out.weight" and model.cfg.tie_embeddings)
+    }
+    metadata = (
+        {"format": "pt"} if dtype == torch.float32 else {"format": "pt", "dtype": str(dtype).removeprefix("torch.")}
+    )
     atomic_write(path, lambda p: save_file(weights, p, metadata=metadata))
 
 
@@ -154,8 +159,16 @@ def weights_header(path: Path) -> dict:
     header.pop("__metadata__", None)
     data = file_size - 8 - size
     for name, entry in header.items():
-        ok = isinstance(entry, dict) and isinstance(entry.get("shape"), list) and isinstance(entry.get("data_offsets"), list)
-        if not ok or len(entry["data_offsets"]) != 2 or not all(isinstance(x, int) and 0 <= x <= data for x in entry["data_offsets"]):
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("shape"), list)
+            and isinstance(entry.get("data_offsets"), list)
+        )
+        if (
+            not ok
+            or len(entry["data_offsets"]) != 2
+            or not all(isinstance(x, int) and 0 <= x <= data for x in entry["data_offsets"])
+        ):
             raise ChatbotError(f"{path}: corrupt (tensor {str(name)[:40]!r} lies outside the file)")
     return header
 
@@ -165,10 +178,15 @@ def check_weight_shapes(path: Path, header: dict, expected: dict[str, tuple[int,
     missing = sorted(set(expected) - set(header))
     unexpected = sorted(set(header) - set(expected))
     if missing or unexpected:
-        raise ChatbotError(f"{path}: does not fit config.json (missing {missing[:3]}, unexpected {[str(u)[:40] for u in unexpected[:3]]})")
+        raise ChatbotError(
+            f"{path}: does not fit config.json "
+            f"(missing {missing[:3]}, unexpected {[str(u)[:40] for u in unexpected[:3]]})"
+        )
     for name, shape in expected.items():
         if tuple(header[name]["shape"]) != tuple(shape):
-            raise ChatbotError(f"{path}: does not fit config.json ({name} is {header[name]['shape']}, config.json says {list(shape)})")
+            raise ChatbotError(
+                f"{path}: does not fit config.json ({name} is {header[name]['shape']}, config.json says {list(shape)})"
+            )
 
 
 def load_model(
@@ -199,7 +217,11 @@ def load_model(
         )
     path = directory / WEIGHTS
     with torch.device("meta"):  # shapes only, nothing allocated
-        expected = {k: tuple(v.shape) for k, v in Seq2Seq(cfg).state_dict().items() if not (k == "out.weight" and cfg.tie_embeddings)}
+        expected = {
+            k: tuple(v.shape)
+            for k, v in Seq2Seq(cfg).state_dict().items()
+            if not (k == "out.weight" and cfg.tie_embeddings)
+        }
     header = weights_header(path)
     if cfg.tie_embeddings:
         header.pop("out.weight", None)
@@ -210,7 +232,11 @@ def load_model(
         raise ChatbotError(f"{path}: corrupt ({str(err).splitlines()[0]})") from None
     if cfg.tie_embeddings:
         weights.pop("out.weight", None)
-    bad = [name for name, tensor in weights.items() if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    bad = [
+        name
+        for name, tensor in weights.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
     if bad:
         raise ChatbotError(f"{path}: {bad[0]} holds NaN or infinite values (a diverged training run?)")
     model = Seq2Seq(cfg)

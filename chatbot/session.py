@@ -64,7 +64,9 @@ class Session:
 
             set_threads(threads)
             dev = resolve_device(device)
-            self.precision = ("bf16" if precision == "bf16" else "fp32") if self.reference else inference_precision(precision, dev)
+            self.precision = (
+                ("bf16" if precision == "bf16" else "fp32") if self.reference else inference_precision(precision, dev)
+            )
             self._open_model(Path(self.model_path), dev)
         except Exception as err:
             self.load_error = str(err) or type(err).__name__
@@ -138,9 +140,16 @@ class Session:
         conversation = self.ensure_conversation(text)
         return self.storage.add_message(conversation, "user", text) if self.storage else None
 
-    def respond(self, text: str, on_text: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None,
-                user_id: int | None = None, settings: Settings | None = None, inspect: bool = True,
-                conversation_id: int | None = None) -> Exchange:
+    def respond(
+        self,
+        text: str,
+        on_text: Callable[[str], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        user_id: int | None = None,
+        settings: Settings | None = None,
+        inspect: bool = True,
+        conversation_id: int | None = None,
+    ) -> Exchange:
         """Decode a reply to `text` (streamed through `on_text`), then commit it to the log, in
         `conversation_id` (default: the current conversation; a reply still being written when
         the person opens another conversation belongs to the one its message was sent in).
@@ -163,8 +172,14 @@ class Session:
         bot_id, inside = None, inside_view(self.tokenizer, result) if inspect else None
         if self.storage is not None and user_id is not None:
             bot_id = self.storage.add_message(
-                conversation_id, "bot", result.text, model=self.model_path, decoding={**result.settings, "precision": self.precision},
-                latency_ms=round(result.seconds * 1000, 2), score=result.score, attention=inside,
+                conversation_id,
+                "bot",
+                result.text,
+                model=self.model_path,
+                decoding={**result.settings, "precision": self.precision},
+                latency_ms=round(result.seconds * 1000, 2),
+                score=result.score,
+                attention=inside,
                 reply_to=user_id,
             )
         return Exchange(user_id, bot_id, result, inside)
@@ -183,8 +198,15 @@ def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:
 
 
 def open_session(
-    model_dir: Path, db: Path | None, no_log: bool, device: str, strategy: str, settings: Settings | None, precision: str = "fp32",
-    threads: int | None = None, load: bool = True,
+    model_dir: Path,
+    db: Path | None,
+    no_log: bool,
+    device: str,
+    strategy: str,
+    settings: Settings | None,
+    precision: str = "fp32",
+    threads: int | None = None,
+    load: bool = True,
 ) -> Session:
     """A session on `model_dir`, logging to `db` (the default log unless `no_log`). With `load`
     False the model is not loaded yet: call `session.load(device, precision, threads)` later."""

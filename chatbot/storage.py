@@ -102,7 +102,19 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
 
 SCHEMA = {  # the columns each table must have, whatever migrations added since
     "conversations": {"id", "title", "created_at", "updated_at"},
-    "messages": {"id", "conversation_id", "role", "text", "created_at", "model", "decoding", "latency_ms", "score", "attention", "reply_to"},
+    "messages": {
+        "id",
+        "conversation_id",
+        "role",
+        "text",
+        "created_at",
+        "model",
+        "decoding",
+        "latency_ms",
+        "score",
+        "attention",
+        "reply_to",
+    },
     "feedback": {"id", "message_id", "kind", "rating", "text", "created_at"},
     "models": {"id", "name", "path", "parent", "created_at", "info"},
     "messages_fts": {"text"},
@@ -134,7 +146,9 @@ class Storage:
             if not self.path.exists():
                 fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)  # readable by its owner only
                 os.close(fd)
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+            )
             self.db = sqlite_utils.Database(conn)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA journal_mode = WAL")
@@ -161,7 +175,9 @@ class Storage:
         """Insert one row with plain SQL: unlike sqlite-utils' insert, it never creates a missing
         table (a table dropped while the chat runs is an error, not a new table without its keys)."""
         columns = ", ".join(row)
-        cursor = self.db.execute(f"insert {conflict} into {table} ({columns}) values ({', '.join('?' * len(row))})", _valid(row.values()))
+        cursor = self.db.execute(
+            f"insert {conflict} into {table} ({columns}) values ({', '.join('?' * len(row))})", _valid(row.values())
+        )
         return cursor.lastrowid
 
     def _read(self, sql: str, params=()) -> list[dict]:
@@ -174,13 +190,16 @@ class Storage:
 
     def new_conversation(self, title: str = "New conversation") -> int:
         stamp = now()
-        return self._write(lambda: self._insert("conversations", {"title": title, "created_at": stamp, "updated_at": stamp}))
+        return self._write(
+            lambda: self._insert("conversations", {"title": title, "created_at": stamp, "updated_at": stamp})
+        )
 
     def conversations(self) -> list[dict]:
         """Newest first, each with its message count and how many of its replies carry feedback."""
         return self._read(
             "select c.*, count(m.id) as messages, "
-            "(select count(*) from feedback f join messages b on b.id = f.message_id where b.conversation_id = c.id) as feedback "
+            "(select count(*) from feedback f join messages b on b.id = f.message_id "
+            "where b.conversation_id = c.id) as feedback "
             "from conversations c left join messages m on m.conversation_id = c.id "
             "group by c.id order by c.updated_at desc, c.id desc"
         )
@@ -190,11 +209,18 @@ class Storage:
         return rows[0] if rows else None
 
     def rename_conversation(self, conversation_id: int, title: str) -> None:
-        self._write(lambda: self.db.execute("update conversations set title = ?, updated_at = ? where id = ?", _valid([title, now(), conversation_id])))
+        self._write(
+            lambda: self.db.execute(
+                "update conversations set title = ?, updated_at = ? where id = ?",
+                _valid([title, now(), conversation_id]),
+            )
+        )
 
     def delete_conversation(self, conversation_id: int) -> None:
         def delete():
-            ids = [r["id"] for r in self.db.query("select id from messages where conversation_id = ?", [conversation_id])]
+            ids = [
+                r["id"] for r in self.db.query("select id from messages where conversation_id = ?", [conversation_id])
+            ]
             if ids:
                 marks = ",".join("?" * len(ids))
                 self.db.execute(f"delete from feedback where message_id in ({marks})", ids)
@@ -205,20 +231,39 @@ class Storage:
 
     # messages
 
-    def add_message(self, conversation_id: int, role: str, text: str, *, model: str | None = None, decoding: dict | None = None,
-                    latency_ms: float | None = None, score: float | None = None, attention: dict | None = None,
-                    reply_to: int | None = None) -> int:
+    def add_message(
+        self,
+        conversation_id: int,
+        role: str,
+        text: str,
+        *,
+        model: str | None = None,
+        decoding: dict | None = None,
+        latency_ms: float | None = None,
+        score: float | None = None,
+        attention: dict | None = None,
+        reply_to: int | None = None,
+    ) -> int:
         if role not in ("user", "bot"):
             raise ValueError(f"role must be 'user' or 'bot', not {role!r}")
         row = {
-            "conversation_id": conversation_id, "role": role, "text": text, "created_at": now(), "model": model,
-            "decoding": json.dumps(decoding) if decoding is not None else None, "latency_ms": latency_ms, "score": score,
-            "attention": json.dumps(attention, ensure_ascii=False) if attention is not None else None, "reply_to": reply_to,
+            "conversation_id": conversation_id,
+            "role": role,
+            "text": text,
+            "created_at": now(),
+            "model": model,
+            "decoding": json.dumps(decoding) if decoding is not None else None,
+            "latency_ms": latency_ms,
+            "score": score,
+            "attention": json.dumps(attention, ensure_ascii=False) if attention is not None else None,
+            "reply_to": reply_to,
         }
 
         def insert():
             pk = self._insert("messages", row)
-            self.db.execute("update conversations set updated_at = ? where id = ?", [row["created_at"], conversation_id])
+            self.db.execute(
+                "update conversations set updated_at = ? where id = ?", [row["created_at"], conversation_id]
+            )
             return pk
 
         return self._write(insert)
@@ -269,7 +314,9 @@ class Storage:
         conversation shows beside its replies."""
         rows = self._read(
             "select f.message_id, f.kind, f.rating, f.text from feedback f join messages m on m.id = f.message_id "
-            "where m.conversation_id = ? and f.kind in ('rating', 'correction') order by f.id", [conversation_id])
+            "where m.conversation_id = ? and f.kind in ('rating', 'correction') order by f.id",
+            [conversation_id],
+        )
         marks: dict[int, dict] = {}
         for r in rows:
             marks.setdefault(r["message_id"], {})[r["kind"]] = r["rating"] if r["kind"] == "rating" else r["text"]
@@ -286,8 +333,16 @@ class Storage:
 
     # models
 
-    def register_model(self, path: str, name: str | None = None, parent: str | None = None, info: dict | None = None) -> None:
-        row = {"name": name or Path(path).name, "path": str(path), "parent": parent, "created_at": now(), "info": json.dumps(info or {})}
+    def register_model(
+        self, path: str, name: str | None = None, parent: str | None = None, info: dict | None = None
+    ) -> None:
+        row = {
+            "name": name or Path(path).name,
+            "path": str(path),
+            "parent": parent,
+            "created_at": now(),
+            "info": json.dumps(info or {}),
+        }
         self._write(lambda: self._insert("models", row, "or ignore"))  # a path is registered once
 
     def models(self) -> list[dict]:

@@ -66,7 +66,9 @@ class Sample(Strategy):
         return sample_from(logp / s.temperature, s.top_k, s.top_p, self.generator), None
 
 
-def ranked_candidates(logits: torch.Tensor, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ranked_candidates(
+    logits: torch.Tensor, top_k: int, top_p: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The tokens that top-k and top-p may keep, most likely first: probabilities (R, N)
     (renormalised over the top k when top_k is set), token ids (R, N) and whether each is kept (R, N).
 

@@ -22,7 +22,9 @@ def _conversations() -> dict:
     try:
         import chitchat_dataset
     except ImportError:
-        raise CorpusError("the chitchat corpus needs the package chitchat-dataset (pip install chitchat-dataset)") from None
+        raise CorpusError(
+            "the chitchat corpus needs the package chitchat-dataset (pip install chitchat-dataset)"
+        ) from None
     from pathlib import Path
 
     path = Path(chitchat_dataset.__file__).parent / "dataset.json"

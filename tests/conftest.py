@@ -41,8 +41,20 @@ def overfit_dir(tmp_path_factory, sample_pairs):
     root = tmp_path_factory.mktemp("overfit")
     corpus = write_tsv(root / "thirty.tsv", sample_pairs[:30])
     out = root / "model"
-    cfg = TrainConfig(corpus=str(corpus), vocab_size=600, epochs=400, max_tokens=4000, lr=1e-2, warmup_steps=10,
-                      weight_decay=0.0, eval_every=50, patience=100, log_every=10, seed=3, device="cpu")
+    cfg = TrainConfig(
+        corpus=str(corpus),
+        vocab_size=600,
+        epochs=400,
+        max_tokens=4000,
+        lr=1e-2,
+        warmup_steps=10,
+        weight_decay=0.0,
+        eval_every=50,
+        patience=100,
+        log_every=10,
+        seed=3,
+        device="cpu",
+    )
     train(out, ModelConfig(embedding_dim=64, hidden_size=128, layers=1, dropout=0.0), cfg, quiet=True)
     return out
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 from safetensors.torch import load_file, save_file
+from textual.widgets import Static
 
 from chatbot.app.chat_app import ChatApp
 from chatbot.app.widgets import MessageView
-from textual.widgets import Static
 from chatbot.session import open_session
 
 
@@ -46,7 +46,9 @@ async def test_send_shows_the_reply_and_logs_both_rows(app, sample_pairs):
         assert json.loads(bot["decoding"])["precision"] == app.session.precision
         inside = json.loads(bot["attention"])
         assert len(inside["weights"]) == len(inside["reply_pieces"]) == len(inside["alternatives"])
-        assert all(1 <= len(step) <= 5 and step[0][1] >= step[-1][1] for step in inside["alternatives"])  # ranked after the reply
+        assert all(
+            1 <= len(step) <= 5 and step[0][1] >= step[-1][1] for step in inside["alternatives"]
+        )  # ranked after the reply
 
 
 async def test_empty_message_is_ignored(app):
@@ -103,7 +105,9 @@ async def test_resume_shows_the_history_and_search_finds_an_old_message(app):
         await pilot.press("ctrl+o")
         await pilot.pause()
         options = app.screen.query_one("#conversation-list")
-        options.highlighted = [i for i in range(options.option_count) if options.get_option_at_index(i).id == str(first)][0]
+        options.highlighted = [
+            i for i in range(options.option_count) if options.get_option_at_index(i).id == str(first)
+        ][0]
         await pilot.press("enter")
         await pilot.pause()
         assert views(app)[0] == ("user", "tell me a joke") and app.session.conversation_id == first
@@ -186,14 +190,18 @@ async def test_model_picker_switches_and_replies_record_the_model(app, overfit_d
         await pilot.press("f5")
         await pilot.pause()
         options = app.screen.query_one("#model-list")
-        options.highlighted = [i for i in range(options.option_count) if options.get_option_at_index(i).id == str(other)][0]
+        options.highlighted = [
+            i for i in range(options.option_count) if options.get_option_at_index(i).id == str(other)
+        ][0]
         await pilot.press("enter")
         await app.workers.wait_for_complete()
         await send(pilot, "hi there")
         assert [r["model"] for r in rows(app) if r["role"] == "bot"] == [str(overfit_dir), str(other)]
 
 
-async def test_a_message_sent_before_the_model_has_loaded_is_logged_at_once_and_answered_once_it_has(overfit_dir, tmp_path, sample_pairs):
+async def test_a_message_sent_before_the_model_has_loaded_is_logged_at_once_and_answered_once_it_has(
+    overfit_dir, tmp_path, sample_pairs
+):
     session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None, load=False)
     app = ChatApp(session)  # nothing loads the model until the test does
     pair = sample_pairs[3]
@@ -254,7 +262,9 @@ async def test_a_growing_reply_shows_its_latest_text_and_a_late_update_never_ove
     monkeypatch.setattr(widgets, "STREAM_INTERVAL", 0.0)  # redraw whenever the screen is free
     async with app.run_test() as pilot:
         view = app.add_message(MessageView("bot", "", pending=True))
-        await asyncio.to_thread(lambda: [view.grow(text) for text in ("I", "I like", "I like tea")])  # the decoding thread's calls
+        await asyncio.to_thread(
+            lambda: [view.grow(text) for text in ("I", "I like", "I like tea")]
+        )  # the decoding thread's calls
         assert await until(pilot, lambda: view.text == "I like tea")
         view.finish("I like tea.", None, "greedy")
         await asyncio.to_thread(view.grow, "I like tea and")
@@ -265,7 +275,9 @@ async def test_a_growing_reply_shows_its_latest_text_and_a_late_update_never_ove
 def test_the_warm_up_after_loading_does_not_depend_on_the_users_settings(overfit_dir, tmp_path):
     from chatbot.settings import SampleSettings
 
-    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "sample", SampleSettings(min_length=10, seed=1))
+    session = open_session(
+        overfit_dir, tmp_path / "chat.db", False, "cpu", "sample", SampleSettings(min_length=10, seed=1)
+    )
     assert session.model is not None and session.load_error is None
     assert len(session.respond("hi there").reply.tokens) >= 10
     session.storage.close()
@@ -290,10 +302,19 @@ async def test_search_lists_every_hit_and_matches_word_prefixes(app):
         assert app.session.conversation_id == conversation and views(app)[0] == ("user", "do you like zebras?")
 
 
-@pytest.mark.parametrize("name, typed", [
-    ("temperature", "nan"), ("temperature", "inf"), ("temperature", "1e309"), ("temperature", "1e30"),
-    ("top_p", "1e-300x"), ("top_k", "2.5"), ("block_source_ngrams", "banana"), ("max_length", "1000000"),
-])
+@pytest.mark.parametrize(
+    "name, typed",
+    [
+        ("temperature", "nan"),
+        ("temperature", "inf"),
+        ("temperature", "1e309"),
+        ("temperature", "1e30"),
+        ("top_p", "1e-300x"),
+        ("top_k", "2.5"),
+        ("block_source_ngrams", "banana"),
+        ("max_length", "1000000"),
+    ],
+)
 async def test_settings_refuse_values_that_are_not_finite_in_range_or_of_their_type(app, name, typed):
     async with app.run_test(size=(120, 36)) as pilot:
         app.session.strategy = "sample"
@@ -330,7 +351,18 @@ def test_no_key_collides_with_the_message_box_or_a_terminal_multiplexer():
     ours = [k.key for k in KEYS]
     assert len(ours) == len(set(ours))
     assert not set(ours) & box_keys, set(ours) & box_keys
-    assert not set(ours) & {"ctrl+b", "ctrl+a", "ctrl+c", "ctrl+q", "ctrl+p", "ctrl+z", "ctrl+i", "ctrl+m", "ctrl+j", "ctrl+h"}
+    assert not set(ours) & {
+        "ctrl+b",
+        "ctrl+a",
+        "ctrl+c",
+        "ctrl+q",
+        "ctrl+p",
+        "ctrl+z",
+        "ctrl+i",
+        "ctrl+m",
+        "ctrl+j",
+        "ctrl+h",
+    }
 
 
 async def test_export_works_from_the_message_box_and_lands_beside_the_log_owner_only(app, tmp_path, monkeypatch):
@@ -391,7 +423,11 @@ async def test_a_message_sent_while_a_reply_is_written_waits_its_turn(overfit_di
         await asyncio.to_thread(session.load, "cpu", "fp32", 1)
         assert await until(pilot, lambda: len(rows(app)) == 4 and not app.replying())
         assert [(r["role"], r["text"]) for r in rows(app)] == [
-            ("user", first.source), ("user", second.source), ("bot", first.reply), ("bot", second.reply)]
+            ("user", first.source),
+            ("user", second.source),
+            ("bot", first.reply),
+            ("bot", second.reply),
+        ]
         assert rows(app)[2]["reply_to"] == rows(app)[0]["id"] and rows(app)[3]["reply_to"] == rows(app)[1]["id"]
     session.storage.close()
 
@@ -514,7 +550,7 @@ def test_readme_key_table_lists_every_key_and_the_starting_strategy():
     from chatbot.app.chat_app import KEYS
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = readme[readme.index("| key | does |"):]
+    table = readme[readme.index("| key | does |") :]
     table = table[: table.index("\n\n")]
     for k in KEYS:
         assert k.key in table, k.key

@@ -21,14 +21,56 @@ from chatbot.validation import clean_text
 
 SEEDS = 8
 PRESSES = 270  # per seed: more than 2,000 in all
-NAVIGATION = ["enter", "enter", "enter", "tab", "shift+tab", "up", "down", "escape", "backspace", "left", "right",
-              "home", "end", "pageup", "pagedown", "ctrl+c", "ctrl+u", "ctrl+k"]
+NAVIGATION = [
+    "enter",
+    "enter",
+    "enter",
+    "tab",
+    "shift+tab",
+    "up",
+    "down",
+    "escape",
+    "backspace",
+    "left",
+    "right",
+    "home",
+    "end",
+    "pageup",
+    "pagedown",
+    "ctrl+c",
+    "ctrl+u",
+    "ctrl+k",
+]
 DIALOG_LETTERS = ["y", "n", "d", "r", "1", "2", "3", "a", "z"]
 TEXTS = [
-    "hello there", "nan", "inf", "-inf", "1e309", "-0", "-0.0", "99999999999999999999999", "-1", "0", "0.5", "true",
-    "banana", "none", "", "   ", "안녕하세요, 오늘 기분이 어때요?", "🙂🙃 emoji ZWJ 👩‍👩‍👧", "مرحبا بالعالم", "e\u0301\u0301\u0301",
-    "\x00\x01\x1b[31mred\x1b[0m", "tab\there", "\u202eright-to-left override", "\ud800 lone surrogate", "x" * 3000,
-    "zeb", "what is your name?", "do you like music?",
+    "hello there",
+    "nan",
+    "inf",
+    "-inf",
+    "1e309",
+    "-0",
+    "-0.0",
+    "99999999999999999999999",
+    "-1",
+    "0",
+    "0.5",
+    "true",
+    "banana",
+    "none",
+    "",
+    "   ",
+    "안녕하세요, 오늘 기분이 어때요?",
+    "🙂🙃 emoji ZWJ 👩‍👩‍👧",
+    "مرحبا بالعالم",
+    "e\u0301\u0301\u0301",
+    "\x00\x01\x1b[31mred\x1b[0m",
+    "tab\there",
+    "\u202eright-to-left override",
+    "\ud800 lone surrogate",
+    "x" * 3000,
+    "zeb",
+    "what is your name?",
+    "do you like music?",
 ]
 SIZES = [(80, 24), (120, 36), (60, 20), (100, 30)]
 

@@ -57,7 +57,9 @@ def test_teacher_forced_scores_agree_with_the_cpu(changes):
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("make", [lambda: GreedySettings(max_length=10), lambda: BeamSettings(beam_size=4, n_best=2, max_length=10)])
+@pytest.mark.parametrize(
+    "make", [lambda: GreedySettings(max_length=10), lambda: BeamSettings(beam_size=4, n_best=2, max_length=10)]
+)
 def test_greedy_and_beam_scores_equal_the_cpu_ones(make):
     """An untrained model's next-token choices are near-ties that rounding may tip either way, so
     its replies are compared by score (the trained model below is compared token by token)."""
@@ -77,14 +79,17 @@ def test_seeded_sampling_on_the_gpu_repeats_itself_and_stays_in_bounds():
     assert all(1 <= len(h[0]["tokens"]) <= 7 for h in first)
 
 
-@pytest.mark.parametrize("make", [lambda: GreedySettings(max_length=48), lambda: BeamSettings(beam_size=5, max_length=48)])
+@pytest.mark.parametrize(
+    "make", [lambda: GreedySettings(max_length=48), lambda: BeamSettings(beam_size=5, max_length=48)]
+)
 def test_a_cpu_trained_model_replies_alike_on_the_gpu(overfit_dir, sample_pairs, make):
     messages = [p.source for p in sample_pairs[:30]]
     cpu_model, tokenizer, _ = load_model(overfit_dir)
     gpu_model, _, _ = load_model(overfit_dir, CUDA)
     assert next(gpu_model.parameters()).device.type == "cuda"
-    assert [r[0].text for r in reply(gpu_model, tokenizer, messages, make())] == \
-           [r[0].text for r in reply(cpu_model, tokenizer, messages, make())]
+    assert [r[0].text for r in reply(gpu_model, tokenizer, messages, make())] == [
+        r[0].text for r in reply(cpu_model, tokenizer, messages, make())
+    ]
 
 
 def test_moved_lstm_weights_are_packed_for_cudnn(overfit_dir):
@@ -118,8 +123,26 @@ def run_chatbot(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True, text=True, timeout=600)
 
 
-TRAIN = ["train", "--corpus", "sample", "--max-tokens", "600", "--embedding-dim", "32", "--hidden-size", "48",
-         "--vocab-size", "600", "--eval-every", "10", "--device", "cuda", "--quiet", "--seed", "4"]
+TRAIN = [
+    "train",
+    "--corpus",
+    "sample",
+    "--max-tokens",
+    "600",
+    "--embedding-dim",
+    "32",
+    "--hidden-size",
+    "48",
+    "--vocab-size",
+    "600",
+    "--eval-every",
+    "10",
+    "--device",
+    "cuda",
+    "--quiet",
+    "--seed",
+    "4",
+]
 
 
 @pytest.mark.parametrize("precision", ["bf16", "tf32"])

@@ -100,7 +100,9 @@ def test_source_ngrams_can_be_blocked_too():
 
 def test_beam_finds_what_greedy_misses_and_orders_n_best():
     # greedy takes 4 (0.6) then a flat 4-way choice (0.25 each); 5 (0.4) leads to a certain end.
-    table = BigramTable({BOS: {4: 0.6, 5: 0.4}, 4: {6: 0.25, 7: 0.25, EOS: 0.25, 4: 0.25}, 5: {EOS: 1.0}, 6: {EOS: 1.0}, 7: {EOS: 1.0}})
+    table = BigramTable(
+        {BOS: {4: 0.6, 5: 0.4}, 4: {6: 0.25, 7: 0.25, EOS: 0.25, 4: 0.25}, 5: {EOS: 1.0}, 6: {EOS: 1.0}, 7: {EOS: 1.0}}
+    )
     assert tokens_of(table, GreedySettings())[0][0] == 4
     beam = decode(table, [[4]], BeamSettings(beam_size=3, n_best=3, length_penalty=0.0))[0]
     assert beam[0]["tokens"] == [5]
@@ -147,7 +149,9 @@ def test_wide_beam_equals_brute_force(seed):
     scored = {tuple(c): teacher_forced_logprob(model, source, c) for c in candidates}
     best = max(scored, key=scored.get)
     width = len(words) ** max_len  # keeps every prefix
-    hyp = decode(model, [source], BeamSettings(beam_size=width, length_penalty=0.0, max_length=max_len, no_repeat_ngram=0))[0][0]
+    hyp = decode(
+        model, [source], BeamSettings(beam_size=width, length_penalty=0.0, max_length=max_len, no_repeat_ngram=0)
+    )[0][0]
     assert tuple(hyp["tokens"]) == best
     assert math.isclose(hyp["score"], scored[best], rel_tol=1e-4, abs_tol=1e-4)
 
@@ -158,13 +162,17 @@ def test_beam_of_one_top_k_one_and_zero_temperature_equal_greedy(attention, inpu
     model = tiny_model(3, vocab=40, attention=attention, input_feeding=input_feeding)
     sources = [[5, 6, 7], [8, 9], [10, 11, 12, 13]]
     greedy = [h[0]["tokens"] for h in decode(model, sources, GreedySettings(max_length=10))]
-    beam1 = [h[0]["tokens"] for h in decode(model, sources, BeamSettings(beam_size=1, length_penalty=0.0, max_length=10))]
+    beam1 = [
+        h[0]["tokens"] for h in decode(model, sources, BeamSettings(beam_size=1, length_penalty=0.0, max_length=10))
+    ]
     top1 = [h[0]["tokens"] for h in decode(model, sources, SampleSettings(top_k=1, top_p=1.0, max_length=10, seed=1))]
     cold = [h[0]["tokens"] for h in decode(model, sources, SampleSettings(temperature=0.0, max_length=10))]
     assert greedy == beam1 == top1 == cold
 
 
-@pytest.mark.parametrize("make", [lambda: GreedySettings(max_length=8), lambda: BeamSettings(beam_size=3, n_best=2, max_length=8)])
+@pytest.mark.parametrize(
+    "make", [lambda: GreedySettings(max_length=8), lambda: BeamSettings(beam_size=3, n_best=2, max_length=8)]
+)
 def test_batched_replies_equal_one_at_a_time(make):
     """(Sampling draws for the whole batch from one generator, so only its seeded repeat is exact.)"""
     model = tiny_model(4, vocab=40)
@@ -198,11 +206,14 @@ def test_top_p_sampling_matches_the_truncated_renormalised_distribution():
     assert chi2 < 13.8  # chi-square, 2 degrees of freedom, p = 0.001
 
 
-@pytest.mark.parametrize("top_k, top_p, expected", [
-    (3, 1.0, [0.5, 0.3125, 0.1875]),  # the top 3, renormalised
-    (3, 0.7, [0.5 / 0.8125, 0.3125 / 0.8125, 0.0]),  # then the nucleus of that: 0.5 < 0.7 <= 0.8125
-    (0, 1.0, [0.4, 0.25, 0.15, 0.1, 0.06, 0.04]),  # nothing truncated
-])
+@pytest.mark.parametrize(
+    "top_k, top_p, expected",
+    [
+        (3, 1.0, [0.5, 0.3125, 0.1875]),  # the top 3, renormalised
+        (3, 0.7, [0.5 / 0.8125, 0.3125 / 0.8125, 0.0]),  # then the nucleus of that: 0.5 < 0.7 <= 0.8125
+        (0, 1.0, [0.4, 0.25, 0.15, 0.1, 0.06, 0.04]),  # nothing truncated
+    ],
+)
 def test_top_k_sampling_frequencies_match_the_renormalised_distribution(top_k, top_p, expected):
     probs = torch.tensor([0.4, 0.25, 0.15, 0.1, 0.06, 0.04])
     expected = torch.tensor(expected + [0.0] * (6 - len(expected)))
@@ -229,17 +240,30 @@ def test_top_p_over_a_large_vocabulary_keeps_the_exact_nucleus():
     assert int(torch.isfinite(truncate_distribution(flat, top_k=0, top_p=0.9)).sum()) == 1800
 
 
-@pytest.mark.parametrize("bad", [dict(strategy="beam", beam_size=0), dict(strategy="sample", top_p=1.5),
-                                 dict(strategy="sample", temperature=-1.0), dict(strategy="beam", n_best=9),
-                                 dict(strategy="greedy", max_length=0), dict(strategy="nucleus")])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(strategy="beam", beam_size=0),
+        dict(strategy="sample", top_p=1.5),
+        dict(strategy="sample", temperature=-1.0),
+        dict(strategy="beam", n_best=9),
+        dict(strategy="greedy", max_length=0),
+        dict(strategy="nucleus"),
+    ],
+)
 def test_invalid_settings_are_refused(bad):
     with pytest.raises(ChatbotError):
         settings_from(bad.pop("strategy"), **bad)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(source=st.lists(st.integers(4, 39), min_size=1, max_size=12), n=st.integers(1, 3),
-       max_length=st.integers(1, 12), min_length=st.integers(0, 12), strategy=st.sampled_from(["greedy", "beam", "sample"]))
+@given(
+    source=st.lists(st.integers(4, 39), min_size=1, max_size=12),
+    n=st.integers(1, 3),
+    max_length=st.integers(1, 12),
+    min_length=st.integers(0, 12),
+    strategy=st.sampled_from(["greedy", "beam", "sample"]),
+)
 def test_blocked_ngrams_never_appear_and_lengths_stay_in_bounds(source, n, max_length, min_length, strategy):
     min_length = min(min_length, max_length)
     model = tiny_model(6, vocab=40)
@@ -261,21 +285,34 @@ def test_any_unicode_message_gets_a_reply(text, tokenizer):
 
 
 @settings(max_examples=200, deadline=None)
-@given(history=st.lists(st.integers(4, 7), max_size=14), source=st.lists(st.integers(4, 7), min_size=1, max_size=8),
-       n=st.integers(1, 4), with_source=st.booleans())
+@given(
+    history=st.lists(st.integers(4, 7), max_size=14),
+    source=st.lists(st.integers(4, 7), min_size=1, max_size=8),
+    n=st.integers(1, 4),
+    with_source=st.booleans(),
+)
 def test_one_row_ngram_blocking_bans_what_the_batched_form_bans(history, source, n, with_source):
     from chatbot.decoding import banned_continuations, block_ngrams
 
     logp = torch.zeros(1, V)
-    block_ngrams(logp, torch.tensor([history], dtype=torch.long).reshape(1, len(history)), n,
-                 torch.tensor([source]) if with_source else None)
+    block_ngrams(
+        logp,
+        torch.tensor([history], dtype=torch.long).reshape(1, len(history)),
+        n,
+        torch.tensor([source]) if with_source else None,
+    )
     expected = {i for i in range(V) if logp[0, i] == float("-inf")}
     assert set(banned_continuations(history, n, source if with_source else None)) == expected
 
 
-@pytest.mark.parametrize("make", [lambda: GreedySettings(max_length=8, no_repeat_ngram=0),
-                                  lambda: SampleSettings(seed=3, max_length=8, no_repeat_ngram=0),
-                                  lambda: BeamSettings(beam_size=3, max_length=8, no_repeat_ngram=0)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GreedySettings(max_length=8, no_repeat_ngram=0),
+        lambda: SampleSettings(seed=3, max_length=8, no_repeat_ngram=0),
+        lambda: BeamSettings(beam_size=3, max_length=8, no_repeat_ngram=0),
+    ],
+)
 def test_alternatives_are_each_steps_top_five_under_teacher_forcing(make):
     """What the inside view shows: at every reply position, the five most likely pieces and their
     log-probabilities, ranked once at the end (greedy, sampling) or at each step (beam search)."""
@@ -284,10 +321,11 @@ def test_alternatives_are_each_steps_top_five_under_teacher_forcing(make):
     hyp = decode(model, [source], settings)[0][0]
     tokens = hyp["tokens"] + ([EOS] if hyp["finished"] else [])
     with torch.no_grad():
-        logits, _ = model.scored_logits(torch.tensor([source]), torch.tensor([3]), torch.tensor([[BOS] + tokens[:-1]]),
-                                        torch.tensor([tokens]))
+        logits, _ = model.scored_logits(
+            torch.tensor([source]), torch.tensor([3]), torch.tensor([[BOS] + tokens[:-1]]), torch.tensor([tokens])
+        )
     expected = logits.log_softmax(-1)
-    expected[:, :BOS + 1] = float("-inf")  # never padding, unknown or start
+    expected[:, : BOS + 1] = float("-inf")  # never padding, unknown or start
     expected[0, EOS] = float("-inf")  # nor an empty reply (min_length 1)
     top = expected.topk(5, dim=-1)
     assert len(hyp["alternatives"]) == len(tokens)

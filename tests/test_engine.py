@@ -74,19 +74,21 @@ def test_the_engines_leave_the_model_as_it_was():
 def test_greedy_replies_with_and_without_reference_are_the_same(sample_pairs):
     """The bundled model in fp32: the flat engine and the model's own modules reply alike to 50
     chitchat test messages, and the model's own `greedy_reply` is greedy decoding without rules."""
-    from corpora import load_pairs
     from chatbot.engine import load_engine
     from chatbot.paths import BUNDLED_MODEL
+    from corpora import load_pairs
 
     messages = [p.source for p in load_pairs("chitchat", "test")[:50]]
     flat, tokenizer, _ = load_engine(BUNDLED_MODEL, precision="fp32")
     reference, _, _ = load_engine(BUNDLED_MODEL, precision="fp32", reference=True)
     assert isinstance(flat, FlatEngine) and isinstance(reference, ReferenceEngine)
     settings = GreedySettings()
-    assert [r[0].text for r in reply(flat, tokenizer, messages, settings)] == [r[0].text for r in reply(reference, tokenizer, messages, settings)]
+    assert [r[0].text for r in reply(flat, tokenizer, messages, settings)] == [
+        r[0].text for r in reply(reference, tokenizer, messages, settings)
+    ]
     bare = GreedySettings(no_repeat_ngram=0)
     for message in messages[:10]:
-        source = tokenizer.encode(message)[-flat.cfg.max_source_tokens:]
+        source = tokenizer.encode(message)[-flat.cfg.max_source_tokens :]
         expected = reply(reference, tokenizer, [message], bare)[0][0]
         tokens, attention = greedy_reply(reference.model, source, bare.max_length)
         assert tokens == expected.tokens and len(attention) == len(tokens)

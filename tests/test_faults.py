@@ -104,7 +104,9 @@ def test_settings_refused_after_parsing_are_one_line_too(tmp_path, capsys):
 
 
 def test_a_tiny_top_p_samples_the_most_likely_token(overfit_dir, capsys):
-    code = main(["reply", "--model", str(overfit_dir), "--strategy", "sample", "--top-p", "1e-300", "--seed", "1", "hi there"])
+    code = main(
+        ["reply", "--model", str(overfit_dir), "--strategy", "sample", "--top-p", "1e-300", "--seed", "1", "hi there"]
+    )
     assert code == 0 and capsys.readouterr().out.strip()
 
 
@@ -113,7 +115,9 @@ def test_reply_answers_every_line_it_can_read_when_some_are_not_utf8(overfit_dir
     lines = [good.source.encode(), b"\xff\xfe broken \xc3", b"", "caf\u00e9 \u2603 \U0001f600".encode(), b"x" * 100_001]
     result = subprocess.run(
         [sys.executable, "-m", "chatbot", "reply", "--model", str(overfit_dir), "--threads", "1"],
-        input=b"\n".join(lines) + b"\n", capture_output=True, timeout=120,
+        input=b"\n".join(lines) + b"\n",
+        capture_output=True,
+        timeout=120,
     )
     out = result.stdout.decode().splitlines()
     assert result.returncode == 0 and "Traceback" not in result.stderr.decode()
@@ -124,8 +128,19 @@ def test_reply_answers_every_line_it_can_read_when_some_are_not_utf8(overfit_dir
 
 def test_an_argument_that_is_not_utf8_is_replied_to(overfit_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "chatbot", "reply", "--model", str(overfit_dir), "--threads", "1", b"caf\xff bad".decode("utf-8", "surrogateescape")],
-        capture_output=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "chatbot",
+            "reply",
+            "--model",
+            str(overfit_dir),
+            "--threads",
+            "1",
+            b"caf\xff bad".decode("utf-8", "surrogateescape"),
+        ],
+        capture_output=True,
+        timeout=120,
     )
     assert result.returncode == 0 and result.stdout.strip() and not result.stderr
 
@@ -146,13 +161,27 @@ def set_config(model: Path, **changes) -> None:
 
 
 def damage(case: str, model: Path) -> None:
-    if case in ("string for a number", "bool for a number", "layers 0", "huge vocabulary", "huge hidden size",
-                "huge output rank", "negative size", "nan dropout", "unknown attention"):
+    if case in (
+        "string for a number",
+        "bool for a number",
+        "layers 0",
+        "huge vocabulary",
+        "huge hidden size",
+        "huge output rank",
+        "negative size",
+        "nan dropout",
+        "unknown attention",
+    ):
         change = {
-            "string for a number": {"vocab_size": "413"}, "bool for a number": {"layers": True}, "layers 0": {"layers": 0},
-            "huge vocabulary": {"vocab_size": 10**9}, "huge hidden size": {"hidden_size": 10**5},
-            "huge output rank": {"output_rank": 10**6}, "negative size": {"embedding_dim": -4},
-            "nan dropout": {"dropout": float("nan")}, "unknown attention": {"attention": ["dot"]},
+            "string for a number": {"vocab_size": "413"},
+            "bool for a number": {"layers": True},
+            "layers 0": {"layers": 0},
+            "huge vocabulary": {"vocab_size": 10**9},
+            "huge hidden size": {"hidden_size": 10**5},
+            "huge output rank": {"output_rank": 10**6},
+            "negative size": {"embedding_dim": -4},
+            "nan dropout": {"dropout": float("nan")},
+            "unknown attention": {"attention": ["dot"]},
         }[case]
         set_config(model, **change)
     elif case == "sizes that fit the checks, not the weights":
@@ -190,10 +219,25 @@ def damage(case: str, model: Path) -> None:
 
 
 CASES = [
-    "string for a number", "bool for a number", "layers 0", "huge vocabulary", "huge hidden size", "huge output rank",
-    "negative size", "nan dropout", "unknown attention", "sizes that fit the checks, not the weights", "deeply nested JSON",
-    "config is a directory", "config is a symlink loop", "tokenizer is a directory", "tokenizer is a symlink loop",
-    "tokenizer is a FIFO", "weights are a FIFO", "weights hold NaN", "weights header lies",
+    "string for a number",
+    "bool for a number",
+    "layers 0",
+    "huge vocabulary",
+    "huge hidden size",
+    "huge output rank",
+    "negative size",
+    "nan dropout",
+    "unknown attention",
+    "sizes that fit the checks, not the weights",
+    "deeply nested JSON",
+    "config is a directory",
+    "config is a symlink loop",
+    "tokenizer is a directory",
+    "tokenizer is a symlink loop",
+    "tokenizer is a FIFO",
+    "weights are a FIFO",
+    "weights hold NaN",
+    "weights header lies",
 ]
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from chatbot.device import inference_precision
-from chatbot.errors import ChatbotError
 from chatbot.engine.int8 import Int8Encoder, Int8Engine, Int8Linear, Int8LSTMStep, int8_rows, round_to_int8
+from chatbot.errors import ChatbotError
 from chatbot.modeldir import load_model
 from chatbot.tokenizer import BOS, EOS
 
@@ -46,7 +46,11 @@ def test_lstm_step_is_the_fused_lstm_with_the_rounded_weights(layers):
     tokens, state = torch.tensor([3, 19, 0]), (torch.randn(layers, 3, 12), torch.randn(layers, 3, 12))
     expected, (h, c) = lstm(embedding[tokens].unsqueeze(1), state)
     for got, (h2, c2) in (step(embedding[tokens], state), step.step_function(from_tokens=True)(tokens, state)):
-        assert torch.allclose(expected[:, 0], got, atol=0.02) and torch.allclose(h, h2, atol=0.02) and torch.allclose(c, c2, atol=0.02)
+        assert (
+            torch.allclose(expected[:, 0], got, atol=0.02)
+            and torch.allclose(h, h2, atol=0.02)
+            and torch.allclose(c, c2, atol=0.02)
+        )
     with_table, embedded = step.step_function(from_tokens=True)(tokens, state), step(embedding[tokens], state)
     assert torch.allclose(with_table[0], embedded[0], atol=1e-5)
 
@@ -68,7 +72,10 @@ def test_encoder_is_the_float_encoder_up_to_int8_rounding(layers):
     table = torch.randn(30, 8)  # token ids in: the first layer's input products looked up, as from the embedded tokens
     src = torch.tensor([[3, 29, 7, 0, 0], [5, 5, 1, 2, 9]])
     embed = lambda ids: torch.embedding(table, ids)  # noqa: E731
-    looked_up, from_embedded = Int8Encoder(encoder, table).read(src, torch.tensor([3, 5]), embed), Int8Encoder(encoder)(embed(src), torch.tensor([3, 5]))
+    looked_up, from_embedded = (
+        Int8Encoder(encoder, table).read(src, torch.tensor([3, 5]), embed),
+        Int8Encoder(encoder)(embed(src), torch.tensor([3, 5])),
+    )
     assert all(torch.allclose(a, b, atol=0.01) for a, b in zip(looked_up, from_embedded))
 
 
@@ -103,7 +110,9 @@ def test_int8_model_keeps_what_it_memorised(overfit_dir, sample_pairs):
     int8, _, _ = load_engine(overfit_dir, precision="int8")
     assert isinstance(int8, Int8Engine) and int8.scorer.out.weight.dtype == torch.int8
     messages = [p.source for p in sample_pairs[:8]]
-    assert [r[0].text for r in reply(int8, tokenizer, messages, GreedySettings())] == [p.reply for p in sample_pairs[:8]]
+    assert [r[0].text for r in reply(int8, tokenizer, messages, GreedySettings())] == [
+        p.reply for p in sample_pairs[:8]
+    ]
     with torch.inference_mode():
         before, after = (evaluate_pairs(m, tokenizer, sample_pairs[:30])["word_ppl"] for m in (fp32, int8.scorer))
     assert abs(after / before - 1) < 0.02

@@ -19,8 +19,14 @@ def per_example_loss(model, examples):
 @pytest.mark.parametrize("layers", [1, 2])
 def test_padding_never_changes_a_result(tokenizer, sample_pairs, attention, input_feeding, layers):
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=24, hidden_size=32, layers=layers,
-                      attention=attention, input_feeding=input_feeding)
+    cfg = ModelConfig(
+        vocab_size=tokenizer.vocab_size,
+        embedding_dim=24,
+        hidden_size=32,
+        layers=layers,
+        attention=attention,
+        input_feeding=input_feeding,
+    )
     model = Seq2Seq(cfg).eval()
     examples = encode_pairs(sample_pairs[:7], tokenizer, 64, 48)
     together = per_example_loss(model, examples)
@@ -64,7 +70,11 @@ def test_single_step_fast_path_matches_the_fused_lstm(tokenizer, layers):
     state = (torch.randn(layers, 3, 12), torch.randn(layers, 3, 12))
     expected, (h, c) = lstm(x, state)
     got, (h2, c2) = lstm_step(lstm, x[:, 0], state)
-    assert torch.allclose(expected[:, 0], got, atol=1e-6) and torch.allclose(h, h2, atol=1e-6) and torch.allclose(c, c2, atol=1e-6)
+    assert (
+        torch.allclose(expected[:, 0], got, atol=1e-6)
+        and torch.allclose(h, h2, atol=1e-6)
+        and torch.allclose(c, c2, atol=1e-6)
+    )
 
 
 def test_low_rank_output_layer_is_the_best_approximation_of_the_full_one():

@@ -26,7 +26,9 @@ def test_tied_model_loads_with_one_shared_matrix(tokenizer, sample_pairs, tmp_pa
     from chatbot.model import ModelConfig, Seq2Seq
 
     torch.manual_seed(0)
-    tied = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=24, hidden_size=32, tie_embeddings=True)).eval()
+    tied = Seq2Seq(
+        ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=24, hidden_size=32, tie_embeddings=True)
+    ).eval()
     save_model(tmp_path, tied, tokenizer)
     model, tok, _ = load_model(tmp_path)
     assert model.out.weight is model.embedding.weight
@@ -71,8 +73,11 @@ def test_training_state_is_never_unpickled(tmp_path):
 
 
 def test_cli_reports_bad_model_dir_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "chatbot", "evaluate", "--model", str(tmp_path), "--corpus", "sample"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "chatbot", "evaluate", "--model", str(tmp_path), "--corpus", "sample"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -86,22 +91,46 @@ def test_bf16_weights_reply_like_fp32(overfit_dir, sample_pairs):
     bf16, _, _ = load_model(overfit_dir, precision="bf16")
     assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
     messages = [p.source for p in sample_pairs[:8]]
-    for dtype_replies in (reply(fp32, tokenizer, messages, GreedySettings()), reply(bf16, tokenizer, messages, GreedySettings())):
+    for dtype_replies in (
+        reply(fp32, tokenizer, messages, GreedySettings()),
+        reply(bf16, tokenizer, messages, GreedySettings()),
+    ):
         assert [r[0].text for r in dtype_replies] == [p.reply for p in sample_pairs[:8]]
 
 
 def test_cli_reply_in_bf16(overfit_dir, sample_pairs):
-    result = subprocess.run([sys.executable, "-m", "chatbot", "reply", "--model", str(overfit_dir), "--precision", "bf16",
-                             "--threads", "1", sample_pairs[0].source], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chatbot",
+            "reply",
+            "--model",
+            str(overfit_dir),
+            "--precision",
+            "bf16",
+            "--threads",
+            "1",
+            sample_pairs[0].source,
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == sample_pairs[0].reply
 
 
 def test_cli_reply_into_a_closed_pipe_stops_without_a_traceback(overfit_dir, sample_pairs):
     """`chatbot reply --json < messages | head -c 100`: the reader leaves long before the replies end."""
-    messages = "".join(p.source + "\n" for p in sample_pairs[:20]) * 20  # ~400 replies with attention: far past a pipe's buffer
-    proc = subprocess.Popen([sys.executable, "-m", "chatbot", "reply", "--model", str(overfit_dir), "--threads", "1", "--json"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    messages = (
+        "".join(p.source + "\n" for p in sample_pairs[:20]) * 20
+    )  # ~400 replies with attention: far past a pipe's buffer
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatbot", "reply", "--model", str(overfit_dir), "--threads", "1", "--json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdin.write(messages.encode())
     proc.stdin.close()
     assert proc.stdout.read(100)
@@ -113,9 +142,8 @@ def test_cli_reply_into_a_closed_pipe_stops_without_a_traceback(overfit_dir, sam
 def test_bundled_model_loads_and_replies():
     """The model `make chat` opens: its files fit together, and it answers with float and int8 weights."""
     from chatbot.decoding import GreedySettings, reply
-    from chatbot.paths import BUNDLED_MODEL
-
     from chatbot.engine import load_engine
+    from chatbot.paths import BUNDLED_MODEL
 
     for precision in ("fp32", "int8"):
         model, tokenizer, config = load_engine(BUNDLED_MODEL, precision=precision)

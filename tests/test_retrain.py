@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -85,9 +85,35 @@ def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, ov
     replay = write_tsv(tmp_path / "replay.tsv", sample_pairs[:30])
     before = digest(overfit_dir)
     out = tmp_path / "retrained"
-    result = chatbot("retrain", "--db", str(chat_log), "--model", str(overfit_dir), "--out", str(out), "--replay", str(replay),
-                     "--replay-ratio", "1", "--epochs", "250", "--lr", "0.005", "--eval-every", "50", "--patience", "100", "--dropout", "0.02",
-                     "--device", "cpu", "--threads", THREADS, "--no-benchmark", "--quiet")
+    result = chatbot(
+        "retrain",
+        "--db",
+        str(chat_log),
+        "--model",
+        str(overfit_dir),
+        "--out",
+        str(out),
+        "--replay",
+        str(replay),
+        "--replay-ratio",
+        "1",
+        "--epochs",
+        "250",
+        "--lr",
+        "0.005",
+        "--eval-every",
+        "50",
+        "--patience",
+        "100",
+        "--dropout",
+        "0.02",
+        "--device",
+        "cpu",
+        "--threads",
+        THREADS,
+        "--no-benchmark",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "held-out logged pairs" in result.stdout
     model, tokenizer, config = load_model(out)
@@ -127,7 +153,9 @@ def test_bad_logs_are_one_line_errors_and_write_nothing(setup, tmp_path, overfit
 
         Storage(db).close()
         conn = sqlite3.connect(db)
-        conn.executescript("drop table messages_fts; drop table messages; create table messages (conversation_id, role, text)")
+        conn.executescript(
+            "drop table messages_fts; drop table messages; create table messages (conversation_id, role, text)"
+        )
         conn.close()
     out = tmp_path / "new"
     result = chatbot("retrain", "--db", str(db), "--model", str(overfit_dir), "--out", str(out), "--no-benchmark")
@@ -137,7 +165,9 @@ def test_bad_logs_are_one_line_errors_and_write_nothing(setup, tmp_path, overfit
 
 
 def test_incompatible_model_is_refused(chat_log, tmp_path):
-    result = chatbot("retrain", "--db", str(chat_log), "--model", str(tmp_path), "--out", str(tmp_path / "new"), "--no-benchmark")
+    result = chatbot(
+        "retrain", "--db", str(chat_log), "--model", str(tmp_path), "--out", str(tmp_path / "new"), "--no-benchmark"
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "new").exists()
 
@@ -145,9 +175,34 @@ def test_incompatible_model_is_refused(chat_log, tmp_path):
 def test_kill_9_during_retraining_leaves_parent_and_log_intact(chat_log, overfit_dir, tmp_path):
     before, db_rows = digest(overfit_dir), None
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "chatbot", "retrain", "--db", str(chat_log), "--model", str(overfit_dir),
-                             "--out", str(out), "--replay", "sample", "--epochs", "500", "--eval-every", "5", "--device", "cpu", "--threads", THREADS,
-                             "--no-benchmark", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chatbot",
+            "retrain",
+            "--db",
+            str(chat_log),
+            "--model",
+            str(overfit_dir),
+            "--out",
+            str(out),
+            "--replay",
+            "sample",
+            "--epochs",
+            "500",
+            "--eval-every",
+            "5",
+            "--device",
+            "cpu",
+            "--threads",
+            THREADS,
+            "--no-benchmark",
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (out / "train_state.pt").exists():
         time.sleep(0.05)

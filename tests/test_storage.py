@@ -10,7 +10,19 @@ from chatbot.storage import MIGRATIONS, Storage, migrate
 
 EXPECTED_COLUMNS = {
     "conversations": ["id", "title", "created_at", "updated_at"],
-    "messages": ["id", "conversation_id", "role", "text", "created_at", "model", "decoding", "latency_ms", "score", "attention", "reply_to"],
+    "messages": [
+        "id",
+        "conversation_id",
+        "role",
+        "text",
+        "created_at",
+        "model",
+        "decoding",
+        "latency_ms",
+        "score",
+        "attention",
+        "reply_to",
+    ],
     "feedback": ["id", "message_id", "kind", "rating", "text", "created_at"],
     "models": ["id", "name", "path", "parent", "created_at", "info"],
 }
@@ -42,7 +54,9 @@ def test_messages_feedback_and_search(tmp_path):
     store = Storage(tmp_path / "chat.db")
     c = store.new_conversation("first")
     u = store.add_message(c, "user", "I love sourdough bread")
-    b = store.add_message(c, "bot", "bread is nice", model="m", decoding={"strategy": "greedy"}, latency_ms=3.5, score=-2.0, reply_to=u)
+    b = store.add_message(
+        c, "bot", "bread is nice", model="m", decoding={"strategy": "greedy"}, latency_ms=3.5, score=-2.0, reply_to=u
+    )
     store.rate(b, -1)
     store.correct(b, "sourdough is the best bread")
     assert [m["role"] for m in store.messages(c)] == ["user", "bot"]
@@ -78,12 +92,16 @@ def test_locked_database_is_a_clear_error(tmp_path, monkeypatch):
     store.add_message(c, "user", "hello")
 
 
-@pytest.mark.parametrize("damage", [
-    "drop table messages_fts; drop table messages",
-    "drop trigger messages_ai; drop trigger messages_ad; drop trigger messages_au; alter table messages rename to old_messages",
-    "drop table feedback",
-    "drop table messages_fts; drop table messages; create table messages (conversation_id, role, text)",
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "drop table messages_fts; drop table messages",
+        "drop trigger messages_ai; drop trigger messages_ad; drop trigger messages_au; "
+        "alter table messages rename to old_messages",
+        "drop table feedback",
+        "drop table messages_fts; drop table messages; create table messages (conversation_id, role, text)",
+    ],
+)
 def test_a_damaged_log_is_refused_on_open_and_left_alone(tmp_path, damage):
     path = tmp_path / "chat.db"
     store = Storage(path)
@@ -124,7 +142,10 @@ def test_a_reply_has_one_rating_and_one_correction_at_most(tmp_path):
     store.rate(b, -1)
     store.correct(b, "first try")
     store.correct(b, "hello there")
-    assert [(f["kind"], f["rating"], f["text"]) for f in store.feedback(b)] == [("rating", -1, None), ("correction", None, "hello there")]
+    assert [(f["kind"], f["rating"], f["text"]) for f in store.feedback(b)] == [
+        ("rating", -1, None),
+        ("correction", None, "hello there"),
+    ]
     assert store.marks(c) == {b: {"rating": -1, "correction": "hello there"}}
     store.rate(b, 0)
     assert store.marks(c) == {b: {"correction": "hello there"}}

@@ -31,7 +31,8 @@ def wait_for(predicate, timeout=60.0):
 def test_chat_in_a_real_terminal_then_kill_9_leaves_the_log_intact(overfit_dir, tmp_path, sample_pairs):
     db = tmp_path / "chat.db"
     session = f"chatbot-test-{time.monotonic_ns()}"
-    command = f"{sys.executable} {ROOT / 'chat.py'} --model {overfit_dir} --db {db} --device cpu --threads 1 --strategy greedy"
+    flags = f"--model {overfit_dir} --db {db} --device cpu --threads 1 --strategy greedy"
+    command = f"{sys.executable} {ROOT / 'chat.py'} {flags}"
     tmux("new-session", "-d", "-s", session, "-x", "100", "-y", "30", command)
     try:
         screen = lambda: tmux("capture-pane", "-p", "-t", session)  # noqa: E731

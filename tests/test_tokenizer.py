@@ -11,7 +11,9 @@ def test_special_ids_are_fixed(tokenizer):
     assert (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id()) == (PAD, UNK, BOS, EOS) == (0, 1, 2, 3)
 
 
-@pytest.mark.parametrize("text", ["hello! how are you today?", "안녕하세요! 오늘 기분이 어때요?", "i am 42, you are 7."])
+@pytest.mark.parametrize(
+    "text", ["hello! how are you today?", "안녕하세요! 오늘 기분이 어때요?", "i am 42, you are 7."]
+)
 def test_round_trip(tokenizer, text):
     assert tokenizer.decode(tokenizer.encode(text)) == text
 

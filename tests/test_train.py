@@ -18,9 +18,16 @@ def test_tiny_model_overfits_thirty_pairs_until_greedy_reproduces_every_reply(ov
 
 
 def test_model_directory_is_complete(overfit_dir):
-    for name in ("config.json", "model.safetensors", "tokenizer.model", "metrics.jsonl", "training.png", "train_state.pt"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.model",
+        "metrics.jsonl",
+        "training.png",
+        "train_state.pt",
+    ):
         assert (overfit_dir / name).exists(), name
-    records = [json.loads(l) for l in (overfit_dir / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (overfit_dir / "metrics.jsonl").read_text().splitlines()]
     assert {"step", "loss", "tokens_per_s", "lr"} <= set(records[0])
     assert any("valid_word_ppl" in r for r in records)
     config = read_config(overfit_dir)
@@ -29,16 +36,41 @@ def test_model_directory_is_complete(overfit_dir):
 
 def chatbot(*args, **kwargs):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "chatbot", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "chatbot", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
+    )
 
 
-TRAIN = ["train", "--corpus", "sample", "--epochs", "6", "--max-tokens", "500", "--embedding-dim", "24",
-         "--hidden-size", "32", "--vocab-size", "600", "--eval-every", "10", "--device", "cpu", "--threads", "1",
-         "--quiet", "--seed", "7", "--dropout", "0.1"]
+TRAIN = [
+    "train",
+    "--corpus",
+    "sample",
+    "--epochs",
+    "6",
+    "--max-tokens",
+    "500",
+    "--embedding-dim",
+    "24",
+    "--hidden-size",
+    "32",
+    "--vocab-size",
+    "600",
+    "--eval-every",
+    "10",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--quiet",
+    "--seed",
+    "7",
+    "--dropout",
+    "0.1",
+]
 
 
 def last_loss(out):
-    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     final = [r for r in records if "loss" in r][-1]
     return final["step"], final["loss"]
 
@@ -58,7 +90,7 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     assert proc.wait() == -signal.SIGKILL, "training finished before it could be killed"
     assert chatbot(*TRAIN, "--out", str(broken), "--resume").wait() == 0
     step, loss = last_loss(broken)
-    assert (step, round(loss, 6)) == tuple((s, round(l, 6)) for s, l in [last_loss(straight)])[0]
+    assert (step, round(loss, 6)) == tuple((s, round(v, 6)) for s, v in [last_loss(straight)])[0]
 
 
 def test_time_budget_stops_training(tmp_path):
@@ -77,12 +109,21 @@ def test_dropout_is_off_before_dropout_from_epoch_and_on_after(tmp_path, sample_
     from chatbot.model import ModelConfig
     from training.train import TrainConfig, Trainer
 
-    cfg = TrainConfig(corpus="sample", vocab_size=300, epochs=2, eval_every=1000, log_every=1000, device="cpu", threads=1)
-    trainer = Trainer(tmp_path / "late", ModelConfig(embedding_dim=16, hidden_size=16, layers=2, dropout=0.3), cfg, quiet=True,
-                      pairs=(sample_pairs[:40], sample_pairs[40:50]))
+    cfg = TrainConfig(
+        corpus="sample", vocab_size=300, epochs=2, eval_every=1000, log_every=1000, device="cpu", threads=1
+    )
+    trainer = Trainer(
+        tmp_path / "late",
+        ModelConfig(embedding_dim=16, hidden_size=16, layers=2, dropout=0.3),
+        cfg,
+        quiet=True,
+        pairs=(sample_pairs[:40], sample_pairs[40:50]),
+    )
 
     def rates():
-        return {m.p for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)} | {trainer.model.decoder.lstm.dropout}
+        return {m.p for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)} | {
+            trainer.model.decoder.lstm.dropout
+        }
 
     for epoch, expected in ((0, {0.0}), (1, {0.3})):
         trainer.set_dropout(epoch >= cfg.dropout_from_epoch)
@@ -95,8 +136,24 @@ def test_training_from_a_model_with_a_thinner_output_layer(overfit_dir, tmp_path
     from chatbot.engine import load_engine
 
     out = tmp_path / "thin"
-    common = ["train", "--from", str(overfit_dir), "--corpus", "sample", "--epochs", "1", "--max-tokens", "2000",
-              "--device", "cpu", "--threads", "1", "--quiet", "--out", str(out)]
+    common = [
+        "train",
+        "--from",
+        str(overfit_dir),
+        "--corpus",
+        "sample",
+        "--epochs",
+        "1",
+        "--max-tokens",
+        "2000",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     proc = chatbot(*common, "--output-rank", "32")
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
     model, tokenizer, config = load_engine(out, precision="int8")

@@ -44,17 +44,28 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the exact training command, for the card")
     parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--notes", type=Path, help="a Markdown file appended to the card: what was tried, and why this model")
-    parser.add_argument("--output-rank", type=int, default=0,
-                        help="store the output layer as its best rank-R approximation (truncated SVD; 0: as trained)")
+    parser.add_argument(
+        "--notes", type=Path, help="a Markdown file appended to the card: what was tried, and why this model"
+    )
+    parser.add_argument(
+        "--output-rank",
+        type=int,
+        default=0,
+        help="store the output layer as its best rank-R approximation (truncated SVD; 0: as trained)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     trained, tokenizer, config = load_model(args.model)
     model = trained
     if args.output_rank:
         model = trained.with_settings(output_rank=args.output_rank)
-        config = {**config, "model": model.cfg.to_dict(), "parameters": model.num_parameters(),
-                  "trained_output_rank": trained.cfg.output_rank, "trained_parameters": trained.num_parameters()}
+        config = {
+            **config,
+            "model": model.cfg.to_dict(),
+            "parameters": model.num_parameters(),
+            "trained_output_rank": trained.cfg.output_rank,
+            "trained_parameters": trained.num_parameters(),
+        }
     args.out.mkdir(parents=True, exist_ok=True)
     save_weights(args.out / WEIGHTS, model, torch.float16)
     atomic_write(args.out / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
@@ -78,37 +89,71 @@ def main() -> None:
         start = time.perf_counter()
         replies = decode_all(replier, tokenizer, sources, settings)
         seconds = time.perf_counter() - start
-        rows.append(f"| {name} | `{json.dumps(settings.to_dict())}` | {distinct_n(replies, 1):.3f} | {distinct_n(replies, 2):.3f} | {len(sources) / seconds:.1f} |")
+        rows.append(
+            f"| {name} | `{json.dumps(settings.to_dict())}` | {distinct_n(replies, 1):.3f} | "
+            f"{distinct_n(replies, 2):.3f} | {len(sources) / seconds:.1f} |"
+        )
         samples[name] = [(sources[i], replies[i]) for i in picks]
-    valid = [json.loads(l) for l in (args.model / "metrics.jsonl").read_text().splitlines() if "valid_word_ppl" in l]
-    train_rates = [json.loads(l)["tokens_per_s"] for l in (args.model / "metrics.jsonl").read_text().splitlines() if "tokens_per_s" in l]
+    valid = [
+        json.loads(line) for line in (args.model / "metrics.jsonl").read_text().splitlines() if "valid_word_ppl" in line
+    ]
+    train_rates = [
+        json.loads(line)["tokens_per_s"]
+        for line in (args.model / "metrics.jsonl").read_text().splitlines()
+        if "tokens_per_s" in line
+    ]
     train_rates.sort()
     card = [
-        "# The bundled default model", "",
-        f"Trained by `{args.command}` on the chitchat training split (validation split for model selection).", "",
+        "# The bundled default model",
+        "",
+        f"Trained by `{args.command}` on the chitchat training split (validation split for model selection).",
+        "",
         f"- parameters: {model.num_parameters():,} ({json.dumps(config['model'])})",
-        *([f"- output layer: trained as one {trained.cfg.vocab_size} x {trained.cfg.attentional_size} matrix "
-           f"({trained.num_parameters():,} parameters, test word-level perplexity {as_trained['word_ppl']:.2f} in float32), "
-           f"stored as its best rank-{args.output_rank} approximation (truncated SVD, `python -m training.bundle --output-rank "
-           f"{args.output_rank}`): the matrix every reply token reads shrinks to {args.output_rank / trained.cfg.attentional_size:.0%} "
-           f"of its bytes (`chatbot.model.LowRankLinear`)"] if model is not trained else []),
+        *(
+            [
+                f"- output layer: trained as one {trained.cfg.vocab_size} x {trained.cfg.attentional_size} matrix "
+                f"({trained.num_parameters():,} parameters, test word-level perplexity "
+                f"{as_trained['word_ppl']:.2f} in float32), stored as its best rank-{args.output_rank} "
+                "approximation (truncated SVD, "
+                f"`python -m training.bundle --output-rank {args.output_rank}`): the matrix every reply "
+                f"token reads shrinks to {args.output_rank / trained.cfg.attentional_size:.0%} of its bytes "
+                f"(`chatbot.model.LowRankLinear`)"
+            ]
+            if model is not trained
+            else []
+        ),
         f"- training settings: `{json.dumps(config['train'])}`",
-        f"- training time: {valid[-1]['seconds'] / 60:.1f} min wall clock; median throughput {train_rates[len(train_rates) // 2]:.0f} target tokens/s",
-        f"- weights stored in float16 ({(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB), loaded as float32, and for replies on "
-        f"a CPU (`--precision auto`) with {replying} weights in its per-token matrices (`chatbot.engine.int8`); bf16 weights were measured no faster for replies here",
-        f"- test word-level perplexity: **{stored['word_ppl']:.1f}** as stored in float16 ({full['word_ppl']:.2f} before storing, in float32; "
+        f"- training time: {valid[-1]['seconds'] / 60:.1f} min wall clock; "
+        f"median throughput {train_rates[len(train_rates) // 2]:.0f} target tokens/s",
+        f"- weights stored in float16 ({(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB), loaded as float32, and "
+        f"for replies on a CPU (`--precision auto`) with {replying} weights in its per-token matrices "
+        "(`chatbot.engine.int8`); bf16 weights were measured no faster for replies",
+        f"- test word-level perplexity: **{stored['word_ppl']:.1f}** as stored in float16 "
+        f"({full['word_ppl']:.2f} before storing, in float32; "
         f"{in_bf16['word_ppl']:.2f} with the weights in bfloat16; "
         + (f"{in_int8['word_ppl']:.2f} with int8 weights, as replies run; " if in_int8 else "")
         + f"token-level {stored['token_ppl']:.1f}; "
-        f"{stored['pairs']} pairs, {stored['words']} words)", "",
-        "## Validation perplexity against wall-clock time", "",
-        "| minutes | step | valid word ppl |", "| --- | --- | --- |",
-        *[f"| {r['seconds'] / 60:.1f} | {r['step']} | {r['valid_word_ppl']:.1f} |" for r in valid], "",
-        "## Decoding on the chitchat test sources", "",
+        f"{stored['pairs']} pairs, {stored['words']} words)",
+        "",
+        "## Validation perplexity against wall-clock time",
+        "",
+        "| minutes | step | valid word ppl |",
+        "| --- | --- | --- |",
+        *[f"| {r['seconds'] / 60:.1f} | {r['step']} | {r['valid_word_ppl']:.1f} |" for r in valid],
+        "",
+        "## Decoding on the chitchat test sources",
+        "",
         f"distinct-n over the replies to all {len(sources)} test sources, and replies per second in batches of 64 "
-        f"({args.threads} threads, CPU, `--precision {replying}`; sampling's seed is the one shown plus the batch number).", "",
-        "| strategy | settings | distinct-1 | distinct-2 | replies/s |", "| --- | --- | --- | --- | --- |", *rows, "",
-        f"## Sample replies (test sources {', '.join(map(str, picks))}: every {len(test) // SAMPLES}th, not chosen by hand)", "",
+        f"({args.threads} threads, CPU, `--precision {replying}`; "
+        "sampling's seed is the one shown plus the batch number).",
+        "",
+        "| strategy | settings | distinct-1 | distinct-2 | replies/s |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        f"## Sample replies (test sources {', '.join(map(str, picks))}: "
+        f"every {len(test) // SAMPLES}th, not chosen by hand)",
+        "",
     ]
     for name, pairs in samples.items():
         card += [f"### {name}", ""] + [f"- **{s}** → {r}" for s, r in pairs] + [""]

@@ -12,7 +12,11 @@ def plot_metrics(metrics: Path, out: Path) -> None:
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
 
-    records = [json.loads(l) for l in Path(metrics).read_text().splitlines() if l.strip()] if Path(metrics).exists() else []
+    records = (
+        [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
+        if Path(metrics).exists()
+        else []
+    )
     train = [r for r in records if "loss" in r]
     valid = [r for r in records if "valid_loss" in r]
     fig, (ax_loss, ax_ppl) = plt.subplots(1, 2, figsize=(11, 4))

@@ -53,7 +53,9 @@ def open_log(path: Path) -> sqlite3.Connection:
     for table in ("messages", "feedback"):
         lacking = SCHEMA[table] - {r["name"] for r in conn.execute(f"pragma table_info({table})")}
         if lacking:
-            raise ChatbotError(f"{path}: a damaged chat log (the table {table} lacks the columns {', '.join(sorted(lacking))})")
+            raise ChatbotError(
+                f"{path}: a damaged chat log (the table {table} lacks the columns {', '.join(sorted(lacking))})"
+            )
     return conn
 
 
@@ -67,15 +69,18 @@ def logged_pairs(conn: sqlite3.Connection, human_turns: bool = True) -> list[Log
     )
     pairs += [LoggedPair(r["source"], r["reply"], "correction", r["message_id"]) for r in corrections]
     rated = conn.execute(
-        "select u.text as source, b.text as reply, b.id as message_id from messages b join messages u on u.id = b.reply_to "
-        "where (select rating from feedback f where f.message_id = b.id and f.kind = 'rating' order by f.id desc limit 1) = 1 "
+        "select u.text as source, b.text as reply, b.id as message_id "
+        "from messages b join messages u on u.id = b.reply_to "
+        "where (select rating from feedback f where f.message_id = b.id and f.kind = 'rating' "
+        "order by f.id desc limit 1) = 1 "
         "order by b.id"
     )
     pairs += [LoggedPair(r["source"], r["reply"], "rated good", r["message_id"]) for r in rated]
     if human_turns:
         turns = conn.execute(
             "select b.text as source, u.text as reply, u.id as message_id from messages b join messages u "
-            "on u.conversation_id = b.conversation_id and u.id = (select min(id) from messages n where n.conversation_id = b.conversation_id and n.id > b.id) "
+            "on u.conversation_id = b.conversation_id and u.id = "
+            "(select min(id) from messages n where n.conversation_id = b.conversation_id and n.id > b.id) "
             "where b.role = 'bot' and u.role = 'user' order by u.id"
         )
         pairs += [LoggedPair(r["source"], r["reply"], "human turn", r["message_id"]) for r in turns]
@@ -125,8 +130,10 @@ def retrain(args) -> int:
     finally:
         conn.close()
     counts = Counter(p.kind for p in pairs)
-    print(f"logged pairs: {len(pairs)} ({', '.join(f'{n} {k}' for k, n in counts.items()) or 'none'}; "
-          f"dropped {sum(dropped.values())}: {dict(dropped) or 'none'})")
+    print(
+        f"logged pairs: {len(pairs)} ({', '.join(f'{n} {k}' for k, n in counts.items()) or 'none'}; "
+        f"dropped {sum(dropped.values())}: {dict(dropped) or 'none'})"
+    )
     if not pairs:
         raise ChatbotError(f"{args.db}: no usable pairs (no corrections, no replies rated good, no human turns)")
     if args.export:
@@ -170,30 +177,62 @@ def retrain(args) -> int:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     cfg = TrainConfig(
-        corpus=f"log:{args.db}", epochs=args.epochs, max_minutes=args.max_minutes, lr=args.lr, warmup_steps=10,
-        eval_every=args.eval_every, patience=args.patience, seed=args.seed, device=args.device, threads=args.threads,
-        max_tokens=parent_config.get("train", {}).get("max_tokens", 6000), log_every=10, keep="last",
+        corpus=f"log:{args.db}",
+        epochs=args.epochs,
+        max_minutes=args.max_minutes,
+        lr=args.lr,
+        warmup_steps=10,
+        eval_every=args.eval_every,
+        patience=args.patience,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        max_tokens=parent_config.get("train", {}).get("max_tokens", 6000),
+        log_every=10,
+        keep="last",
         dropout_from_epoch=0,  # a few small epochs over the same pairs: regularise from the start
     )
-    trainer = Trainer(out, model.cfg, cfg, pairs=(train_pairs, held_pairs), base=(model, tokenizer),
-                      extra={"lineage": {**lineage, "settings": vars_of(args)}}, quiet=args.quiet,
-                      replay=replay, replay_per_epoch=per_epoch)
+    trainer = Trainer(
+        out,
+        model.cfg,
+        cfg,
+        pairs=(train_pairs, held_pairs),
+        base=(model, tokenizer),
+        extra={"lineage": {**lineage, "settings": vars_of(args)}},
+        quiet=args.quiet,
+        replay=replay,
+        replay_per_epoch=per_epoch,
+    )
     trainer.train()
     new_model, _, _ = load_model(out, device)
     after_held = evaluate_pairs(new_model, tokenizer, held_pairs)["word_ppl"]
     after_test = evaluate_pairs(new_model, tokenizer, test)["word_ppl"] if test else None
-    print(f"held-out logged pairs ({len(held_pairs)}): word ppl {before_held:.1f} -> {after_held:.1f} ({100 * (after_held / before_held - 1):+.1f}%)")
+    print(
+        f"held-out logged pairs ({len(held_pairs)}): word ppl {before_held:.1f} -> {after_held:.1f} "
+        f"({100 * (after_held / before_held - 1):+.1f}%)"
+    )
     if test:
-        print(f"chitchat test ({len(test)}): word ppl {before_test:.1f} -> {after_test:.1f} ({100 * (after_test / before_test - 1):+.1f}%)")
+        print(
+            f"chitchat test ({len(test)}): word ppl {before_test:.1f} -> {after_test:.1f} "
+            f"({100 * (after_test / before_test - 1):+.1f}%)"
+        )
     shown = [p.source for p in held[:3]] + [p.source for p in train_logged[:2]]
     old = reply(model, tokenizer, shown, GreedySettings())
     new = reply(new_model, tokenizer, shown, GreedySettings())
     for message, o, n in zip(shown, old, new):
         print(f"  {message!r}\n    before: {o[0].text}\n    after:  {n[0].text}")
-    results = {"held_out_before": before_held, "held_out_after": after_held, "test_before": before_test, "test_after": after_test}
+    results = {
+        "held_out_before": before_held,
+        "held_out_after": after_held,
+        "test_before": before_test,
+        "test_after": after_test,
+    }
     (out / "retrain.json").write_text(json.dumps({**lineage, "results": results}, indent=2) + "\n")
     if after_held >= before_held and not args.force:
-        print(f"the new model is worse on the held-out logged pairs: not registered (--force registers it anyway); it is in {out}")
+        print(
+            "the new model is worse on the held-out logged pairs: not registered "
+            f"(--force registers it anyway); it is in {out}"
+        )
         return 1
     store = Storage(args.db)  # the models table only: retraining never writes to dialog tables
     store.register_model(str(out.resolve()), parent=lineage["parent"], info=results)

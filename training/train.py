@@ -29,8 +29,8 @@ from corpora import Pair, load_pairs
 from corpora.pairs import stable_percent
 from training.data import Batch, bucketed_batches, collate, encode_pairs
 from training.distributed import Distributed
-from training.train_config import TRAIN_RANGES, TrainConfig  # noqa: F401 (re-exported)
 from training.evaluate import reply_words, total_nll
+from training.train_config import TRAIN_RANGES, TrainConfig  # noqa: F401 (re-exported)
 
 STATE = "train_state.pt"
 METRICS = "metrics.jsonl"
@@ -58,7 +58,9 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def loss_on(model: Seq2Seq, batch: Batch, cfg: TrainConfig, device, precision: str, forward=None) -> tuple[torch.Tensor, int]:
+def loss_on(
+    model: Seq2Seq, batch: Batch, cfg: TrainConfig, device, precision: str, forward=None
+) -> tuple[torch.Tensor, int]:
     with autocast(device, precision):
         logits, targets = model.scored_logits(*batch, forward=forward)
     loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
@@ -68,9 +70,19 @@ def loss_on(model: Seq2Seq, batch: Batch, cfg: TrainConfig, device, precision: s
 class Trainer:
     """Holds everything a run needs, so a checkpoint is just `state_dict()` of it."""
 
-    def __init__(self, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False,
-                 pairs: tuple[list[Pair], list[Pair]] | None = None, base: tuple[Seq2Seq, Tokenizer] | None = None,
-                 extra: dict | None = None, replay: list[Pair] | None = None, replay_per_epoch: int = 0):
+    def __init__(
+        self,
+        out: Path,
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        resume: bool = False,
+        quiet: bool = False,
+        pairs: tuple[list[Pair], list[Pair]] | None = None,
+        base: tuple[Seq2Seq, Tokenizer] | None = None,
+        extra: dict | None = None,
+        replay: list[Pair] | None = None,
+        replay_per_epoch: int = 0,
+    ):
         """`pairs` (train, valid) replaces the corpus; `base` (model, tokenizer) starts from a trained
         model instead of a new tokenizer and random weights (fine-tuning); `extra` joins config.json;
         each epoch adds the next `replay_per_epoch` pairs of `replay` to the training pairs."""
@@ -113,10 +125,16 @@ class Trainer:
             self.model.load_state_dict(base[0].state_dict())
         self.forward = self.dist.wrap(self.model)  # what the forward pass runs through
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.train_examples = encode_pairs(train_pairs, self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens)
-        self.replay_examples = encode_pairs(replay or [], self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens)
+        self.train_examples = encode_pairs(
+            train_pairs, self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens
+        )
+        self.replay_examples = encode_pairs(
+            replay or [], self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens
+        )
         self.replay_per_epoch = min(replay_per_epoch, len(self.replay_examples))
-        self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, model_cfg.max_source_tokens, max_reply=None)
+        self.valid_examples = encode_pairs(
+            self.valid_pairs, self.tokenizer, model_cfg.max_source_tokens, max_reply=None
+        )
         self.valid_words = reply_words(self.valid_pairs)
         self.steps_per_epoch = len(self.batches(0))
         if self.steps_per_epoch == 0:
@@ -136,7 +154,8 @@ class Trainer:
         self.say(
             f"{self.model.num_parameters() / 1e6:.2f}M parameters, {len(self.train_examples)} train pairs, "
             f"{len(self.valid_pairs)} valid pairs, {self.steps_per_epoch} steps/epoch, device {self.device}, "
-            f"{self.precision}, {torch.get_num_threads()} threads" + (f", {self.dist.world} processes" if self.dist.world > 1 else "")
+            f"{self.precision}, {torch.get_num_threads()} threads"
+            + (f", {self.dist.world} processes" if self.dist.world > 1 else "")
         )
 
     def epoch_examples(self, epoch: int) -> list:
@@ -149,7 +168,9 @@ class Trainer:
 
     def batches(self, epoch: int) -> list[list[int]]:
         """This rank's share of the epoch's bucketed batches (indices into `epoch_examples`)."""
-        return bucketed_batches(self.epoch_examples(epoch), self.cfg.max_tokens, self.cfg.seed, epoch, self.dist.rank, self.dist.world)
+        return bucketed_batches(
+            self.epoch_examples(epoch), self.cfg.max_tokens, self.cfg.seed, epoch, self.dist.rank, self.dist.world
+        )
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -183,7 +204,9 @@ class Trainer:
             torch.set_rng_state(state["torch_rng"])
             random.setstate(state["python_rng"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            raise ChatbotError(f"{self.out / STATE}: does not fit this model ({str(err).splitlines()[0][:120]})") from None
+            raise ChatbotError(
+                f"{self.out / STATE}: does not fit this model ({str(err).splitlines()[0][:120]})"
+            ) from None
 
     def checkpoint(self) -> None:
         if not self.dist.is_main:
@@ -194,8 +217,10 @@ class Trainer:
         """Drop metrics logged after the checkpoint: the resumed run logs those steps again."""
         path = self.out / METRICS
         if path.exists() and self.dist.is_main:
-            lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= self.step]
-            atomic_write(path, lambda p: Path(p).write_text("".join(l + "\n" for l in lines)))
+            lines = [
+                line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= self.step
+            ]
+            atomic_write(path, lambda p: Path(p).write_text("".join(line + "\n" for line in lines)))
 
     def log(self, record: dict) -> None:
         if not self.dist.is_main:
@@ -228,7 +253,11 @@ class Trainer:
         start = time.monotonic()
         nll, tokens = total_nll(self.model, self.valid_examples)
         self.eval_seconds = time.monotonic() - start
-        return {"valid_loss": nll / tokens, "valid_token_ppl": math.exp(nll / tokens), "valid_word_ppl": math.exp(nll / self.valid_words)}
+        return {
+            "valid_loss": nll / tokens,
+            "valid_token_ppl": math.exp(nll / tokens),
+            "valid_word_ppl": math.exp(nll / self.valid_words),
+        }
 
     def set_dropout(self, on: bool) -> None:
         """Switch the model's dropout between the configured rate and zero: its dropout layers and
@@ -242,7 +271,12 @@ class Trainer:
 
     def evaluate_and_checkpoint(self) -> bool:
         """Validate, keep the best weights, write the training state; True means stop early."""
-        record = {"step": self.step, "epoch": self.epoch, "seconds": round(self.train_seconds + self.elapsed_this_run(), 2), **self.validate()}
+        record = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "seconds": round(self.train_seconds + self.elapsed_this_run(), 2),
+            **self.validate(),
+        }
         improved = record["valid_loss"] < self.best_loss
         if improved:
             self.best_loss, self.bad_evals = record["valid_loss"], 0
@@ -251,7 +285,10 @@ class Trainer:
         if (improved or self.cfg.keep == "last") and self.dist.is_main:
             save_model(self.out, self.model, self.tokenizer, {**self._extra(), "best" if improved else "last": record})
         self.log(record)
-        self.say(f"step {self.step}: valid word ppl {record['valid_word_ppl']:.1f} (token ppl {record['valid_token_ppl']:.1f})" + (" *" if improved else ""))
+        self.say(
+            f"step {self.step}: valid word ppl {record['valid_word_ppl']:.1f} "
+            f"(token ppl {record['valid_token_ppl']:.1f})" + (" *" if improved else "")
+        )
         self.train_seconds += self.elapsed_this_run()
         self._resumed_at = self.elapsed()
         self.checkpoint()
@@ -261,7 +298,15 @@ class Trainer:
         self._resumed_at = self.elapsed() if self.step else 0.0  # a fresh run's budget includes the tokenizer
         cfg, model = self.cfg, self.model
         model.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=self.quiet, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            unit="step",
+            disable=self.quiet,
+            file=sys.stderr,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
         window_tokens, window_start, losses = 0, time.monotonic(), []
         stop = None
         while self.epoch < cfg.epochs and stop is None:
@@ -287,7 +332,14 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.log_every == 0:
                     rate = self.dist.total(window_tokens) / (time.monotonic() - window_start)
-                    record = {"step": self.step, "epoch": self.epoch, "seconds": round(self.train_seconds + self.elapsed_this_run(), 2), "loss": sum(losses) / len(losses), "tokens_per_s": rate, "lr": lr}
+                    record = {
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "seconds": round(self.train_seconds + self.elapsed_this_run(), 2),
+                        "loss": sum(losses) / len(losses),
+                        "tokens_per_s": rate,
+                        "lr": lr,
+                    }
                     self.log(record)
                     postfix = {"loss": f"{record['loss']:.3f}", "tok/s": f"{rate:.0f}", "lr": f"{lr:.1e}"}
                     if cfg.max_minutes is not None:
@@ -300,12 +352,14 @@ class Trainer:
             else:
                 self.epoch, self.batch_index = self.epoch + 1, 0
         bar.close()
-        if not stop or stop == "time budget reached":
-            if self.step % cfg.eval_every or self.step == 0:
-                self.evaluate_and_checkpoint()
+        if (not stop or stop == "time budget reached") and (self.step % cfg.eval_every or self.step == 0):
+            self.evaluate_and_checkpoint()  # the last steps, not yet validated
         self.say(f"stopped: {stop or f'{cfg.epochs} epochs done'}; best valid loss {self.best_loss:.4f}")
         if self.dist.world > 1:
-            print(f"rank {self.dist.rank}/{self.dist.world}: step {self.step}, weights digest {weights_digest(self.model)}", file=sys.stderr)
+            digest = weights_digest(self.model)
+            print(
+                f"rank {self.dist.rank}/{self.dist.world}: step {self.step}, weights digest {digest}", file=sys.stderr
+            )
         if self.dist.is_main:
             from training.plots import plot_metrics
 
@@ -329,6 +383,8 @@ def _runtime_settings(cfg: TrainConfig) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
-def train(out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False, base=None) -> dict:
+def train(
+    out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = False, quiet: bool = False, base=None
+) -> dict:
     """Train a model into `out`; `base` (model, tokenizer) starts from trained weights instead of random ones."""
     return Trainer(out, model_cfg, cfg, resume=resume, quiet=quiet, base=base).train()

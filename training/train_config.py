@@ -26,7 +26,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 1.0  # gradient norm clipping
     label_smoothing: float = 0.0
-    dropout_from_epoch: int = 1  # dropout off before this epoch: while every example is new there is nothing to memorise
+    dropout_from_epoch: int = (
+        1  # dropout off before this epoch: while every example is new there is nothing to memorise
+    )
     eval_every: int = 200  # steps between validation (and checkpoints); also at the end
     patience: int = 6  # evaluations without a better validation loss before stopping
     log_every: int = 25  # steps between metrics lines
@@ -76,5 +78,3 @@ TRAIN_RANGES = {
     "threads": (int, 1, max_threads()),
     "max_valid_pairs": (int, 1, 1_000_000_000),
 }
-
-

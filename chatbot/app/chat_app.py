@@ -8,6 +8,7 @@ one-line notice, with its traceback appended to an error file, and the chat goes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from chatbot.app.guard import guarded, guarded_call
 from chatbot.app.screens import (
     AttentionScreen,
     CompareScreen,
@@ -38,7 +40,6 @@ from chatbot.app.screens import (
     SettingsScreen,
     TextPrompt,
 )
-from chatbot.app.guard import guarded, guarded_call
 from chatbot.app.widgets import MessageView, PromptInput, printable
 from chatbot.errors import ChatbotError
 from chatbot.session import STRATEGY_ORDER, Cancelled, Session
@@ -62,7 +63,13 @@ class Key:
 # the prefixes of tmux (ctrl+b) and GNU screen (ctrl+a).
 KEYS = [
     Key("f1", "help", "Help", "every key and what it does", "help"),
-    Key("ctrl+t", "cycle_strategy", "Strategy", "cycle greedy, beam search and sampling (for the next reply)", "strategy"),
+    Key(
+        "ctrl+t",
+        "cycle_strategy",
+        "Strategy",
+        "cycle greedy, beam search and sampling (for the next reply)",
+        "strategy",
+    ),
     Key("f2", "settings", "Settings", "the current strategy's settings", "settings"),
     Key("f3", "inside", "Inside the model", "attention and piece probabilities of the selected reply", "inside"),
     Key("f4", "compare", "Compare", "the last message decoded by all three strategies; 1/2/3 logs your pick"),
@@ -70,7 +77,9 @@ KEYS = [
     Key("ctrl+g", "rate(-1)", "Rate bad", "rate the selected reply bad (again: remove the rating)", "bad"),
     Key("ctrl+r", "correct", "Correct", "correct the selected reply: type what it should have said", "correct"),
     Key("ctrl+n", "new_conversation", "New conversation", "start a new conversation"),
-    Key("ctrl+o", "conversations", "Conversations", "resume (enter), rename (r) or delete (d) a conversation", "history"),
+    Key(
+        "ctrl+o", "conversations", "Conversations", "resume (enter), rename (r) or delete (d) a conversation", "history"
+    ),
     Key("ctrl+f", "search", "Search", "search every message (words match as prefixes)"),
     Key("ctrl+s", "export", "Export", "export this conversation to Markdown and JSON beside the log"),
     Key("f5", "models", "Models", "switch to another model (a retrained one, say)"),
@@ -110,7 +119,9 @@ class ChatApp(App):
         self.last_latency = ""
         self.reply_worker: Worker | None = None
         self.reply_view: MessageView | None = None
-        self.waiting: deque[tuple[str, int | None, int | None, MessageView]] = deque()  # messages whose reply waits its turn
+        self.waiting: deque[tuple[str, int | None, int | None, MessageView]] = (
+            deque()
+        )  # messages whose reply waits its turn
         self.unexpected: list[str] = []  # one line per unexpected error, as noticed
         self.error_times: deque[float] = deque(maxlen=ERROR_BURST)
         self.fatal: str | None = None  # set when an unexpected error stopped the app
@@ -152,10 +163,8 @@ class ChatApp(App):
             done = partial(self.exit, None, 1)
         finally:
             sys.setswitchinterval(interval)
-        try:
+        with contextlib.suppress(RuntimeError):  # the app closed while the model loaded
             self.call_from_thread(done)
-        except RuntimeError:  # the app closed while the model loaded
-            pass
 
     def update_status(self) -> None:
         s = self.session
@@ -241,9 +250,8 @@ class ChatApp(App):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """While a dialog is open, the chat's own keys wait (a second dialog on top of the first,
         or a conversation cleared behind it, would only confuse)."""
-        if isinstance(self.screen, ModalScreen) and action not in MODAL_ACTIONS and any(k.action.split("(")[0] == action for k in KEYS):
-            return False
-        return True
+        ours = any(k.action.split("(")[0] == action for k in KEYS)
+        return not (isinstance(self.screen, ModalScreen) and ours and action not in MODAL_ACTIONS)
 
     # --- sending ------------------------------------------------------------------------------
 
@@ -268,7 +276,9 @@ class ChatApp(App):
         prompt.value = ""
         self.add_message(MessageView("user", text, message_id=user_id))
         busy = self.replying()
-        bot = self.add_message(MessageView("bot", "", pending=True, caption="waits for the reply before it" if busy else ""))
+        bot = self.add_message(
+            MessageView("bot", "", pending=True, caption="waits for the reply before it" if busy else "")
+        )
         self.waiting.append((text, user_id, self.session.conversation_id, bot))
         self.next_reply()
 
@@ -290,7 +300,11 @@ class ChatApp(App):
             self.report(event.worker.error)
             if event.worker is self.reply_worker and self.reply_view is not None:
                 self.finish_reply(self.reply_view, self.reply_view.text, None, "error: not logged (see the notice)")
-        if event.worker is self.reply_worker and event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
+        if event.worker is self.reply_worker and event.state in (
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
+        ):
             self.next_reply()
 
     @work(thread=True, group="reply", exit_on_error=False)
@@ -298,7 +312,11 @@ class ChatApp(App):
         worker = get_current_worker()
         try:
             exchange = self.session.respond(
-                text, on_text=view.grow, cancelled=lambda: worker.is_cancelled, user_id=user_id, conversation_id=conversation_id,
+                text,
+                on_text=view.grow,
+                cancelled=lambda: worker.is_cancelled,
+                user_id=user_id,
+                conversation_id=conversation_id,
             )
         except Cancelled:
             self.call_from_thread(self.finish_reply, view, view.text, None, "cancelled: not logged")
@@ -309,12 +327,16 @@ class ChatApp(App):
         r = exchange.reply
         caption = f"{r.settings['strategy']} · {r.seconds * 1000:.0f} ms · score {r.score:.2f}"
         if r.truncated:
-            caption += f" · the model read only the last {self.session.model.cfg.max_source_tokens} tokens of a long message"
+            caption += (
+                f" · the model read only the last {self.session.model.cfg.max_source_tokens} tokens of a long message"
+            )
         self.last_latency = f"{r.seconds * 1000:.0f} ms"
         self.call_from_thread(self.finish_reply, view, r.text, exchange.bot_id, caption, exchange.inside)
         self.call_from_thread(self.update_status)
 
-    def finish_reply(self, view: MessageView, text: str, message_id: int | None, caption: str, inside: dict | None = None) -> None:
+    def finish_reply(
+        self, view: MessageView, text: str, message_id: int | None, caption: str, inside: dict | None = None
+    ) -> None:
         view.finish(text, message_id, caption, inside)
         if view.is_attached:
             self.scroll_to_end()
@@ -428,7 +450,9 @@ class ChatApp(App):
     def action_inside(self) -> None:
         focused = self.focused
         view = focused if isinstance(focused, MessageView) and focused.role == "bot" else None
-        view = view or next((v for v in reversed(list(self.query(MessageView))) if v.role == "bot" and not v.pending), None)
+        view = view or next(
+            (v for v in reversed(list(self.query(MessageView))) if v.role == "bot" and not v.pending), None
+        )
         if view is None:
             self.notify("No reply to look inside.")
             return
@@ -470,7 +494,8 @@ class ChatApp(App):
         for row in messages:
             caption = ""
             if row["role"] == "bot" and row["decoding"]:
-                caption = f"{json.loads(row['decoding'])['strategy']} · {row['latency_ms'] or 0:.0f} ms · score {row['score'] or 0:.2f}"
+                strategy = json.loads(row["decoding"])["strategy"]
+                caption = f"{strategy} · {row['latency_ms'] or 0:.0f} ms · score {row['score'] or 0:.2f}"
             view = MessageView(row["role"], row["text"], message_id=row["id"], caption=caption)
             view.rating = marks.get(row["id"], {}).get("rating") or 0
             view.correction = marks.get(row["id"], {}).get("correction")
@@ -498,9 +523,12 @@ class ChatApp(App):
             elif action == "delete":
                 c = by_id[conversation_id]
                 feedback = f" and {c['feedback']} ratings or corrections (training data)" if c["feedback"] else ""
-                question = f"Delete “{printable(c['title'])}”: {c['messages']} messages{feedback}? This cannot be undone."
+                question = (
+                    f"Delete “{printable(c['title'])}”: {c['messages']} messages{feedback}? This cannot be undone."
+                )
                 self.push_screen(ConfirmScreen(question), partial(self.delete_conversation, conversation_id))
             elif action == "rename":
+
                 def rename(title: str | None) -> None:
                     title = clean_text(title or "")
                     if title.strip() and self.guard(lambda: storage.rename_conversation(conversation_id, title)):
@@ -590,4 +618,6 @@ class ChatApp(App):
         then the chat's, each with what it does and its key."""
         yield from super().get_system_commands(screen)
         for k in KEYS:
-            yield SystemCommand(k.title, f"{k.does[0].upper()}{k.does[1:]} ({k.key})", partial(self.run_action, k.action))
+            yield SystemCommand(
+                k.title, f"{k.does[0].upper()}{k.does[1:]} ({k.key})", partial(self.run_action, k.action)
+            )

@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 from chatbot.app.guard import guarded
 from chatbot.app.widgets import printable
 
+
 def key_table(rows: list[tuple[str, str]]) -> Table:
     """Keys and what they do, two columns; a long description wraps within its own column."""
     table = Table(box=None, padding=(0, 1), show_header=False, expand=True)
@@ -87,7 +88,12 @@ class SettingsScreen(Modal):
                 for name, value in self.values.items():
                     with Horizontal(classes="setting"):
                         yield Label(name.replace("_", " "), classes="setting-name")
-                        yield Input(value="" if value is None else str(value), id=f"set-{name}", classes="setting-value", compact=True)
+                        yield Input(
+                            value="" if value is None else str(value),
+                            id=f"set-{name}",
+                            classes="setting-value",
+                            compact=True,
+                        )
 
     def on_mount(self) -> None:
         self.query(Input).first().focus()
@@ -138,8 +144,15 @@ class ConversationsScreen(Modal):
         with Vertical(classes="dialog"):
             yield Label("[b]Conversations[/] · enter resumes · r renames · d deletes")
             yield OptionList(
-                *[Option(Text.assemble(printable(c["title"]), (f"  {c['messages']} messages · {c['updated_at'][:16]}", "dim")), id=str(c["id"]))
-                  for c in self.conversations],
+                *[
+                    Option(
+                        Text.assemble(
+                            printable(c["title"]), (f"  {c['messages']} messages · {c['updated_at'][:16]}", "dim")
+                        ),
+                        id=str(c["id"]),
+                    )
+                    for c in self.conversations
+                ],
                 id="conversation-list",
             )
             if not self.conversations:
@@ -186,7 +199,9 @@ class SearchScreen(Modal):
         self.conversation_of = {}
         for row in self.search(event.value):
             self.conversation_of[row["id"]] = row["conversation_id"]
-            prompt = Text.assemble((row["role"], "bold"), " ", printable(row["text"][:70]), ("  " + printable(row["title"]), "dim"))
+            prompt = Text.assemble(
+                (row["role"], "bold"), " ", printable(row["text"][:70]), ("  " + printable(row["title"]), "dim")
+            )
             results.add_option(Option(prompt, id=str(row["id"])))
 
     @on(Input.Submitted, "#query")
@@ -226,7 +241,11 @@ def fill_heatmap(table: DataTable, view: dict) -> None:
         cells = []
         for w in weights[: len(view["source_pieces"])]:
             shade = int(255 - 200 * min(max(w, 0.0), 1.0))
-            cells.append(Text(f"{100 * w:3.0f}", style=f"black on rgb({shade},{shade},255)") if w >= 0.05 else Text("  ·", style="dim"))
+            cells.append(
+                Text(f"{100 * w:3.0f}", style=f"black on rgb({shade},{shade},255)")
+                if w >= 0.05
+                else Text("  ·", style="dim")
+            )
         cells += [Text("")] * (len(view["source_pieces"]) - len(cells))
         p = f"{math.exp(view['token_logprobs'][i]):.2f}" if i < len(view["token_logprobs"]) else ""
         alternatives = view["alternatives"][i][:3] if i < len(view["alternatives"]) else []
@@ -265,10 +284,16 @@ class CompareScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(Text.assemble(("Compare", "bold"), " replies to: ", printable(self.message[:80]), "  (1/2/3 picks, escape closes)"))
+            yield Label(
+                Text.assemble(
+                    ("Compare", "bold"), " replies to: ", printable(self.message[:80]), "  (1/2/3 picks, escape closes)"
+                )
+            )
             with Horizontal(id="columns"):
                 for i, (label, text) in enumerate(self.replies):
-                    yield Static(Text.assemble((f"{i + 1}. {label}", "bold"), "\n\n", printable(text)), classes="column")
+                    yield Static(
+                        Text.assemble((f"{i + 1}. {label}", "bold"), "\n\n", printable(text)), classes="column"
+                    )
 
     def action_pick(self, index: int) -> None:
         if index < len(self.replies):
@@ -286,8 +311,17 @@ class ModelsScreen(Modal):
         with Vertical(classes="dialog"):
             yield Label("Models: enter switches · escape closes")
             yield OptionList(
-                *[Option(Text.assemble("● " if m["path"] == self.current else "  ", printable(m["name"]), ("  " + printable(m["path"]), "dim")), id=m["path"])
-                  for m in self.models],
+                *[
+                    Option(
+                        Text.assemble(
+                            "● " if m["path"] == self.current else "  ",
+                            printable(m["name"]),
+                            ("  " + printable(m["path"]), "dim"),
+                        ),
+                        id=m["path"],
+                    )
+                    for m in self.models
+                ],
                 id="model-list",
             )
 

@@ -24,7 +24,9 @@ class MessageView(Static, can_focus=True):
     class Grew(Message, bubble=False):
         """The reply being decoded has grown (see `grow`)."""
 
-    def __init__(self, role: str, text: str, *, message_id: int | None = None, caption: str = "", pending: bool = False):
+    def __init__(
+        self, role: str, text: str, *, message_id: int | None = None, caption: str = "", pending: bool = False
+    ):
         super().__init__(classes=f"message {role}" + (" pending" if pending else ""))
         self.role, self.text, self.message_id, self.caption, self.pending = role, text, message_id, caption, pending
         self.rating = 0  # +1 good, -1 bad, 0 none
@@ -73,7 +75,10 @@ class MessageView(Static, can_focus=True):
 class PromptInput(Input):
     """The message box; up and down recall earlier messages."""
 
-    BINDINGS = [Binding("up", "older", "older message", show=False), Binding("down", "newer", "newer message", show=False)]
+    BINDINGS = [
+        Binding("up", "older", "older message", show=False),
+        Binding("down", "newer", "newer message", show=False),
+    ]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

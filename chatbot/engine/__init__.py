@@ -42,6 +42,7 @@ class Engine(Protocol):
 
     def step(self, tokens, state, memory, feed): ...
 
+
 __all__ = ["KINDS", "Engine", "FlatEngine", "ReferenceEngine", "as_engine", "build_engine", "load_engine"]
 
 

@@ -104,4 +104,6 @@ class FlatEngine(ModelEngine):
             context = bmm(weights, memory.states)  # (B, 1, H)
             return tanh(combine(cat([context[:, 0], h], 1)))  # (B, A)
 
-        self.step = step_function(model, lambda x, state: lstm_step(lstm, x, state), False, attentional_state, product(model.out))
+        self.step = step_function(
+            model, lambda x, state: lstm_step(lstm, x, state), False, attentional_state, product(model.out)
+        )

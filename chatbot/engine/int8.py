@@ -26,9 +26,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from chatbot.errors import ChatbotError
 from chatbot.engine.flat import step_function
 from chatbot.engine.reference import ModelEngine
+from chatbot.errors import ChatbotError
 from chatbot.model import LowRankLinear, Seq2Seq, gather_rows, reversal_index
 
 
@@ -57,14 +57,18 @@ class Int8Linear(nn.Module):
         q, scales = int8_rows(weight)
         with warnings.catch_warnings():  # quantised tensors are deprecated in later torch releases; 2.13 has them
             warnings.simplefilter("ignore")
-            qweight = torch._make_per_channel_quantized_tensor(q, scales.double(), torch.zeros_like(scales, dtype=torch.long), 0)
+            qweight = torch._make_per_channel_quantized_tensor(
+                q, scales.double(), torch.zeros_like(scales, dtype=torch.long), 0
+            )
         self.packed = torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
         self.weight = q  # for inspection: the int8 values
         self.out_features = q.size(0)
         op, packed = linear_dynamic(), self.packed
         # the product as a bare function of x, for decoding's flat step; reduce_range True: 7-bit
         # activations, so products cannot saturate on CPUs without VNNI
-        self.product = lambda x: op(x, packed, True) if x.dtype == torch.float32 else op(x.float(), packed, True).to(x.dtype)
+        self.product = lambda x: (
+            op(x, packed, True) if x.dtype == torch.float32 else op(x.float(), packed, True).to(x.dtype)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.product(x)
@@ -111,8 +115,13 @@ class Int8LSTMStep(nn.Module):
 
     def __init__(self, lstm: nn.LSTM, embedding: torch.Tensor | None = None):
         super().__init__()
-        weights = [[doubled_cell_gate(getattr(lstm, f"{name}_l{n}")) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-                   for n in range(lstm.num_layers)]
+        weights = [
+            [
+                doubled_cell_gate(getattr(lstm, f"{name}_l{n}"))
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+            ]
+            for n in range(lstm.num_layers)
+        ]
         self.recurrent = nn.ModuleList(Int8Linear(w_hh, None) for _, w_hh, _, _ in weights)
         self.inputs = [(w_ih, b_ih + b_hh) for w_ih, _, b_ih, b_hh in weights]
         self.table = None
@@ -187,10 +196,17 @@ class Int8Encoder(nn.Module):
         self.layers = []
         for fwd, bwd in zip(encoder.forward_lstms, encoder.backward_lstms):
             h = fwd.hidden_size
-            w_ih = torch.cat([doubled_cell_gate(fwd.weight_ih_l0), doubled_cell_gate(bwd.weight_ih_l0)])  # (8h, in): forward gates, then backward
-            bias = torch.cat([doubled_cell_gate(fwd.bias_ih_l0 + fwd.bias_hh_l0), doubled_cell_gate(bwd.bias_ih_l0 + bwd.bias_hh_l0)])
+            w_ih = torch.cat(
+                [doubled_cell_gate(fwd.weight_ih_l0), doubled_cell_gate(bwd.weight_ih_l0)]
+            )  # (8h, in): forward gates, then backward
+            bias = torch.cat(
+                [doubled_cell_gate(fwd.bias_ih_l0 + fwd.bias_hh_l0), doubled_cell_gate(bwd.bias_ih_l0 + bwd.bias_hh_l0)]
+            )
             zero = torch.zeros(4 * h, h)
-            w_hh = _by_gate(torch.cat([doubled_cell_gate(fwd.weight_hh_l0), zero], 1), torch.cat([zero, doubled_cell_gate(bwd.weight_hh_l0)], 1))
+            w_hh = _by_gate(
+                torch.cat([doubled_cell_gate(fwd.weight_hh_l0), zero], 1),
+                torch.cat([zero, doubled_cell_gate(bwd.weight_hh_l0)], 1),
+            )
             self.layers.append((w_ih.t().contiguous(), bias, Int8Linear(w_hh, None).product, h))  # w_hh (8h, 2h)
         self.table = None
         if embedding is not None:
@@ -219,8 +235,12 @@ class Int8Encoder(nn.Module):
         for layer, (w_ih, bias, recurrent, h) in enumerate(self.layers):
             if layer:
                 inputs = torch.addmm(bias, x.reshape(B * S, -1), w_ih).view(B, S, 8 * h)
-            backward = inputs[..., 4 * h :].flip(1) if full else gather_rows(inputs[..., 4 * h :], reverse)  # each row read from its end
-            inputs = torch.stack([inputs[..., : 4 * h].view(B, S, 4, h), backward.reshape(B, S, 4, h)], 3).view(B, S, 8 * h)  # by gate
+            backward = (
+                inputs[..., 4 * h :].flip(1) if full else gather_rows(inputs[..., 4 * h :], reverse)
+            )  # each row read from its end
+            inputs = torch.stack([inputs[..., : 4 * h].view(B, S, 4, h), backward.reshape(B, S, 4, h)], 3).view(
+                B, S, 8 * h
+            )  # by gate
             state = c = inputs.new_zeros(B, 2 * h)  # [forward | backward]
             outputs = []
             for t in range(S):
@@ -245,7 +265,10 @@ class Int8Combine(nn.Module):
     def __init__(self, linear: nn.Linear):
         super().__init__()
         H = linear.in_features // 2
-        self.context, self.state = Int8Linear(linear.weight[:, :H], None), Int8Linear(linear.weight[:, H:], None)  # (A, H) each
+        self.context, self.state = (
+            Int8Linear(linear.weight[:, :H], None),
+            Int8Linear(linear.weight[:, H:], None),
+        )  # (A, H) each
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         H = z.size(-1) // 2
@@ -309,13 +332,23 @@ class Int8Engine(ModelEngine):
         super().__init__(model)
         embeddings, decoder = model.embedding.weight, model.decoder
         self.encoder = Int8Encoder(model.encoder, embeddings)
-        self.bridge_h, self.bridge_c = Int8Linear(model.bridge.h.weight, model.bridge.h.bias), Int8Linear(model.bridge.c.weight, model.bridge.c.bias)
+        self.bridge_h, self.bridge_c = (
+            Int8Linear(model.bridge.h.weight, model.bridge.h.bias),
+            Int8Linear(model.bridge.c.weight, model.bridge.c.bias),
+        )
         attention = decoder.attention
-        self.key = Int8Linear(attention.key.weight, None).product if hasattr(attention, "key") else (lambda states: states)
+        self.key = (
+            Int8Linear(attention.key.weight, None).product if hasattr(attention, "key") else (lambda states: states)
+        )
         from_tokens = not model.cfg.input_feeding  # without input feeding the LSTM's inputs are embeddings alone
         cell = Int8LSTMStep(decoder.lstm, embeddings if from_tokens else None).step_function(from_tokens)
         combine = Int8Combine(decoder.combine)
-        self.context, combine_state, baddbmm, tanh = combine.context.product, combine.state.product, torch.baddbmm, torch.tanh
+        self.context, combine_state, baddbmm, tanh = (
+            combine.context.product,
+            combine.state.product,
+            torch.baddbmm,
+            torch.tanh,
+        )
 
         def attentional_state(weights, h, memory):  # W_c context + W_h h, the first from memory.values
             return tanh(baddbmm(combine_state(h).unsqueeze(1), weights, memory.values)[:, 0])  # (B, A)
