@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import write as write_report  # bench/report.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -103,6 +105,7 @@ def main() -> None:
             )
             + "\n"
         )
+    write_report()  # bench/RESULTS.md
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from machine import cpu_times, steal_share  # bench/machine.py, beside this script
+from report import write as write_report  # bench/report.py, beside this script
 
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.device import resolve_device
@@ -175,6 +176,7 @@ def main() -> None:
             )
             + "\n"
         )
+    write_report()  # bench/RESULTS.md
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from machine import cpu_times, steal_share  # bench/machine.py, beside this script
 from reply_latency import interleaved_latencies, percentile
+from report import write as write_report  # bench/report.py, beside this script
 
 from corpora import load_pairs
 
@@ -128,6 +129,7 @@ def main() -> None:
             )
             + "\n"
         )
+    write_report()  # bench/RESULTS.md
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import write as write_report  # bench/report.py, beside this script
 
 from chatbot.decoding import GreedySettings, reply
 from chatbot.modeldir import load_model
@@ -123,6 +124,7 @@ def main() -> None:
             )
             + "\n"
         )
+    write_report()  # bench/RESULTS.md
 
 
 if __name__ == "__main__":

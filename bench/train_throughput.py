@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from report import write as write_report  # bench/report.py, beside this script
 
 from chatbot.device import resolve_device
 from chatbot.model import ModelConfig, Seq2Seq
@@ -223,6 +224,7 @@ def main() -> None:
             )
             + "\n"
         )
+    write_report()  # bench/RESULTS.md
 
 
 if __name__ == "__main__":

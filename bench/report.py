@@ -1,0 +1,184 @@
+"""bench/RESULTS.md from bench/results/*.jsonl: the latest run of each benchmark, in full, and the
+runs before it, a line each. Every benchmark calls `write()` after appending its run, so the
+file is the benchmarks' own account; `python bench/report.py` rewrites it by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+HISTORY = 12  # earlier runs listed per benchmark
+
+
+def runs(name: str) -> list[dict]:
+    path = RESULTS / f"{name}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def ms(x: float | None) -> str:
+    return "" if x is None else f"{x:.1f}"
+
+
+def change(before: float, after: float) -> str:
+    return f"{before:.1f} -> {after:.1f} ({after / before - 1:+.1%})"
+
+
+def steal(run: dict) -> str:
+    share = run.get("cpu_steal")
+    return "" if share is None else f"; CPU steal {share:.0%}"
+
+
+def reply_latency() -> list[str]:
+    history = runs("reply_latency")
+    if not history:
+        return []
+    last = history[-1]
+    out = [
+        "## Reply latency",
+        "",
+        "`python bench/reply_latency.py --model chatbot/default_model`: wall clock from a message to its reply, "
+        "median and 95th percentile over chitchat test messages, each the median of its repeats, every setting "
+        "taking turns message by message.",
+        "",
+        f"Latest ({last['date']}): {last['parameters'] / 1e6:.2f}M parameters, {last['threads']} threads, "
+        f"{last['device']}, {last['messages']} messages, {last['repeats']} repeats{steal(last)}.",
+        "",
+        "| strategy and weights | median ms | p95 ms | median reply (pieces) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, r in last["latency"].items():
+        out.append(f"| {name} | {ms(r['median_ms'])} | {ms(r['p95_ms'])} | {r.get('median_reply_tokens', '')} |")
+    out += ["", f"Beam-5 against the per-hypothesis loop: {last['beam_speedup']:.1f}x faster (median)."]
+    rates = last.get("batch32_replies_per_s", {})
+    if rates:
+        shown = ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
+        out.append(f"Batch of 32 ({last.get('batch32_precision', '')}): {shown} replies/s.")
+    out += ["", "Earlier runs (greedy / beam-5 / sample medians, int8 where measured, else fp32):", ""]
+    for run in history[-HISTORY - 1 : -1]:
+        lat = run["latency"]
+        kind = "int8" if "greedy int8" in lat else "fp32"
+        figures = " / ".join(ms(lat.get(f"{s} {kind}", {}).get("median_ms")) for s in ("greedy", "beam-5", "sample"))
+        out.append(f"- {run['date']}: {figures} ms ({kind}, {run['threads']} threads, {run['device']}{steal(run)})")
+    return out + [""]
+
+
+def reply_versions() -> list[str]:
+    history = runs("reply_versions")
+    if not history:
+        return []
+    out = [
+        "## Reply latency, one revision against another",
+        "",
+        "`python bench/reply_versions.py --old REV`: an earlier revision's runtime and bundled model against the "
+        "working tree's, imported into one process and taking turns message by message. Change of the median:",
+        "",
+        "| date | against | weights | batch | greedy | beam-5 | sample |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in history[-HISTORY:]:
+        lat = run["latency"]
+        change = [
+            f"{lat[f'{s} new']['median_ms'] / lat[f'{s} old']['median_ms'] - 1:+.1%}"
+            for s in ("greedy", "beam-5", "sample")
+        ]
+        out.append(
+            f"| {run['date']} | {run['old']} | {run['precision']} | {run.get('batch', 1)} | {' | '.join(change)} |"
+        )
+    return out + [""]
+
+
+def chat_startup() -> list[str]:
+    history = runs("chat_startup")
+    if not history:
+        return []
+    out = [
+        "## Chat startup",
+        "",
+        "`python bench/chat_startup.py`: `python chat.py` in a real terminal (tmux) until the input box is up, "
+        "until the model has loaded behind it, and the resident memory then; medians of its starts.",
+        "",
+        "| date | input box s | model loaded s | resident MB | import torch s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for run in history[-HISTORY:]:
+        torch_s = run.get("import_torch_s")
+        out.append(
+            f"| {run['date']} | {run['startup_s']:.2f} | {run.get('model_loaded_s', 0):.2f} | "
+            f"{run.get('resident_mb', 0):.0f} | {'' if torch_s is None else f'{torch_s:.2f}'} |"
+        )
+    return out + [""]
+
+
+def train_throughput() -> list[str]:
+    history = runs("train_throughput")
+    if not history:
+        return []
+    last = history[-1]
+    out = [
+        "## Training throughput",
+        "",
+        "`python bench/train_throughput.py`: target tokens per second of the project's training step against a "
+        "textbook baseline (fp32, shuffled batches, the decoder stepped in a Python loop, padding scored), "
+        "on the same model and batches.",
+        "",
+        f"Latest ({last['date']}): {last['parameters'] / 1e6:.2f}M parameters, {last['device']}, "
+        f"{last['threads']} threads, ~{last['pairs_per_batch']} pairs a batch ({last['max_tokens']} tokens).",
+        "",
+        "| variant | target tokens/s | matrix TFLOP/s | of peak |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, r in last["variants"].items():
+        out.append(f"| {name} | {r['tokens_per_s']:.0f} | {r['tflops']:.3f} | {r['of_peak']:.0%} |")
+    return out + [""]
+
+
+def retrain() -> list[str]:
+    history = runs("retrain")
+    if not history:
+        return []
+    out = [
+        "## Retraining on logged corrections",
+        "",
+        "`python bench/retrain_target.py [--style casual]`: chitchat valid pairs logged as corrections through the "
+        "chat's own storage, then `chatbot retrain`; word-level perplexity before and after on the held-out logged "
+        "pairs and on the chitchat test split.",
+        "",
+        "| date | pairs | style | epochs | minutes | held-out before -> after | test before -> after |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in history[-HISTORY:]:
+        held = change(run["held_out_before"], run["held_out_after"])
+        test = change(run["test_before"], run["test_after"])
+        out.append(
+            f"| {run['date']} | {run['pairs']} | {run.get('style', '')} | {run.get('epochs', '')} | "
+            f"{run['wall_seconds'] / 60:.1f} | {held} | {test} |"
+        )
+    return out + [""]
+
+
+SECTIONS = [reply_latency, reply_versions, chat_startup, train_throughput, retrain]
+
+
+def write() -> Path:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by the benchmarks from `bench/results/*.jsonl` (one JSON line per run); do not edit by hand. "
+        "Speeds are medians on a shared, noisy machine: compare figures from one run, not across days. "
+        "What the figures led to, tried and dropped, is in `docs/performance.md`.",
+        "",
+    ]
+    for section in SECTIONS:
+        lines += section()
+    path = HERE / "RESULTS.md"
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    print(write())
