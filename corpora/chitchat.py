@@ -1,4 +1,4 @@
-"""The benchmark corpus: chitchat-dataset conversations split by conversation id (EVAL.md)."""
+"""The benchmark corpus: chitchat-dataset conversations split by conversation id (docs/evaluation.md)."""
 
 from __future__ import annotations
 

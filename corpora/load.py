@@ -8,7 +8,7 @@ from corpora.pairs import SAMPLE_PATH, SPLITS, CorpusError, Pair
 
 
 def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
-    """Pairs of `corpus`: "chitchat" (split as EVAL.md says), "sample", or a .tsv/.jsonl path.
+    """Pairs of `corpus`: "chitchat" (split as docs/evaluation.md says), "sample", or a .tsv/.jsonl path.
 
     Files and the sample have no split of their own; every split of them is the whole file,
     so `--corpus my.tsv` trains and validates on the same pairs unless told otherwise.

@@ -30,5 +30,5 @@ def stable_percent(text: str) -> int:
 
 
 def clean_turn(text: str) -> str:
-    """Fold tabs, newlines and runs of whitespace to one space, then strip (EVAL.md rule 1)."""
+    """Fold tabs, newlines and runs of whitespace to one space, then strip (docs/evaluation.md)."""
     return _WHITESPACE.sub(" ", text).strip()

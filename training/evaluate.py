@@ -1,4 +1,4 @@
-"""Word-level perplexity as EVAL.md defines it: exp(total NLL / total words), where the NLL covers
+"""Word-level perplexity as docs/evaluation.md defines it: exp(total NLL / total words), where the NLL covers
 every reply token plus end-of-sequence under teacher forcing, and words = reply words + 1."""
 
 from __future__ import annotations
