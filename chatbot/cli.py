@@ -42,6 +42,14 @@ def add_ranged(group, flag: str, ranges: dict, help: str | None = None, **kwargs
     group.add_argument(flag, type=ranged(kind, low, high), help=f"{help}; {bounds}" if help else bounds, **kwargs)
 
 
+def device_flags(parser: argparse.ArgumentParser, device: str | None = "auto", threads: int | None = None) -> None:
+    """--device and --threads, as every command that runs a model takes them."""
+    parser.add_argument(
+        "--device", default=device, choices=("auto", "cpu", "cuda"), help="where to run (auto: CUDA if present)"
+    )
+    threads_flag(parser, threads)
+
+
 def threads_flag(parser: argparse.ArgumentParser, default: int | None = None) -> None:
     parser.add_argument(
         "--threads",
@@ -76,8 +84,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help='JSON file: {"model": {...}, "train": {...}}')
     add_ranged(parser, "--max-minutes", R, "wall-clock budget, tokenizer training included")
     add_ranged(parser, "--epochs", R)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    threads_flag(parser)
+    device_flags(parser, device=None)  # None: the config file's, else auto
     parser.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16"))
     parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
     parser.add_argument(
@@ -112,8 +119,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
 def _running_flags(parser: argparse.ArgumentParser, threads: int | None = None) -> None:
     """Where and how a trained model runs (evaluate, reply, chat); see `inference_precision`."""
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    threads_flag(parser, threads)
+    device_flags(parser, threads=threads)
     parser.add_argument(
         "--precision",
         default="auto",
@@ -464,8 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ranged(p, "--eval-every", R, default=50)
     add_ranged(p, "--patience", R, default=4)
     add_ranged(p, "--seed", R, default=1)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    threads_flag(p)
+    device_flags(p)
     p.add_argument(
         "--force", action="store_true", help="register the new model even if it is worse on held-out logged pairs"
     )

@@ -152,10 +152,10 @@ class Progress:
 
 class Alternatives(Sequence):
     """A reply's top pieces at each step, (piece id, log-probability) best first, ranked when first
-    read. Greedy decoding and sampling rank nothing to choose a token, and a top 5 of 8,000 took
-    ~50 us inside a step here and ~13 us a step at the end: the reply is ready without it, and the
-    chat reads the alternatives only after showing the reply. Until then it holds the reply's
-    distributions (32 KB a step); replies to a batch of messages are ranked at once instead."""
+    read. Greedy decoding and sampling rank nothing to choose a token, and ranking inside the step
+    cost more than ranking all steps at the end: the reply is ready without it, and the chat reads
+    the alternatives only after showing the reply. Until then it holds the reply's distributions
+    (one row of the vocabulary a step); replies to a batch of messages are ranked at once instead."""
 
     def __init__(self, logps: torch.Tensor):
         self.logps, self.ranked = logps, None  # (steps, V)

@@ -39,10 +39,10 @@ def cpu_has_bf16_matmul() -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """`auto` is bf16 on CPUs that have it (measured faster here at equal perplexity), else fp32;
-    on GPUs from Ampere on it is tf32: fp32 weights and activations, matrix products rounded to
-    TF32 (measured fastest on an H100, where this model's steps are bound by kernel launches and
-    bf16 pays for a cuDNN plan per new batch shape)."""
+    """`auto` is bf16 on CPUs that have it (faster at equal perplexity), else fp32; on GPUs from
+    Ampere on it is tf32: fp32 weights and activations, matrix products rounded to TF32 (fastest
+    on an H100, where this model's steps are bound by kernel launches and bf16 pays for a cuDNN
+    plan per new batch shape). The measurements: `docs/performance.md`."""
     if name not in PRECISIONS:
         raise ChatbotError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
     has_tf32 = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8

@@ -189,10 +189,9 @@ class Decoder(nn.Module):
 class LowRankLinear(nn.Module):
     """x W^T + b with the (out x in) matrix W held as up (out x rank) times down (rank x in).
 
-    The output layer is the biggest matrix a reply reads at every token: 8,000 x 512 is 4 MB
-    even as int8, more than a core's L2 cache. A trained output layer is close to low-rank (the
-    bundled one's best rank-128 approximation costs 3% of test perplexity before any further
-    training), and at rank 128 it is 1 MB, which stays in cache from one token to the next.
+    The output layer is the biggest matrix a reply reads at every token, even as int8 more than a
+    core's L2 cache holds. A trained output layer is close to low-rank, so a thin pair costs
+    little perplexity and stays in cache from one token to the next (`docs/performance.md`).
     """
 
     def __init__(self, in_features: int, out_features: int, rank: int):

@@ -39,7 +39,7 @@ class ModelConfig:
     layers: int = 1  # LSTM layers in the encoder and in the decoder
     attention: str = "general"  # Luong "dot" or "general", or Bahdanau "additive"
     input_feeding: bool = False  # feed the last attentional state into the next step (slower)
-    tie_embeddings: bool = False  # output projection shares the embedding matrix (learns slower here)
+    tie_embeddings: bool = False  # output projection shares the embedding matrix (learned slower)
     output_rank: int = 0  # >0: the output layer as two thinner matrices (LowRankLinear); 0: one full matrix
     dropout: float = 0.2  # on embeddings, between LSTM layers and on attentional states
     teacher_forcing: float = 1.0  # chance of feeding the gold token rather than the model's own

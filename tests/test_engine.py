@@ -92,3 +92,19 @@ def test_greedy_replies_with_and_without_reference_are_the_same(sample_pairs):
         expected = reply(reference, tokenizer, [message], bare)[0][0]
         tokens, attention = greedy_reply(reference.model, source, bare.max_length)
         assert tokens == expected.tokens and len(attention) == len(tokens)
+
+
+def test_reference_replies_in_the_chat_session_and_the_command_line(overfit_dir, sample_pairs, tmp_path, capsys):
+    from chatbot.cli import main
+    from chatbot.session import open_session
+
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None, load=False)
+    session.reference = True
+    session.load("cpu", "auto", 1)
+    assert isinstance(session.model, ReferenceEngine) and session.precision == "fp32"
+    assert session.respond(sample_pairs[0].source).reply.text == sample_pairs[0].reply
+    session.storage.close()
+    assert main(["reply", "--model", str(overfit_dir), "--reference", sample_pairs[0].source]) == 0
+    assert capsys.readouterr().out.strip() == sample_pairs[0].reply
+    assert main(["reply", "--model", str(overfit_dir), "--reference", "--precision", "int8", "hi"]) == 1
+    assert "--reference runs the model's own float modules" in capsys.readouterr().err

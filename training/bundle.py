@@ -29,8 +29,8 @@ SAMPLES = 10  # sample replies per strategy: test sources 0, 221, 442, ... (ever
 def decode_all(model, tokenizer, sources, settings, batch=64) -> list[str]:
     """Replies to every source, in batches. A sampling seed moves on with each batch (seed + batch
     number): one seed for every batch would replay the same random draws against each of them,
-    and replies to different messages that share their draws share words too (measured: distinct-2
-    0.60 against 0.86 for 64 messages answered one at a time with one seed, and in one batch)."""
+    and replies to different messages that share their draws share words too, which lowers
+    distinct-n."""
     out = []
     for n, i in enumerate(range(0, len(sources), batch)):
         these = replace(settings, seed=settings.seed + n) if getattr(settings, "seed", None) is not None else settings
