@@ -150,7 +150,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     torch.manual_seed(0)
     pairs = load_pairs("chitchat", "train")[: args.pairs]
-    tokenizer = train_tokenizer(dict.fromkeys(t for p in pairs for t in p), 8000)
+    tokenizer = train_tokenizer(dict.fromkeys(t for p in pairs for t in (p.source, p.reply)), 8000)
     cfg = ModelConfig(
         vocab_size=tokenizer.vocab_size,
         embedding_dim=args.embedding_dim,

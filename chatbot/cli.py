@@ -74,6 +74,7 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
     add_ranged(g, "--teacher-forcing", RANGES, "chance of feeding the gold token (1.0: always)")
     add_ranged(g, "--max-source-tokens", RANGES)
     add_ranged(g, "--max-reply-tokens", RANGES)
+    add_ranged(g, "--context-turns", RANGES, "earlier turns of a conversation read with the message (default 2)")
 
 
 def _train_flags(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +110,7 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     add_ranged(g, "--warmup-steps", R)
     add_ranged(g, "--weight-decay", R)
     add_ranged(g, "--label-smoothing", R)
+    add_ranged(g, "--blank-source", R, "share of training messages emptied, for guided replies (default 0.1)")
     add_ranged(g, "--dropout-from-epoch", R, "dropout off before this epoch (default 1; 0: from the start)")
     add_ranged(g, "--eval-every", R)
     add_ranged(g, "--patience", R)

@@ -28,6 +28,7 @@ RANGES = {
     "teacher_forcing": (float, 0.0, 1.0),
     "max_source_tokens": (int, 1, 4096),
     "max_reply_tokens": (int, 1, 4096),
+    "context_turns": (int, 0, 8),
 }
 
 
@@ -45,6 +46,7 @@ class ModelConfig:
     teacher_forcing: float = 1.0  # chance of feeding the gold token rather than the model's own
     max_source_tokens: int = 64  # longer messages keep their last tokens
     max_reply_tokens: int = 48  # longest reply generated, and trained on
+    context_turns: int = 2  # earlier turns of the conversation read with the message (0: the message alone)
 
     def __post_init__(self):
         if self.attention not in ATTENTION_KINDS:
@@ -100,4 +102,4 @@ class ModelConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ChatbotError(f"unknown model settings: {', '.join(map(str, unknown))[:200]}")
-        return cls(**values)
+        return cls(**{"context_turns": 0, **values})  # a model saved before context read the message alone

@@ -215,6 +215,8 @@ def load_model(
         raise ChatbotError(
             f"{directory}: tokenizer has {tokenizer.vocab_size} pieces but the model expects {cfg.vocab_size}"
         )
+    if cfg.context_turns and tokenizer.speakers is None:
+        raise ChatbotError(f"{directory}: the model reads earlier turns, but its tokenizer has no speaker marks")
     path = directory / WEIGHTS
     with torch.device("meta"):  # shapes only, nothing allocated
         expected = {

@@ -2,12 +2,16 @@
 
 Byte fallback is on, so any character (an emoji, Korean typed to an English model) is encoded
 without the unknown token, and a model keeps its tokenizer when retrained on other text.
+
+A conversation is read as one source: its last turns, each after a piece that says who spoke,
+`<you>` for the person the model answers and `<me>` for the model's own turns (`dialog`). Those
+pieces are control symbols: no text ever encodes to them, so a message cannot fake a turn.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -15,6 +19,7 @@ import sentencepiece as spm
 from chatbot.errors import ChatbotError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPEAKERS = ("<you>", "<me>")  # ids 4 and 5 in a tokenizer trained since conversations were read whole
 
 
 def keep_end(ids: list[int], limit: int) -> list[int]:
@@ -58,6 +63,17 @@ class Tokenizer:
         Path(path).write_bytes(self.proto)
 
     @property
+    def speakers(self) -> tuple[int, int] | None:
+        """The ids of `<you>` and `<me>`, or None for a tokenizer without them (a model that reads
+        the message alone)."""
+        ids = tuple(self.sp.piece_to_id(piece) for piece in SPEAKERS)
+        return None if UNK in ids else ids
+
+    def never_written(self) -> list[int]:
+        """Pieces no reply may contain: padding, unknown, start, and the speaker marks."""
+        return [i for i in range(self.vocab_size) if i != EOS and (self.sp.is_control(i) or self.sp.is_unknown(i))]
+
+    @property
     def vocab_size(self) -> int:
         return self.sp.get_piece_size()
 
@@ -74,8 +90,27 @@ class Tokenizer:
         """Readable pieces for display (attention heatmaps): '▁' marks a word start."""
         return [self.sp.id_to_piece(int(i)) for i in ids]
 
+    def dialog(self, message: str, context: Sequence[str] = (), turns: int = 0) -> list[int]:
+        """The pieces a model reads for `message`: with `turns` > 0, the last `turns` turns of
+        `context` (oldest first) and the message, each after its speaker's mark (`join_turns`);
+        with 0, or without marks, the message alone."""
+        if not turns or self.speakers is None:
+            return self.encode(message)
+        return self.join_turns([self.encode(t) for t in [*list(context)[-turns:], message]])
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, max_sentences: int = 2_000_000) -> Tokenizer:
+    def join_turns(self, turns: list[list[int]]) -> list[int]:
+        """Encoded turns, oldest first, as one source: each after its speaker's mark, counting back
+        from the last, which is `<you>`'s (the message replied to), then `<me>`, `<you>`, ..."""
+        you, me = self.speakers
+        ids = []
+        for back, turn in zip(range(len(turns) - 1, -1, -1), turns):
+            ids += [you if back % 2 == 0 else me, *turn]
+        return ids
+
+
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 8000, max_sentences: int = 2_000_000, speakers: bool = True
+) -> Tokenizer:
     """Train a unigram model in memory.
 
     Character coverage 1.0 keeps every character seen in training (every Korean syllable of a
@@ -84,14 +119,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8000, max_sentences:
     """
     model = io.BytesIO()
     try:
-        _train(texts, model, vocab_size, max_sentences)
+        _train(texts, model, vocab_size, max_sentences, SPEAKERS if speakers else ())
     except RuntimeError as err:
         reason = str(err).splitlines()[0].split("] ")[-1]
         raise ChatbotError(f"cannot train the tokenizer: {reason}") from None
     return Tokenizer(model.getvalue())
 
 
-def _train(texts: Iterable[str], model: io.BytesIO, vocab_size: int, max_sentences: int) -> None:
+def _train(texts: Iterable[str], model: io.BytesIO, vocab_size: int, max_sentences: int, controls=()) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(texts),
         model_writer=model,
@@ -104,6 +139,7 @@ def _train(texts: Iterable[str], model: io.BytesIO, vocab_size: int, max_sentenc
         unk_id=UNK,
         bos_id=BOS,
         eos_id=EOS,
+        control_symbols=list(controls),
         input_sentence_size=max_sentences,
         shuffle_input_sentence=True,
         num_threads=2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
-from corpora.pairs import CorpusError, Pair, clean_turn, stable_percent
+from corpora.pairs import CorpusError, Pair, clean_turn, conversation_pairs, stable_percent
 
 MAX_TEST_SOURCE_WORDS = 50
 MAX_TEST_REPLY_WORDS = 30
@@ -33,7 +33,8 @@ def _conversations() -> dict:
 
 
 def chitchat_pairs(split: str) -> list[Pair]:
-    """Consecutive-turn pairs of one split, conversations in sorted id order."""
+    """Consecutive-turn pairs of one split, conversations in sorted id order, each with the turns
+    before it in its conversation (its context)."""
     pairs = []
     conversations = _conversations()
     for conversation_id in sorted(conversations):
@@ -41,10 +42,10 @@ def chitchat_pairs(split: str) -> list[Pair]:
             continue
         turns = [clean_turn(" ".join(u["text"] for u in turn)) for turn in conversations[conversation_id]["messages"]]
         turns = [t for t in turns if t]
-        for source, reply in zip(turns, turns[1:]):
+        for pair in conversation_pairs(turns):
             if split == "test" and (
-                len(source.split()) > MAX_TEST_SOURCE_WORDS or len(reply.split()) > MAX_TEST_REPLY_WORDS
+                len(pair.source.split()) > MAX_TEST_SOURCE_WORDS or len(pair.reply.split()) > MAX_TEST_REPLY_WORDS
             ):
                 continue
-            pairs.append(Pair(source, reply))
+            pairs.append(pair)
     return pairs

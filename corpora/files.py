@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from corpora.pairs import CorpusError, Pair, clean_turn
+from corpora.pairs import CorpusError, Pair, clean_turn, conversation_pairs
 
 
 def _lines(path: Path):
@@ -63,6 +63,6 @@ def read_jsonl(path: Path) -> list[Pair]:
         cleaned = [clean_turn(t) for t in turns]
         kept = [t for t in cleaned if t]
         skipped += len(cleaned) - len(kept)
-        pairs.extend(Pair(a, b) for a, b in zip(kept, kept[1:]))
+        pairs.extend(conversation_pairs(kept))
     _report_skipped(Path(path), skipped, "empty turns")
     return pairs

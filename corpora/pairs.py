@@ -15,9 +15,13 @@ class CorpusError(Exception):
     """Bad corpus input; the message is one line that names the file and line."""
 
 
+MAX_CONTEXT = 8  # earlier turns a pair keeps: more than any model reads
+
+
 class Pair(NamedTuple):
-    source: str
+    source: str  # the message replied to
     reply: str
+    context: tuple[str, ...] = ()  # the turns before the message in its conversation, oldest first
 
 
 _WHITESPACE = re.compile(r"\s+")
@@ -32,3 +36,8 @@ def stable_percent(text: str) -> int:
 def clean_turn(text: str) -> str:
     """Fold tabs, newlines and runs of whitespace to one space, then strip (docs/evaluation.md)."""
     return _WHITESPACE.sub(" ", text).strip()
+
+
+def conversation_pairs(turns: list[str]) -> list[Pair]:
+    """Every two consecutive turns of a conversation, each pair with the turns before it."""
+    return [Pair(turns[i], turns[i + 1], tuple(turns[max(0, i - MAX_CONTEXT) : i])) for i in range(len(turns) - 1)]

@@ -24,7 +24,7 @@ def sample_pairs():
 
 @pytest.fixture(scope="session")
 def tokenizer(sample_pairs):
-    return train_tokenizer(dict.fromkeys(t for p in sample_pairs for t in p), vocab_size=600)
+    return train_tokenizer(dict.fromkeys(t for p in sample_pairs for t in (p.source, p.reply)), vocab_size=600)
 
 
 def write_tsv(path: Path, pairs) -> Path:

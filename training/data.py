@@ -19,22 +19,42 @@ Example = tuple[list[int], list[int]]  # (source ids, reply ids + EOS unless tru
 
 
 def encode_pairs(
-    pairs: list[Pair], tokenizer: Tokenizer, max_source: int, max_reply: int | None = None
+    pairs: list[Pair],
+    tokenizer: Tokenizer,
+    max_source: int,
+    max_reply: int | None = None,
+    context_turns: int = 0,
+    with_context: bool = True,
 ) -> list[Example]:
-    """Sources keep their last `max_source` tokens (the end of a message matters most to the reply);
-    replies keep their first `max_reply` and lose the EOS when cut, so the model never learns
-    to stop mid-sentence. `max_reply=None` keeps whole replies (evaluation)."""
-    sources = tokenizer.encode_batch([p.source for p in pairs])
-    replies = tokenizer.encode_batch([p.reply for p in pairs])
+    """Sources are `tokenizer.dialog`s: with `context_turns`, the pair's last turns before the
+    message and the message, each marked with its speaker (with `with_context` False, the
+    message alone, still marked); cut to their last `max_source` pieces (`keep_end`). Replies
+    keep their first `max_reply` pieces and lose the EOS when cut, so the model never learns to
+    stop mid-sentence. `max_reply=None` keeps whole replies (evaluation)."""
+    turns = {t for p in pairs for t in (p.source, p.reply, *(p.context[-context_turns:] if context_turns else ()))}
+    encoded = dict(zip(turns, tokenizer.encode_batch(list(turns))))
+    marked = bool(context_turns) and tokenizer.speakers is not None
     examples = []
-    for src, rep in zip(sources, replies):
-        src = keep_end(src, max_source)
-        if max_reply is not None and len(rep) >= max_reply:
-            rep = rep[:max_reply]
+    for p in pairs:
+        if marked:
+            context = p.context[-context_turns:] if with_context else ()
+            src = tokenizer.join_turns([encoded[t] for t in (*context, p.source)])
         else:
-            rep = rep + [EOS]
+            src = encoded[p.source]
+        src = keep_end(src, max_source)
+        rep = encoded[p.reply]
+        rep = rep[:max_reply] if max_reply is not None and len(rep) >= max_reply else rep + [EOS]
         examples.append((src, rep))
     return examples
+
+
+def blank_sources(examples: list[Example], share: float, rng: random.Random) -> list[Example]:
+    """`examples` with the source of about `share` of them emptied (one EOS, as an empty message
+    reads): a model trained so also learns p(reply | no message), which guided decoding sets
+    against p(reply | message) (`chatbot.decoding`)."""
+    if not share:
+        return examples
+    return [([EOS], rep) if rng.random() < share else (src, rep) for src, rep in examples]
 
 
 class Batch(NamedTuple):

@@ -27,7 +27,7 @@ from chatbot.modeldir import TOKENIZER, atomic_write, load_training_state, read_
 from chatbot.tokenizer import Tokenizer, train_tokenizer
 from corpora import Pair, load_pairs
 from corpora.pairs import stable_percent
-from training.data import Batch, bucketed_batches, collate, encode_pairs
+from training.data import Batch, blank_sources, bucketed_batches, collate, encode_pairs
 from training.distributed import Distributed
 from training.evaluate import reply_words, total_nll
 from training.train_config import TRAIN_RANGES, TrainConfig  # noqa: F401 (re-exported)
@@ -112,7 +112,7 @@ class Trainer:
         elif state is None:
             if self.dist.is_main:
                 self.say(f"training a {cfg.vocab_size}-piece tokenizer on {len(train_pairs)} pairs")
-                turns = dict.fromkeys(t for p in train_pairs for t in p)  # unique, in order
+                turns = dict.fromkeys(t for p in train_pairs for t in (p.source, p.reply))  # unique, in order
                 self.tokenizer = train_tokenizer(turns, cfg.vocab_size)
                 self.out.mkdir(parents=True, exist_ok=True)
                 self.tokenizer.save(self.out / TOKENIZER)
@@ -125,16 +125,13 @@ class Trainer:
             self.model.load_state_dict(base[0].state_dict())
         self.forward = self.dist.wrap(self.model)  # what the forward pass runs through
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.train_examples = encode_pairs(
-            train_pairs, self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens
-        )
+        lengths = dict(max_source=model_cfg.max_source_tokens, context_turns=model_cfg.context_turns)
+        self.train_examples = encode_pairs(train_pairs, self.tokenizer, max_reply=model_cfg.max_reply_tokens, **lengths)
         self.replay_examples = encode_pairs(
-            replay or [], self.tokenizer, model_cfg.max_source_tokens, model_cfg.max_reply_tokens
+            replay or [], self.tokenizer, max_reply=model_cfg.max_reply_tokens, **lengths
         )
         self.replay_per_epoch = min(replay_per_epoch, len(self.replay_examples))
-        self.valid_examples = encode_pairs(
-            self.valid_pairs, self.tokenizer, model_cfg.max_source_tokens, max_reply=None
-        )
+        self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, **lengths)
         self.valid_words = reply_words(self.valid_pairs)
         self.steps_per_epoch = len(self.batches(0))
         if self.steps_per_epoch == 0:
@@ -316,7 +313,9 @@ class Trainer:
                 if self.dist.any(self.out_of_time()):  # every rank stops at the same step
                     stop = "time budget reached"
                     break
-                batch = collate([examples[i] for i in batches[self.batch_index]]).to(self.device)
+                rng = random.Random(cfg.seed * 1_000_003 + self.epoch * 10_007 + self.batch_index)  # the same on resume
+                chosen = blank_sources([examples[i] for i in batches[self.batch_index]], cfg.blank_source, rng)
+                batch = collate(chosen).to(self.device)
                 lr = learning_rate(cfg, self.step, self.progress())
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr

@@ -26,9 +26,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     clip: float = 1.0  # gradient norm clipping
     label_smoothing: float = 0.0
-    dropout_from_epoch: int = (
-        1  # dropout off before this epoch: while every example is new there is nothing to memorise
-    )
+    blank_source: float = 0.1  # share of training sources emptied: the model learns p(reply | no message) too
+    dropout_from_epoch: int = 1  # dropout off before this epoch: while every example is new, nothing to memorise
     eval_every: int = 200  # steps between validation (and checkpoints); also at the end
     patience: int = 6  # evaluations without a better validation loss before stopping
     log_every: int = 25  # steps between metrics lines
@@ -70,6 +69,7 @@ TRAIN_RANGES = {
     "weight_decay": (float, 0.0, 10.0),
     "clip": (float, 1e-6, 1e6),
     "label_smoothing": (float, 0.0, 0.99),
+    "blank_source": (float, 0.0, 0.9),
     "dropout_from_epoch": (int, 0, 100_000),
     "eval_every": (int, 1, 1_000_000_000),
     "patience": (int, 1, 1_000_000),
