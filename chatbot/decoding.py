@@ -31,7 +31,7 @@ from chatbot.strategies import (
     sample_from,
     truncate_distribution,
 )  # the decoding API in one place
-from chatbot.tokenizer import BOS, EOS, PAD, Tokenizer, keep_end
+from chatbot.tokenizer import BOS, EOS, PAD, UNK, Tokenizer, keep_end
 
 TOP_ALTERNATIVES = 5  # alternatives kept per reply token, for the "inside the model" view
 
@@ -71,6 +71,7 @@ class Reply:
     )  # top pieces per step (`Alternatives`)
     finished: bool = True  # False when the reply hit the max length
     truncated: bool = False  # the message was longer than the model reads: it read the end
+    gains: list[float] | None = None  # per piece: log p(piece | message) - log p(piece | no message), when measured
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -114,11 +115,16 @@ def apply_rules(
     source: torch.Tensor,
     step: int,
     one_row: tuple[list[int], list[int]] | None = None,
+    banned: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The shared rules on log-probabilities (R, V), which it may change in place; history
     (R, step) holds the reply so far. `one_row` (reply so far, message) as lists, when there is a
-    single row, lets n-gram blocking skip the tensor work."""
-    logp[:, PAD : BOS + 1] = NEG_INF  # padding, unknown, start: ids 0, 1, 2
+    single row, lets n-gram blocking skip the tensor work. `banned`: piece ids never written
+    (default padding, unknown and start: ids 0, 1, 2)."""
+    if banned is None:
+        logp[:, PAD : BOS + 1] = NEG_INF
+    else:
+        logp.index_fill_(1, banned, NEG_INF)
     if step < settings.min_length:
         logp[:, EOS] = NEG_INF
     if settings.repetition_penalty != 1.0 and step:
@@ -191,8 +197,9 @@ class Trace:
         self.parents, self.tokens, self.logps = [], [], []  # per step: (R,) or None, (R,), (R,)
         self.attention, self.alt_ids, self.alt_logps = [], [], []  # per step, by parent row: (R, S), (R, A), (R, A)
         self.unranked = []  # per step (R, V): log-probabilities, stacked by `finish`; alternatives ranked when read
+        self.gains = []  # per step (R,): how much the message raised the chosen piece's log-probability
 
-    def extend(self, chosen, logp, weights, top, rows=None) -> None:
+    def extend(self, chosen, logp, weights, top, rows=None, gain=None) -> None:
         """Row i continues row rows[i] (row i itself when rows is None) with token chosen[i]; the
         step's outputs (logp, weights, top) are indexed by parent row. Without `top` (greedy and
         sampling rank nothing) the alternatives are ranked after the reply, when first read
@@ -200,6 +207,8 @@ class Trace:
         if self.keep_history:
             history = self.history if rows is None else self.history[rows]
             self.history = torch.cat([history, chosen.unsqueeze(1)], dim=1)
+        if gain is not None:  # (R, V) by parent row, like logp
+            self.gains.append(gain.gather(1, chosen.unsqueeze(1)).squeeze(1) if rows is None else gain[rows, chosen])
         self.parents.append(rows)
         self.tokens.append(chosen)
         self.attention.append(weights)
@@ -230,6 +239,7 @@ class Trace:
             self.logps = torch.stack(self.logps).tolist()
             self.alt_ids, self.alt_logps = torch.stack(self.alt_ids), torch.stack(self.alt_logps)  # (T, R, A)
         self.tokens = tokens.tolist()
+        self.gains = torch.stack(self.gains).tolist() if self.gains else None
 
     def hypothesis(self, row: int, last_step: int, length: int, finished: bool, score: float | None = None) -> dict:
         """The reply held by `row` after step `last_step`: `length` tokens, plus the EOS step when it
@@ -259,15 +269,28 @@ class Trace:
             "alternatives": alternatives,
             "score": sum(logprobs) if score is None else score,
             "finished": finished,
+            "gains": [self.gains[t][rows[t]] for t in range(keep)] if self.gains else None,
         }
 
 
 def decode(
-    engine, sources: list[list[int]], settings: Settings, on_step: Callable[[Progress], None] | None = None
+    engine,
+    sources: list[list[int]],
+    settings: Settings,
+    on_step: Callable[[Progress], None] | None = None,
+    banned: list[int] | None = None,
+    gains: bool = False,
 ) -> list[list[dict]]:
     """Token-level decoding of a batch of messages (piece ids) by an engine (`chatbot.engine`;
     a model runs as its flat engine); returns per message its hypotheses (dicts with tokens,
-    logprobs, attention, alternatives, score, finished), best first.
+    logprobs, attention, alternatives, score, finished, gains), best first. `banned`: pieces
+    never written (default padding, unknown and start). `gains`: measure how much the message
+    raised each chosen piece's log-probability, as guidance does anyway.
+
+    Guidance (`settings.guidance` w, for a model that learned replies to no message): each row
+    runs beside a twin that reads an empty message, in the same batch, and the next-piece scores
+    are log p(. | message) + w (log p(. | message) - log p(. | no message)), renormalised: pieces
+    the message makes likelier gain, pieces likely whatever was said (the stock replies) lose.
 
     Runs with tensor-subclass dispatch off: before an op, torch asks every argument that is not a
     plain tensor whether it overrides torch functions, and asking the int8 layers' packed weights
@@ -275,30 +298,46 @@ def decode(
     model's parameters are plain tensors either way.
     """
     with torch.inference_mode(), torch._C.DisableTorchFunctionSubclass():
-        return _decode(as_engine(engine), sources, settings, on_step)
+        return _decode(as_engine(engine), sources, settings, on_step, banned or [PAD, UNK, BOS], gains)
 
 
-def _decode(engine, sources: list[list[int]], settings: Settings, on_step) -> list[list[dict]]:
+def guidance_of(engine, settings: Settings) -> float:
+    """The guidance weight a reply runs with: the setting's, if the model learned replies to no
+    message (`ModelConfig.unconditional`), else 0."""
+    return settings.guidance if getattr(engine.cfg, "unconditional", False) else 0.0
+
+
+def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banned, gains) -> list[list[dict]]:
     device = engine.device
     B = len(sources)
     strategy = make_strategy(settings, B, device)
     K = strategy.rows_per_message
-    src, lengths = pad_right(sources, device)  # (B, S), (B,)
+    R = B * K
+    w = guidance_of(engine, settings)
+    banned = None if banned == [PAD, UNK, BOS] else torch.tensor(banned, dtype=torch.long, device=device)
+    twins = w > 0 or (gains and getattr(engine.cfg, "unconditional", False))  # rows R..2R-1 read no message
+    src, lengths = pad_right(sources + [[EOS]] * twins, device)  # (B (+1), S), (B (+1),); an empty message is EOS
     memory, state = engine.encode(src, lengths)  # the encoder runs once per message
-    source = src  # (R, S) each row's message
-    if K > 1:  # K rows per message
-        expand = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
-        memory = memory.index_select(expand)
-        state = tuple(s.index_select(1, expand) for s in state)
-        source = src.index_select(0, expand)
-    feed = engine.initial_feed(B * K)
-    tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
-    one_row = ([], sources[0]) if B * K == 1 else None  # the only row's reply so far and its message, as lists
-    trace = Trace(B * K, device, history=one_row is None or settings.repetition_penalty != 1.0)
-    ended, any_ended = torch.zeros(B * K, dtype=torch.bool, device=device), False  # (R,) rows past their EOS
+    rows_of = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
+    source = src.index_select(0, rows_of) if K > 1 else src[:B]  # (R, S) each row's message
+    if K > 1 or twins:
+        index = torch.cat([rows_of, torch.full((R,), B, device=device)]) if twins else rows_of  # (R or 2R,)
+        memory = memory.index_select(index)
+        state = tuple(s.index_select(1, index) for s in state)
+    feed = engine.initial_feed(2 * R if twins else R)
+    tokens = torch.full((2 * R if twins else R,), BOS, dtype=torch.long, device=device)
+    one_row = ([], sources[0]) if R == 1 else None  # the only row's reply so far and its message, as lists
+    trace = Trace(R, device, history=one_row is None or settings.repetition_penalty != 1.0)
+    ended, any_ended = torch.zeros(R, dtype=torch.bool, device=device), False  # (R,) rows past their EOS
+    gain = None
     for step in range(settings.max_length + 1):
-        logits, state, weights, feed = engine.step(tokens, state, memory, feed)  # (R, V), state, (R, S), (R, A)
-        logp = apply_rules(torch.log_softmax(logits.float(), dim=-1), settings, trace.history, source, step, one_row)
+        logits, state, weights, feed = engine.step(tokens, state, memory, feed)  # (R or 2R, V), state, (.., S), (.., A)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        if twins:
+            logp, weights, gain = logp[:R], weights[:R], logp[:R] - logp[R:]  # (R, V), (R, S), (R, V)
+            if w:
+                logp = torch.log_softmax(logp + w * gain, dim=-1)
+        logp = apply_rules(logp, settings, trace.history, source, step, one_row, banned)
         if step == settings.max_length:  # the last position can only end the reply
             logp = only_eos(logp)
         if any_ended:  # a finished reply can only go on ending
@@ -308,9 +347,10 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step) -> li
         )  # beam candidates and alternatives
         tokens, rows = strategy.select(logp, step, top)  # (R,), (R,) or None: each row goes on
         if rows is not None:
-            state = tuple(s.index_select(1, rows) for s in state)
-            feed = feed.index_select(0, rows)
-        trace.extend(tokens, logp, weights, top, rows)
+            both = torch.cat([rows, rows + R]) if twins else rows  # a twin follows its row
+            state = tuple(s.index_select(1, both) for s in state)
+            feed = feed.index_select(0, both)
+        trace.extend(tokens, logp, weights, top, rows, gain)
         if K > 1:
             strategy.record_finished(step, length=step)
             done = bool(strategy.done.all())
@@ -326,6 +366,8 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step) -> li
             on_step(Progress(step, [_strip(t) for t in best]))
         if done:
             break
+        if twins:
+            tokens = tokens.repeat(2)  # the twins read the same reply so far
     trace.finish()
     if K > 1:
         return [
@@ -356,10 +398,14 @@ def _strip(tokens: list[int]) -> list[int]:
 # --- text in, replies out -------------------------------------------------------------------
 
 
-def prepare(tokenizer: Tokenizer, model, text: str) -> tuple[list[int], bool]:
-    """Piece ids of a message, cut to the model's source length (keeping the end); True if cut."""
-    ids = tokenizer.encode(text)
-    return keep_end(ids, model.cfg.max_source_tokens), len(ids) > model.cfg.max_source_tokens
+def prepare(tokenizer: Tokenizer, model, text: str, context: Sequence[str] = ()) -> tuple[list[int], bool]:
+    """The piece ids a model reads for a message (with its conversation's last turns, for a model
+    that reads them: `Tokenizer.dialog`), cut to its source length keeping the end; True if the
+    message itself was cut."""
+    cfg = model.cfg
+    ids = tokenizer.dialog(text, context, cfg.context_turns)
+    marked = cfg.context_turns > 0 and tokenizer.speakers is not None  # the message's own piece: <you>
+    return keep_end(ids, cfg.max_source_tokens), len(tokenizer.encode(text)) + marked > cfg.max_source_tokens
 
 
 def reply(
@@ -368,25 +414,31 @@ def reply(
     messages: list[str],
     settings: Settings,
     on_text: Callable[[int, str], None] | None = None,
+    contexts: Sequence[Sequence[str]] | None = None,
+    gains: bool = False,
 ) -> list[list[Reply]]:
     """Replies to each message (n-best lists; one reply unless beam search asks for more), by
     `model`: an engine (`chatbot.engine`), or a model, which runs as its flat engine.
 
-    `on_text(message_index, text_so_far)` streams each reply as it grows.
+    `contexts`: for each message, the turns of its conversation before it, oldest first.
+    `on_text(message_index, text_so_far)` streams each reply as it grows. `gains`: measure how
+    much each message raised each reply piece's probability (`Reply.gains`).
     """
     if not messages:
         return []
     start = time.perf_counter()
     engine = as_engine(model)
-    prepared = [prepare(tokenizer, engine, m) for m in messages]
+    contexts = contexts or [()] * len(messages)
+    prepared = [prepare(tokenizer, engine, m, c) for m, c in zip(messages, contexts)]
     sources = [src for src, _ in prepared]
 
     def on_step(progress: Progress) -> None:
         for i, tokens in enumerate(progress.tokens):
             on_text(i, tokenizer.decode(tokens))
 
-    hypotheses = decode(engine, sources, settings, on_step if on_text else None)
+    hypotheses = decode(engine, sources, settings, on_step if on_text else None, tokenizer.never_written(), gains)
     seconds = time.perf_counter() - start
+    applied = {**settings.to_dict(), "guidance": guidance_of(engine, settings)}  # what ran: 0 where the model can't
     return [
         [
             Reply(
@@ -396,11 +448,12 @@ def reply(
                 score=h["score"],
                 attention=h["attention"],
                 source_tokens=src,
-                settings=settings.to_dict(),
+                settings=applied,
                 seconds=seconds / len(messages),
                 alternatives=h["alternatives"],
                 finished=h["finished"],
                 truncated=truncated,
+                gains=h["gains"],
             )
             for h in hyps
         ]

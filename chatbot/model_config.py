@@ -29,6 +29,7 @@ RANGES = {
     "max_source_tokens": (int, 1, 4096),
     "max_reply_tokens": (int, 1, 4096),
     "context_turns": (int, 0, 8),
+    "unconditional": (bool, None, None),
 }
 
 
@@ -47,6 +48,7 @@ class ModelConfig:
     max_source_tokens: int = 64  # longer messages keep their last tokens
     max_reply_tokens: int = 48  # longest reply generated, and trained on
     context_turns: int = 2  # earlier turns of the conversation read with the message (0: the message alone)
+    unconditional: bool = False  # it also learned replies to no message (training's blank_source), for guidance
 
     def __post_init__(self):
         if self.attention not in ATTENTION_KINDS:

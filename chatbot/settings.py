@@ -16,6 +16,7 @@ MAX_REPLY_LENGTH = 200  # pieces: far past what a model trained on chat replies 
 MAX_BEAM_SIZE = 64
 MAX_SEED = 2**63 - 1
 MIN_TEMPERATURE = 0.01
+DEFAULT_GUIDANCE = 0.0  # chosen by measurement: docs/performance.md
 MAX_MESSAGE_CHARS = 100_000  # longer messages are refused, shorter ones logged whole (the model reads their end)
 
 # name -> (kind, lowest, highest); a None bound is open
@@ -32,6 +33,7 @@ RANGES = {
     "top_k": (int, 0, 1_000_000),
     "top_p": (float, 0.0, 1.0),
     "seed": (int, 0, MAX_SEED),
+    "guidance": (float, 0.0, 10.0),
 }
 OPTIONAL = {"seed"}  # None: a fresh seed for every reply
 
@@ -45,6 +47,7 @@ class Settings:
     repetition_penalty: float = 1.0  # >1 makes tokens already in the reply less likely
     no_repeat_ngram: int = 3  # never repeat an n-gram of this size within the reply (0: off)
     block_source_ngrams: bool = False  # ... nor copy one from the user's message
+    guidance: float = DEFAULT_GUIDANCE  # w: favour pieces the message makes likelier (0: off; needs a model that can)
 
     name = "base"
 

@@ -4,10 +4,14 @@ from corpora import CorpusError, load_pairs
 from corpora.files import read_jsonl, read_tsv
 
 
-def test_chitchat_split_counts_match_eval_md():
+def test_chitchat_split_counts_match_the_evaluation_doc():
     counts = {split: load_pairs("chitchat", split) for split in ("train", "valid", "test")}
     assert [len(counts[s]) for s in ("train", "valid", "test")] == [125_961, 2_876, 2_211]
     assert sum(len(p.reply.split()) for p in counts["test"]) == 25_044
+    test = counts["test"]
+    assert sum(1 for p in test if p.context) > 2_000  # most test pairs have turns before them
+    first = next(i for i, p in enumerate(test) if len(p.context) >= 2)
+    assert test[first].context[-1] != test[first].source and all(isinstance(t, str) for t in test[first].context)
 
 
 def test_sample_corpus_has_english_and_korean(sample_pairs):
@@ -20,7 +24,7 @@ def test_tsv_pairs_and_whitespace_folding(tmp_path):
     path = tmp_path / "p.tsv"
     path.write_text("hi  there\thello\n\nhow are you?\tfine,\tthanks\n", encoding="utf-8")
     pairs = read_tsv(path)
-    assert [tuple(p) for p in pairs] == [("hi there", "hello"), ("how are you?", "fine, thanks")]
+    assert [tuple(p) for p in pairs] == [("hi there", "hello", ()), ("how are you?", "fine, thanks", ())]
 
 
 def test_tsv_line_without_tab_names_file_and_line(tmp_path):
@@ -46,7 +50,7 @@ def test_jsonl_turns_become_consecutive_pairs_and_empty_turns_are_counted(tmp_pa
     path = tmp_path / "c.jsonl"
     path.write_text('["a", "b", "  ", "c"]\n["x", "y"]\n', encoding="utf-8")
     pairs = read_jsonl(path)
-    assert [tuple(p) for p in pairs] == [("a", "b"), ("b", "c"), ("x", "y")]
+    assert [tuple(p) for p in pairs] == [("a", "b", ()), ("b", "c", ("a",)), ("x", "y", ())]  # with the turns before
     assert "skipped 1 empty turns" in capsys.readouterr().err
 
 

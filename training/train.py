@@ -119,6 +119,8 @@ class Trainer:
             self.dist.barrier()  # the other ranks use rank 0's tokenizer
             self.tokenizer = Tokenizer.load(self.out / TOKENIZER)
             model_cfg.vocab_size = self.tokenizer.vocab_size
+        if state is None and base is None:  # a new model learns replies to no message when sources are blanked
+            model_cfg.unconditional = cfg.blank_source > 0
         self.model_cfg = model_cfg
         self.model = Seq2Seq(model_cfg).to(self.device)
         if base is not None:
