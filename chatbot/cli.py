@@ -78,7 +78,7 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_flags(parser: argparse.ArgumentParser) -> None:
-    from training.train import TRAIN_RANGES as R
+    from training.train_config import TRAIN_RANGES as R
 
     parser.add_argument("--corpus", help="chitchat, sample, or a .tsv / .jsonl file (default chitchat)")
     parser.add_argument("--out", required=True, type=Path, help="model directory to write")
@@ -230,8 +230,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from chatbot.device import inference_precision, resolve_device, set_threads
     from chatbot.engine import load_engine
+    from chatbot.settings import DEFAULT_GUIDANCE, settings_from
     from corpora import load_pairs
-    from training.evaluate import evaluate_pairs
+    from training.evaluate import CANDIDATES, evaluate_pairs, generate, generation_measures, hits_at_1
 
     if (args.corpus is None) == (args.pairs is None):
         raise ChatbotError("give either --corpus NAME --split SPLIT or --pairs FILE.tsv")
@@ -244,23 +245,59 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
     if not pairs:
         raise ChatbotError("no pairs to evaluate")
+    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+    guidance = guidance if model.cfg.unconditional else 0.0  # what replies run with
     with torch.inference_mode():
         result = evaluate_pairs(model, tokenizer, pairs)
+        alone = evaluate_pairs(model, tokenizer, pairs, with_context=False) if model.cfg.context_turns else result
+        enough = len({p.reply for p in pairs}) >= CANDIDATES
+        hits = hits_at_1(model, tokenizer, pairs, guidance) if enough else {}
+    out = {
+        **{k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")},
+        "word_ppl_no_context": alone["word_ppl"],
+        "precision": precision,
+        "guidance": guidance,
+        "hits_at_1": hits.get("chat"),
+        "hits_at_1_by_score": {k: v for k, v in hits.items() if k != "chat"},
+    }
+    if args.generate is not None:
+        replier, _, _ = load_engine(args.model, device, reply_precision(args, device), reference=args.reference)
+        out["generate"] = {}
+        for name in args.generate or ["greedy", "beam", "sample"]:
+            settings = settings_from(name, guidance=guidance, seed=1 if name == "sample" else None)
+            measures = generation_measures(generate(replier, tokenizer, pairs, settings, with_context=False), pairs)
+            if model.cfg.context_turns:
+                replies = generate(replier, tokenizer, pairs, settings, with_context=True)
+                measures["with_context"] = generation_measures(replies, pairs)
+            out["generate"][name] = {"settings": settings.to_dict(), **measures}
     if args.json:
-        print(
-            json.dumps(
-                {
-                    **{k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")},
-                    "precision": precision,
-                }
-            )
-        )
+        print(json.dumps(out))
     else:
-        print(
-            f"word-level perplexity {result['word_ppl']:.2f}  (token-level {result['token_ppl']:.2f}; "
-            f"{result['pairs']} pairs, {result['words']} words, {result['tokens']} tokens; {precision} weights)"
-        )
+        print(evaluation_report(out))
     return 0
+
+
+def evaluation_report(out: dict) -> str:
+    """`chatbot evaluate`'s figures as lines for people."""
+    lines = [
+        f"word-level perplexity {out['word_ppl']:.2f}, without context {out['word_ppl_no_context']:.2f} "
+        f"(token-level {out['token_ppl']:.2f}; {out['pairs']} pairs, {out['words']} words, {out['tokens']} tokens; "
+        f"{out['precision']} weights)"
+    ]
+    if out["hits_at_1"] is not None:
+        by = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in out["hits_at_1_by_score"].items())
+        lines.append(f"hits@1 of 20 {out['hits_at_1']:.3f} (guidance {out['guidance']:g}; by score: {by}; chance 0.05)")
+    for name, m in out.get("generate", {}).items():
+        row = f"F1 {m['f1']:.3f}, distinct-1/2 {m['distinct_1']:.3f}/{m['distinct_2']:.3f}, "
+        row += f"{m['mean_words']:.1f} words, generic {m['generic_rate']:.1%}"
+        lines.append(f"{name}: {row}")
+        if "with_context" in m:
+            c = m["with_context"]
+            lines.append(
+                f"{name} with context: F1 {c['f1']:.3f}, distinct-1/2 {c['distinct_1']:.3f}/{c['distinct_2']:.3f}, "
+                f"{c['mean_words']:.1f} words, generic {c['generic_rate']:.1%}"
+            )
+    return "\n".join(lines)
 
 
 def decoding_flags(parser: argparse.ArgumentParser) -> None:
@@ -283,27 +320,15 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
     add_ranged(g, "--top-k", R, "sample: k most likely tokens (default 0: all)")
     add_ranged(g, "--top-p", R, "sample: nucleus mass (default 0.9; more than 0)")
     add_ranged(g, "--seed", R, "sample: seed for reproducible replies")
+    add_ranged(g, "--guidance", R, "weight of what the message adds over no message, for every strategy (0: off)")
 
 
 def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
-    from chatbot.settings import settings_from
+    """The settings of the strategy asked for, from the decoding flags given (the rest default)."""
+    from chatbot.settings import RANGES, settings_from
 
     args.strategy = args.strategy or default
-    names = (
-        "max_length",
-        "min_length",
-        "repetition_penalty",
-        "no_repeat_ngram",
-        "block_source_ngrams",
-        "beam_size",
-        "length_penalty",
-        "n_best",
-        "temperature",
-        "top_k",
-        "top_p",
-        "seed",
-    )
-    return settings_from(args.strategy, **{n: getattr(args, n) for n in names})
+    return settings_from(args.strategy, **{name: getattr(args, name, None) for name in RANGES})
 
 
 def read_messages(args: argparse.Namespace) -> list[str | None]:
@@ -412,7 +437,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from chatbot.model_config import RANGES as MODEL_RANGES
-    from training.train import TRAIN_RANGES as R
+    from chatbot.settings import RANGES as DECODING_RANGES
+    from training.train_config import TRAIN_RANGES as R
 
     parser = Parser(prog="chatbot", description="A seq2seq chatbot with attention that you train yourself.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -426,7 +452,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", help="chitchat, sample, or a .tsv / .jsonl file")
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument("--pairs", type=Path, help="a TSV file of source<TAB>reply lines")
-    p.add_argument("--json", action="store_true", help="one JSON object: word_ppl, token_ppl, pairs, words")
+    p.add_argument("--json", action="store_true", help="one JSON object: word_ppl, hits_at_1, generate, ...")
+    p.add_argument(
+        "--generate",
+        nargs="*",
+        choices=("greedy", "beam", "sample"),
+        metavar="STRATEGY",
+        help="also reply to every message with these strategies (default all three): F1, distinct-n, generic rate",
+    )
+    add_ranged(p, "--guidance", DECODING_RANGES, "guidance weight (default: the chat's)")
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("reply", help="reply to TEXT, or to each line of standard input")

@@ -398,12 +398,14 @@ def _strip(tokens: list[int]) -> list[int]:
 # --- text in, replies out -------------------------------------------------------------------
 
 
-def prepare(tokenizer: Tokenizer, model, text: str, context: Sequence[str] = ()) -> tuple[list[int], bool]:
+def prepare(
+    tokenizer: Tokenizer, model, text: str, context: Sequence[str] = (), mine: Sequence[bool] | None = None
+) -> tuple[list[int], bool]:
     """The piece ids a model reads for a message (with its conversation's last turns, for a model
     that reads them: `Tokenizer.dialog`), cut to its source length keeping the end; True if the
     message itself was cut."""
     cfg = model.cfg
-    ids = tokenizer.dialog(text, context, cfg.context_turns)
+    ids = tokenizer.dialog(text, context, cfg.context_turns, mine)
     marked = cfg.context_turns > 0 and tokenizer.speakers is not None  # the message's own piece: <you>
     return keep_end(ids, cfg.max_source_tokens), len(tokenizer.encode(text)) + marked > cfg.max_source_tokens
 
@@ -416,11 +418,13 @@ def reply(
     on_text: Callable[[int, str], None] | None = None,
     contexts: Sequence[Sequence[str]] | None = None,
     gains: bool = False,
+    mine: Sequence[Sequence[bool]] | None = None,
 ) -> list[list[Reply]]:
     """Replies to each message (n-best lists; one reply unless beam search asks for more), by
     `model`: an engine (`chatbot.engine`), or a model, which runs as its flat engine.
 
-    `contexts`: for each message, the turns of its conversation before it, oldest first.
+    `contexts`: for each message, the turns of its conversation before it, oldest first, and
+    `mine`, for each of those turns, whether the model said it (default: turns alternate).
     `on_text(message_index, text_so_far)` streams each reply as it grows. `gains`: measure how
     much each message raised each reply piece's probability (`Reply.gains`).
     """
@@ -429,7 +433,8 @@ def reply(
     start = time.perf_counter()
     engine = as_engine(model)
     contexts = contexts or [()] * len(messages)
-    prepared = [prepare(tokenizer, engine, m, c) for m, c in zip(messages, contexts)]
+    mine = mine or [None] * len(messages)
+    prepared = [prepare(tokenizer, engine, m, c, s) for m, c, s in zip(messages, contexts, mine)]
     sources = [src for src, _ in prepared]
 
     def on_step(progress: Progress) -> None:

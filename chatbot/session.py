@@ -40,6 +40,19 @@ class Exchange:
     bot_id: int | None
     reply: Reply
     inside: dict | None  # attention and probabilities, as the attention screen shows them
+    context: list[str] = field(default_factory=list)  # the earlier turns the model read with the message
+
+
+@dataclass
+class Turn:
+    """One message of the current conversation, as replies read it."""
+
+    id: int | None  # its row in the log (None without a log)
+    role: str  # "user" or "bot"
+    text: str
+
+    def matches(self, message_id: int | None, text: str) -> bool:
+        return self.role == "user" and (self.id == message_id if message_id is not None else self.text == text)
 
 
 @dataclass
@@ -54,6 +67,7 @@ class Session:
     conversation_id: int | None = None
     precision: str = "fp32"  # how the weights are held (`load_engine`); another model is loaded the same way
     reference: bool = False  # reply through the model's own modules (`--reference`)
+    turns: list[Turn] = field(default_factory=list)  # the current conversation, oldest first
     loaded: threading.Event = field(default_factory=threading.Event, repr=False)  # set once `load` has ended
     load_error: str | None = None
 
@@ -135,10 +149,29 @@ class Session:
             self.conversation_id = self.storage.new_conversation(title)
         return self.conversation_id
 
+    def new_conversation(self) -> None:
+        self.conversation_id, self.turns = None, []
+
+    def resume(self, conversation_id: int) -> list[dict]:
+        """Make a logged conversation the current one; its messages, oldest first."""
+        rows = self.storage.messages(conversation_id)
+        self.conversation_id = conversation_id
+        self.turns = [Turn(r["id"], r["role"], r["text"]) for r in rows]
+        return rows
+
     def log_user(self, text: str) -> int | None:
         """Commit the user's message before any decoding starts."""
         conversation = self.ensure_conversation(text)
-        return self.storage.add_message(conversation, "user", text) if self.storage else None
+        message_id = self.storage.add_message(conversation, "user", text) if self.storage else None
+        self.turns.append(Turn(message_id, "user", text))
+        return message_id
+
+    def context_of(self, text: str, user_id: int | None) -> list[Turn]:
+        """The turns before a message in its conversation, as the model reads them: the last
+        `context_turns` (none for a model that reads the message alone)."""
+        n = self.model.cfg.context_turns if self.model is not None else 0
+        at = next((i for i in range(len(self.turns) - 1, -1, -1) if self.turns[i].matches(user_id, text)), None)
+        return self.turns[:at][-n:] if n and at is not None else []
 
     def respond(
         self,
@@ -149,11 +182,13 @@ class Session:
         settings: Settings | None = None,
         inspect: bool = True,
         conversation_id: int | None = None,
+        log: bool = True,
     ) -> Exchange:
-        """Decode a reply to `text` (streamed through `on_text`), then commit it to the log, in
-        `conversation_id` (default: the current conversation; a reply still being written when
-        the person opens another conversation belongs to the one its message was sent in).
-        `inspect=False` skips building the attention view (a reply that is only compared)."""
+        """Decode a reply to `text` (streamed through `on_text`), reading the turns before it in the
+        conversation, then commit it to the log with the ids of those turns, in `conversation_id`
+        (default: the current conversation; a reply still being written when the person opens
+        another conversation belongs to the one its message was sent in). `inspect=False` skips
+        building the inside view, and `log=False` logging (a reply that is only compared)."""
         settings = settings or self.current
         conversation_id = conversation_id if conversation_id is not None else self.conversation_id
 
@@ -166,11 +201,15 @@ class Session:
         self.wait_until_loaded()
         from chatbot.decoding import reply  # torch: imported by `load`
 
+        context = self.context_of(text, user_id)
         start = time.perf_counter()
-        result = reply(self.model, self.tokenizer, [text], settings, on_text=stream)[0][0]
+        result = reply(
+            self.model, self.tokenizer, [text], settings, on_text=stream, contexts=[[t.text for t in context]],
+            mine=[[t.role == "bot" for t in context]], gains=inspect,
+        )[0][0]  # fmt: skip
         result.seconds = time.perf_counter() - start
         bot_id, inside = None, inside_view(self.tokenizer, result) if inspect else None
-        if self.storage is not None and user_id is not None:
+        if log and self.storage is not None and user_id is not None:
             bot_id = self.storage.add_message(
                 conversation_id,
                 "bot",
@@ -181,8 +220,11 @@ class Session:
                 score=result.score,
                 attention=inside,
                 reply_to=user_id,
+                context=[t.id for t in context if t.id is not None],
             )
-        return Exchange(user_id, bot_id, result, inside)
+        if log and conversation_id == self.conversation_id:
+            self.turns.append(Turn(bot_id, "bot", result.text))
+        return Exchange(user_id, bot_id, result, inside, [t.text for t in context])
 
 
 def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:
@@ -194,6 +236,8 @@ def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:
         "weights": [[round(w, 4) for w in row] for row in result.attention],
         "token_logprobs": [round(p, 4) for p in result.token_logprobs],
         "alternatives": [[[tokenizer.pieces([i])[0], round(p, 4)] for i, p in step] for step in result.alternatives],
+        # log p(piece | message) - log p(piece | no message), where the model can tell
+        "gains": [round(g, 4) for g in result.gains] if result.gains else None,
     }
 
 

@@ -81,7 +81,11 @@ def m002_message_search(db: sqlite_utils.Database) -> None:
     db["messages"].enable_fts(["text"], fts_version="FTS5", create_triggers=True, tokenize="unicode61")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_message_search]
+def m003_reply_context(db: sqlite_utils.Database) -> None:
+    db["messages"].add_column("context", str)  # JSON: the ids of the earlier messages a reply read with its message
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_message_search, m003_reply_context]
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
@@ -103,6 +107,7 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
 SCHEMA = {  # the columns each table must have, whatever migrations added since
     "conversations": {"id", "title", "created_at", "updated_at"},
     "messages": {
+        "context",
         "id",
         "conversation_id",
         "role",
@@ -243,7 +248,10 @@ class Storage:
         score: float | None = None,
         attention: dict | None = None,
         reply_to: int | None = None,
+        context: list[int] | None = None,
     ) -> int:
+        """Log one message; for a reply, `context` lists the earlier messages it read besides
+        `reply_to`, oldest first."""
         if role not in ("user", "bot"):
             raise ValueError(f"role must be 'user' or 'bot', not {role!r}")
         row = {
@@ -257,6 +265,7 @@ class Storage:
             "score": score,
             "attention": json.dumps(attention, ensure_ascii=False) if attention is not None else None,
             "reply_to": reply_to,
+            "context": json.dumps(context) if context is not None else None,
         }
 
         def insert():

@@ -90,21 +90,29 @@ class Tokenizer:
         """Readable pieces for display (attention heatmaps): '▁' marks a word start."""
         return [self.sp.id_to_piece(int(i)) for i in ids]
 
-    def dialog(self, message: str, context: Sequence[str] = (), turns: int = 0) -> list[int]:
+    def dialog(
+        self, message: str, context: Sequence[str] = (), turns: int = 0, mine: Sequence[bool] | None = None
+    ) -> list[int]:
         """The pieces a model reads for `message`: with `turns` > 0, the last `turns` turns of
         `context` (oldest first) and the message, each after its speaker's mark (`join_turns`);
-        with 0, or without marks, the message alone."""
+        with 0, or without marks, the message alone. `mine`: for each context turn, whether the
+        model said it (default: the turns alternate, as in a two-person conversation)."""
         if not turns or self.speakers is None:
             return self.encode(message)
-        return self.join_turns([self.encode(t) for t in [*list(context)[-turns:], message]])
+        recent = list(context)[-turns:]
+        said = None if mine is None else [*list(mine)[len(mine) - len(recent) :], False]
+        return self.join_turns([self.encode(t) for t in [*recent, message]], said)
 
-    def join_turns(self, turns: list[list[int]]) -> list[int]:
-        """Encoded turns, oldest first, as one source: each after its speaker's mark, counting back
-        from the last, which is `<you>`'s (the message replied to), then `<me>`, `<you>`, ..."""
+    def join_turns(self, turns: list[list[int]], mine: Sequence[bool] | None = None) -> list[int]:
+        """Encoded turns, oldest first, as one source, each after its speaker's mark: `<me>` where
+        `mine` says the model said it, else `<you>`; without `mine`, counting back from the last
+        turn (the message replied to, `<you>`'s), `<me>`, `<you>`, ... in turn."""
         you, me = self.speakers
+        if mine is None:
+            mine = [(len(turns) - 1 - i) % 2 == 1 for i in range(len(turns))]
         ids = []
-        for back, turn in zip(range(len(turns) - 1, -1, -1), turns):
-            ids += [you if back % 2 == 0 else me, *turn]
+        for turn, by_me in zip(turns, mine):
+            ids += [me if by_me else you, *turn]
         return ids
 
 

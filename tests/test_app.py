@@ -460,7 +460,7 @@ async def test_the_inside_view_is_readable_at_80_columns(app):
         table = app.screen.query_one(DataTable)
         weights = [c for c in table.columns.values() if str(c.key.value).startswith("s")]
         assert weights and all(c.get_render_width(table) >= 3 for c in weights)  # "42" or "·", never "0…"
-        assert table.fixed_columns == 2  # the reply pieces stay in view while it scrolls sideways
+        assert table.fixed_columns == 3  # the reply pieces stay in view while it scrolls sideways
 
 
 async def test_the_palette_names_each_command_once(app):

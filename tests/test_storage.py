@@ -22,6 +22,7 @@ EXPECTED_COLUMNS = {
         "score",
         "attention",
         "reply_to",
+        "context",
     ],
     "feedback": ["id", "message_id", "kind", "rating", "text", "created_at"],
     "models": ["id", "name", "path", "parent", "created_at", "info"],

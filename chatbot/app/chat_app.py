@@ -371,15 +371,15 @@ class ChatApp(App):
             self.notify("Send a message first.")
             return
         self.notify("Decoding the last message three ways…")
-        self.compare_worker(users[-1].text)
+        self.compare_worker(users[-1].text, users[-1].message_id)
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
-    def compare_worker(self, text: str) -> None:
+    def compare_worker(self, text: str, user_id: int | None) -> None:
         replies = []
         try:
             for name in STRATEGY_ORDER:
                 settings = self.session.settings[name]
-                r = self.session.respond(text, settings=settings, inspect=False).reply
+                r = self.session.respond(text, settings=settings, inspect=False, user_id=user_id, log=False).reply
                 replies.append((self.session.describe_settings(settings), r.text, settings))
         except ChatbotError as err:
             self.call_from_thread(self.notify, f"Cannot compare: {err}", severity="error")
@@ -478,19 +478,19 @@ class ChatApp(App):
     def clear_conversation(self) -> None:
         """An empty screen for a new conversation; replies still being written go on and are
         logged to their own conversation."""
-        self.session.conversation_id = None
+        self.session.new_conversation()
         self.query_one("#conversation").remove_children()
         self.query_one("#prompt").focus()
 
     def open_conversation(self, conversation_id: int) -> None:
         storage = self.session.storage
         try:
-            messages, marks = storage.messages(conversation_id), storage.marks(conversation_id)
+            marks = storage.marks(conversation_id)
+            self.clear_conversation()
+            messages = self.session.resume(conversation_id)
         except ChatbotError as err:
             self.notify(f"Cannot open it: {err}", severity="error")
             return
-        self.clear_conversation()
-        self.session.conversation_id = conversation_id
         for row in messages:
             caption = ""
             if row["role"] == "bot" and row["decoding"]:

@@ -228,11 +228,14 @@ def short(piece: str, width: int = 6) -> str:
 
 def fill_heatmap(table: DataTable, view: dict) -> None:
     """Reply pieces (rows) by message pieces (columns), each cell the attention weight in
-    percent, shaded by it, with each reply piece's probability and the model's top alternatives.
-    Percent keeps a column three characters wide, so a message of twenty pieces fits 80 columns
-    and a longer one scrolls sideways with the reply pieces held in view."""
+    percent, shaded by it, with each reply piece's probability, how many times likelier the
+    message made it than no message would (where the model can tell), and the model's top
+    alternatives. Percent keeps a column three characters wide, so a message of twenty pieces
+    fits 80 columns and a longer one scrolls sideways with the reply pieces held in view."""
+    gains = view.get("gains") or []
     table.add_column("piece", key="piece")
     table.add_column("p", key="p")
+    table.add_column("x msg", key="gain")
     for i, piece in enumerate(view["source_pieces"]):
         table.add_column(Text(short(piece, 4)), key=f"s{i}")
     table.add_column("top alternatives", key="alternatives")
@@ -250,7 +253,8 @@ def fill_heatmap(table: DataTable, view: dict) -> None:
         p = f"{math.exp(view['token_logprobs'][i]):.2f}" if i < len(view["token_logprobs"]) else ""
         alternatives = view["alternatives"][i][:3] if i < len(view["alternatives"]) else []
         alts = " · ".join(f"{short(a, 10)} {math.exp(lp):.2f}" for a, lp in alternatives)
-        table.add_row(Text(short(piece, 10), style="bold"), p, *cells, Text(alts))
+        gain = f"{math.exp(min(gains[i], 50)):.1f}" if i < len(gains) else ""
+        table.add_row(Text(short(piece, 10), style="bold"), p, gain, *cells, Text(alts))
 
 
 class AttentionScreen(Modal):
@@ -263,13 +267,14 @@ class AttentionScreen(Modal):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
             yield Label(Text.assemble(("Attention", "bold"), f" ({printable(self.caption)})"))
-            yield Label("[dim]rows: reply pieces; columns: your message's pieces; cells: % of attention[/]")
+            yield Label("[dim]rows: reply pieces · columns: what the model read · cells: % of attention[/]")
+            yield Label("[dim]x msg: how many times likelier the message made the piece than no message[/]")
             yield DataTable(id="heatmap", cursor_type="row", zebra_stripes=False)
 
     @guarded
     def on_mount(self) -> None:
         table = self.query_one("#heatmap", DataTable)
-        table.fixed_columns = 2
+        table.fixed_columns = 3
         fill_heatmap(table, self.view)
 
 
