@@ -331,9 +331,11 @@ def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
     return settings_from(args.strategy, **{name: getattr(args, name, None) for name in RANGES})
 
 
-def read_messages(args: argparse.Namespace) -> list[str | None]:
-    """TEXT, or each line of standard input; a line that is not UTF-8 or is too long is None
-    (reported, left unanswered) rather than the end of every reply."""
+def read_messages(args: argparse.Namespace) -> list[tuple[str, list[str]] | None]:
+    """(message, the turns before it) for TEXT or each line of standard input: a plain line is a
+    message; with `--conversations`, a line is a JSON list of turns, and the reply is to its last
+    turn. A line that is empty, too long, not UTF-8 or (with --conversations) not a list of
+    strings is None: reported on standard error and left unanswered, the rest answered."""
     from chatbot.settings import MAX_MESSAGE_CHARS
 
     if args.text is not None:
@@ -341,21 +343,36 @@ def read_messages(args: argparse.Namespace) -> list[str | None]:
             raise ChatbotError("empty message: give some text to reply to")
         if len(args.text) > MAX_MESSAGE_CHARS:
             raise ChatbotError(f"the message is longer than {MAX_MESSAGE_CHARS:,} characters")
-        return [clean_text(args.text)]
+        return [(clean_text(args.text), [])]
     messages = []
     for number, raw in enumerate(sys.stdin.buffer, start=1):
         try:
             line = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as err:
-            print(f"chatbot: line {number} is not valid UTF-8 (byte {err.start}): no reply", file=sys.stderr)
-            line = None
-        if line is not None and len(line) > MAX_MESSAGE_CHARS:
-            print(f"chatbot: line {number} is longer than {MAX_MESSAGE_CHARS:,} characters: no reply", file=sys.stderr)
-            line = None
-        elif line is not None and not line.strip():
-            print(f"chatbot: line {number} is empty: no reply", file=sys.stderr)
+            line, why = None, f"is not valid UTF-8 (byte {err.start})"
+        else:
+            line, why = parse_line(line, args.conversations, MAX_MESSAGE_CHARS)
+        if why:
+            print(f"chatbot: line {number} {why}: no reply", file=sys.stderr)
         messages.append(line)
     return messages
+
+
+def parse_line(line: str, conversation: bool, limit: int) -> tuple[tuple[str, list[str]] | None, str | None]:
+    """One line of `chatbot reply`'s input: ((message, turns before it), None), or (None, why not)."""
+    if len(line) > limit:
+        return None, f"is longer than {limit:,} characters"
+    turns = [line]
+    if conversation:
+        try:
+            turns = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            return None, "is not JSON (a conversation is a JSON list of turns)"
+        if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
+            return None, "is not a JSON list of turns (strings)"
+    if not turns[-1].strip():
+        return None, "is empty" if not conversation else "ends with an empty turn"
+    return (turns[-1], [t for t in turns[:-1] if t.strip()]), None
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
@@ -368,11 +385,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     device = resolve_device(args.device)
     model, tokenizer, config = load_engine(args.model, device, reply_precision(args, device), reference=args.reference)
-    wanted = [i for i, m in enumerate(messages) if m is not None and m.strip()]
+    wanted = [i for i, m in enumerate(messages) if m is not None]
     replies = {}
     for start in range(0, len(wanted), args.batch_size):
         chunk = wanted[start : start + args.batch_size]
-        for i, n_best in zip(chunk, reply(model, tokenizer, [messages[i] for i in chunk], settings)):
+        texts, contexts = [messages[i][0] for i in chunk], [messages[i][1] for i in chunk]
+        for i, n_best in zip(chunk, reply(model, tokenizer, texts, settings, contexts=contexts)):
             replies[i] = n_best
             if n_best[0].truncated:
                 print(
@@ -383,21 +401,18 @@ def cmd_reply(args: argparse.Namespace) -> int:
     for i, message in enumerate(messages):
         n_best = replies.get(i, [])
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "message": message,
-                        "reply": n_best[0].text if n_best else "",
-                        "score": n_best[0].score if n_best else None,
-                        "token_logprobs": n_best[0].token_logprobs if n_best else [],
-                        "n_best": [{"reply": r.text, "score": r.score} for r in n_best],
-                        "decoding": settings.to_dict(),
-                        "model": str(args.model),
-                        "latency_ms": round(n_best[0].seconds * 1000, 2) if n_best else None,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            record = {
+                "message": message[0] if message else None,
+                "context": message[1] if message else [],
+                "reply": n_best[0].text if n_best else "",
+                "score": n_best[0].score if n_best else None,
+                "token_logprobs": n_best[0].token_logprobs if n_best else [],
+                "n_best": [{"reply": r.text, "score": r.score} for r in n_best],
+                "decoding": n_best[0].settings if n_best else settings.to_dict(),
+                "model": str(args.model),
+                "latency_ms": round(n_best[0].seconds * 1000, 2) if n_best else None,
+            }
+            print(json.dumps(record, ensure_ascii=False))
         else:
             print(" ||| ".join(r.text for r in n_best) if n_best else "")
     return 0
@@ -473,6 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"standard-input lines decoded together; 1 to {MAX_BATCH}",
     )
     p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
+    p.add_argument(
+        "--conversations",
+        action="store_true",
+        help="each input line is a conversation (a JSON list of turns): reply to its last turn, reading the rest",
+    )
     decoding_flags(p)
     p.set_defaults(run=cmd_reply)
 

@@ -119,7 +119,10 @@ def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, ov
     model, tokenizer, config = load_model(out)
     trained = {m: c for m, c in CORRECTIONS.items() if not held_out(LoggedPair(m, c, "correction", 0))}
     assert len(trained) >= 3
-    replies = reply(model, tokenizer, list(trained), GreedySettings())
+    logged = {p.source: p for p in logged_pairs(open_log(chat_log)) if p.kind == "correction"}
+    assert all(len(logged[m].context) >= 2 for m in trained)  # each correction learned with the turns before it
+    contexts = [logged[m].context for m in trained]
+    replies = reply(model, tokenizer, list(trained), GreedySettings(), contexts=contexts)
     assert [r[0].text for r in replies] == list(trained.values())
     results = json.loads((out / "retrain.json").read_text())["results"]
     assert results["held_out_after"] < results["held_out_before"]

@@ -23,7 +23,7 @@ from chatbot.modeldir import load_model
 from chatbot.private_files import write_private
 from chatbot.storage import SCHEMA
 from corpora import Pair, load_pairs
-from corpora.pairs import stable_percent
+from corpora.pairs import MAX_CONTEXT, stable_percent
 
 MAX_CHARS = 1000  # longer logged turns are left out of training
 HELD_OUT_PERCENT = 10
@@ -35,6 +35,7 @@ class LoggedPair:
     reply: str
     kind: str  # 'correction', 'rated good' or 'human turn'
     message_id: int  # the message the target text comes from (or is attached to)
+    context: tuple[str, ...] = ()  # the turns before the source in its conversation, oldest first
 
 
 def open_log(path: Path) -> sqlite3.Connection:
@@ -62,29 +63,47 @@ def open_log(path: Path) -> sqlite3.Connection:
 def logged_pairs(conn: sqlite3.Connection, human_turns: bool = True) -> list[LoggedPair]:
     """Corrections, replies rated good (latest rating wins; bad ones never become targets) and,
     unless turned off, the human's own turns as replies to the bot message before them."""
+    before = earlier_turns(conn)
     pairs = []
     corrections = conn.execute(
-        "select u.text as source, f.text as reply, f.message_id from feedback f join messages b on b.id = f.message_id "
-        "join messages u on u.id = b.reply_to where f.kind = 'correction' order by f.id"
+        "select u.text as source, u.id as source_id, f.text as reply, f.message_id from feedback f "
+        "join messages b on b.id = f.message_id join messages u on u.id = b.reply_to where f.kind = 'correction' "
+        "order by f.id"
     )
-    pairs += [LoggedPair(r["source"], r["reply"], "correction", r["message_id"]) for r in corrections]
+    pairs += [LoggedPair(r["source"], r["reply"], "correction", r["message_id"], before(r)) for r in corrections]
     rated = conn.execute(
-        "select u.text as source, b.text as reply, b.id as message_id "
+        "select u.text as source, u.id as source_id, b.text as reply, b.id as message_id "
         "from messages b join messages u on u.id = b.reply_to "
         "where (select rating from feedback f where f.message_id = b.id and f.kind = 'rating' "
         "order by f.id desc limit 1) = 1 "
         "order by b.id"
     )
-    pairs += [LoggedPair(r["source"], r["reply"], "rated good", r["message_id"]) for r in rated]
+    pairs += [LoggedPair(r["source"], r["reply"], "rated good", r["message_id"], before(r)) for r in rated]
     if human_turns:
         turns = conn.execute(
-            "select b.text as source, u.text as reply, u.id as message_id from messages b join messages u "
+            "select b.text as source, b.id as source_id, u.text as reply, u.id as message_id from messages b "
+            "join messages u "
             "on u.conversation_id = b.conversation_id and u.id = "
             "(select min(id) from messages n where n.conversation_id = b.conversation_id and n.id > b.id) "
             "where b.role = 'bot' and u.role = 'user' order by u.id"
         )
-        pairs += [LoggedPair(r["source"], r["reply"], "human turn", r["message_id"]) for r in turns]
+        pairs += [LoggedPair(r["source"], r["reply"], "human turn", r["message_id"], before(r)) for r in turns]
     return pairs
+
+
+def earlier_turns(conn: sqlite3.Connection):
+    """A function of a row with `source_id`: the texts of the messages before that message in its
+    conversation, oldest first (at most MAX_CONTEXT of them), as training pairs carry them."""
+    conversations: dict[int, list[tuple[int, str]]] = {}
+    for r in conn.execute("select id, conversation_id, text from messages order by id"):
+        conversations.setdefault(r["conversation_id"], []).append((r["id"], r["text"]))
+    position = {mid: (cid, i) for cid, rows in conversations.items() for i, (mid, _) in enumerate(rows)}
+
+    def before(row) -> tuple[str, ...]:
+        cid, i = position[row["source_id"]]
+        return tuple(text for _, text in conversations[cid][max(0, i - MAX_CONTEXT) : i])
+
+    return before
 
 
 def clean(pairs: list[LoggedPair]) -> tuple[list[LoggedPair], Counter]:
@@ -99,7 +118,7 @@ def clean(pairs: list[LoggedPair]) -> tuple[list[LoggedPair], Counter]:
             dropped["duplicate"] += 1
             continue
         seen.add((source, reply))
-        kept.append(LoggedPair(source, reply, p.kind, p.message_id))
+        kept.append(LoggedPair(source, reply, p.kind, p.message_id, p.context))
     return kept, dropped
 
 
@@ -156,7 +175,7 @@ def retrain(args) -> int:
     train_logged = [p for p in pairs if not held_out(p)]
     if not held:  # too few pairs for a hash slice: hold out the last one
         held, train_logged = pairs[-1:], pairs[:-1] or pairs
-    held_pairs = [Pair(p.source, p.reply) for p in held]
+    held_pairs = [Pair(p.source, p.reply, p.context) for p in held]
     rng = random.Random(args.seed)
     replay, per_epoch = [], round(len(train_logged) * args.replay_ratio)
     if args.replay and args.replay_ratio > 0:
@@ -164,7 +183,7 @@ def retrain(args) -> int:
         # get memorised while the rest of the corpus is forgotten
         base = load_pairs(args.replay, "train")
         replay = rng.sample(base, min(len(base), per_epoch * args.epochs))
-    train_pairs = [Pair(p.source, p.reply) for p in train_logged]
+    train_pairs = [Pair(p.source, p.reply, p.context) for p in train_logged]
     test = load_pairs("chitchat", "test") if not args.skip_chitchat else []
     before_held = evaluate_pairs(model, tokenizer, held_pairs)["word_ppl"]
     before_test = evaluate_pairs(model, tokenizer, test)["word_ppl"] if test else None
@@ -216,10 +235,11 @@ def retrain(args) -> int:
             f"chitchat test ({len(test)}): word ppl {before_test:.1f} -> {after_test:.1f} "
             f"({100 * (after_test / before_test - 1):+.1f}%)"
         )
-    shown = [p.source for p in held[:3]] + [p.source for p in train_logged[:2]]
-    old = reply(model, tokenizer, shown, GreedySettings())
-    new = reply(new_model, tokenizer, shown, GreedySettings())
-    for message, o, n in zip(shown, old, new):
+    shown = held[:3] + train_logged[:2]
+    messages, contexts = [p.source for p in shown], [p.context for p in shown]
+    old = reply(model, tokenizer, messages, GreedySettings(), contexts=contexts)
+    new = reply(new_model, tokenizer, messages, GreedySettings(), contexts=contexts)
+    for message, o, n in zip(messages, old, new):
         print(f"  {message!r}\n    before: {o[0].text}\n    after:  {n[0].text}")
     results = {
         "held_out_before": before_held,
