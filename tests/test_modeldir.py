@@ -149,3 +149,15 @@ def test_bundled_model_loads_and_replies():
         model, tokenizer, config = load_engine(BUNDLED_MODEL, precision=precision)
         assert config["parameters"] == sum(p.numel() for p in load_model(BUNDLED_MODEL)[0].parameters())
         assert reply(model, tokenizer, ["hi, how are you?"], GreedySettings())[0][0].text.strip()
+
+
+def test_a_model_directory_from_before_context_and_guidance_reads_the_message_alone(random_model, tokenizer, tmp_path):
+    import json
+
+    save_model(tmp_path, random_model, tokenizer)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key in ("context_turns", "unconditional"):
+        del config["model"][key]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model, _, _ = load_model(tmp_path)
+    assert model.cfg.context_turns == 0 and model.cfg.unconditional is False

@@ -150,3 +150,22 @@ def test_a_reply_has_one_rating_and_one_correction_at_most(tmp_path):
     assert store.marks(c) == {b: {"rating": -1, "correction": "hello there"}}
     store.rate(b, 0)
     assert store.marks(c) == {b: {"correction": "hello there"}}
+
+
+def test_a_log_from_before_reply_context_gains_the_column_and_keeps_its_rows(tmp_path):
+    from chatbot.storage import m001_initial, m002_message_search
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    for migration in (m001_initial, m002_message_search):
+        migration(db)
+        db["_migrations"].insert({"name": migration.__name__, "applied_at": "2026-11-22"})
+    db["conversations"].insert({"id": 1, "title": "old", "created_at": "x", "updated_at": "x"})
+    db["messages"].insert({"conversation_id": 1, "role": "user", "text": "hello from before", "created_at": "x"})
+    db.close()
+    store = Storage(path)
+    assert "context" in {c.name for c in store.db["messages"].columns}
+    assert [m["text"] for m in store.messages(1)] == ["hello from before"] and store.search("hello")
+    store.add_message(1, "bot", "hi", reply_to=1, context=[])
+    assert store.messages(1)[-1]["context"] == "[]"
