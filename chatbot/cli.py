@@ -306,7 +306,7 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("decoding")
     g.add_argument(
-        "--strategy", choices=("greedy", "beam", "sample"), help="default: greedy for reply, sample in the chat"
+        "--strategy", choices=("greedy", "beam", "sample"), help="default: sample (the chat's and reply's own)"
     )
     add_ranged(g, "--max-length", R, "most reply tokens (default 40)")
     add_ranged(g, "--min-length", R, "fewest reply tokens before it may end (default 1)")
@@ -323,11 +323,12 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
     add_ranged(g, "--guidance", R, "weight of what the message adds over no message, for every strategy (0: off)")
 
 
-def decoding_settings(args: argparse.Namespace, default: str = "greedy"):
-    """The settings of the strategy asked for, from the decoding flags given (the rest default)."""
-    from chatbot.settings import RANGES, settings_from
+def decoding_settings(args: argparse.Namespace):
+    """The settings of the strategy asked for (default: the chat's and `reply`'s shared default),
+    from the decoding flags given (the rest default)."""
+    from chatbot.settings import DEFAULT_STRATEGY, RANGES, settings_from
 
-    args.strategy = args.strategy or default
+    args.strategy = args.strategy or DEFAULT_STRATEGY
     return settings_from(args.strategy, **{name: getattr(args, name, None) for name in RANGES})
 
 
@@ -422,7 +423,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     """Open the log and the screen first; torch and the model load while the user types."""
     from chatbot.session import open_session
 
-    settings = decoding_settings(args, default="sample")  # the liveliest replies (see the model card's distinct-n)
+    settings = decoding_settings(args)
     session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, load=False)
     from chatbot.app.chat_app import ChatApp
 

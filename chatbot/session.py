@@ -127,12 +127,13 @@ class Session:
     @staticmethod
     def describe_settings(s: Settings) -> str:
         """The settings that tell the strategies apart, short enough for an 80-column status line."""
+        guided = f", guidance {s.guidance:g}" if s.guidance else ""
         if s.name == "beam":
-            return f"beam {s.beam_size}, alpha {s.length_penalty:g}"
+            return f"beam {s.beam_size}, alpha {s.length_penalty:g}{guided}"
         if s.name == "sample":
             top_k = f", top-k {s.top_k}" if s.top_k else ""
-            return f"sample T {s.temperature:g}{top_k}, top-p {s.top_p:g}"
-        return f"greedy, max {s.max_length}"
+            return f"sample T {s.temperature:g}{top_k}, top-p {s.top_p:g}{guided}"
+        return f"greedy, max {s.max_length}{guided}"
 
     def switch_model(self, directory: Path) -> None:
         """Load another model directory; the next replies record it."""

@@ -104,7 +104,9 @@ def test_reference_replies_in_the_chat_session_and_the_command_line(overfit_dir,
     assert isinstance(session.model, ReferenceEngine) and session.precision == "fp32"
     assert session.respond(sample_pairs[0].source).reply.text == sample_pairs[0].reply
     session.storage.close()
-    assert main(["reply", "--model", str(overfit_dir), "--reference", sample_pairs[0].source]) == 0
+    assert (
+        main(["reply", "--model", str(overfit_dir), "--reference", "--strategy", "greedy", sample_pairs[0].source]) == 0
+    )
     assert capsys.readouterr().out.strip() == sample_pairs[0].reply
     assert main(["reply", "--model", str(overfit_dir), "--reference", "--precision", "int8", "hi"]) == 1
     assert "--reference runs the model's own float modules" in capsys.readouterr().err

@@ -114,7 +114,18 @@ def test_reply_answers_every_line_it_can_read_when_some_are_not_utf8(overfit_dir
     good = sample_pairs[0]
     lines = [good.source.encode(), b"\xff\xfe broken \xc3", b"", "caf\u00e9 \u2603 \U0001f600".encode(), b"x" * 100_001]
     result = subprocess.run(
-        [sys.executable, "-m", "chatbot", "reply", "--model", str(overfit_dir), "--threads", "1"],
+        [
+            sys.executable,
+            "-m",
+            "chatbot",
+            "reply",
+            "--model",
+            str(overfit_dir),
+            "--threads",
+            "1",
+            "--strategy",
+            "greedy",
+        ],
         input=b"\n".join(lines) + b"\n",
         capture_output=True,
         timeout=120,

@@ -238,7 +238,8 @@ def test_reply_reads_conversations_one_a_line(overfit_dir, sample_pairs, capsys,
     pair = sample_pairs[2]
     lines = [json.dumps([*pair.context, pair.source]), json.dumps([pair.source]), "[1, 2]", "not json"]
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("\n".join(lines).encode() + b"\n")))
-    assert main(["reply", "--model", str(overfit_dir), "--conversations", "--json", "--threads", "1"]) == 0
+    argv = ["reply", "--model", str(overfit_dir), "--conversations", "--json", "--threads", "1", "--strategy", "greedy"]
+    assert main(argv) == 0
     captured = capsys.readouterr()
     out = [json.loads(line) for line in captured.out.splitlines()]
     assert out[0]["reply"] == pair.reply and out[0]["context"] == list(pair.context)

@@ -111,6 +111,8 @@ def test_cli_reply_in_bf16(overfit_dir, sample_pairs):
             "bf16",
             "--threads",
             "1",
+            "--strategy",
+            "greedy",
             sample_pairs[0].source,
         ],
         capture_output=True,
