@@ -1,7 +1,9 @@
-"""Readers for user corpora: TSV pairs and JSONL conversations, strict about bad input."""
+"""Readers for user corpora: TSV and CSV pairs, JSONL conversations, strict about bad input."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -65,4 +67,41 @@ def read_jsonl(path: Path) -> list[Pair]:
         skipped += len(cleaned) - len(kept)
         pairs.extend(conversation_pairs(kept))
     _report_skipped(Path(path), skipped, "empty turns")
+    return pairs
+
+
+CSV_COLUMNS = (("Q", "A"), ("source", "reply"))  # the Korean chatbot corpus's header, and the plain one
+
+
+def read_csv(path: Path) -> list[Pair]:
+    """A CSV file with a header naming its columns `Q,A` (the Korean chatbot corpus: extra columns
+    such as `label` are ignored) or `source,reply`; quoted fields may hold commas and newlines.
+    Rows with an empty side are skipped; a row without those columns is a file:line error."""
+    text = "\n".join(line for _, line in _lines(Path(path)))  # UTF-8 checked line by line
+    rows = csv.reader(io.StringIO(text))
+    try:
+        header = next(rows)
+    except StopIteration:
+        raise CorpusError(f"{path}: empty (expected a header: Q,A or source,reply)") from None
+    except csv.Error as err:
+        raise CorpusError(f"{path}:1: not CSV ({err})") from None
+    names = [h.strip().lstrip("\ufeff") for h in header]
+    columns = next(((names.index(s), names.index(r)) for s, r in CSV_COLUMNS if s in names and r in names), None)
+    if columns is None:
+        raise CorpusError(f"{path}:1: the header must name the columns Q,A or source,reply, not {','.join(names)[:80]}")
+    pairs, skipped, width = [], 0, max(columns) + 1
+    try:
+        for row in rows:
+            if not row:
+                continue
+            if len(row) < width:
+                raise CorpusError(f"{path}:{rows.line_num}: expected at least {width} columns, found {len(row)}")
+            source, reply = clean_turn(row[columns[0]]), clean_turn(row[columns[1]])
+            if not source or not reply:
+                skipped += 1
+                continue
+            pairs.append(Pair(source, reply))
+    except csv.Error as err:
+        raise CorpusError(f"{path}:{rows.line_num}: not CSV ({err})") from None
+    _report_skipped(Path(path), skipped, "pairs with an empty source or reply")
     return pairs

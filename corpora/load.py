@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corpora.pairs import SAMPLE_PATH, SPLITS, CorpusError, Pair
+from corpora.pairs import SAMPLE_PATH, SPLITS, CorpusError, Pair, stable_percent
+
+MIN_SPLIT_PAIRS = 100  # a smaller file is too small to hold pairs out: every split is all of it
 
 
 def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
-    """Pairs of `corpus`: "chitchat" (split as docs/evaluation.md says), "sample", or a .tsv/.jsonl path.
-
-    Files and the sample have no split of their own; every split of them is the whole file,
-    so `--corpus my.tsv` trains and validates on the same pairs unless told otherwise.
-    """
+    """Pairs of `corpus`: "chitchat" (split as docs/evaluation.md says), "sample" (every split is
+    the whole sample), or a .tsv, .csv or .jsonl file. A file of 100 pairs or more is split by a
+    stable hash of each pair's message (`file_split`): about 5% test, 5% validation, the rest
+    training; a smaller file is every split whole."""
     if split not in SPLITS:
         raise CorpusError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     if corpus == "chitchat":
@@ -23,11 +24,19 @@ def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
         from corpora.files import read_jsonl
 
         return read_jsonl(SAMPLE_PATH)
-    path = Path(corpus)
-    from corpora.files import read_jsonl, read_tsv
+    from corpora.files import read_csv, read_jsonl, read_tsv
 
-    if path.suffix == ".jsonl":
-        return read_jsonl(path)
-    if path.suffix in (".tsv", ".txt"):
-        return read_tsv(path)
-    raise CorpusError(f"{corpus}: not a corpus name (chitchat, sample) nor a .tsv or .jsonl file")
+    readers = {".jsonl": read_jsonl, ".tsv": read_tsv, ".txt": read_tsv, ".csv": read_csv}
+    reader = readers.get(Path(corpus).suffix.lower())
+    if reader is None:
+        raise CorpusError(f"{corpus}: not a corpus name (chitchat, sample) nor a .tsv, .csv or .jsonl file")
+    return file_split(reader(Path(corpus)), split)
+
+
+def file_split(pairs: list[Pair], split: str) -> list[Pair]:
+    """A file's `split`: by `stable_percent` of the message, below 5 test, below 10 validation,
+    else training (every pair of one message lands in one split); under 100 pairs, all of them."""
+    if len(pairs) < MIN_SPLIT_PAIRS:
+        return pairs
+    bucket = {"test": range(0, 5), "valid": range(5, 10), "train": range(10, 100)}[split]
+    return [p for p in pairs if stable_percent(p.source) in bucket]

@@ -64,3 +64,45 @@ def test_jsonl_bad_line(tmp_path):
 def test_unknown_corpus_name():
     with pytest.raises(CorpusError, match="not a corpus name"):
         load_pairs("wikipedia")
+
+
+def test_csv_pairs_by_header_with_quotes_and_extra_columns(tmp_path):
+    from corpora.files import read_csv
+
+    path = tmp_path / "q.csv"
+    path.write_text(
+        'Q,A,label\n12시 땡!,하루가 또 가네요.,0\n"hi, you","line one\nline two",1\n,empty question,0\n', "utf-8"
+    )
+    assert [tuple(p) for p in read_csv(path)] == [
+        ("12시 땡!", "하루가 또 가네요.", ()),
+        ("hi, you", "line one line two", ()),
+    ]
+    path.write_text("label,reply,source\n0,hello,hi\n", encoding="utf-8")
+    assert [tuple(p) for p in read_csv(path)] == [("hi", "hello", ())]
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("", "empty"),
+        ("question,answer\na,b\n", "must name the columns Q,A or source,reply"),
+        ("Q,A,label\nfine,row,0\nshort\n", r"q\.csv:3: expected at least 2 columns"),
+    ],
+)
+def test_bad_csv_is_a_file_and_line_error(tmp_path, text, error):
+    path = tmp_path / "q.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CorpusError, match=error):
+        load_pairs(str(path))
+
+
+def test_a_file_of_100_pairs_or_more_is_split_by_its_messages(tmp_path):
+    path = tmp_path / "many.tsv"
+    path.write_text("".join(f"message {i // 2}\treply {i}\n" for i in range(400)), encoding="utf-8")
+    splits = {s: load_pairs(str(path), s) for s in ("train", "valid", "test")}
+    assert sum(len(v) for v in splits.values()) == 400 and all(splits.values())
+    messages = {s: {p.source for p in v} for s, v in splits.items()}
+    assert not (messages["train"] & messages["test"]) and not (messages["valid"] & messages["test"])
+    small = tmp_path / "few.tsv"
+    small.write_text("a\tb\nc\td\n", encoding="utf-8")
+    assert load_pairs(str(small), "test") == load_pairs(str(small), "train")  # too few to hold out

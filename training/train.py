@@ -26,7 +26,6 @@ from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.modeldir import TOKENIZER, atomic_write, load_training_state, read_config, save_model
 from chatbot.tokenizer import Tokenizer, train_tokenizer
 from corpora import Pair, load_pairs
-from corpora.pairs import stable_percent
 from training.data import Batch, blank_sources, bucketed_batches, collate, encode_pairs
 from training.distributed import Distributed
 from training.evaluate import reply_words, total_nll
@@ -37,17 +36,11 @@ METRICS = "metrics.jsonl"
 
 
 def split_pairs(corpus: str) -> tuple[list[Pair], list[Pair]]:
-    """Train and validation pairs. chitchat has its own split; for a file, a stable 5% of pairs
-    (by a hash of the text) is held out once it has 100 pairs, else it validates on itself."""
-    if corpus == "chitchat":
-        return load_pairs(corpus, "train"), load_pairs(corpus, "valid")
-    pairs = load_pairs(corpus)
-    if not pairs:
+    """Training and validation pairs: the corpus's own splits (`corpora.load_pairs`)."""
+    train, valid = load_pairs(corpus, "train"), load_pairs(corpus, "valid")
+    if not train:
         raise ChatbotError(f"{corpus}: no pairs to train on")
-    if len(pairs) < 100:
-        return pairs, pairs
-    held = [stable_percent(f"{p.source}\t{p.reply}") < 5 for p in pairs]
-    return [p for p, h in zip(pairs, held) if not h], [p for p, h in zip(pairs, held) if h]
+    return train, valid or train
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float) -> float:
