@@ -232,7 +232,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from chatbot.engine import load_engine
     from chatbot.settings import DEFAULT_GUIDANCE, settings_from
     from corpora import load_pairs
-    from training.evaluate import CANDIDATES, evaluate_pairs, generate, generation_measures, hits_at_1
+    from training.evaluate import CANDIDATES, evaluate_pairs, generate, generation_measures, hits_at_1, perplexity_note
 
     if (args.corpus is None) == (args.pairs is None):
         raise ChatbotError("give either --corpus NAME --split SPLIT or --pairs FILE.tsv")
@@ -255,6 +255,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = {
         **{k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")},
         "word_ppl_no_context": alone["word_ppl"],
+        "byte_share": result["byte_share"],
+        "note": perplexity_note(result),
         "precision": precision,
         "guidance": guidance,
         "hits_at_1": hits.get("chat"),
@@ -284,6 +286,8 @@ def evaluation_report(out: dict) -> str:
         f"(token-level {out['token_ppl']:.2f}; {out['pairs']} pairs, {out['words']} words, {out['tokens']} tokens; "
         f"{out['precision']} weights)"
     ]
+    if out["note"]:
+        lines.append(out["note"])
     if out["hits_at_1"] is not None:
         by = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in out["hits_at_1_by_score"].items())
         lines.append(f"hits@1 of 20 {out['hits_at_1']:.3f} (guidance {out['guidance']:g}; by score: {by}; chance 0.05)")

@@ -387,6 +387,14 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
     return results
 
 
+def cut_to_characters(hypothesis: dict, n: int) -> None:
+    """Shorten an unfinished hypothesis to its first `n` pieces (those that make whole characters)."""
+    for key in ("tokens", "logprobs", "attention", "alternatives"):
+        hypothesis[key] = hypothesis[key][:n]
+    if hypothesis["gains"] is not None:
+        hypothesis["gains"] = hypothesis["gains"][:n]
+
+
 def _reply_length(tokens: list[int]) -> int:
     return tokens.index(EOS) if EOS in tokens else len(tokens)
 
@@ -439,9 +447,13 @@ def reply(
 
     def on_step(progress: Progress) -> None:
         for i, tokens in enumerate(progress.tokens):
-            on_text(i, tokenizer.decode(tokens))
+            on_text(i, tokenizer.decode(tokenizer.complete(tokens)))  # whole characters only
 
     hypotheses = decode(engine, sources, settings, on_step if on_text else None, tokenizer.never_written(), gains)
+    for h in (h for hyps in hypotheses for h in hyps if not h["finished"]):
+        whole = len(tokenizer.complete(h["tokens"]))
+        if whole < len(h["tokens"]):
+            cut_to_characters(h, whole)
     seconds = time.perf_counter() - start
     applied = {**settings.to_dict(), "guidance": guidance_of(engine, settings)}  # what ran: 0 where the model can't
     return [

@@ -22,6 +22,14 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPEAKERS = ("<you>", "<me>")  # ids 4 and 5 in a tokenizer trained since conversations were read whole
 
 
+def utf8_length(lead: int) -> int:
+    """How many bytes a UTF-8 character has, from its first byte (1 for a stray continuation)."""
+    for size, (mask, pattern) in ((2, (0xE0, 0xC0)), (3, (0xF0, 0xE0)), (4, (0xF8, 0xF0))):
+        if lead & mask == pattern:
+            return size
+    return 1
+
+
 def keep_end(ids: list[int], limit: int) -> list[int]:
     """A message's piece ids cut to `limit`, keeping the end (what a reply answers is mostly at
     the end of a message); a message of nothing at all is one EOS."""
@@ -85,6 +93,29 @@ class Tokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode([i for i in ids if i > EOS])
+
+    def byte_share(self, ids: Iterable[int]) -> float:
+        """The share of `ids` that are byte pieces: characters this tokenizer never saw in training
+        (another script, say), spelled out byte by byte. Near 1, a model has learned nothing of
+        that text, and perplexities measured on it mean nothing."""
+        ids = list(ids)
+        return sum(self.sp.is_byte(i) for i in ids) / len(ids) if ids else 0.0
+
+    def complete(self, ids: list[int]) -> list[int]:
+        """`ids` without the byte pieces at their end that do not finish a character: a reply cut
+        at its length limit never ends in half a character (shown as U+FFFD)."""
+        end = len(ids)
+        while end and self.sp.is_byte(ids[end - 1]):
+            end -= 1
+        tail = [int(self.sp.id_to_piece(i)[3:5], 16) for i in ids[end:]]  # "<0xE3>" -> 0xE3
+        keep, at = end, 0
+        while at < len(tail):  # whole UTF-8 characters: a lead byte and its continuation bytes
+            size = utf8_length(tail[at])
+            if at + size > len(tail):
+                break
+            at += size
+            keep = end + at
+        return ids[:keep]
 
     def pieces(self, ids: Iterable[int]) -> list[str]:
         """Readable pieces for display (attention heatmaps): '▁' marks a word start."""

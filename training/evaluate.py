@@ -48,13 +48,29 @@ def evaluate_pairs(model: Seq2Seq, tokenizer: Tokenizer, pairs: list[Pair], with
     nll, tokens = total_nll(model, examples)
     words = reply_words(pairs)
     return {
-        "word_ppl": math.exp(nll / words),
-        "token_ppl": math.exp(nll / tokens),
+        "word_ppl": math.exp(min(nll / words, 700)),  # beyond e^700 a float overflows; meaningless long before
+        "token_ppl": math.exp(min(nll / tokens, 700)),
         "pairs": len(pairs),
         "words": words,
         "tokens": tokens,
         "nll": nll,
+        "byte_share": tokenizer.byte_share(i for _, rep in examples for i in rep),
     }
+
+
+MEANINGLESS_BYTE_SHARE = 0.25  # above this share of byte pieces in the replies, perplexity says nothing
+
+
+def perplexity_note(result: dict) -> str | None:
+    """Why a perplexity means nothing, when it does not: the replies are in characters the
+    tokenizer never saw (a Korean text for an English model, say), spelled out byte by byte."""
+    share = result["byte_share"]
+    if share <= MEANINGLESS_BYTE_SHARE:
+        return None
+    return (
+        f"perplexity not meaningful: {share:.0%} of the reply pieces are single bytes, characters this model's "
+        "tokenizer never saw in training (another script?)"
+    )
 
 
 def distinct_n(replies: list[str], n: int) -> float:

@@ -138,7 +138,7 @@ def retrain(args) -> int:
     from chatbot.decoding import GreedySettings, reply
     from chatbot.device import resolve_device, set_threads
     from chatbot.storage import Storage
-    from training.evaluate import evaluate_pairs
+    from training.evaluate import evaluate_pairs, perplexity_note
     from training.train import TrainConfig, Trainer
 
     conn = open_log(args.db)
@@ -224,11 +224,13 @@ def retrain(args) -> int:
     )
     trainer.train()
     new_model, _, _ = load_model(out, device)
-    after_held = evaluate_pairs(new_model, tokenizer, held_pairs)["word_ppl"]
+    held_result = evaluate_pairs(new_model, tokenizer, held_pairs)
+    after_held = held_result["word_ppl"]
     after_test = evaluate_pairs(new_model, tokenizer, test)["word_ppl"] if test else None
+    note = perplexity_note(held_result)
     print(
         f"held-out logged pairs ({len(held_pairs)}): word ppl {before_held:.1f} -> {after_held:.1f} "
-        f"({100 * (after_held / before_held - 1):+.1f}%)"
+        f"({100 * (after_held / before_held - 1):+.1f}%)" + (f"; {note}" if note else "")
     )
     if test:
         print(
