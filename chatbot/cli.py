@@ -384,25 +384,33 @@ def cmd_reply(args: argparse.Namespace) -> int:
     from chatbot.decoding import reply
     from chatbot.device import resolve_device, set_threads
     from chatbot.engine import load_engine
+    from chatbot.languages import bundled_companions
+    from chatbot.languages import language_of as lang_of
 
     settings = decoding_settings(args)
     messages = read_messages(args)
     set_threads(args.threads)
     device = resolve_device(args.device)
-    model, tokenizer, config = load_engine(args.model, device, reply_precision(args, device), reference=args.reference)
-    wanted = [i for i, m in enumerate(messages) if m is not None]
+    precision = reply_precision(args, device)
+    model, tokenizer, config = load_engine(args.model, device, precision, reference=args.reference)
+    repliers = {"en": (model, tokenizer)}  # the bundled models of other languages answer their messages
+    for lang, path in bundled_companions(args.model).items():
+        repliers[lang] = load_engine(path, device, precision, reference=args.reference)[:2]
+    answered_by = [None if m is None else lang_of(m[0]) if lang_of(m[0]) in repliers else "en" for m in messages]
     replies = {}
-    for start in range(0, len(wanted), args.batch_size):
-        chunk = wanted[start : start + args.batch_size]
-        texts, contexts = [messages[i][0] for i in chunk], [messages[i][1] for i in chunk]
-        for i, n_best in zip(chunk, reply(model, tokenizer, texts, settings, contexts=contexts)):
-            replies[i] = n_best
-            if n_best[0].truncated:
-                print(
-                    f"chatbot: message {i + 1} is longer than {model.cfg.max_source_tokens} tokens: "
-                    "the model read its end",
-                    file=sys.stderr,
-                )
+    for lang, (engine, vocabulary) in repliers.items():
+        wanted = [i for i, by in enumerate(answered_by) if by == lang]
+        for start in range(0, len(wanted), args.batch_size):
+            chunk = wanted[start : start + args.batch_size]
+            texts, contexts = [messages[i][0] for i in chunk], [messages[i][1] for i in chunk]
+            for i, n_best in zip(chunk, reply(engine, vocabulary, texts, settings, contexts=contexts)):
+                replies[i] = n_best
+                if n_best[0].truncated:
+                    limit = engine.cfg.max_source_tokens
+                    print(
+                        f"chatbot: message {i + 1} is longer than {limit} tokens: the model read its end",
+                        file=sys.stderr,
+                    )
     for i, message in enumerate(messages):
         n_best = replies.get(i, [])
         if args.json:

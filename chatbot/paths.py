@@ -4,7 +4,7 @@ from pathlib import Path
 
 from chatbot.errors import ChatbotError
 
-BUNDLED_MODEL = Path(__file__).parent / "default_model"
+BUNDLED_MODEL = Path(__file__).parent / "default_model"  # English; Korean beside it (`chatbot.languages`)
 
 
 def default_model_dir() -> Path:

@@ -68,6 +68,7 @@ class Session:
     precision: str = "fp32"  # how the weights are held (`load_engine`); another model is loaded the same way
     reference: bool = False  # reply through the model's own modules (`--reference`)
     turns: list[Turn] = field(default_factory=list)  # the current conversation, oldest first
+    companions: dict[str, tuple] = field(default_factory=dict)  # language -> (engine, tokenizer, path) beside `model`
     loaded: threading.Event = field(default_factory=threading.Event, repr=False)  # set once `load` has ended
     load_error: str | None = None
 
@@ -89,20 +90,38 @@ class Session:
             self.loaded.set()
 
     def _open_model(self, directory: Path, device: torch.device) -> None:
-        """Load a model directory the session's way, warm it up, and record it in the log.
+        """Load a model directory the session's way, with the bundled models of other languages
+        that answer beside it (`chatbot.languages`), and record it in the log."""
+        from chatbot.languages import bundled_companions
 
-        The warm-up is one short reply per strategy, with its default settings (the user's own may
-        not allow a 4-token reply): the first real reply then does not pay for the kernels'
-        first-call setup, which made it ~3x as slow as the next one."""
+        model, tokenizer = self._load_engine(directory, device)
+        companions = {
+            lang: (*self._load_engine(path, device), str(path)) for lang, path in bundled_companions(directory).items()
+        }
+        self.model, self.tokenizer, self.model_path, self.device = model, tokenizer, str(directory), device
+        self.companions = companions
+        if self.storage is not None:
+            self.storage.register_model(str(directory))
+
+    def _load_engine(self, directory: Path, device: torch.device):
+        """(engine, tokenizer), warmed up: one short reply per strategy, with its default settings
+        (the user's own may not allow a 4-token reply), so that the first real reply does not pay
+        for the kernels' first-call setup, which made it several times as slow as the next one."""
         from chatbot.decoding import reply
         from chatbot.engine import load_engine
 
         model, tokenizer, _ = load_engine(directory, device, self.precision, reference=self.reference)
         for settings in STRATEGIES.values():
             reply(model, tokenizer, ["hello"], settings(max_length=4))
-        self.model, self.tokenizer, self.model_path, self.device = model, tokenizer, str(directory), device
-        if self.storage is not None:
-            self.storage.register_model(str(directory))
+        return model, tokenizer
+
+    def replier_for(self, text: str) -> tuple:
+        """(engine, tokenizer, model path) that answers `text`: the session's model, or the bundled
+        model of the message's language beside it."""
+        from chatbot.languages import language_of
+
+        companion = self.companions.get(language_of(text))
+        return companion if companion is not None else (self.model, self.tokenizer, self.model_path)
 
     def wait_until_loaded(self) -> None:
         self.loaded.wait()
@@ -167,10 +186,11 @@ class Session:
         self.turns.append(Turn(message_id, "user", text))
         return message_id
 
-    def context_of(self, text: str, user_id: int | None) -> list[Turn]:
-        """The turns before a message in its conversation, as the model reads them: the last
-        `context_turns` (none for a model that reads the message alone)."""
-        n = self.model.cfg.context_turns if self.model is not None else 0
+    def context_of(self, text: str, user_id: int | None, model=None) -> list[Turn]:
+        """The turns before a message in its conversation, as `model` (default: the session's)
+        reads them: the last `context_turns` (none for a model that reads the message alone)."""
+        model = model or self.model
+        n = model.cfg.context_turns if model is not None else 0
         at = next((i for i in range(len(self.turns) - 1, -1, -1) if self.turns[i].matches(user_id, text)), None)
         return self.turns[:at][-n:] if n and at is not None else []
 
@@ -202,20 +222,21 @@ class Session:
         self.wait_until_loaded()
         from chatbot.decoding import reply  # torch: imported by `load`
 
-        context = self.context_of(text, user_id)
+        model, tokenizer, model_path = self.replier_for(text)
+        context = self.context_of(text, user_id, model)
         start = time.perf_counter()
         result = reply(
-            self.model, self.tokenizer, [text], settings, on_text=stream, contexts=[[t.text for t in context]],
+            model, tokenizer, [text], settings, on_text=stream, contexts=[[t.text for t in context]],
             mine=[[t.role == "bot" for t in context]], gains=inspect,
         )[0][0]  # fmt: skip
         result.seconds = time.perf_counter() - start
-        bot_id, inside = None, inside_view(self.tokenizer, result) if inspect else None
+        bot_id, inside = None, inside_view(tokenizer, result) if inspect else None
         if log and self.storage is not None and user_id is not None:
             bot_id = self.storage.add_message(
                 conversation_id,
                 "bot",
                 result.text,
-                model=self.model_path,
+                model=model_path,
                 decoding={**result.settings, "precision": self.precision},
                 latency_ms=round(result.seconds * 1000, 2),
                 score=result.score,

@@ -1,0 +1,35 @@
+"""Which language a message is written in, and which bundled model answers it.
+
+The bundled English model's vocabulary has no Hangul, so a Korean message would reach it as bytes
+it never learned; a second bundled model, trained on Korean pairs, answers Korean messages
+instead. Only the bundled models are paired so: a model given by `--model` answers everything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLED = Path(__file__).parent
+BUNDLED_MODELS = {"en": BUNDLED / "default_model", "ko": BUNDLED / "default_model_ko"}
+HANGUL_SHARE = 0.3  # a message whose letters are at least this share Hangul is Korean
+
+
+def is_hangul(ch: str) -> bool:
+    code = ord(ch)
+    return 0xAC00 <= code <= 0xD7A3 or 0x1100 <= code <= 0x11FF or 0x3130 <= code <= 0x318F
+
+
+def language_of(text: str) -> str:
+    """ "ko" for a message mostly in Hangul, else "en"."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return "en"
+    return "ko" if sum(map(is_hangul, letters)) / len(letters) >= HANGUL_SHARE else "en"
+
+
+def bundled_companions(model_dir: Path) -> dict[str, Path]:
+    """For the bundled English model, the other bundled models present, by language; for any
+    other model, none."""
+    if Path(model_dir).resolve() != BUNDLED_MODELS["en"].resolve():
+        return {}
+    return {lang: path for lang, path in BUNDLED_MODELS.items() if lang != "en" and (path / "config.json").exists()}
