@@ -455,6 +455,50 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return app.return_code or 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """A walk-through of one reply, a page per step, from the reference model's own modules."""
+    from chatbot.device import resolve_device, set_threads
+    from chatbot.explain import walk_through
+    from chatbot.modeldir import load_model
+
+    message = clean_text(args.message)
+    if not message.strip():
+        raise ChatbotError("empty message: give some text to explain a reply to")
+    forced = {}
+    for item in args.force or []:
+        step, _, name = item.partition("=")
+        if not step.isdigit() or not name:
+            raise ChatbotError(f"--force takes STEP=PIECE (a step from 1 and a piece such as ▁yes), not {item!r}")
+        forced[int(step) - 1] = name
+    settings = decoding_settings(args)
+    set_threads(args.threads)
+    model, tokenizer, _ = load_model(args.model, resolve_device(args.device))
+    for name in forced.values():
+        if tokenizer.sp.piece_to_id(name) == 1:  # unknown
+            raise ChatbotError(f"--force: {name!r} is not a piece of this model's vocabulary")
+    walk = walk_through(model, tokenizer, message, settings, reply_text=args.reply, forced=forced)
+    if args.plot:
+        from chatbot.explain_plot import plot_walk_through
+
+        plot_walk_through(walk, args.plot)
+    if args.json:
+        print(json.dumps(walk, ensure_ascii=False))
+        return 0
+    from rich.console import Console
+    from rich.rule import Rule
+
+    from chatbot.explain_pages import pages
+
+    console = Console(highlight=False)
+    shown = pages(walk)
+    for number, page in enumerate(shown, start=1):
+        console.print(Rule(f"{number}/{len(shown)}"))
+        console.print(page)
+    console.print(Rule())
+    console.print(f"reply: {walk['reply']}")
+    return 0
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from training.retrain import retrain
 
@@ -508,6 +552,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decoding_flags(p)
     p.set_defaults(run=cmd_reply)
+
+    p = sub.add_parser("explain", help="walk through one reply step by step: pieces, encoder, attention, softmax")
+    p.add_argument("message", metavar="MESSAGE")
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
+    device_flags(p)
+    p.add_argument("--reply", help="also feed the model this reply (teacher forcing): its loss at each position")
+    p.add_argument("--force", action="append", metavar="STEP=PIECE", help="what if the model wrote PIECE at STEP?")
+    p.add_argument("--json", action="store_true", help="every number of the walk-through as one JSON object")
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the attention and each step's probability")
+    decoding_flags(p)
+    p.set_defaults(run=cmd_explain)
 
     p = sub.add_parser("chat", help="the terminal chat client")
     _running_flags(p, threads=min(2, max_threads()))

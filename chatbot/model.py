@@ -130,17 +130,21 @@ class Attention(nn.Module):
         """Project encoder states once per message, not once per decoder step."""
         return states if self.kind == "dot" else self.key(states)
 
+    def scores(self, query: torch.Tensor, memory: Memory) -> torch.Tensor:
+        """query (B, T, H) decoder states -> scores (B, T, S): how well each encoder state matches
+        each decoder state, -inf on padding."""
+        bias = memory.bias.to(query.dtype)  # (B, 1, S)
+        if self.kind == "additive":  # Bahdanau: v . tanh(W q + U k)
+            q = self.query(query).unsqueeze(2)  # (B, T, 1, H)
+            return self.v(torch.tanh(q + memory.keys.unsqueeze(1))).squeeze(-1) + bias  # (B, T, S)
+        return torch.baddbmm(bias, query, memory.keys.transpose(1, 2))  # Luong: bias + q k^T (k = W s for general)
+
     def forward(self, query: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
         """query (B, T, H) decoder states -> context (B, T, H), weights (B, T, S).
 
         Each decoder state scores every encoder state; softmax turns the scores into weights that
         sum to 1 over the message (padding gets exactly 0); the context is the weighted sum."""
-        bias = memory.bias.to(query.dtype)  # (B, 1, S)
-        if self.kind == "additive":  # Bahdanau: v . tanh(W q + U k)
-            q = self.query(query).unsqueeze(2)  # (B, T, 1, H)
-            scores = self.v(torch.tanh(q + memory.keys.unsqueeze(1))).squeeze(-1) + bias  # (B, T, S)
-        else:  # Luong: q . k (dot) or q . W k (general, W applied once in `keys`)
-            scores = torch.baddbmm(bias, query, memory.keys.transpose(1, 2))  # (B, T, S) = bias + q k^T
+        scores = self.scores(query, memory)  # (B, T, S)
         weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)  # (B, T, S), summed in fp32
         context = torch.bmm(weights, memory.states)  # (B, T, H)
         return context, weights

@@ -88,3 +88,8 @@ def clean_text(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
+
+
+def printable(text: str) -> str:
+    """Control characters shown as visible symbols, so no message can drive the terminal."""
+    return "".join(ch if ch.isprintable() or ch == "\n" else f"\\x{ord(ch):02x}" for ch in text)

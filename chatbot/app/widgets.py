@@ -9,12 +9,9 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input, Static
 
+from chatbot.validation import printable  # noqa: F401 (the screens import it from here too)
+
 STREAM_INTERVAL = 0.05  # seconds between redraws of a reply as it grows
-
-
-def printable(text: str) -> str:
-    """Control characters shown as visible symbols, so no message can drive the terminal."""
-    return "".join(ch if ch.isprintable() or ch == "\n" else f"\\x{ord(ch):02x}" for ch in text)
 
 
 class MessageView(Static, can_focus=True):
