@@ -39,6 +39,7 @@ from chatbot.app.screens import (
     SearchScreen,
     SettingsScreen,
     TextPrompt,
+    WalkThroughScreen,
 )
 from chatbot.app.widgets import MessageView, PromptInput, printable
 from chatbot.errors import ChatbotError
@@ -73,6 +74,7 @@ KEYS = [
     Key("f2", "settings", "Settings", "the current strategy's settings", "settings"),
     Key("f3", "inside", "Inside the model", "attention and piece probabilities of the selected reply", "inside"),
     Key("f4", "compare", "Compare", "the last message decoded by all three strategies; 1/2/3 logs your pick"),
+    Key("f6", "walk_through", "Walk through", "the selected reply step by step: pieces, encoder, attention, softmax"),
     Key("ctrl+y", "rate(1)", "Rate good", "rate the selected reply good (again: remove the rating)", "good"),
     Key("ctrl+g", "rate(-1)", "Rate bad", "rate the selected reply bad (again: remove the rating)", "bad"),
     Key("ctrl+r", "correct", "Correct", "correct the selected reply: type what it should have said", "correct"),
@@ -468,6 +470,34 @@ class ChatApp(App):
             self.notify("This reply has no stored attention.")
             return
         self.push_screen(AttentionScreen(inside, view.caption))
+
+    def action_walk_through(self) -> None:
+        """The selected exchange (default: the last), step by step, through the reference model's
+        own modules; teacher forcing on the reply shown, or on its correction."""
+        focused = self.focused
+        views = list(self.query(MessageView))
+        bot = focused if isinstance(focused, MessageView) and focused.role == "bot" else None
+        bot = bot or next((v for v in reversed(views) if v.role == "bot" and not v.pending), None)
+        if bot is None or self.session.model is None:
+            self.notify("No reply to walk through yet." if bot is None else "The model is still loading.")
+            return
+        user = next((v for v in reversed(views[: views.index(bot)]) if v.role == "user"), None)
+        if user is None:
+            self.notify("That reply has no message before it.")
+            return
+        self.notify("Walking through the reply…")
+        self.walk_worker(user.text, user.message_id, bot.correction or bot.text)
+
+    @work(thread=True, exclusive=True, group="walk", exit_on_error=False)
+    def walk_worker(self, message: str, user_id: int | None, reply_text: str) -> None:
+        from chatbot.explain import walk_through
+        from chatbot.explain_pages import pages
+
+        engine, tokenizer, _ = self.session.replier_for(message)
+        context = [t.text for t in self.session.context_of(message, user_id, engine)]
+        walk = walk_through(engine.model, tokenizer, message, self.session.current, context, reply_text=reply_text)
+        heading = f"Walk-through: {printable(message)[:60]}"
+        self.call_from_thread(self.push_screen, WalkThroughScreen(pages(walk), heading))
 
     # --- conversations ------------------------------------------------------------------------
 

@@ -335,3 +335,39 @@ class ModelsScreen(Modal):
     def selected(self, event: OptionList.OptionSelected) -> None:
         """Switch to that model."""
         self.dismiss(event.option.id)
+
+
+class WalkThroughScreen(Modal):
+    """One reply, step by step (`chatbot.explain`): left and right turn the pages."""
+
+    BINDINGS = [
+        Binding("right,n,space", "turn(1)", "next page"),
+        Binding("left,p", "turn(-1)", "previous page"),
+        Binding("home", "turn(-1000)", "first page", show=False),
+        Binding("end", "turn(1000)", "last page", show=False),
+    ]
+
+    def __init__(self, pages: list, heading: str):
+        super().__init__()
+        self.pages, self.heading, self.page = pages, heading, 0
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Label(Text(self.heading), id="walk-heading")
+            yield Label("", id="walk-position")
+            with VerticalScroll(id="walk-page"):
+                yield Static(id="walk-body")
+
+    def on_mount(self) -> None:
+        self.show()
+
+    def action_turn(self, by: int) -> None:
+        self.page = min(max(self.page + by, 0), len(self.pages) - 1)
+        self.show()
+
+    def show(self) -> None:
+        self.query_one("#walk-position", Label).update(
+            f"[dim]page {self.page + 1} of {len(self.pages)} · right/left turn · escape closes[/]"
+        )
+        self.query_one("#walk-body", Static).update(self.pages[self.page])
+        self.query_one("#walk-page", VerticalScroll).scroll_home(animate=False)

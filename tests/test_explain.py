@@ -1,0 +1,149 @@
+"""The walk-through of one reply (`chatbot explain`, f6 in the chat): its numbers are the ones the
+model computes, and every page shows at 80x24 and larger."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from chatbot.decoding import GreedySettings, reply
+from chatbot.engine import ReferenceEngine
+from chatbot.explain import walk_through
+from chatbot.explain_pages import pages
+from chatbot.model import pad_right
+from chatbot.settings import settings_from
+from corpora import Pair
+from training.data import encode_pairs
+from training.evaluate import total_nll
+
+
+@pytest.fixture()
+def walk(overfit_model, sample_pairs):
+    model, tokenizer = overfit_model
+    pair = sample_pairs[4]
+    return walk_through(model, tokenizer, pair.source, GreedySettings(), reply_text=pair.reply)
+
+
+def test_the_walk_through_is_what_the_model_computes(walk, overfit_model, sample_pairs):
+    model, tokenizer = overfit_model
+    pair = sample_pairs[4]
+    ids = [p["id"] for p in walk["pieces"]]
+    src, lengths = pad_right([ids])
+    with torch.no_grad():
+        states, final = model.encoder(model.embed(src), lengths)  # (1, S, H), (L, 1, H)
+        _, (h0, c0) = model.encode(src, lengths)
+    half = model.cfg.hidden_size // 2
+    forward, backward = walk["encoder"][0]["forward"], walk["encoder"][0]["backward"]
+    assert [s["position"] for s in forward] == list(range(len(ids))) and backward[-1]["position"] == 0
+    for s in forward:  # the forward direction's state after each piece is the encoder's output there
+        assert torch.allclose(torch.tensor(s["h"]), states[0, s["position"], :half], atol=1e-4)
+    assert torch.allclose(torch.tensor(backward[-1]["h"]), final[0, 0, half:], atol=1e-4)
+    assert torch.allclose(torch.tensor(walk["bridge"]["h"]), h0.flatten(), atol=1e-4)
+    assert torch.allclose(torch.tensor(walk["bridge"]["c"]), c0.flatten(), atol=1e-4)
+    # the reply and each chosen piece's probability are decoding's own
+    expected = reply(ReferenceEngine(model), tokenizer, [pair.source], GreedySettings())[0][0]
+    assert walk["reply"] == expected.text == pair.reply
+    for step, logprob in zip(walk["steps"], expected.token_logprobs):
+        assert math.isclose(step["logprob"], logprob, abs_tol=1e-5) and math.isclose(
+            step["p"], math.exp(logprob), abs_tol=1e-5
+        )
+        assert math.isclose(sum(step["attention"]), 1.0, abs_tol=1e-3)  # rounded to 4 places each
+        assert len(step["attention"]) == len(step["scores"]) == len(ids)
+    # teacher forcing's cross-entropy is the loss evaluation measures on that pair
+    examples = encode_pairs(
+        [Pair(pair.source, pair.reply)], tokenizer, model.cfg.max_source_tokens, None, model.cfg.context_turns
+    )
+    nll, tokens = total_nll(model, examples)
+    assert math.isclose(walk["teacher_forcing"]["total_nll"], nll, rel_tol=1e-4)
+    assert len(walk["teacher_forcing"]["positions"]) == tokens
+
+
+def test_sampling_and_beam_search_are_walked_through_as_decoding_runs_them(overfit_model, sample_pairs):
+    model, tokenizer = overfit_model
+    message = sample_pairs[6].source
+    beam = walk_through(model, tokenizer, message, settings_from("beam"))
+    assert beam["reply"] == reply(ReferenceEngine(model), tokenizer, [message], settings_from("beam"))[0][0].text
+    assert all(
+        len(step["kept"]) <= 5 and step["kept"] == sorted(step["kept"], key=lambda c: -c["score"])
+        for step in beam["steps"]
+    )
+    sampled = walk_through(model, tokenizer, message, settings_from("sample", seed=4, top_p=0.5))
+    for step in sampled["steps"][:-1]:
+        kept = [p for _, p in step["kept"]]
+        assert math.isclose(sum(kept), 1.0, abs_tol=0.01) and step["chosen"] in [n for n, _ in step["kept"]]
+
+
+def test_what_if_forces_a_piece_and_decodes_on_from_there(overfit_model, sample_pairs):
+    model, tokenizer = overfit_model
+    forced = walk_through(model, tokenizer, sample_pairs[0].source, GreedySettings(), forced={0: "▁i"})
+    assert forced["steps"][0]["chosen"] == "▁i" and forced["steps"][0]["why"].startswith("forced")
+    assert forced["reply"].startswith("i")
+
+
+def test_explain_on_the_command_line_as_json_pages_and_a_plot(overfit_dir, sample_pairs, tmp_path, capsys):
+    from chatbot.cli import main
+
+    pair = sample_pairs[4]
+    argv = ["explain", pair.source, "--model", str(overfit_dir), "--strategy", "greedy", "--reply", pair.reply]
+    assert main([*argv, "--json", "--plot", str(tmp_path / "walk.png")]) == 0
+    walk = json.loads(capsys.readouterr().out)
+    assert walk["reply"] == pair.reply and walk["steps"][0]["attention"] and walk["teacher_forcing"]["positions"]
+    assert (tmp_path / "walk.png").stat().st_size > 10_000
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for label in (
+        "인코더 encoder",
+        "디코더 decoder",
+        "컨텍스트 벡터 context vector",
+        "어텐션 attention",
+        "교사 강요 teacher forcing",
+    ):
+        assert label in out
+    assert main(["explain", "hi", "--model", str(overfit_dir), "--force", "x"]) == 1
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 36)])
+async def test_every_page_of_the_walk_through_shows_in_the_chat(overfit_dir, tmp_path, sample_pairs, size):
+    from chatbot.app.chat_app import ChatApp
+    from chatbot.app.screens import WalkThroughScreen
+    from chatbot.session import open_session
+
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
+    app = ChatApp(session, errors=tmp_path / "errors.log")
+    async with app.run_test(size=size) as pilot:
+        app.query_one("#prompt").value = sample_pairs[4].source
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.press("f6")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, WalkThroughScreen) and len(screen.pages) > 5
+        for number in range(len(screen.pages)):
+            assert screen.page == number
+            await pilot.press("right")
+        await pilot.press("left", "escape")
+        assert not isinstance(app.screen, WalkThroughScreen) and not app.unexpected
+    session.storage.close()
+
+
+def test_walk_through_page_snapshot(snap_compare, overfit_dir, tmp_path, sample_pairs):
+    from chatbot.app.chat_app import ChatApp
+    from chatbot.app.screens import WalkThroughScreen
+    from chatbot.modeldir import load_model
+    from chatbot.session import open_session
+
+    model, tokenizer, _ = load_model(overfit_dir)
+    walk = walk_through(model, tokenizer, sample_pairs[4].source, GreedySettings(), reply_text=sample_pairs[4].reply)
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None, load=False)
+
+    async def open_page(pilot):
+        pilot.app.push_screen(WalkThroughScreen(pages(walk), "Walk-through"))
+        await pilot.pause()
+        await pilot.press("right", "right", "right")  # the first decoder step
+        await pilot.pause()
+
+    assert snap_compare(ChatApp(session), terminal_size=(80, 24), run_before=open_page)
