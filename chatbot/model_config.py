@@ -104,4 +104,12 @@ class ModelConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ChatbotError(f"unknown model settings: {', '.join(map(str, unknown))[:200]}")
-        return cls(**{"context_turns": 0, **values})  # a model saved before context read the message alone
+        return cls(**values)
+
+    @classmethod
+    def from_saved(cls, values: dict) -> ModelConfig:
+        """The settings of a saved model (config.json): one saved before models read earlier turns
+        has no `context_turns`, and read the message alone."""
+        if not isinstance(values, dict):
+            raise ChatbotError("model settings must be a JSON object")
+        return cls.from_dict({"context_turns": 0, **values})

@@ -127,7 +127,7 @@ def read_config(directory: Path) -> dict:
 def model_settings(directory: Path, config: dict) -> ModelConfig:
     """config.json's model settings, each checked for type and range."""
     try:
-        return ModelConfig.from_dict(config["model"])
+        return ModelConfig.from_saved(config["model"])
     except ChatbotError as err:
         raise ChatbotError(f"{Path(directory) / CONFIG}: {err}") from None
     except TypeError as err:

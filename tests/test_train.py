@@ -100,6 +100,8 @@ def test_time_budget_stops_training(tmp_path):
     assert (out / "model.safetensors").exists()
     config = read_config(out)
     assert config["best"]["seconds"] < 0.1 * 60 + 10
+    # a model trained by the command reads two earlier turns and learned replies to no message
+    assert config["model"]["context_turns"] == 2 and config["model"]["unconditional"] is True
 
 
 def test_dropout_is_off_before_dropout_from_epoch_and_on_after(tmp_path, sample_pairs):

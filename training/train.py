@@ -93,7 +93,7 @@ class Trainer:
         if resume and (self.out / STATE).exists():
             state = load_training_state(self.out / STATE)
             saved = read_config(self.out)
-            model_cfg = ModelConfig.from_dict(saved["model"])
+            model_cfg = ModelConfig.from_saved(saved["model"])
             self.cfg = cfg = TrainConfig.from_dict({**saved["train"], **_runtime_settings(cfg)})
             self.tokenizer = Tokenizer.load(self.out / TOKENIZER)
         elif resume:
