@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: chat demo test lint bench clean
+.PHONY: chat demo phrases test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,14 @@ demo: $(STAMP)
 	$(VENV)/bin/chatbot evaluate --model runs/demo --corpus sample
 	printf 'hi there\nwhat is your name?\ndo you like music?\n안녕\n' | $(VENV)/bin/chatbot reply --model runs/demo
 
+# The explainers' own example: a tiny English-to-Korean translation model on the shipped phrases
+# (about a minute), then a walk-through of one reply: which English piece each Korean piece attends to.
+phrases: $(STAMP)
+	$(VENV)/bin/chatbot train --corpus phrases --out runs/phrases --epochs 600 --embedding-dim 64 \
+		--hidden-size 128 --vocab-size 1000 --max-tokens 1000 --lr 0.005 --eval-every 200 --patience 100 \
+		--attention dot --context-turns 0 --blank-source 0 --dropout 0 --quiet
+	$(VENV)/bin/chatbot explain "Thank you" --model runs/phrases --strategy greedy
+
 # The linter and formatter first (ruff, configured in pyproject.toml), then the suite.
 test: lint
 	$(PY) -m pytest
@@ -36,4 +44,4 @@ bench: $(STAMP)
 	$(PY) bench/train_throughput.py
 
 clean:
-	rm -rf $(VENV) runs/demo
+	rm -rf $(VENV) runs/demo runs/phrases

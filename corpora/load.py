@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from corpora.pairs import SAMPLE_PATH, SPLITS, CorpusError, Pair, stable_percent
+from corpora.pairs import PHRASES_PATH, SAMPLE_PATH, SPLITS, CorpusError, Pair, stable_percent
 
 MIN_SPLIT_PAIRS = 100  # a smaller file is too small to hold pairs out: every split is all of it
 
 
 def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
-    """Pairs of `corpus`: "chitchat" (split as docs/evaluation.md says), "sample" (every split is
-    the whole sample), or a .tsv, .csv or .jsonl file. A file of 100 pairs or more is split by a
+    """Pairs of `corpus`: "chitchat" (split as docs/evaluation.md says), "sample" or "phrases"
+    (every split is the whole sample), or a .tsv, .csv or .jsonl file. A file of 100 pairs or more is split by a
     stable hash of each pair's message (`file_split`): about 5% test, 5% validation, the rest
     training; a smaller file is every split whole."""
     if split not in SPLITS:
@@ -24,12 +24,16 @@ def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
         from corpora.files import read_jsonl
 
         return read_jsonl(SAMPLE_PATH)
+    if corpus == "phrases":  # a translation sample to learn attention on: every split is all of it
+        from corpora.files import read_tsv
+
+        return read_tsv(PHRASES_PATH)
     from corpora.files import read_csv, read_jsonl, read_tsv
 
     readers = {".jsonl": read_jsonl, ".tsv": read_tsv, ".txt": read_tsv, ".csv": read_csv}
     reader = readers.get(Path(corpus).suffix.lower())
     if reader is None:
-        raise CorpusError(f"{corpus}: not a corpus name (chitchat, sample) nor a .tsv, .csv or .jsonl file")
+        raise CorpusError(f"{corpus}: not a corpus name (chitchat, sample, phrases) nor a .tsv, .csv or .jsonl file")
     return file_split(reader(Path(corpus)), split)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 SAMPLE_PATH = Path(__file__).parent / "samples" / "sample.jsonl"
+PHRASES_PATH = Path(__file__).parent / "samples" / "en_ko_phrases.tsv"  # English phrases and their Korean
 SPLITS = ("train", "valid", "test")
 
 

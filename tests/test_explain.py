@@ -147,3 +147,33 @@ def test_walk_through_page_snapshot(snap_compare, overfit_dir, tmp_path, sample_
         await pilot.pause()
 
     assert snap_compare(ChatApp(session), terminal_size=(80, 24), run_before=open_page)
+
+
+def test_the_phrase_sample_trains_a_tiny_translation_model_to_walk_through(tmp_path, capsys):
+    """The explainers' own example at tiny size: English phrases to Korean (`make phrases`)."""
+    from chatbot.cli import main
+    from corpora import load_pairs
+
+    pairs = load_pairs("phrases")
+    assert len(pairs) >= 200 and ("Thank you", "고마워") in [(p.source, p.reply) for p in pairs]
+    out = tmp_path / "phrases"
+    argv = ["train", "--corpus", "phrases", "--out", str(out), "--epochs", "150", "--embedding-dim", "32"]
+    argv += [
+        "--hidden-size",
+        "64",
+        "--vocab-size",
+        "1000",
+        "--max-tokens",
+        "1000",
+        "--lr",
+        "0.01",
+        "--attention",
+        "dot",
+    ]
+    argv += ["--context-turns", "0", "--blank-source", "0", "--dropout", "0", "--quiet", "--threads", "1"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["explain", "Thank you", "--model", str(out), "--strategy", "greedy", "--json"]) == 0
+    walk = json.loads(capsys.readouterr().out)
+    assert [p["piece"] for p in walk["pieces"]] == ["▁Thank", "▁you"]
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in walk["reply"])  # Hangul: it learned to answer in Korean
