@@ -10,6 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import set_language, t
 from chatbot.validation import check, clean_text, max_threads, parse, show
 
 MAX_BATCH = 256  # messages decoded together by `chatbot reply`
@@ -603,6 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=cmd_retrain)
+    for command in sub.choices.values():
+        command.add_argument(
+            "--lang",
+            choices=("en", "ko"),
+            help="the interface's language (default: the locale's, LANG=ko_KR.UTF-8: ko)",
+        )
     return parser
 
 
@@ -612,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv
+    set_language(args.lang)
     try:
         if getattr(args, "model", "unset") is None:
             from chatbot.paths import default_model_dir
@@ -619,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model = default_model_dir()
         return args.run(args)
     except (ChatbotError, CorpusError) as err:
-        print(f"chatbot: error: {err}", file=sys.stderr)
+        print(f"chatbot: {t('cli.error')}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("chatbot: interrupted", file=sys.stderr)

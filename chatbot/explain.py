@@ -164,6 +164,12 @@ def walk_through(
     return walk
 
 
+def english(how: dict) -> str:
+    from chatbot.i18n import catalogue
+
+    return catalogue("en")[f"why.{how['kind']}"].format(**{k: v for k, v in how.items() if k != "kind"})
+
+
 def _banned(tokenizer: Tokenizer) -> torch.Tensor:
     return torch.tensor(tokenizer.never_written(), dtype=torch.long)
 
@@ -205,7 +211,7 @@ def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, s
         }
         if t in forced:
             chosen = tokenizer.sp.piece_to_id(forced[t])
-            step["why"] = f"forced: what if the model wrote {forced[t]!r} here?"
+            step["how"] = {"kind": "forced", "piece": forced[t]}
         elif settings.name == "sample" and settings.temperature > 0:
             probs, ids, keep = ranked_candidates(ruled / settings.temperature, settings.top_k, settings.top_p)
             kept = (probs * keep)[0]
@@ -215,13 +221,17 @@ def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, s
             step["kept"] = [
                 [tokenizer.pieces([i])[0], round(float(p), 4)] for i, p in zip(ids[0].tolist(), kept.tolist()) if p > 0
             ][:20]
-            step["why"] = (
-                f"sampled from the {int(keep.sum())} most likely pieces (temperature {settings.temperature:g}, "
-                f"top-k {settings.top_k}, top-p {settings.top_p:g}), renormalised"
-            )
+            step["how"] = {
+                "kind": "sample",
+                "count": int(keep.sum()),
+                "temperature": f"{settings.temperature:g}",
+                "top_k": settings.top_k,
+                "top_p": f"{settings.top_p:g}",
+            }
         else:
             chosen = int(ruled.argmax())
-            step["why"] = "the most likely piece (argmax)"
+            step["how"] = {"kind": "argmax"}
+        step["why"] = english(step["how"])  # for readers of --json; the pages say it in the interface's language
         if w:
             step["gain"] = round(float(gain[0, chosen]), 4)  # log p(piece | message) - log p(piece | no message)
         step["chosen"] = tokenizer.pieces([chosen])[0]

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from chatbot.i18n import t
 from chatbot.validation import printable
 
 STRIP = 24  # dimensions of a state drawn as a heat strip
@@ -54,44 +57,32 @@ def pages(walk: dict) -> list:
 def pieces_page(walk: dict) -> Group:
     table = Table(box=None, padding=(0, 1))
     table.add_column("#", justify="right")
-    table.add_column("piece")
+    table.add_column(t("walk.piece"))
     table.add_column("id", justify="right")
     for i, p in enumerate(walk["pieces"]):
         table.add_row(str(i), Text(piece(p["piece"]), style="dim" if p["byte"] else ""), str(p["id"]))
-    notes = [Text(f"The model reads {len(walk['pieces'])} pieces of SentencePiece's vocabulary ('_' starts a word).")]
+    notes = [Text(t("walk.pieces_note", count=len(walk["pieces"])))]
     if walk["context"]:
-        notes.append(Text("<you> and <me> mark who said each turn: the message is the last <you> turn."))
+        notes.append(Text(t("walk.speakers_note")))
     for f in walk["byte_fallback"]:
-        notes.append(
-            Text(f"'{printable(f['text'])}' is not in the vocabulary: byte fallback spells it {' '.join(f['pieces'])}.")
-        )
+        notes.append(Text(t("walk.fallback_note", text=printable(f["text"]), pieces=" ".join(f["pieces"]))))
     return Group(title(walk, "pieces", f": {printable(walk['message'])}"), table, *notes)
 
 
 def encoder_page(walk: dict, layer: int) -> Group:
     pieces = [piece(p["piece"]) for p in walk["pieces"]]
+    labels = walk["labels"]
     parts = [
-        title(
-            walk, "encoder", f" (layer {layer + 1}): each direction reads the pieces one by one, keeping two streams"
-        ),
-        Text(
-            f"{walk['labels']['hidden']}: what it passes on;  {walk['labels']['cell']}: its memory. "
-            f"Strips: the first {STRIP} dimensions (red +, blue -).",
-            style="dim",
-        ),
+        title(walk, "encoder", t("walk.encoder", layer=layer + 1)),
+        Text(t("walk.streams", hidden=labels["hidden"], cell=labels["cell"], dims=STRIP), style="dim"),
     ]
     for direction in ("forward", "backward"):
-        table = Table(
-            box=None,
-            padding=(0, 1),
-            title=f"{direction} ({'first to last' if direction == 'forward' else 'last to first'})",
-        )
-        for column in ("piece", "h", "|h|", "c", "|c|"):
+        table = Table(box=None, padding=(0, 1), title=t(f"walk.{direction}"))
+        for column in (t("walk.piece"), "h", "|h|", "c", "|c|"):
             table.add_column(column)
         for s in walk["encoder"][layer][direction]:
-            table.add_row(
-                pieces[s["position"]], strip(s["h"]), f"{s['h_norm']:.2f}", strip(s["c"]), f"{s['c_norm']:.2f}"
-            )
+            h, c = strip(s["h"]), strip(s["c"])
+            table.add_row(pieces[s["position"]], h, f"{s['h_norm']:.2f}", c, f"{s['c_norm']:.2f}")
         parts.append(table)
     return Group(*parts)
 
@@ -100,27 +91,19 @@ def bridge_page(walk: dict) -> Group:
     b = walk["bridge"]
     table = Table(box=None, padding=(0, 1))
     table.add_column("")
-    table.add_column("first dimensions")
-    table.add_row("encoder's last states", strip(b["final"]))
-    table.add_row("decoder's first h", strip(b["h"]))
-    table.add_row("decoder's first c", strip(b["c"]))
-    return Group(
-        title(walk, "context_vector", ": the bridge"),
-        Text(
-            "Each direction's last state, side by side, becomes the decoder's first hidden and cell states. "
-            "In the first seq2seq models this one fixed vector was all the decoder knew of the message; "
-            "attention (next pages) lets every decoder step look back at every piece instead."
-        ),
-        table,
-    )
+    table.add_column(t("walk.dimensions"))
+    table.add_row(t("walk.last_states"), strip(b["final"]))
+    table.add_row(t("walk.first_h"), strip(b["h"]))
+    table.add_row(t("walk.first_c"), strip(b["c"]))
+    return Group(title(walk, "context_vector", t("walk.bridge")), Text(t("walk.bridge_note")), table)
 
 
 def attention_table(walk: dict, scores: list[float] | None, weights: list[float]) -> Table:
     table = Table(box=None, padding=(0, 1))
-    table.add_column("message piece")
+    table.add_column(t("walk.message_piece"))
     if scores is not None:
-        table.add_column("score", justify="right")
-    table.add_column("weight", justify="right")
+        table.add_column(t("walk.score"), justify="right")
+    table.add_column(t("walk.weight"), justify="right")
     table.add_column("")
     for i, p in enumerate(walk["pieces"]):
         row = [piece(p["piece"])] + ([f"{scores[i]:.2f}"] if scores is not None else [])
@@ -128,45 +111,54 @@ def attention_table(walk: dict, scores: list[float] | None, weights: list[float]
     return table
 
 
+def why(step: dict) -> str:
+    """Why the strategy took its piece, in the interface's language."""
+    how = step["how"]
+    return t(f"why.{how['kind']}", **{k: v for k, v in how.items() if k != "kind"})
+
+
 def step_page(walk: dict, step: dict) -> Group:
-    top = Table(box=None, padding=(0, 1), title=f"{walk['labels']['softmax']}: the most likely next pieces")
-    top.add_column("piece")
+    labels = walk["labels"]
+    top = Table(box=None, padding=(0, 1), title=t("walk.top", label=labels["softmax"]))
+    top.add_column(t("walk.piece"))
     top.add_column("p", justify="right")
     top.add_column("")
     for name, p in step["top"]:
         top.add_row(piece(name), f"{p:.3f}", bar(p))
     chosen = Text.assemble(
-        ("chosen: ", "bold"), (piece(step["chosen"]), "bold green"), f"  p {step['p']:.3f}  ({step['why']})"
+        (t("walk.chosen"), "bold"), (piece(step["chosen"]), "bold green"), f"  p {step['p']:.3f}  ({why(step)})"
     )
     parts = [
-        title(walk, "decoder", f" step {step['step'] + 1}: it was given {piece(step['input'])!r}"),
-        Text.assemble((walk["labels"]["attention"], "bold"), ": scores -> softmax -> weights (they sum to 1)"),
+        title(walk, "decoder", t("walk.step", step=step["step"] + 1, input=repr(piece(step["input"])))),
+        Text.assemble((labels["attention"], "bold"), t("walk.attention")),
         attention_table(walk, step["scores"], step["attention"]),
-        Text(f"{walk['labels']['context_vector']} = the weighted sum of the encoder states"),
-        Text(f"(its norm {step['context_norm']:.2f})", style="dim"),
+        Text(t("walk.context", label=labels["context_vector"])),
+        Text(t("walk.norm", norm=f"{step['context_norm']:.2f}"), style="dim"),
         top,
         chosen,
     ]
     if "gain" in step:
-        parts.append(
-            Text(f"the message made it {2.718281828 ** step['gain']:.1f} times likelier than no message would")
-        )
+        parts.append(Text(t("walk.gain", times=f"{math.exp(min(step['gain'], 50)):.1f}")))
     if "kept" in step:
-        parts.append(Text("kept for the draw: " + ", ".join(f"{piece(n)} {p:.2f}" for n, p in step["kept"][:8])))
+        parts.append(Text(t("walk.kept") + ", ".join(f"{piece(n)} {p:.2f}" for n, p in step["kept"][:8])))
     return Group(*parts)
 
 
 def beam_page(walk: dict, step: dict) -> Group:
     table = Table(box=None, padding=(0, 1))
-    for column in ("", "from hypothesis", "piece", "score"):
+    for column in ("", t("walk.from"), t("walk.piece"), t("walk.score")):
         table.add_column(column)
     for c in step["kept"]:
-        table.add_row(Text("kept", style="green"), str(c["parent"]), piece(c["piece"]), f"{c['score']:.2f}")
+        table.add_row(
+            Text(t("walk.kept_label"), style="green"), str(c["parent"]), piece(c["piece"]), f"{c['score']:.2f}"
+        )
     for c in step["pruned"][:8]:
-        table.add_row(Text("pruned", style="dim"), str(c["parent"]), piece(c["piece"]), f"{c['score']:.2f}")
+        table.add_row(
+            Text(t("walk.pruned_label"), style="dim"), str(c["parent"]), piece(c["piece"]), f"{c['score']:.2f}"
+        )
     return Group(
-        title(walk, "decoder", f" step {step['step'] + 1}: beam search keeps the {len(step['kept'])} best prefixes"),
-        Text("each kept hypothesis offers its best continuations; the best of all of them go on (score: summed log p)"),
+        title(walk, "decoder", t("walk.beam", step=step["step"] + 1, count=len(step["kept"]))),
+        Text(t("walk.beam_note")),
         table,
     )
 
@@ -174,26 +166,29 @@ def beam_page(walk: dict, step: dict) -> Group:
 def teacher_forcing_page(walk: dict) -> Group:
     tf = walk["teacher_forcing"]
     table = Table(box=None, padding=(0, 1))
-    for column in ("given", "true next", "p(true)", "it would write", "p", "cross-entropy"):
+    for column in (
+        t("walk.given"),
+        t("walk.true_next"),
+        "p",
+        t("walk.would_write"),
+        "p",
+        walk["labels"]["cross_entropy"],
+    ):
         table.add_column(column)
     for p in tf["positions"]:
         same = p["own"] == p["target"]
+        own = Text(piece(p["own"]), style="green" if same else "red")
         table.add_row(
             piece(p["input"]),
             piece(p["target"]),
             f"{p['p_target']:.3f}",
-            Text(piece(p["own"]), style="green" if same else "red"),
+            own,
             f"{p['p_own']:.3f}",
             f"{p['cross_entropy']:.2f}",
         )
+    mean = t(
+        "walk.mean", label=walk["labels"]["cross_entropy"], mean=f"{tf['mean_nll']:.3f}", total=f"{tf['total_nll']:.2f}"
+    )
     return Group(
-        title(walk, "teacher_forcing", f": {printable(tf['reply'])}"),
-        Text(
-            "Fed the true previous piece at every position, as in training: the loss is the cross-entropy of the "
-            "true next piece; its mean is what training minimises."
-        ),
-        table,
-        Text(
-            f"mean {walk['labels']['cross_entropy']} {tf['mean_nll']:.3f} nats per piece (total {tf['total_nll']:.2f})"
-        ),
+        title(walk, "teacher_forcing", f": {printable(tf['reply'])}"), Text(t("walk.teacher_note")), table, Text(mean)
     )

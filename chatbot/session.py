@@ -146,13 +146,15 @@ class Session:
     @staticmethod
     def describe_settings(s: Settings) -> str:
         """The settings that tell the strategies apart, short enough for an 80-column status line."""
-        guided = f", guidance {s.guidance:g}" if s.guidance else ""
+        from chatbot.i18n import t
+
+        guided = t("status.guidance", guidance=f"{s.guidance:g}") if s.guidance else ""
         if s.name == "beam":
-            return f"beam {s.beam_size}, alpha {s.length_penalty:g}{guided}"
+            return t("status.beam", beam_size=s.beam_size, alpha=f"{s.length_penalty:g}") + guided
         if s.name == "sample":
-            top_k = f", top-k {s.top_k}" if s.top_k else ""
-            return f"sample T {s.temperature:g}{top_k}, top-p {s.top_p:g}{guided}"
-        return f"greedy, max {s.max_length}{guided}"
+            top_k = t("status.top_k", top_k=s.top_k) if s.top_k else ""
+            return t("status.sample", temperature=f"{s.temperature:g}", top_k=top_k, top_p=f"{s.top_p:g}") + guided
+        return t("status.greedy", max_length=s.max_length) + guided
 
     def switch_model(self, directory: Path) -> None:
         """Load another model directory; the next replies record it."""

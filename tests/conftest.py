@@ -80,3 +80,16 @@ def errors_in_tmp(tmp_path, monkeypatch):
     from chatbot.app import chat_app
 
     monkeypatch.setattr(chat_app, "error_file", lambda: tmp_path / "chat-errors.log")
+
+
+@pytest.fixture(autouse=True)
+def english_locale(monkeypatch):
+    """Every test starts in English, whatever the locale of the machine running it."""
+    from chatbot.i18n import set_language
+
+    for name in ("LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    set_language("en")
+    yield
+    set_language("en")

@@ -22,7 +22,6 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static
@@ -43,6 +42,7 @@ from chatbot.app.screens import (
 )
 from chatbot.app.widgets import MessageView, PromptInput, printable
 from chatbot.errors import ChatbotError
+from chatbot.i18n import t
 from chatbot.session import STRATEGY_ORDER, Cancelled, Session
 from chatbot.settings import MAX_MESSAGE_CHARS
 from chatbot.validation import clean_text
@@ -50,50 +50,50 @@ from chatbot.validation import clean_text
 
 @dataclass(frozen=True)
 class Key:
-    """One key of the chat: its binding, its name in the command palette and footer, and what
-    the help screen says it does."""
+    """One key of the chat: its binding, and its name in the message catalogue (`chatbot.i18n`),
+    which holds its title in the command palette, what the help screen says it does and, for
+    the keys the footer shows, its label there."""
 
     key: str
     action: str
-    title: str  # in the command palette
-    does: str  # in the help screen and the palette
-    footer: str | None = None  # its label in the footer; None keeps it out (the footer holds 80 columns)
+    name: str  # key.<name>.title / .does / .footer in chatbot/locales/*.json
+    footer: bool = False  # shown in the footer, which holds 80 columns
+
+    @property
+    def title(self) -> str:
+        return t(f"key.{self.name}.title")
+
+    @property
+    def does(self) -> str:
+        return t(f"key.{self.name}.does")
 
 
 # Chosen to collide with neither the message box's own keys (ctrl+a/e/d/k/u/w/x/c/v, arrows) nor
 # the prefixes of tmux (ctrl+b) and GNU screen (ctrl+a).
 KEYS = [
-    Key("f1", "help", "Help", "every key and what it does", "help"),
-    Key(
-        "ctrl+t",
-        "cycle_strategy",
-        "Strategy",
-        "cycle greedy, beam search and sampling (for the next reply)",
-        "strategy",
-    ),
-    Key("f2", "settings", "Settings", "the current strategy's settings", "settings"),
-    Key("f3", "inside", "Inside the model", "attention and piece probabilities of the selected reply", "inside"),
-    Key("f4", "compare", "Compare", "the last message decoded by all three strategies; 1/2/3 logs your pick"),
-    Key("f6", "walk_through", "Walk through", "the selected reply step by step: pieces, encoder, attention, softmax"),
-    Key("ctrl+y", "rate(1)", "Rate good", "rate the selected reply good (again: remove the rating)", "good"),
-    Key("ctrl+g", "rate(-1)", "Rate bad", "rate the selected reply bad (again: remove the rating)", "bad"),
-    Key("ctrl+r", "correct", "Correct", "correct the selected reply: type what it should have said", "correct"),
-    Key("ctrl+n", "new_conversation", "New conversation", "start a new conversation"),
-    Key(
-        "ctrl+o", "conversations", "Conversations", "resume (enter), rename (r) or delete (d) a conversation", "history"
-    ),
-    Key("ctrl+f", "search", "Search", "search every message (words match as prefixes)"),
-    Key("ctrl+s", "export", "Export", "export this conversation to Markdown and JSON beside the log"),
-    Key("f5", "models", "Models", "switch to another model (a retrained one, say)"),
-    Key("ctrl+l", "toggle_theme", "Light or dark", "switch between the light and the dark theme"),
-    Key("escape", "cancel", "Cancel reply", "cancel the reply being written"),
+    Key("f1", "help", "help", footer=True),
+    Key("ctrl+t", "cycle_strategy", "strategy", footer=True),
+    Key("f2", "settings", "settings", footer=True),
+    Key("f3", "inside", "inside", footer=True),
+    Key("f4", "compare", "compare"),
+    Key("f6", "walk_through", "walk"),
+    Key("ctrl+y", "rate(1)", "good", footer=True),
+    Key("ctrl+g", "rate(-1)", "bad", footer=True),
+    Key("ctrl+r", "correct", "correct", footer=True),
+    Key("ctrl+n", "new_conversation", "new"),
+    Key("ctrl+o", "conversations", "history", footer=True),
+    Key("ctrl+f", "search", "search"),
+    Key("ctrl+s", "export", "export"),
+    Key("f5", "models", "models"),
+    Key("ctrl+l", "toggle_theme", "theme"),
+    Key("escape", "cancel", "cancel"),
 ]
 OTHER_KEYS = [  # keys of Textual and of the message box, for the help screen
-    ("enter", "send the message (one sent while a reply is written waits its turn)"),
-    ("up / down", "recall earlier messages"),
-    ("tab", "select a reply (ratings, corrections and f3 act on it; default: the last reply)"),
-    ("ctrl+p", "command palette"),
-    ("ctrl+q", "quit"),
+    ("enter", "key.enter.does"),
+    ("up / down", "key.updown.does"),
+    ("tab", "key.tab.does"),
+    ("ctrl+p", "key.palette.does"),
+    ("ctrl+q", "key.quit.does"),
 ]
 MODAL_ACTIONS = {"toggle_theme", "quit"}  # what still works while a dialog is open
 ERROR_BURST = 20  # unexpected errors within a second: the app cannot go on
@@ -109,12 +109,14 @@ def error_file() -> Path:
 class ChatApp(App):
     CSS_PATH = Path(__file__).parent / "chat.tcss"  # absolute: a subclass elsewhere finds it too
     TITLE = "chatbot"
-    BINDINGS = [Binding(k.key, k.action, k.footer or k.title, show=k.footer is not None) for k in KEYS]
+    BINDINGS = []  # the chat's keys are bound per app, in the interface's language (`__init__`)
 
     def __init__(self, session: Session, load: tuple[str, str, int | None] | None = None, errors: Path | None = None):
         """`load` (device, precision, threads): the session's model is still to be loaded.
         `errors`: the file that gets the tracebacks of unexpected errors (default `error_file()`)."""
         super().__init__()
+        for k in KEYS:
+            self.bind(k.key, k.action, description=t(f"key.{k.name}.footer") if k.footer else k.title, show=k.footer)
         self.session = session
         self.load = load
         self.errors = errors
@@ -137,7 +139,7 @@ class ChatApp(App):
     def compose(self) -> ComposeResult:
         yield Header()
         yield VerticalScroll(id="conversation")
-        yield PromptInput(placeholder="Say something (F1: help)", id="prompt")
+        yield PromptInput(placeholder=t("prompt.placeholder"), id="prompt")
         yield Static(id="status")
         yield Footer(compact=True)
 
@@ -146,7 +148,7 @@ class ChatApp(App):
         self.query_one("#prompt").focus()
         self.update_status()
         if self.session.storage is None:
-            self.notify("Logging is off (--no-log): nothing is saved.")
+            self.notify(t("notice.no_log"))
         if self.load is not None:  # once the screen is drawn: importing torch holds the interpreter for seconds
             self.call_after_refresh(self.start_loading)
 
@@ -170,12 +172,12 @@ class ChatApp(App):
 
     def update_status(self) -> None:
         s = self.session
-        where = f"{s.device.type} {s.precision}" if s.device is not None else "loading the model…"
+        where = f"{s.device.type} {s.precision}" if s.device is not None else t("status.loading")
         parts = [Path(s.model_path).name, where, s.describe()]
         if self.last_latency:
-            parts.append(f"last {self.last_latency}")
+            parts.append(t("status.last", latency=self.last_latency))
         if s.storage is None:
-            parts.append("not logging")
+            parts.append(t("status.not_logging"))
         self.query_one("#status", Static).update(" · ".join(parts))
 
     def add_message(self, view: MessageView) -> MessageView:
@@ -206,7 +208,7 @@ class ChatApp(App):
         if len(self.error_times) == ERROR_BURST and now - self.error_times[0] < 1.0:
             self.stop_on(line, path)
             return
-        self.notify(f"Unexpected error: {line} (traceback in {path})", severity="error", timeout=10)
+        self.notify(t("notice.unexpected", line=line, path=path), severity="error", timeout=10)
 
     def stop_on(self, line: str, path: Path) -> None:
         self.fatal = f"the chat stopped on an unexpected error ({line}); its traceback is in {path}"
@@ -266,21 +268,19 @@ class ChatApp(App):
         if not text.strip():
             return
         if len(text) > MAX_MESSAGE_CHARS:
-            self.notify(f"That message is over {MAX_MESSAGE_CHARS:,} characters; not sent.", severity="error")
+            self.notify(t("notice.too_long", limit=f"{MAX_MESSAGE_CHARS:,}"), severity="error")
             return
         try:
             user_id = self.session.log_user(text)
         except ChatbotError as err:
-            self.notify(f"Not sent: {err}", severity="error", timeout=10)
+            self.notify(t("notice.not_sent", error=err), severity="error", timeout=10)
             return
         prompt = self.query_one("#prompt", PromptInput)
         prompt.remember(text)
         prompt.value = ""
         self.add_message(MessageView("user", text, message_id=user_id))
         busy = self.replying()
-        bot = self.add_message(
-            MessageView("bot", "", pending=True, caption="waits for the reply before it" if busy else "")
-        )
+        bot = self.add_message(MessageView("bot", "", pending=True, caption=t("caption.waits") if busy else ""))
         self.waiting.append((text, user_id, self.session.conversation_id, bot))
         self.next_reply()
 
@@ -301,7 +301,7 @@ class ChatApp(App):
         if event.state == WorkerState.ERROR:
             self.report(event.worker.error)
             if event.worker is self.reply_worker and self.reply_view is not None:
-                self.finish_reply(self.reply_view, self.reply_view.text, None, "error: not logged (see the notice)")
+                self.finish_reply(self.reply_view, self.reply_view.text, None, t("caption.error"))
         if event.worker is self.reply_worker and event.state in (
             WorkerState.SUCCESS,
             WorkerState.ERROR,
@@ -321,17 +321,17 @@ class ChatApp(App):
                 conversation_id=conversation_id,
             )
         except Cancelled:
-            self.call_from_thread(self.finish_reply, view, view.text, None, "cancelled: not logged")
+            self.call_from_thread(self.finish_reply, view, view.text, None, t("caption.cancelled"))
             return
         except ChatbotError as err:
-            self.call_from_thread(self.finish_reply, view, "", None, f"not logged: {err}")
+            self.call_from_thread(self.finish_reply, view, "", None, t("caption.not_logged", error=err))
             return
         r = exchange.reply
-        caption = f"{r.settings['strategy']} · {r.seconds * 1000:.0f} ms · score {r.score:.2f}"
+        caption = t(
+            "caption.reply", strategy=r.settings["strategy"], ms=f"{r.seconds * 1000:.0f}", score=f"{r.score:.2f}"
+        )
         if r.truncated:
-            caption += (
-                f" · the model read only the last {self.session.model.cfg.max_source_tokens} tokens of a long message"
-            )
+            caption += t("caption.truncated", limit=self.session.model.cfg.max_source_tokens)
         self.last_latency = f"{r.seconds * 1000:.0f} ms"
         self.call_from_thread(self.finish_reply, view, r.text, exchange.bot_id, caption, exchange.inside)
         self.call_from_thread(self.update_status)
@@ -352,7 +352,7 @@ class ChatApp(App):
     def action_cycle_strategy(self) -> None:
         strategy = self.session.cycle_strategy()
         self.update_status()
-        self.notify(f"Decoding: {strategy}")
+        self.notify(t("notice.decoding", strategy=strategy))
 
     def action_settings(self) -> None:
         values = dict(asdict(self.session.current))
@@ -370,9 +370,9 @@ class ChatApp(App):
     def action_compare(self) -> None:
         users = [v for v in self.query(MessageView) if v.role == "user"]
         if not users:
-            self.notify("Send a message first.")
+            self.notify(t("notice.send_first"))
             return
-        self.notify("Decoding the last message three ways…")
+        self.notify(t("notice.comparing"))
         self.compare_worker(users[-1].text, users[-1].message_id)
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
@@ -384,7 +384,7 @@ class ChatApp(App):
                 r = self.session.respond(text, settings=settings, inspect=False, user_id=user_id, log=False).reply
                 replies.append((self.session.describe_settings(settings), r.text, settings))
         except ChatbotError as err:
-            self.call_from_thread(self.notify, f"Cannot compare: {err}", severity="error")
+            self.call_from_thread(self.notify, t("notice.cannot_compare", error=err), severity="error")
             return
         self.call_from_thread(self.show_comparison, text, replies)
 
@@ -395,7 +395,7 @@ class ChatApp(App):
                 return
             label, chosen, settings = replies[index]
             if self.guard(lambda: self.session.storage.prefer(bots[-1].message_id, chosen, settings.to_dict())):
-                self.notify(f"Preference logged: {label}")
+                self.notify(t("notice.preference", label=label))
 
         self.push_screen(CompareScreen(text, [(label, reply) for label, reply, _ in replies]), picked)
 
@@ -407,7 +407,7 @@ class ChatApp(App):
             write()
             return True
         except ChatbotError as err:
-            self.notify(f"Not saved: {err}", severity="error", timeout=10)
+            self.notify(t("notice.not_saved", error=err), severity="error", timeout=10)
             return False
 
     def selected_reply(self, doing: str) -> MessageView | None:
@@ -415,13 +415,13 @@ class ChatApp(App):
         focus is on one of your own messages or there is no logged reply."""
         focused = self.focused
         if isinstance(focused, MessageView) and focused.role == "user":
-            self.notify(f"That is your own message: select a reply (tab) to {doing} it.", severity="warning")
+            self.notify(t("notice.own_message", doing=t(f"doing.{doing}")), severity="warning")
             return None
         if isinstance(focused, MessageView) and focused.message_id:
             return focused
         bots = [v for v in self.query(MessageView) if v.role == "bot" and v.message_id]
         if not bots or self.session.storage is None:
-            self.notify(f"No logged reply to {doing}.")
+            self.notify(t("notice.no_reply_to", doing=t(f"doing.{doing}")))
             return None
         return bots[-1]
 
@@ -433,7 +433,7 @@ class ChatApp(App):
         if self.guard(lambda: self.session.storage.rate(view.message_id, new)):
             view.rating = new
             view.refresh_text()
-            self.notify({1: "Rated good.", -1: "Rated bad.", 0: "Rating removed."}[new])
+            self.notify(t({1: "notice.rated_good", -1: "notice.rated_bad", 0: "notice.rating_removed"}[new]))
 
     def action_correct(self) -> None:
         view = self.selected_reply("correct")
@@ -445,9 +445,9 @@ class ChatApp(App):
             if text.strip() and self.guard(lambda: self.session.storage.correct(view.message_id, text)):
                 view.correction = text
                 view.refresh_text()
-                self.notify("Correction saved: retraining will learn it.")
+                self.notify(t("notice.correction_saved"))
 
-        self.push_screen(TextPrompt("The reply it should have given:", view.correction or view.text), save)
+        self.push_screen(TextPrompt(t("prompt.correction"), view.correction or view.text), save)
 
     def action_inside(self) -> None:
         focused = self.focused
@@ -456,7 +456,7 @@ class ChatApp(App):
             (v for v in reversed(list(self.query(MessageView))) if v.role == "bot" and not v.pending), None
         )
         if view is None:
-            self.notify("No reply to look inside.")
+            self.notify(t("notice.no_reply_inside"))
             return
         inside = view.inside
         if inside is None and view.message_id and self.session.storage:
@@ -467,7 +467,7 @@ class ChatApp(App):
                 return
             inside = json.loads(row["attention"]) if row and row.get("attention") else None
         if inside is None:
-            self.notify("This reply has no stored attention.")
+            self.notify(t("notice.no_attention"))
             return
         self.push_screen(AttentionScreen(inside, view.caption))
 
@@ -479,13 +479,13 @@ class ChatApp(App):
         bot = focused if isinstance(focused, MessageView) and focused.role == "bot" else None
         bot = bot or next((v for v in reversed(views) if v.role == "bot" and not v.pending), None)
         if bot is None or self.session.model is None:
-            self.notify("No reply to walk through yet." if bot is None else "The model is still loading.")
+            self.notify(t("notice.no_reply_walk") if bot is None else t("notice.still_loading"))
             return
         user = next((v for v in reversed(views[: views.index(bot)]) if v.role == "user"), None)
         if user is None:
-            self.notify("That reply has no message before it.")
+            self.notify(t("notice.no_message_before"))
             return
-        self.notify("Walking through the reply…")
+        self.notify(t("notice.walking"))
         self.walk_worker(user.text, user.message_id, bot.correction or bot.text)
 
     @work(thread=True, exclusive=True, group="walk", exit_on_error=False)
@@ -496,14 +496,14 @@ class ChatApp(App):
         engine, tokenizer, _ = self.session.replier_for(message)
         context = [t.text for t in self.session.context_of(message, user_id, engine)]
         walk = walk_through(engine.model, tokenizer, message, self.session.current, context, reply_text=reply_text)
-        heading = f"Walk-through: {printable(message)[:60]}"
+        heading = t("walk.heading", message=printable(message)[:60])
         self.call_from_thread(self.push_screen, WalkThroughScreen(pages(walk), heading))
 
     # --- conversations ------------------------------------------------------------------------
 
     def action_new_conversation(self) -> None:
         self.clear_conversation()
-        self.notify("New conversation.")
+        self.notify(t("notice.new_conversation"))
 
     def clear_conversation(self) -> None:
         """An empty screen for a new conversation; replies still being written go on and are
@@ -519,13 +519,14 @@ class ChatApp(App):
             self.clear_conversation()
             messages = self.session.resume(conversation_id)
         except ChatbotError as err:
-            self.notify(f"Cannot open it: {err}", severity="error")
+            self.notify(t("notice.cannot_open", error=err), severity="error")
             return
         for row in messages:
             caption = ""
             if row["role"] == "bot" and row["decoding"]:
                 strategy = json.loads(row["decoding"])["strategy"]
-                caption = f"{strategy} · {row['latency_ms'] or 0:.0f} ms · score {row['score'] or 0:.2f}"
+                ms, score = f"{row['latency_ms'] or 0:.0f}", f"{row['score'] or 0:.2f}"
+                caption = t("caption.reply", strategy=strategy, ms=ms, score=score)
             view = MessageView(row["role"], row["text"], message_id=row["id"], caption=caption)
             view.rating = marks.get(row["id"], {}).get("rating") or 0
             view.correction = marks.get(row["id"], {}).get("correction")
@@ -535,7 +536,7 @@ class ChatApp(App):
     def action_conversations(self) -> None:
         storage = self.session.storage
         if storage is None:
-            self.notify("Logging is off: there is no history.")
+            self.notify(t("notice.no_history"))
             return
         try:
             conversations = storage.conversations()
@@ -552,35 +553,33 @@ class ChatApp(App):
                 self.open_conversation(conversation_id)
             elif action == "delete":
                 c = by_id[conversation_id]
-                feedback = f" and {c['feedback']} ratings or corrections (training data)" if c["feedback"] else ""
-                question = (
-                    f"Delete “{printable(c['title'])}”: {c['messages']} messages{feedback}? This cannot be undone."
-                )
+                feedback = t("confirm.feedback", count=c["feedback"]) if c["feedback"] else ""
+                question = t("confirm.delete", title=printable(c["title"]), messages=c["messages"], feedback=feedback)
                 self.push_screen(ConfirmScreen(question), partial(self.delete_conversation, conversation_id))
             elif action == "rename":
 
                 def rename(title: str | None) -> None:
                     title = clean_text(title or "")
                     if title.strip() and self.guard(lambda: storage.rename_conversation(conversation_id, title)):
-                        self.notify(f"Renamed to {title}.")
+                        self.notify(t("notice.renamed", title=title))
 
-                self.push_screen(TextPrompt("New title:", by_id[conversation_id]["title"]), rename)
+                self.push_screen(TextPrompt(t("prompt.title"), by_id[conversation_id]["title"]), rename)
 
         self.push_screen(ConversationsScreen(conversations), chosen)
 
     def delete_conversation(self, conversation_id: int, yes: bool | None) -> None:
         if not yes:
-            self.notify("Kept.")
+            self.notify(t("notice.kept"))
             return
         if self.guard(lambda: self.session.storage.delete_conversation(conversation_id)):
             if self.session.conversation_id == conversation_id:
                 self.clear_conversation()
-            self.notify("Conversation deleted.")
+            self.notify(t("notice.deleted"))
 
     def action_search(self) -> None:
         storage = self.session.storage
         if storage is None:
-            self.notify("Logging is off: nothing to search.")
+            self.notify(t("notice.nothing_to_search"))
             return
 
         def chosen(conversation_id: int | None) -> None:
@@ -592,16 +591,16 @@ class ChatApp(App):
     def action_export(self) -> None:
         storage, conversation_id = self.session.storage, self.session.conversation_id
         if storage is None or conversation_id is None:
-            self.notify("Nothing logged to export yet.")
+            self.notify(t("notice.nothing_to_export"))
             return
         from chatbot.export import export_conversation
 
         try:
             paths = export_conversation(storage, conversation_id)
         except (ChatbotError, OSError) as err:
-            self.notify(f"Not exported: {err}", severity="error", timeout=10)
+            self.notify(t("notice.not_exported", error=err), severity="error", timeout=10)
             return
-        self.notify("Exported to " + " and ".join(str(p) for p in paths), timeout=10)
+        self.notify(t("notice.exported", paths=", ".join(str(p) for p in paths)), timeout=10)
 
     # --- models -------------------------------------------------------------------------------
 
@@ -616,7 +615,7 @@ class ChatApp(App):
 
         def chosen(path: str | None) -> None:
             if path and path != self.session.model_path:
-                self.notify(f"Loading {path}…")
+                self.notify(t("notice.loading_model", path=path))
                 self.switch_model(path)
 
         self.push_screen(ModelsScreen(models or [current], self.session.model_path), chosen)
@@ -626,19 +625,19 @@ class ChatApp(App):
         try:
             self.session.switch_model(Path(path))
         except ChatbotError as err:
-            self.call_from_thread(self.notify, f"Cannot switch: {err}", severity="error")
+            self.call_from_thread(self.notify, t("notice.cannot_switch", error=err), severity="error")
             return
         self.call_from_thread(self.switched_model, path)
 
     def switched_model(self, path: str) -> None:
         self.sub_title = Path(path).name
         self.update_status()
-        self.notify(f"Now replying with {path}")
+        self.notify(t("notice.switched", path=path))
 
     # --- the rest -----------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen([(k.key, k.does) for k in KEYS] + OTHER_KEYS))
+        self.push_screen(HelpScreen([(k.key, k.does) for k in KEYS] + [(key, t(does)) for key, does in OTHER_KEYS]))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"

@@ -18,6 +18,7 @@ from textual.widgets.option_list import Option
 
 from chatbot.app.guard import guarded
 from chatbot.app.widgets import printable
+from chatbot.i18n import t
 
 
 def key_table(rows: list[tuple[str, str]]) -> Table:
@@ -46,12 +47,9 @@ class HelpScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog"):
-            yield Static("[b]Keys[/] (escape closes)")
+            yield Static(Text(t("help.title"), style="bold"))
             yield Static(key_table(self.keys))
-            yield Static(
-                "\nEvery message is logged to SQLite before it is shown as sent, and every reply before it is "
-                "shown as final. Ratings and corrections are what `chatbot retrain` learns from."
-            )
+            yield Static(Text("\n" + t("help.log")))
 
 
 class TextPrompt(Modal):
@@ -82,12 +80,12 @@ class SettingsScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"[b]{self.strategy}[/] settings · enter applies a value · escape closes")
+            yield Label(Text(t("settings.title", strategy=self.strategy), style="bold"))
             yield Label("", id="settings-error")  # above the values: always in view
             with VerticalScroll(id="settings-values"):
                 for name, value in self.values.items():
                     with Horizontal(classes="setting"):
-                        yield Label(name.replace("_", " "), classes="setting-name")
+                        yield Label(t(f"setting.{name}"), classes="setting-name")
                         yield Input(
                             value="" if value is None else str(value),
                             id=f"set-{name}",
@@ -107,10 +105,10 @@ class SettingsScreen(Modal):
         label = self.query_one("#settings-error", Label)
         if error:
             event.input.value = "" if self.values[name] is None else str(self.values[name])
-            label.update(Text.assemble(("refused: ", "red"), error))
+            label.update(Text.assemble((t("settings.refused"), "red"), error))
         else:
             self.values[name] = event.value
-            label.update(Text.assemble((f"{name} = {printable(event.value)}", "green"), " (applies to the next reply)"))
+            label.update(Text.assemble((f"{name} = {printable(event.value)}", "green"), t("settings.applied")))
 
 
 class ConfirmScreen(Modal):
@@ -125,7 +123,7 @@ class ConfirmScreen(Modal):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(Text(self.question))
-            yield Static("[b]y[/] yes · [b]n[/] or escape no")
+            yield Static(Text(t("confirm.answer"), style="bold"))
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
@@ -142,12 +140,13 @@ class ConversationsScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("[b]Conversations[/] · enter resumes · r renames · d deletes")
+            yield Label(Text(t("conversations.title"), style="bold"))
             yield OptionList(
                 *[
                     Option(
                         Text.assemble(
-                            printable(c["title"]), (f"  {c['messages']} messages · {c['updated_at'][:16]}", "dim")
+                            printable(c["title"]),
+                            (t("conversations.row", messages=c["messages"], updated=c["updated_at"][:16]), "dim"),
                         ),
                         id=str(c["id"]),
                     )
@@ -156,7 +155,7 @@ class ConversationsScreen(Modal):
                 id="conversation-list",
             )
             if not self.conversations:
-                yield Static("[dim]No conversations yet.[/]")
+                yield Static(Text(t("conversations.none"), style="dim"))
 
     def _selected(self) -> int | None:
         options = self.query_one(OptionList)
@@ -186,7 +185,7 @@ class SearchScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Input(placeholder="search every message", id="query")
+            yield Input(placeholder=t("search.placeholder"), id="query")
             yield OptionList(id="results")
 
     @on(Input.Changed, "#query")
@@ -233,12 +232,12 @@ def fill_heatmap(table: DataTable, view: dict) -> None:
     alternatives. Percent keeps a column three characters wide, so a message of twenty pieces
     fits 80 columns and a longer one scrolls sideways with the reply pieces held in view."""
     gains = view.get("gains") or []
-    table.add_column("piece", key="piece")
+    table.add_column(t("inside.piece"), key="piece")
     table.add_column("p", key="p")
     table.add_column("x msg", key="gain")
     for i, piece in enumerate(view["source_pieces"]):
         table.add_column(Text(short(piece, 4)), key=f"s{i}")
-    table.add_column("top alternatives", key="alternatives")
+    table.add_column(t("inside.alternatives"), key="alternatives")
     for i, piece in enumerate(view["reply_pieces"]):
         weights = view["weights"][i] if i < len(view["weights"]) else []
         cells = []
@@ -266,9 +265,9 @@ class AttentionScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Label(Text.assemble(("Attention", "bold"), f" ({printable(self.caption)})"))
-            yield Label("[dim]rows: reply pieces · columns: what the model read · cells: % of attention[/]")
-            yield Label("[dim]x msg: how many times likelier the message made the piece than no message[/]")
+            yield Label(Text.assemble((t("inside.title"), "bold"), f" ({printable(self.caption)})"))
+            yield Label(Text(t("inside.legend"), style="dim"))
+            yield Label(Text(t("inside.gain"), style="dim"))
             yield DataTable(id="heatmap", cursor_type="row", zebra_stripes=False)
 
     @guarded
@@ -291,7 +290,10 @@ class CompareScreen(Modal):
         with Vertical(classes="dialog wide"):
             yield Label(
                 Text.assemble(
-                    ("Compare", "bold"), " replies to: ", printable(self.message[:80]), "  (1/2/3 picks, escape closes)"
+                    (t("key.compare.title"), "bold"),
+                    t("compare.title"),
+                    printable(self.message[:80]),
+                    t("compare.keys"),
                 )
             )
             with Horizontal(id="columns"):
@@ -314,7 +316,7 @@ class ModelsScreen(Modal):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Models: enter switches · escape closes")
+            yield Label(Text(t("models.title")))
             yield OptionList(
                 *[
                     Option(
@@ -366,8 +368,7 @@ class WalkThroughScreen(Modal):
         self.show()
 
     def show(self) -> None:
-        self.query_one("#walk-position", Label).update(
-            f"[dim]page {self.page + 1} of {len(self.pages)} · right/left turn · escape closes[/]"
-        )
+        position = t("walk.position", page=self.page + 1, pages=len(self.pages))
+        self.query_one("#walk-position", Label).update(Text(position, style="dim"))
         self.query_one("#walk-body", Static).update(self.pages[self.page])
         self.query_one("#walk-page", VerticalScroll).scroll_home(animate=False)

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input, Static
 
+from chatbot.i18n import t
 from chatbot.validation import printable  # noqa: F401 (the screens import it from here too)
 
 STREAM_INTERVAL = 0.05  # seconds between redraws of a reply as it grows
@@ -49,14 +50,14 @@ class MessageView(Static, can_focus=True):
 
     def refresh_text(self) -> None:
         """Assembled as styled text, never as markup: a message may hold anything, "[31m" too."""
-        body = printable(self.text) or ("…" if self.pending else "(empty reply)")
-        parts = [("you" if self.role == "user" else "bot", "bold")]
-        parts.append({1: (" rated good", "green"), -1: (" rated bad", "red")}.get(self.rating, ""))
+        body = printable(self.text) or ("…" if self.pending else t("message.empty"))
+        parts = [(t("role.you") if self.role == "user" else t("role.bot"), "bold")]
+        parts.append({1: (t("rating.good"), "green"), -1: (t("rating.bad"), "red")}.get(self.rating, ""))
         parts += ["  ", (body, "dim") if not self.text else body]
         if self.caption:
             parts.append(("\n" + printable(self.caption), "dim"))
         if self.correction:
-            parts += [("\ncorrected to: ", "dim"), printable(self.correction)]
+            parts += [("\n" + t("message.corrected"), "dim"), printable(self.correction)]
         self.update(Text.assemble(*parts))
 
     def stream(self, text: str) -> None:
