@@ -1,7 +1,8 @@
-"""Make a trained model the bundled default: weights in 16-bit inside the package, and a model
-card with its measured figures.
+"""Make a trained model a bundled model: weights in 16-bit inside the package, and a model card
+with every figure `docs/evaluation.md` defines, measured on the corpus's test split.
 
-    python -m training.bundle --model runs/chitchat --command "chatbot train ..." [--output-rank 192]
+    python -m training.bundle --model runs/listen --command "chatbot train ..." [--output-rank 192]
+        [--before chatbot/default_model] [--corpus chitchat] [--out chatbot/default_model]
 """
 
 from __future__ import annotations
@@ -10,130 +11,129 @@ import argparse
 import json
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, reply
 from chatbot.device import inference_precision
 from chatbot.engine import load_engine
 from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model, save_weights
 from chatbot.paths import BUNDLED_MODEL
+from chatbot.settings import DEFAULT_GUIDANCE, settings_from
 from corpora import load_pairs
-from training.evaluate import distinct_n, evaluate_pairs
+from training.evaluate import evaluate_pairs, generate, generation_measures, hits_at_1
 
-SAMPLES = 10  # sample replies per strategy: test sources 0, 221, 442, ... (every len/10-th)
-
-
-def decode_all(model, tokenizer, sources, settings, batch=64) -> list[str]:
-    """Replies to every source, in batches. A sampling seed moves on with each batch (seed + batch
-    number): one seed for every batch would replay the same random draws against each of them,
-    and replies to different messages that share their draws share words too, which lowers
-    distinct-n."""
-    out = []
-    for n, i in enumerate(range(0, len(sources), batch)):
-        these = replace(settings, seed=settings.seed + n) if getattr(settings, "seed", None) is not None else settings
-        out += [r[0].text for r in reply(model, tokenizer, sources[i : i + batch], these)]
-    return out
+SAMPLES = 10  # sample replies per strategy: test pairs 0, n/10, 2n/10, ... (not chosen by hand)
+STRATEGIES = ("greedy", "beam", "sample")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--command", required=True, help="the exact training command, for the card")
-    parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument(
-        "--notes", type=Path, help="a Markdown file appended to the card: what was tried, and why this model"
-    )
-    parser.add_argument(
-        "--output-rank",
-        type=int,
-        default=0,
-        help="store the output layer as its best rank-R approximation (truncated SVD; 0: as trained)",
-    )
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    trained, tokenizer, config = load_model(args.model)
-    model = trained
-    if args.output_rank:
-        model = trained.with_settings(output_rank=args.output_rank)
-        config = {
-            **config,
-            "model": model.cfg.to_dict(),
-            "parameters": model.num_parameters(),
-            "trained_output_rank": trained.cfg.output_rank,
-            "trained_parameters": trained.num_parameters(),
-        }
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_weights(args.out / WEIGHTS, model, torch.float16)
-    atomic_write(args.out / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
-    for name in (TOKENIZER, "metrics.jsonl", "training.png"):
-        shutil.copyfile(args.model / name, args.out / name)
-    half, _, _ = load_model(args.out)  # the stored weights, in float32
-    bf16, _, _ = load_model(args.out, precision="bf16")
-    replying = inference_precision("auto", torch.device("cpu"))
-    replier, _, _ = load_engine(args.out, precision=replying)  # as `chatbot reply` and the chat load it on a CPU
-    test = load_pairs("chitchat", "test")
-    as_trained = evaluate_pairs(trained, tokenizer, test)
-    full = evaluate_pairs(model, tokenizer, test) if model is not trained else as_trained
-    stored = evaluate_pairs(half, tokenizer, test)
-    in_bf16 = evaluate_pairs(bf16, tokenizer, test)
-    in_int8 = evaluate_pairs(replier.scorer, tokenizer, test) if replying == "int8" else None
-    sources = [p.source for p in test]
-    strategies = {"greedy": GreedySettings(), "beam": BeamSettings(), "sample": SampleSettings(seed=1)}
-    picks = list(range(0, len(test), len(test) // SAMPLES))[:SAMPLES]
-    rows, samples = [], {}
-    for name, settings in strategies.items():
+def measure(directory: Path, pairs, guidance: float, threads: int) -> dict:
+    """Every figure of a model directory on `pairs`: perplexities (with and without context, in
+    float32 as stored and with the int8 weights replies use), hits@1, and per strategy the
+    generation measures for single messages and with context, plus the replies themselves."""
+    torch.set_num_threads(threads)
+    model, tokenizer, config = load_model(directory)
+    replier, _, _ = load_engine(directory, precision=inference_precision("auto", torch.device("cpu")))
+    w = guidance if model.cfg.unconditional else 0.0
+    with torch.inference_mode():
+        stored = evaluate_pairs(model, tokenizer, pairs)
+        alone = evaluate_pairs(model, tokenizer, pairs, with_context=False)
+        int8 = evaluate_pairs(replier.scorer, tokenizer, pairs)
+        hits = hits_at_1(model, tokenizer, pairs, w)
+    figures = {
+        "word_ppl": stored["word_ppl"],
+        "word_ppl_no_context": alone["word_ppl"],
+        "token_ppl": stored["token_ppl"],
+    }
+    figures.update({"word_ppl_int8": int8["word_ppl"], "pairs": stored["pairs"], "words": stored["words"]})
+    figures.update({"hits_at_1": hits, "guidance": w, "strategies": {}, "replies": {}})
+    for name in STRATEGIES:
+        settings = settings_from(name, guidance=w, seed=1 if name == "sample" else None)
         start = time.perf_counter()
-        replies = decode_all(replier, tokenizer, sources, settings)
+        single = generate(replier, tokenizer, pairs, settings, with_context=False)
         seconds = time.perf_counter() - start
-        rows.append(
-            f"| {name} | `{json.dumps(settings.to_dict())}` | {distinct_n(replies, 1):.3f} | "
-            f"{distinct_n(replies, 2):.3f} | {len(sources) / seconds:.1f} |"
+        context = (
+            generate(replier, tokenizer, pairs, settings, with_context=True) if model.cfg.context_turns else single
         )
-        samples[name] = [(sources[i], replies[i]) for i in picks]
-    valid = [
-        json.loads(line) for line in (args.model / "metrics.jsonl").read_text().splitlines() if "valid_word_ppl" in line
-    ]
-    train_rates = [
-        json.loads(line)["tokens_per_s"]
-        for line in (args.model / "metrics.jsonl").read_text().splitlines()
-        if "tokens_per_s" in line
-    ]
-    train_rates.sort()
-    card = [
-        "# The bundled default model",
+        figures["strategies"][name] = {
+            "settings": settings.to_dict(),
+            "single": generation_measures(single, pairs),
+            "with_context": generation_measures(context, pairs),
+            "replies_per_s": len(pairs) / seconds,
+        }
+        figures["replies"][name] = {"single": single, "with_context": context}
+    return figures
+
+
+def strategy_rows(figures: dict, label: str) -> list[str]:
+    rows = []
+    for name, f in figures["strategies"].items():
+        for how in ("single", "with_context"):
+            m = f[how]
+            rows.append(
+                f"| {label} | {name} | {how.replace('_', ' ')} | {m['f1']:.3f} | {m['distinct_1']:.3f} | "
+                f"{m['distinct_2']:.3f} | {m['mean_words']:.1f} | {m['generic_rate']:.1%} |"
+            )
+    return rows
+
+
+def card(args, config: dict, model, trained, after: dict, before: dict | None, pairs) -> list[str]:
+    metrics = (args.model / "metrics.jsonl").read_text().splitlines()
+    valid = [json.loads(line) for line in metrics if "valid_word_ppl" in line]
+    rates = sorted(json.loads(line)["tokens_per_s"] for line in metrics if "tokens_per_s" in line)
+    hits = after["hits_at_1"]
+    lines = [
+        f"# {args.title}",
         "",
-        f"Trained by `{args.command}` on the chitchat training split (validation split for model selection).",
+        f"Trained by `{args.command}`; measured on the `{args.corpus}` test split ({after['pairs']} pairs, "
+        f"{after['words']} reply words), as `docs/evaluation.md` defines every figure. Made by `{args.made_by}`.",
         "",
-        f"- parameters: {model.num_parameters():,} ({json.dumps(config['model'])})",
-        *(
-            [
-                f"- output layer: trained as one {trained.cfg.vocab_size} x {trained.cfg.attentional_size} matrix "
-                f"({trained.num_parameters():,} parameters, test word-level perplexity "
-                f"{as_trained['word_ppl']:.2f} in float32), stored as its best rank-{args.output_rank} "
-                "approximation (truncated SVD, "
-                f"`python -m training.bundle --output-rank {args.output_rank}`): the matrix every reply "
-                f"token reads shrinks to {args.output_rank / trained.cfg.attentional_size:.0%} of its bytes "
-                f"(`chatbot.model.LowRankLinear`)"
-            ]
-            if model is not trained
-            else []
-        ),
+        f"- parameters: {model.num_parameters():,} (`{json.dumps(config['model'])}`)",
         f"- training settings: `{json.dumps(config['train'])}`",
-        f"- training time: {valid[-1]['seconds'] / 60:.1f} min wall clock; "
-        f"median throughput {train_rates[len(train_rates) // 2]:.0f} target tokens/s",
-        f"- weights stored in float16 ({(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB), loaded as float32, and "
-        f"for replies on a CPU (`--precision auto`) with {replying} weights in its per-token matrices "
-        "(`chatbot.engine.int8`); bf16 weights were measured no faster for replies",
-        f"- test word-level perplexity: **{stored['word_ppl']:.1f}** as stored in float16 "
-        f"({full['word_ppl']:.2f} before storing, in float32; "
-        f"{in_bf16['word_ppl']:.2f} with the weights in bfloat16; "
-        + (f"{in_int8['word_ppl']:.2f} with int8 weights, as replies run; " if in_int8 else "")
-        + f"token-level {stored['token_ppl']:.1f}; "
-        f"{stored['pairs']} pairs, {stored['words']} words)",
+        f"- training time: {valid[-1]['seconds'] / 60:.1f} min wall clock; median {rates[len(rates) // 2]:.0f} target "
+        "pieces/s",
+        f"- weights: float16, {(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB; replies on a CPU use int8 weights "
+        "in the per-piece products (`chatbot.engine.int8`)",
+        f"- the model reads {model.cfg.context_turns} earlier turns with each message, and "
+        + ("learned replies to no message (guided replies)" if model.cfg.unconditional else "no guidance"),
+    ]
+    if model is not trained:
+        lines.append(
+            f"- output layer: trained as one {trained.cfg.vocab_size} x {trained.cfg.attentional_size} matrix, stored "
+            f"as its best rank-{args.output_rank} approximation (`chatbot.model.LowRankLinear`)"
+        )
+    lines += [
+        "",
+        "## Figures",
+        "",
+        "| measure | this model | " + ("the one before |" if before else ""),
+        "| --- | --- | " + ("--- |" if before else ""),
+    ]
+
+    def row(name, key, fmt):
+        old = f" {fmt.format(before[key])} |" if before else ""
+        lines.append(f"| {name} | {fmt.format(after[key])} |{old}")
+
+    row("word-level perplexity, with context", "word_ppl", "{:.2f}")
+    row("word-level perplexity, message alone", "word_ppl_no_context", "{:.2f}")
+    row("word-level perplexity, int8 weights", "word_ppl_int8", "{:.2f}")
+    old_hits = f" {before['hits_at_1']['chat']:.3f} |" if before else ""
+    lines.append(f"| hits@1 of 20, the chat's score (guidance {after['guidance']:g}) | {hits['chat']:.3f} |{old_hits}")
+    for key in ("likelihood", "per_piece", "mutual_information"):
+        if key in hits:
+            old = f" {before['hits_at_1'].get(key, float('nan')):.3f} |" if before else ""
+            lines.append(f"| hits@1 of 20 by {key.replace('_', ' ')} | {hits[key]:.3f} |{old}")
+    lines += [
+        "",
+        "## Replies to the test messages",
+        "",
+        f"Each strategy with its default settings (guidance {after['guidance']:g}; sampling seeded 1 plus the batch "
+        "number), replying to every test message alone and with the turns before it.",
+        "",
+        "| model | strategy | reading | F1 | distinct-1 | distinct-2 | words | generic |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *strategy_rows(after, "this"),
+        *(strategy_rows(before, "before") if before else []),
         "",
         "## Validation perplexity against wall-clock time",
         "",
@@ -141,26 +141,61 @@ def main() -> None:
         "| --- | --- | --- |",
         *[f"| {r['seconds'] / 60:.1f} | {r['step']} | {r['valid_word_ppl']:.1f} |" for r in valid],
         "",
-        "## Decoding on the chitchat test sources",
-        "",
-        f"distinct-n over the replies to all {len(sources)} test sources, and replies per second in batches of 64 "
-        f"({args.threads} threads, CPU, `--precision {replying}`; "
-        "sampling's seed is the one shown plus the batch number).",
-        "",
-        "| strategy | settings | distinct-1 | distinct-2 | replies/s |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-        f"## Sample replies (test sources {', '.join(map(str, picks))}: "
-        f"every {len(test) // SAMPLES}th, not chosen by hand)",
+        f"## Sample replies (test pairs {', '.join(map(str, picks(pairs)))}: every {len(pairs) // SAMPLES}th)",
         "",
     ]
-    for name, pairs in samples.items():
-        card += [f"### {name}", ""] + [f"- **{s}** → {r}" for s, r in pairs] + [""]
+    for name in STRATEGIES:
+        lines += [f"### {name}", ""]
+        for i in picks(pairs):
+            context = " / ".join(pairs[i].context[-2:])
+            shown = f" _(after: {context})_" if context else ""
+            lines.append(f"- **{pairs[i].source}**{shown} → {after['replies'][name]['with_context'][i]}")
+        lines.append("")
+    return lines
+
+
+def picks(pairs) -> list[int]:
+    return list(range(0, len(pairs), max(1, len(pairs) // SAMPLES)))[:SAMPLES]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--command", required=True, help="the exact training command, for the card")
+    parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
+    parser.add_argument("--corpus", default="chitchat", help="the corpus whose test split the card reports")
+    parser.add_argument("--before", type=Path, help="the model this one replaces: its figures beside")
+    parser.add_argument("--title", default="The bundled English model")
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--notes", type=Path, help="a Markdown file appended to the card: what was tried, and why")
+    parser.add_argument(
+        "--output-rank", type=int, default=0, help="store the output layer at this rank (0: as trained)"
+    )
+    args = parser.parse_args()
+    args.made_by = "python -m training.bundle " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, 0) and k not in ("command",)
+    )
+    torch.set_num_threads(args.threads)
+    pairs = load_pairs(args.corpus, "test")
+    before = measure(args.before, pairs, args.guidance, args.threads) if args.before else None
+    trained, tokenizer, config = load_model(args.model)
+    model = trained.with_settings(output_rank=args.output_rank) if args.output_rank else trained
+    if args.output_rank:
+        config = {**config, "model": model.cfg.to_dict(), "parameters": model.num_parameters()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_weights(args.out / WEIGHTS, model, torch.float16)
+    atomic_write(args.out / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+    for name in (TOKENIZER, "metrics.jsonl", "training.png"):
+        shutil.copyfile(args.model / name, args.out / name)
+    after = measure(args.out, pairs, args.guidance, args.threads)
+    lines = card(args, config, model, trained, after, before, pairs)
     if args.notes:
-        card += [args.notes.read_text(encoding="utf-8").strip(), ""]
-    (args.out / "MODEL_CARD.md").write_text("\n".join(card), encoding="utf-8")
-    print("\n".join(card[:12]))
+        lines += [args.notes.read_text(encoding="utf-8").strip(), ""]
+    (args.out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")
+    figures = {k: v for k, v in after.items() if k != "replies"}
+    (args.out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print("\n".join(lines[:40]))
 
 
 if __name__ == "__main__":
