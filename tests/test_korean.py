@@ -1,0 +1,73 @@
+"""Korean: a Korean message goes to the Korean model, and retraining on Korean corrections gives
+replies of real Korean pieces (never half a character)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatbot.decoding import GreedySettings, reply
+from chatbot.languages import language_of
+from chatbot.modeldir import load_model
+from chatbot.storage import Storage
+from corpora import load_pairs
+from tests.conftest import write_tsv
+from training.train import TrainConfig, train
+
+KOREAN_CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "korean-chatbot" / "ChatbotData.csv"
+
+
+def test_the_language_of_a_message():
+    assert language_of("안녕하세요, 오늘 기분이 어때요?") == "ko"
+    assert language_of("hello there") == "en" and language_of("ok 그래") == "ko" and language_of("123 !!") == "en"
+    assert language_of("I love 김치 and pizza and pasta") == "en"
+
+
+@pytest.fixture(scope="module")
+def korean_model(tmp_path_factory):
+    """A tiny model that learned the sample corpus's Korean pairs by heart, its tokenizer theirs."""
+    from chatbot.model import ModelConfig
+
+    root = tmp_path_factory.mktemp("korean")
+    pairs = [p for p in load_pairs("sample") if language_of(p.source) == "ko" and language_of(p.reply) == "ko"]
+    corpus = write_tsv(root / "korean.tsv", pairs)
+    cfg = TrainConfig(corpus=str(corpus), vocab_size=500, epochs=300, max_tokens=2000, lr=1e-2, warmup_steps=10,
+                      eval_every=100, patience=100, seed=3, device="cpu", blank_source=0.0)  # fmt: skip
+    train(root / "model", ModelConfig(embedding_dim=48, hidden_size=96, dropout=0.0, context_turns=0), cfg, quiet=True)
+    return root / "model", corpus, pairs
+
+
+def test_retraining_on_a_korean_correction_makes_it_stick_in_whole_characters(korean_model, tmp_path):
+    model_dir, corpus, pairs = korean_model
+    model, tokenizer, _ = load_model(model_dir)
+    message, correction = "배고파요", "김치찌개 먹고 싶어요."  # every syllable is one the tokenizer has
+    assert tokenizer.byte_share(tokenizer.encode(correction)) == 0
+    store = Storage(tmp_path / "chat.db")
+    conversation = store.new_conversation("한국어")
+    for _ in range(3):  # corrected three times in the log, in three exchanges
+        u = store.add_message(conversation, "user", message)
+        r = reply(model, tokenizer, [message], GreedySettings())[0][0]
+        b = store.add_message(conversation, "bot", r.text, reply_to=u)
+        store.correct(b, correction)
+    store.close()
+    out = tmp_path / "retrained"
+    argv = ["retrain", "--db", str(tmp_path / "chat.db"), "--model", str(model_dir), "--out", str(out), "--replay"]
+    argv += [str(corpus), "--epochs", "60", "--lr", "0.005", "--eval-every", "20", "--patience", "100"]
+    argv += ["--device", "cpu", "--threads", os.environ.get("CHATBOT_TEST_THREADS", "2"), "--no-benchmark", "--force"]
+    result = subprocess.run([sys.executable, "-m", "chatbot", *argv], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "not meaningful" not in result.stdout  # its pieces are Hangul, not bytes
+    new, tokenizer, _ = load_model(out)
+    got = reply(new, tokenizer, [message], GreedySettings())[0][0]
+    assert got.text == correction and "\ufffd" not in got.text
+
+
+@pytest.mark.skipif(not KOREAN_CORPUS.exists(), reason="the Korean chatbot corpus is not beside the project")
+def test_the_korean_corpus_reads_with_its_fixed_split():
+    splits = {s: load_pairs(str(KOREAN_CORPUS), s) for s in ("train", "valid", "test")}
+    assert sum(map(len, splits.values())) == 11_823
+    assert 500 < len(splits["test"]) < 700 and 500 < len(splits["valid"]) < 700
