@@ -500,6 +500,31 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The chat in a browser: each tab runs `chatbot chat` with the flags given here."""
+    from chatbot.modeldir import check_model_files
+    from chatbot.serve import serve
+
+    check_model_files(args.model)  # a bad model is one line here, not a broken page in every tab
+    decoding_settings(args)  # and so are bad decoding flags
+    serve(args.host, args.port, args.public, chat_arguments(args.argv))
+    return 0
+
+
+def chat_arguments(argv: list[str]) -> list[str]:
+    """`chatbot serve`'s command line less its own flags: what each tab's `chatbot chat` gets."""
+    own_with_value, own = {"--host", "--port"}, {"--public", "serve"}
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in own_with_value:
+            skip = True
+        elif arg not in own and arg.split("=", 1)[0] not in own_with_value:
+            out.append(arg)
+    return out
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from training.retrain import retrain
 
@@ -564,6 +589,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the attention and each step's probability")
     decoding_flags(p)
     p.set_defaults(run=cmd_explain)
+
+    p = sub.add_parser("serve", help="the chat in a browser (each tab its own chat, one log)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=ranged(int, 1, 65535), default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--public", action="store_true", help="allow an address other machines reach (no authentication!)")
+    _running_flags(p, threads=min(2, max_threads()))
+    p.add_argument("--db", type=Path, help="chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)")
+    p.add_argument("--no-log", action="store_true", help="write nothing to disk")
+    decoding_flags(p)
+    p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("chat", help="the terminal chat client")
     _running_flags(p, threads=min(2, max_threads()))

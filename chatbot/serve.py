@@ -1,0 +1,64 @@
+"""`chatbot serve`: the chat in a browser. Each browser tab gets its own `chatbot chat` process,
+drawn in the page by textual-serve's terminal; every tab writes to the same log (WAL).
+
+Safe by default: the server listens on a loopback address unless `--public` says otherwise, and
+then warns that there is no authentication. The page loads nothing from the internet: its script,
+styles and font come from the installed textual-serve package, through this server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+import socket
+import sys
+from pathlib import Path
+
+from chatbot.errors import ChatbotError
+
+PAGE = Path(__file__).parent / "app" / "web"  # our page, app_index.html: textual-serve fills it in
+
+
+def is_loopback(host: str) -> bool:
+    """True for a name or address that only this machine can reach."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host == "localhost":
+        return True
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def chat_command(chat_args: list[str]) -> str:
+    """The command each browser tab runs: this Python's `chatbot chat`, with the server's flags."""
+    return shlex.join([sys.executable, "-m", "chatbot", "chat", *chat_args])
+
+
+def serve(host: str, port: int, public: bool, chat_args: list[str]) -> None:
+    """Serve the chat until Ctrl+C; the tabs' chat processes end with the server."""
+    if not is_loopback(host) and not public:
+        raise ChatbotError(f"--host {host} can be reached from other machines: add --public to serve there anyway")
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise ChatbotError("serving needs the package textual-serve (pip install textual-serve)") from None
+    if not is_loopback(host):
+        print(
+            f"chatbot: warning: serving on {host}:{port} with no authentication: anyone who reaches it can chat and "
+            "read the log's conversations through the app",
+            file=sys.stderr,
+        )
+    with socket.socket() as probe:  # a taken port is one line, not aiohttp's traceback
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise ChatbotError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
+    server = Server(chat_command(chat_args), host=host, port=port, title="chatbot", templates_path=PAGE)
+    print(f"chatbot: serving the chat on http://{host}:{port} (Ctrl+C stops)", file=sys.stderr)
+    server.serve()
