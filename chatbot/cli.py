@@ -136,6 +136,16 @@ def _running_flags(parser: argparse.ArgumentParser, threads: int | None = None) 
     )
 
 
+def chat_flags(parser: argparse.ArgumentParser) -> None:
+    """What `chatbot chat` takes, and `chatbot serve` passes on to each tab's chat."""
+    _running_flags(parser, threads=min(2, max_threads()))
+    parser.add_argument(
+        "--db", type=Path, help="chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)"
+    )
+    parser.add_argument("--no-log", action="store_true", help="write nothing to disk")
+    decoding_flags(parser)
+
+
 def reply_precision(args: argparse.Namespace, device) -> str:
     """The weights replies run with: `--reference` is float (fp32 unless bf16 is asked for)."""
     from chatbot.device import inference_precision
@@ -594,17 +604,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=ranged(int, 1, 65535), default=8000, help="port to listen on (default 8000)")
     p.add_argument("--public", action="store_true", help="allow an address other machines reach (no authentication!)")
-    _running_flags(p, threads=min(2, max_threads()))
-    p.add_argument("--db", type=Path, help="chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)")
-    p.add_argument("--no-log", action="store_true", help="write nothing to disk")
-    decoding_flags(p)
+    chat_flags(p)
     p.set_defaults(run=cmd_serve)
 
     p = sub.add_parser("chat", help="the terminal chat client")
-    _running_flags(p, threads=min(2, max_threads()))
-    p.add_argument("--db", type=Path, help="chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)")
-    p.add_argument("--no-log", action="store_true", help="write nothing to disk")
-    decoding_flags(p)
+    chat_flags(p)
     p.set_defaults(run=cmd_chat)
 
     p = sub.add_parser("retrain", help="fine-tune a model on the chat log: corrections, good replies, your own turns")
