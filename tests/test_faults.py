@@ -40,6 +40,8 @@ def baseline(command: str, tmp_path: Path) -> list[str]:
         "evaluate": ["--model", missing, "--corpus", "sample"],
         "reply": ["--model", missing, "hello"],
         "chat": ["--model", missing, "--no-log"],
+        "serve": ["--model", missing, "--no-log"],
+        "explain": ["--model", missing, "hello"],
         "retrain": ["--db", missing + ".db", "--out", str(tmp_path / "out")],
     }[command]
 
