@@ -161,7 +161,31 @@ def retrain() -> list[str]:
     return out + [""]
 
 
-SECTIONS = [reply_latency, reply_versions, chat_startup, train_throughput, retrain]
+def guidance_sweep() -> list[str]:
+    history = runs("guidance_sweep")
+    if not history:
+        return []
+    last = history[-1]
+    out = [
+        "## Guidance",
+        "",
+        "`python bench/guidance_sweep.py --model MODEL`: for each guidance weight, hits@1 of 20 and each strategy's "
+        "replies (with context) to chitchat validation messages: F1, distinct-2, mean words, generic rate.",
+        "",
+        f"Latest ({last['date']}): {last['model']}, {last['pairs']} validation pairs, {last['threads']} threads.",
+        "",
+        "| guidance | hits@1 | greedy F1 / d-2 / generic | beam F1 / d-2 / generic | sample F1 / d-2 / generic |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in last["rows"]:
+        cells = " | ".join(
+            f"{m['f1']:.3f} / {m['distinct_2']:.3f} / {m['generic_rate']:.1%}" for m in row["strategies"].values()
+        )
+        out.append(f"| {row['guidance']:g} | {row['hits_at_1']['chat']:.3f} | {cells} |")
+    return out + [""]
+
+
+SECTIONS = [reply_latency, reply_versions, guidance_sweep, chat_startup, train_throughput, retrain]
 
 
 def write() -> Path:

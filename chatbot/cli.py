@@ -282,6 +282,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if model.cfg.context_turns:
                 replies = generate(replier, tokenizer, pairs, settings, with_context=True)
                 measures["with_context"] = generation_measures(replies, pairs)
+            else:  # a model that reads the message alone: the same replies
+                measures["with_context"] = dict(measures)
             out["generate"][name] = {"settings": settings.to_dict(), **measures}
     if args.json:
         print(json.dumps(out))
@@ -306,7 +308,7 @@ def evaluation_report(out: dict) -> str:
         row = f"F1 {m['f1']:.3f}, distinct-1/2 {m['distinct_1']:.3f}/{m['distinct_2']:.3f}, "
         row += f"{m['mean_words']:.1f} words, generic {m['generic_rate']:.1%}"
         lines.append(f"{name}: {row}")
-        if "with_context" in m:
+        if m["with_context"] != {k: v for k, v in m.items() if k not in ("settings", "with_context")}:
             c = m["with_context"]
             lines.append(
                 f"{name} with context: F1 {c['f1']:.3f}, distinct-1/2 {c['distinct_1']:.3f}/{c['distinct_2']:.3f}, "

@@ -8,6 +8,7 @@ MIGRATIONS and never edited, recorded in `_migrations` and applied on open.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -17,6 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlite_utils
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from chatbot.errors import ChatbotError
 from chatbot.validation import clean_text
@@ -78,7 +84,26 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 
 def m002_message_search(db: sqlite_utils.Database) -> None:
-    db["messages"].enable_fts(["text"], fts_version="FTS5", create_triggers=True, tokenize="unicode61")
+    # What sqlite-utils' enable_fts(["text"], create_triggers=True) makes, statement by statement:
+    # its executescript would commit halfway through the migration's transaction.
+    db.execute(
+        'CREATE VIRTUAL TABLE "messages_fts" USING FTS5 (\n    "text",\n    tokenize=\'unicode61\',\n'
+        '    content="messages"\n)'
+    )
+    db.execute('INSERT INTO "messages_fts" (rowid, "text") SELECT rowid, "text" FROM "messages"')
+    db.execute(
+        'CREATE TRIGGER "messages_ai" AFTER INSERT ON "messages" BEGIN\n'
+        '  INSERT INTO "messages_fts" (rowid, "text") VALUES (new.rowid, new."text");\nEND'
+    )
+    db.execute(
+        'CREATE TRIGGER "messages_ad" AFTER DELETE ON "messages" BEGIN\n'
+        '  INSERT INTO "messages_fts" ("messages_fts", rowid, "text") VALUES(\'delete\', old.rowid, old."text");\nEND'
+    )
+    db.execute(
+        'CREATE TRIGGER "messages_au" AFTER UPDATE ON "messages" BEGIN\n'
+        '  INSERT INTO "messages_fts" ("messages_fts", rowid, "text") VALUES(\'delete\', old.rowid, old."text");\n'
+        '  INSERT INTO "messages_fts" (rowid, "text") VALUES (new.rowid, new."text");\nEND'
+    )
 
 
 def m003_reply_context(db: sqlite_utils.Database) -> None:
@@ -89,19 +114,39 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_
 
 
 def migrate(db: sqlite_utils.Database) -> list[str]:
-    """Run the migrations this database has not seen yet; return their names."""
-    if "_migrations" not in db.table_names():
-        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
-    done = {row["name"] for row in db["_migrations"].rows}
+    """Run the migrations this database has not seen yet, each in one transaction with its record
+    in `_migrations` (a crash leaves it applied or not at all); return their names."""
     applied = []
     for migration in MIGRATIONS:
-        if migration.__name__ in done:
-            continue
-        with db.conn:
-            migration(db)
-            db["_migrations"].insert({"name": migration.__name__, "applied_at": now()})
-        applied.append(migration.__name__)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if "_migrations" not in db.table_names():
+                db.execute('CREATE TABLE "_migrations" (\n   "name" TEXT PRIMARY KEY,\n   "applied_at" TEXT\n)')
+            if not db.execute("select 1 from _migrations where name = ?", [migration.__name__]).fetchone():
+                migration(db)
+                db.execute("insert into _migrations (name, applied_at) values (?, ?)", [migration.__name__, now()])
+                applied.append(migration.__name__)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.conn.in_transaction:
+                db.execute("ROLLBACK")
+            raise
     return applied
+
+
+@contextlib.contextmanager
+def opening(path: Path):
+    """Hold an exclusive lock on the log's directory while a process opens the log: two chats
+    starting at once on a new log (two browser tabs) would otherwise both create its tables."""
+    if fcntl is None:  # no flock on this platform: opening at once stays a race
+        yield
+        return
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 SCHEMA = {  # the columns each table must have, whatever migrations added since
@@ -156,10 +201,11 @@ class Storage:
             )
             self.db = sqlite_utils.Database(conn)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            migrate(self.db)
-            check_schema(self.db)
+            with opening(self.path):
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA foreign_keys = ON")
+                migrate(self.db)
+                check_schema(self.db)
         except (sqlite3.DatabaseError, OSError) as err:
             raise ChatbotError(f"{self.path}: cannot use the chat database ({_reason(err)})") from None
         except ChatbotError as err:

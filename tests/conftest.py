@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from chatbot.model import ModelConfig
 from chatbot.modeldir import load_model
 from chatbot.tokenizer import train_tokenizer
 from corpora import load_pairs
+from corpora.files import read_jsonl
+from corpora.pairs import SAMPLE_PATH
 from training.train import TrainConfig, train
 
 torch.set_num_threads(int(os.environ.get("CHATBOT_TEST_THREADS", "2")))
@@ -35,12 +38,9 @@ def write_tsv(path: Path, pairs) -> Path:
 TINY = dict(embedding_dim=48, hidden_size=96, layers=1, dropout=0.0)
 
 
-@pytest.fixture(scope="session")
-def overfit_dir(tmp_path_factory, sample_pairs):
-    """A tiny model trained by the real training loop until it knows 30 sample pairs by heart."""
-    root = tmp_path_factory.mktemp("overfit")
-    corpus = write_tsv(root / "thirty.tsv", sample_pairs[:30])
-    out = root / "model"
+def train_by_heart(out: Path, corpus: Path, context_turns: int) -> Path:
+    """The real training loop, in fp32 (bf16 where the CPU has it would make a model that differs
+    from one machine to the next), until a tiny model knows its corpus by heart."""
     cfg = TrainConfig(
         corpus=str(corpus),
         vocab_size=600,
@@ -54,9 +54,38 @@ def overfit_dir(tmp_path_factory, sample_pairs):
         log_every=10,
         seed=3,
         device="cpu",
+        precision="fp32",
     )
-    train(out, ModelConfig(embedding_dim=64, hidden_size=128, layers=1, dropout=0.0), cfg, quiet=True)
+    model_cfg = ModelConfig(embedding_dim=64, hidden_size=128, layers=1, dropout=0.0, context_turns=context_turns)
+    train(out, model_cfg, cfg, quiet=True)
     return out
+
+
+@pytest.fixture(scope="session")
+def overfit_dir(tmp_path_factory, sample_pairs):
+    """A tiny model that knows 30 sample pairs by heart and reads the message alone: its reply to
+    a message is the same whatever was said before, which the tests of the chat rely on."""
+    root = tmp_path_factory.mktemp("overfit")
+    return train_by_heart(root / "model", write_tsv(root / "thirty.tsv", sample_pairs[:30]), context_turns=0)
+
+
+@pytest.fixture(scope="session")
+def context_dir(tmp_path_factory, sample_pairs):
+    """A tiny model that reads two earlier turns, trained on the first sample conversations (their
+    pairs with the turns before them) and on each of their pairs alone."""
+    root = tmp_path_factory.mktemp("context")
+    lines = SAMPLE_PATH.read_text(encoding="utf-8").splitlines()[:5]
+    pairs = read_jsonl(SAMPLE_PATH)[: sum(len(json.loads(line)) - 1 for line in lines)]
+    alone = [json.dumps([p.source, p.reply]) for p in pairs]
+    corpus = root / "conversations.jsonl"
+    corpus.write_text("\n".join(lines + alone) + "\n", encoding="utf-8")
+    return train_by_heart(root / "model", corpus, context_turns=2)
+
+
+@pytest.fixture(scope="session")
+def context_model(context_dir):
+    model, tokenizer, _ = load_model(context_dir)
+    return model, tokenizer
 
 
 @pytest.fixture(scope="session")

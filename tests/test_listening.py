@@ -127,12 +127,12 @@ def test_a_model_that_never_learned_replies_to_no_message_is_not_guided():
     assert best["tokens"] == [4] and best["gains"] is None
 
 
-def test_the_overfit_model_learned_replies_to_no_message_and_its_replies_carry_the_messages_gain(
-    overfit_model, sample_pairs
+def test_the_context_model_learned_replies_to_no_message_and_its_replies_carry_the_messages_gain(
+    context_model, sample_pairs
 ):
-    model, tokenizer = overfit_model
+    model, tokenizer = context_model
     assert model.cfg.unconditional and model.cfg.context_turns == 2
-    pairs = sample_pairs[:8]  # learned from a TSV file: without the turns before them
+    pairs = sample_pairs[:8]  # learned with and without the turns before them: asked here without
     messages = [p.source for p in pairs]
     plain = reply(model, tokenizer, messages, GreedySettings(guidance=0.0), gains=True)
     assert [r[0].text for r in plain] == [p.reply for p in pairs]
@@ -211,11 +211,11 @@ def test_evaluate_reports_every_measure_in_its_json(overfit_dir, tmp_path, capsy
 # --- the chat and the command line ---------------------------------------------------------------
 
 
-async def test_the_chat_reads_the_conversation_and_logs_which_turns(overfit_dir, tmp_path, sample_pairs):
+async def test_the_chat_reads_the_conversation_and_logs_which_turns(context_dir, tmp_path, sample_pairs):
     from chatbot.app.chat_app import ChatApp
     from chatbot.session import open_session
 
-    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
+    session = open_session(context_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
     app = ChatApp(session, errors=tmp_path / "errors.log")
     async with app.run_test() as pilot:
         for pair in sample_pairs[:3]:
@@ -230,7 +230,7 @@ async def test_the_chat_reads_the_conversation_and_logs_which_turns(overfit_dir,
     session.storage.close()
 
 
-def test_reply_reads_conversations_one_a_line(overfit_dir, sample_pairs, capsys, monkeypatch):
+def test_reply_reads_conversations_one_a_line(context_dir, sample_pairs, capsys, monkeypatch):
     import io
 
     from chatbot.cli import main
@@ -238,7 +238,7 @@ def test_reply_reads_conversations_one_a_line(overfit_dir, sample_pairs, capsys,
     pair = sample_pairs[2]
     lines = [json.dumps([*pair.context, pair.source]), json.dumps([pair.source]), "[1, 2]", "not json"]
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("\n".join(lines).encode() + b"\n")))
-    argv = ["reply", "--model", str(overfit_dir), "--conversations", "--json", "--threads", "1", "--strategy", "greedy"]
+    argv = ["reply", "--model", str(context_dir), "--conversations", "--json", "--threads", "1", "--strategy", "greedy"]
     assert main(argv) == 0
     captured = capsys.readouterr()
     out = [json.loads(line) for line in captured.out.splitlines()]

@@ -89,7 +89,8 @@ async def tab(port: int, message: str, screen: list[bytes]) -> None:
                     return True
             return False
 
-        assert await read(b"Say something", 90)  # the chat drew its input box in the page
+        drawn = await read(b"Say something", 90)  # the chat drew its input box in the page
+        assert drawn, b"".join(screen)[-3000:].decode(errors="replace")
         await ws.send_json(["stdin", message + "\r"])
         await read(b"ms \xc2\xb7 score", 90)  # the reply's caption: decoded and logged
 

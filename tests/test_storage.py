@@ -169,3 +169,35 @@ def test_a_log_from_before_reply_context_gains_the_column_and_keeps_its_rows(tmp
     assert [m["text"] for m in store.messages(1)] == ["hello from before"] and store.search("hello")
     store.add_message(1, "bot", "hi", reply_to=1, context=[])
     assert store.messages(1)[-1]["context"] == "[]"
+
+
+def test_chats_opening_a_new_log_at_once_all_start(tmp_path):
+    """Two browser tabs start two chats on one new log: neither may find the other's half-made tables."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "chat.db"
+    opener = f"from chatbot.storage import Storage; Storage({str(path)!r}).close()"
+    for _ in range(3):
+        path.unlink(missing_ok=True)
+        procs = [subprocess.Popen([sys.executable, "-c", opener], stderr=subprocess.PIPE) for _ in range(3)]
+        assert [(p.wait(timeout=120), p.stderr.read()) for p in procs] == [(0, b"")] * 3
+        applied = sqlite3.connect(path).execute("select name from _migrations order by name").fetchall()
+        assert applied == [(m.__name__,) for m in MIGRATIONS]
+
+
+def test_a_migration_that_fails_halfway_leaves_nothing_of_itself(tmp_path, monkeypatch):
+    import chatbot.storage as storage
+
+    def broken(db):
+        db.execute("create table half (x)")
+        db.execute("this is not sql")
+
+    monkeypatch.setattr(storage, "MIGRATIONS", [MIGRATIONS[0], broken])
+    with pytest.raises(ChatbotError, match="cannot use the chat database"):
+        Storage(tmp_path / "chat.db")
+    db = sqlite3.connect(tmp_path / "chat.db")
+    assert "half" not in {r[0] for r in db.execute("select name from sqlite_master")}
+    assert db.execute("select name from _migrations").fetchall() == [(MIGRATIONS[0].__name__,)]
+    monkeypatch.setattr(storage, "MIGRATIONS", MIGRATIONS)
+    Storage(tmp_path / "chat.db").close()  # the real migrations finish the log
