@@ -18,7 +18,7 @@ from report import write as write_report  # bench/report.py, beside this script
 
 from chatbot.engine import load_engine
 from chatbot.modeldir import load_model
-from chatbot.settings import settings_from
+from chatbot.settings import DEFAULT_RERANK, settings_from
 from corpora import load_pairs
 from training.evaluate import generate, generation_measures, hits_at_1
 
@@ -38,7 +38,7 @@ def main() -> None:
     rows = []
     for w in args.weights:
         with torch.inference_mode():
-            hits = hits_at_1(model, tokenizer, pairs, w)
+            hits = hits_at_1(model, tokenizer, pairs, w, DEFAULT_RERANK)
         row = {"guidance": w, "hits_at_1": hits, "strategies": {}}
         for name in ("greedy", "beam", "sample"):
             settings = settings_from(name, guidance=w, seed=1 if name == "sample" else None)

@@ -241,7 +241,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from chatbot.device import inference_precision, resolve_device, set_threads
     from chatbot.engine import load_engine
-    from chatbot.settings import DEFAULT_GUIDANCE, settings_from
+    from chatbot.settings import DEFAULT_GUIDANCE, DEFAULT_RERANK, settings_from
     from corpora import load_pairs
     from training.evaluate import CANDIDATES, evaluate_pairs, generate, generation_measures, hits_at_1, perplexity_note
 
@@ -258,11 +258,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ChatbotError("no pairs to evaluate")
     guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
     guidance = guidance if model.cfg.unconditional else 0.0  # what replies run with
+    rerank = DEFAULT_RERANK if args.rerank is None else args.rerank
+    rerank = rerank if model.cfg.unconditional else 0.0
     with torch.inference_mode():
         result = evaluate_pairs(model, tokenizer, pairs)
         alone = evaluate_pairs(model, tokenizer, pairs, with_context=False) if model.cfg.context_turns else result
         enough = len({p.reply for p in pairs}) >= CANDIDATES
-        hits = hits_at_1(model, tokenizer, pairs, guidance) if enough else {}
+        hits = hits_at_1(model, tokenizer, pairs, guidance, rerank) if enough else {}
     out = {
         **{k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")},
         "word_ppl_no_context": alone["word_ppl"],
@@ -270,6 +272,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "note": perplexity_note(result),
         "precision": precision,
         "guidance": guidance,
+        "rerank": rerank,
         "hits_at_1": hits.get("chat"),
         "hits_at_1_by_score": {k: v for k, v in hits.items() if k != "chat"},
     }
@@ -277,7 +280,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         replier, _, _ = load_engine(args.model, device, reply_precision(args, device), reference=args.reference)
         out["generate"] = {}
         for name in args.generate or ["greedy", "beam", "sample"]:
-            settings = settings_from(name, guidance=guidance, seed=1 if name == "sample" else None)
+            settings = settings_from(name, guidance=guidance, rerank=rerank, seed=1 if name == "sample" else None)
             measures = generation_measures(generate(replier, tokenizer, pairs, settings, with_context=False), pairs)
             if model.cfg.context_turns:
                 replies = generate(replier, tokenizer, pairs, settings, with_context=True)
@@ -303,7 +306,8 @@ def evaluation_report(out: dict) -> str:
         lines.append(out["note"])
     if out["hits_at_1"] is not None:
         by = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in out["hits_at_1_by_score"].items())
-        lines.append(f"hits@1 of 20 {out['hits_at_1']:.3f} (guidance {out['guidance']:g}; by score: {by}; chance 0.05)")
+        ran = f"guidance {out['guidance']:g}, rerank {out['rerank']:g}"
+        lines.append(f"hits@1 of 20 {out['hits_at_1']:.3f} ({ran}; by score: {by}; chance 0.05)")
     for name, m in out.get("generate", {}).items():
         row = f"F1 {m['f1']:.3f}, distinct-1/2 {m['distinct_1']:.3f}/{m['distinct_2']:.3f}, "
         row += f"{m['mean_words']:.1f} words, generic {m['generic_rate']:.1%}"
@@ -333,6 +337,7 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
     add_ranged(g, "--beam-size", R, "beam: hypotheses kept (default 5)")
     add_ranged(g, "--length-penalty", R, "beam: GNMT alpha (default 0.6)")
     add_ranged(g, "--n-best", R, "beam: replies returned per message (default 1)")
+    add_ranged(g, "--rerank", R, "beam: rank the candidates by what the message adds, 0 to 1 (default 1: wholly)")
     add_ranged(g, "--temperature", R, "sample: temperature (default 0.8; 0: the most likely token, else at least 0.01)")
     add_ranged(g, "--top-k", R, "sample: k most likely tokens (default 0: all)")
     add_ranged(g, "--top-p", R, "sample: nucleus mass (default 0.9; more than 0)")
@@ -571,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also reply to every message with these strategies (default all three): F1, distinct-n, generic rate",
     )
     add_ranged(p, "--guidance", DECODING_RANGES, "guidance weight (default: the chat's)")
+    add_ranged(p, "--rerank", DECODING_RANGES, "beam's ranking by what the message adds (default: the chat's)")
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("reply", help="reply to TEXT, or to each line of standard input")

@@ -61,7 +61,8 @@ class Reply:
     text: str
     tokens: list[int]  # reply piece ids, end-of-sequence excluded
     token_logprobs: list[float]  # log-probability of each chosen piece (and of EOS, last, when it ended)
-    score: float  # sum of log-probabilities; for beam search, divided by the length penalty
+    score: float  # sum of log-probabilities; beam search: divided by the length penalty, then mixed with the
+    # message's gain (rerank r: (1 - r) score + r sum(gains)), the score its candidates are ranked by
     attention: list[list[float]]  # (reply pieces + EOS) x (message pieces)
     source_tokens: list[int]
     settings: dict  # the strategy and every setting that produced the reply
@@ -291,6 +292,9 @@ def decode(
     runs beside a twin that reads an empty message, in the same batch, and the next-piece scores
     are log p(. | message) + w (log p(. | message) - log p(. | no message)), renormalised: pieces
     the message makes likelier gain, pieces likely whatever was said (the stock replies) lose.
+    Beam search's rerank r then orders its candidates by (1 - r) score + r (log p(reply | message)
+    - log p(reply | no message)): beam search proposes likely replies, and what the message adds
+    picks among them (maximum mutual information, Li et al. 2016), with the same twin rows.
 
     Runs with tensor-subclass dispatch off: before an op, torch asks every argument that is not a
     plain tensor whether it overrides torch functions, and asking the int8 layers' packed weights
@@ -307,6 +311,13 @@ def guidance_of(engine, settings: Settings) -> float:
     return settings.guidance if getattr(engine.cfg, "unconditional", False) else 0.0
 
 
+def rerank_of(engine, settings: Settings) -> float:
+    """How much beam search's candidates are ranked by the message's gain (mutual information:
+    log p(reply | message) - log p(reply | no message)) rather than by their score: the setting's,
+    for beam search with a model that learned replies to no message, else 0."""
+    return getattr(settings, "rerank", 0.0) if getattr(engine.cfg, "unconditional", False) else 0.0
+
+
 def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banned, gains) -> list[list[dict]]:
     device = engine.device
     B = len(sources)
@@ -315,7 +326,8 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
     R = B * K
     w = guidance_of(engine, settings)
     banned = None if banned == [PAD, UNK, BOS] else torch.tensor(banned, dtype=torch.long, device=device)
-    twins = w > 0 or (gains and getattr(engine.cfg, "unconditional", False))  # rows R..2R-1 read no message
+    rerank = rerank_of(engine, settings)
+    twins = w > 0 or bool(rerank) or (gains and getattr(engine.cfg, "unconditional", False))  # rows R..2R-1: no message
     src, lengths = pad_right(sources + [[EOS]] * twins, device)  # (B (+1), S), (B (+1),); an empty message is EOS
     memory, state = engine.encode(src, lengths)  # the encoder runs once per message
     rows_of = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
@@ -370,13 +382,16 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
             tokens = tokens.repeat(2)  # the twins read the same reply so far
     trace.finish()
     if K > 1:
-        return [
-            [
-                trace.hypothesis(row, step, step, step < settings.max_length, score)
-                for score, step, row in sorted(finished, key=lambda f: -f[0])[: settings.n_best]
-            ]
-            for finished in strategy.finished
-        ]
+        ranked = []
+        for finished in strategy.finished:
+            best = sorted(finished, key=lambda f: -f[0])[: settings.n_best if not rerank else K]
+            hyps = [trace.hypothesis(row, step, step, step < settings.max_length, score) for score, step, row in best]
+            if rerank:  # the most specific of the likely: what the message adds decides among them
+                for h in hyps:
+                    h["score"] = (1 - rerank) * h["score"] + rerank * sum(h["gains"])
+                hyps = sorted(hyps, key=lambda h: -h["score"])[: settings.n_best]
+            ranked.append(hyps)
+        return ranked
     results = []
     for r in range(B):
         row = [t[r] for t in trace.tokens]
@@ -456,6 +471,8 @@ def reply(
             cut_to_characters(h, whole)
     seconds = time.perf_counter() - start
     applied = {**settings.to_dict(), "guidance": guidance_of(engine, settings)}  # what ran: 0 where the model can't
+    if "rerank" in applied:
+        applied["rerank"] = rerank_of(engine, settings)
     return [
         [
             Reply(

@@ -17,7 +17,8 @@ MAX_BEAM_SIZE = 64
 MAX_SEED = 2**63 - 1
 MIN_TEMPERATURE = 0.01
 DEFAULT_STRATEGY = "sample"  # the chat's and `chatbot reply`'s; chosen by measurement: docs/performance.md
-DEFAULT_GUIDANCE = 0.0  # chosen by measurement: docs/performance.md
+DEFAULT_GUIDANCE = 1.0  # chosen by measurement: docs/performance.md
+DEFAULT_RERANK = 1.0  # beam search's candidates ranked by what the message adds: docs/performance.md
 MAX_MESSAGE_CHARS = 100_000  # longer messages are refused, shorter ones logged whole (the model reads their end)
 
 # name -> (kind, lowest, highest); a None bound is open
@@ -35,6 +36,7 @@ RANGES = {
     "top_p": (float, 0.0, 1.0),
     "seed": (int, 0, MAX_SEED),
     "guidance": (float, 0.0, 10.0),
+    "rerank": (float, 0.0, 1.0),
 }
 OPTIONAL = {"seed"}  # None: a fresh seed for every reply
 
@@ -87,6 +89,7 @@ class BeamSettings(Settings):
     beam_size: int = 5
     length_penalty: float = 0.6  # GNMT alpha: score / ((5 + length) / 6) ** alpha; 0 is raw log-probability
     n_best: int = 1  # replies returned per message, best first
+    rerank: float = DEFAULT_RERANK  # the candidates ranked by (1 - r) score + r (log p(reply | message) - log p(reply))
 
     name = "beam"
 

@@ -121,6 +121,24 @@ def test_guidance_in_beam_search_and_sampling_and_batches():
     assert drawn.count(5) > 150  # guided: 5 is far likelier than 4; unguided it would be 40%
 
 
+def test_beam_search_ranks_its_candidates_by_what_the_message_adds():
+    """Rerank r orders beam search's candidates by (1 - r) score + r (log p(reply | message) -
+    log p(reply | no message)): the stock "4" is likelier, but the message raised "5"."""
+    table = TwinTable(WITH, WITHOUT)
+    by_score = decode(table, [[6]], BeamSettings(beam_size=2, n_best=2, guidance=0.0, rerank=0.0))[0]
+    assert [h["tokens"] for h in by_score] == [[4], [5]]
+    gain = {4: math.log(0.6 / 0.95), 5: math.log(0.4 / 0.05)}  # the EOS after either: 1.0 with and without
+    for r in (0.5, 1.0):
+        ranked = decode(table, [[6]], BeamSettings(beam_size=2, n_best=2, guidance=0.0, rerank=r))[0]
+        assert [h["tokens"] for h in ranked] == [[5], [4]]
+        for h, before in zip(ranked, reversed(by_score)):
+            expected = (1 - r) * before["score"] + r * gain[h["tokens"][0]]
+            assert math.isclose(h["score"], expected, rel_tol=1e-5)
+    unable = TwinTable(WITH, WITHOUT, unconditional=False)
+    ((best,),) = decode(unable, [[6]], BeamSettings(beam_size=2, guidance=0.0, rerank=1.0))
+    assert best["tokens"] == [4]  # a model that never learned replies to no message ranks by score
+
+
 def test_a_model_that_never_learned_replies_to_no_message_is_not_guided():
     table = TwinTable(WITH, WITHOUT, unconditional=False)
     ((best,),) = decode(table, [[6]], GreedySettings(guidance=5.0), gains=True)

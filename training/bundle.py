@@ -19,7 +19,7 @@ from chatbot.device import inference_precision
 from chatbot.engine import load_engine
 from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model, save_weights
 from chatbot.paths import BUNDLED_MODEL
-from chatbot.settings import DEFAULT_GUIDANCE, settings_from
+from chatbot.settings import DEFAULT_GUIDANCE, DEFAULT_RERANK, settings_from
 from corpora import load_pairs
 from training.evaluate import evaluate_pairs, generate, generation_measures, hits_at_1
 
@@ -35,20 +35,21 @@ def measure(directory: Path, pairs, guidance: float, threads: int) -> dict:
     model, tokenizer, config = load_model(directory)
     replier, _, _ = load_engine(directory, precision=inference_precision("auto", torch.device("cpu")))
     w = guidance if model.cfg.unconditional else 0.0
+    rerank = DEFAULT_RERANK if model.cfg.unconditional else 0.0
     with torch.inference_mode():
         stored = evaluate_pairs(model, tokenizer, pairs)
         alone = evaluate_pairs(model, tokenizer, pairs, with_context=False)
         int8 = evaluate_pairs(replier.scorer, tokenizer, pairs)
-        hits = hits_at_1(model, tokenizer, pairs, w)
+        hits = hits_at_1(model, tokenizer, pairs, w, rerank)
     figures = {
         "word_ppl": stored["word_ppl"],
         "word_ppl_no_context": alone["word_ppl"],
         "token_ppl": stored["token_ppl"],
     }
     figures.update({"word_ppl_int8": int8["word_ppl"], "pairs": stored["pairs"], "words": stored["words"]})
-    figures.update({"hits_at_1": hits, "guidance": w, "strategies": {}, "replies": {}})
+    figures.update({"hits_at_1": hits, "guidance": w, "rerank": rerank, "strategies": {}, "replies": {}})
     for name in STRATEGIES:
-        settings = settings_from(name, guidance=w, seed=1 if name == "sample" else None)
+        settings = settings_from(name, guidance=w, rerank=rerank, seed=1 if name == "sample" else None)
         start = time.perf_counter()
         single = generate(replier, tokenizer, pairs, settings, with_context=False)
         seconds = time.perf_counter() - start
@@ -118,8 +119,11 @@ def card(args, config: dict, model, trained, after: dict, before: dict | None, p
     row("word-level perplexity, message alone", "word_ppl_no_context", "{:.2f}")
     row("word-level perplexity, int8 weights", "word_ppl_int8", "{:.2f}")
     old_hits = f" {before['hits_at_1']['chat']:.3f} |" if before else ""
-    lines.append(f"| hits@1 of 20, the chat's score (guidance {after['guidance']:g}) | {hits['chat']:.3f} |{old_hits}")
-    for key in ("likelihood", "per_piece", "mutual_information"):
+    lines.append(
+        f"| hits@1 of 20, the chat's ranking score (guidance {after['guidance']:g}, rerank {after['rerank']:g}) "
+        f"| {hits['chat']:.3f} |{old_hits}"
+    )
+    for key in ("likelihood", "per_piece", "mutual_information", "guided"):
         if key in hits:
             old = f" {before['hits_at_1'].get(key, float('nan')):.3f} |" if before else ""
             lines.append(f"| hits@1 of 20 by {key.replace('_', ' ')} | {hits[key]:.3f} |{old}")

@@ -139,15 +139,22 @@ def reply_scores(
     return scores
 
 
-def hits_at_1(model: Seq2Seq, tokenizer: Tokenizer, pairs: list[Pair], guidance: float, seed: int = 0) -> dict:
+def hits_at_1(
+    model: Seq2Seq, tokenizer: Tokenizer, pairs: list[Pair], guidance: float, rerank: float = 0.0, seed: int = 0
+) -> dict:
     """The share of pairs whose own reply ranks first among its 20 candidates, by each score of
-    `reply_scores`; `chat` is the score replies are chosen by (guided at `guidance`)."""
+    `reply_scores`; `chat` is the score the chat ranks candidate replies by: (1 - rerank) times
+    the guided log-probability plus rerank times the mutual information (`chatbot.decoding`)."""
     cfg = model.cfg
     examples = encode_pairs(pairs, tokenizer, cfg.max_source_tokens, None, cfg.context_turns)
     sets = candidate_sets(pairs, seed)
     sources = [examples[i][0] for i, candidates in enumerate(sets) for _ in candidates]
     replies = [examples[j][1] for candidates in sets for j in candidates]
     scores = reply_scores(model, sources, replies, guidance)
+    if not any(math.isnan(v) for v in scores["mutual_information"]):
+        scores["chat"] = [(1 - rerank) * g + rerank * m for g, m in zip(scores["guided"], scores["mutual_information"])]
+    else:  # a model that never learned replies to no message ranks by likelihood
+        scores["chat"] = scores["guided"]
     hits = {}
     for name, values in scores.items():
         if any(math.isnan(v) for v in values):
@@ -157,7 +164,6 @@ def hits_at_1(model: Seq2Seq, tokenizer: Tokenizer, pairs: list[Pair], guidance:
             group = values[k * CANDIDATES : (k + 1) * CANDIDATES]
             wins += group[0] > max(group[1:])
         hits[name] = wins / len(sets)
-    hits["chat"] = hits["guided"]
     return hits
 
 
