@@ -71,3 +71,23 @@ def test_the_korean_corpus_reads_with_its_fixed_split():
     splits = {s: load_pairs(str(KOREAN_CORPUS), s) for s in ("train", "valid", "test")}
     assert sum(map(len, splits.values())) == 11_823
     assert 500 < len(splits["test"]) < 700 and 500 < len(splits["valid"]) < 700
+
+
+def test_the_bundled_models_answer_each_message_in_its_language(tmp_path):
+    """`chatbot reply` without --model: the bundled English model, and the bundled Korean one for
+    a Korean message, in one run, as a new user types them."""
+    lines = ["안녕하세요, 오늘 기분이 어때요?", "how was your weekend?", "주말에 뭐 했어?"]
+    env = {**os.environ, "CHATBOT_DB": str(tmp_path / "unused.db")}
+    done = subprocess.run(
+        [sys.executable, "-m", "chatbot", "reply", "--threads", "1", "--strategy", "greedy"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    replies = done.stdout.splitlines()
+    assert len(replies) == 3 and all(replies), replies
+    assert [language_of(r) for r in replies] == ["ko", "en", "ko"], replies
+    assert "\ufffd" not in done.stdout

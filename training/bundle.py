@@ -22,6 +22,7 @@ from chatbot.paths import BUNDLED_MODEL
 from chatbot.settings import DEFAULT_GUIDANCE, DEFAULT_RERANK, settings_from
 from corpora import load_pairs
 from training.evaluate import evaluate_pairs, generate, generation_measures, hits_at_1
+from training.plots import plot_metrics
 
 SAMPLES = 10  # sample replies per strategy: test pairs 0, n/10, 2n/10, ... (not chosen by hand)
 STRATEGIES = ("greedy", "beam", "sample")
@@ -190,8 +191,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     save_weights(args.out / WEIGHTS, model, torch.float16)
     atomic_write(args.out / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
-    for name in (TOKENIZER, "metrics.jsonl", "training.png"):
+    for name in (TOKENIZER, "metrics.jsonl"):
         shutil.copyfile(args.model / name, args.out / name)
+    plot_metrics(args.out / "metrics.jsonl", args.out / "training.png")  # a run stopped by hand never drew it
     after = measure(args.out, pairs, args.guidance, args.threads)
     lines = card(args, config, model, trained, after, before, pairs)
     if args.notes:
