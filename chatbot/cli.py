@@ -257,9 +257,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not pairs:
         raise ChatbotError("no pairs to evaluate")
     guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
-    guidance = guidance if model.cfg.unconditional else 0.0  # what replies run with
+    guidance = guidance if model.cfg.guides else 0.0  # what replies run with
     rerank = DEFAULT_RERANK if args.rerank is None else args.rerank
-    rerank = rerank if model.cfg.unconditional else 0.0
+    rerank = rerank if model.cfg.guides else 0.0
     with torch.inference_mode():
         result = evaluate_pairs(model, tokenizer, pairs)
         alone = evaluate_pairs(model, tokenizer, pairs, with_context=False) if model.cfg.context_turns else result

@@ -308,14 +308,14 @@ def decode(
 def guidance_of(engine, settings: Settings) -> float:
     """The guidance weight a reply runs with: the setting's, if the model learned replies to no
     message (`ModelConfig.unconditional`), else 0."""
-    return settings.guidance if getattr(engine.cfg, "unconditional", False) else 0.0
+    return settings.guidance if engine.cfg.guides else 0.0
 
 
 def rerank_of(engine, settings: Settings) -> float:
     """How much beam search's candidates are ranked by the message's gain (mutual information:
     log p(reply | message) - log p(reply | no message)) rather than by their score: the setting's,
     for beam search with a model that learned replies to no message, else 0."""
-    return getattr(settings, "rerank", 0.0) if getattr(engine.cfg, "unconditional", False) else 0.0
+    return getattr(settings, "rerank", 0.0) if engine.cfg.guides else 0.0
 
 
 def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banned, gains) -> list[list[dict]]:

@@ -182,7 +182,7 @@ def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, s
     feed, token, reply, steps = model.initial_feed(1), BOS, [], []
     history = torch.zeros((1, 0), dtype=torch.long, device=src.device)
     banned = _banned(tokenizer).to(src.device)
-    w = settings.guidance if model.cfg.unconditional else 0.0
+    w = settings.guidance if model.cfg.guides else 0.0
     if w:
         nothing, nothing_lengths = pad_right([[EOS]], model.device)
         twin_memory, twin_state = model.encode(nothing, nothing_lengths)

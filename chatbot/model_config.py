@@ -30,6 +30,7 @@ RANGES = {
     "max_reply_tokens": (int, 1, 4096),
     "context_turns": (int, 0, 8),
     "unconditional": (bool, None, None),
+    "guided": (bool, None, None),
 }
 
 
@@ -49,6 +50,13 @@ class ModelConfig:
     max_reply_tokens: int = 48  # longest reply generated, and trained on
     context_turns: int = 2  # earlier turns of the conversation read with the message (0: the message alone)
     unconditional: bool = False  # it also learned replies to no message (training's blank_source), for guidance
+    guided: bool = True  # guidance and reranking apply to it; off where they were measured to harm its replies
+
+    @property
+    def guides(self) -> bool:
+        """Whether its replies run with guidance and reranking: it learned replies to no message,
+        and they were not switched off for it."""
+        return self.unconditional and self.guided
 
     def __post_init__(self):
         if self.attention not in ATTENTION_KINDS:

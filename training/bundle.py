@@ -35,8 +35,8 @@ def measure(directory: Path, pairs, guidance: float, threads: int) -> dict:
     torch.set_num_threads(threads)
     model, tokenizer, config = load_model(directory)
     replier, _, _ = load_engine(directory, precision=inference_precision("auto", torch.device("cpu")))
-    w = guidance if model.cfg.unconditional else 0.0
-    rerank = DEFAULT_RERANK if model.cfg.unconditional else 0.0
+    w = guidance if model.cfg.guides else 0.0
+    rerank = DEFAULT_RERANK if model.cfg.guides else 0.0
     with torch.inference_mode():
         stored = evaluate_pairs(model, tokenizer, pairs)
         alone = evaluate_pairs(model, tokenizer, pairs, with_context=False)
@@ -97,7 +97,13 @@ def card(args, config: dict, model, trained, after: dict, before: dict | None, p
         f"- weights: float16, {(args.out / WEIGHTS).stat().st_size / 1e6:.1f} MB; replies on a CPU use int8 weights "
         "in the per-piece products (`chatbot.engine.int8`)",
         f"- the model reads {model.cfg.context_turns} earlier turns with each message, and "
-        + ("learned replies to no message (guided replies)" if model.cfg.unconditional else "no guidance"),
+        + (
+            "learned replies to no message (guided replies)"
+            if model.cfg.guides
+            else "learned replies to no message, but its replies are not guided (`--unguided`: see below)"
+            if model.cfg.unconditional
+            else "no guidance"
+        ),
     ]
     if model is not trained:
         lines.append(
@@ -172,6 +178,9 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="the model this one replaces: its figures beside")
     parser.add_argument("--title", default="The bundled English model")
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    parser.add_argument(
+        "--unguided", action="store_true", help="replies never guided nor reranked: where that harms this model's"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to the card: what was tried, and why")
     parser.add_argument(
@@ -186,7 +195,9 @@ def main() -> None:
     before = measure(args.before, pairs, args.guidance, args.threads) if args.before else None
     trained, tokenizer, config = load_model(args.model)
     model = trained.with_settings(output_rank=args.output_rank) if args.output_rank else trained
-    if args.output_rank:
+    if args.unguided:
+        model.cfg.guided = False
+    if args.output_rank or args.unguided:
         config = {**config, "model": model.cfg.to_dict(), "parameters": model.num_parameters()}
     args.out.mkdir(parents=True, exist_ok=True)
     save_weights(args.out / WEIGHTS, model, torch.float16)
