@@ -58,8 +58,9 @@ def percentile(values, q):
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def replier(model, tokenizer, settings):
-    return lambda message: reply(model, tokenizer, [message], settings)
+def replier(model, tokenizer, settings, contexts: dict):
+    """One message at a time, read with the turns before it (as the chat reads it) where given."""
+    return lambda message: reply(model, tokenizer, [message], settings, contexts=[contexts.get(message, ())])
 
 
 def interleaved_latencies(runs: dict, messages: list[str], repeats: int) -> dict[str, list[float]]:
@@ -97,11 +98,14 @@ def main() -> None:
         "the loop comparison and batch figures (default: fp32,int8 on the CPU, fp32,bf16 on CUDA)",
     )
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--no-context", action="store_true", help="messages alone, without the turns before them")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     precisions = (args.precision or ("fp32,int8" if device.type == "cpu" else "fp32,bf16")).split(",")
-    messages = [p.source for p in load_pairs("chitchat", "test")[: args.messages]]
+    pairs = load_pairs("chitchat", "test")[: args.messages]
+    messages = [p.source for p in pairs]
+    contexts = {} if args.no_context else {p.source: p.context for p in pairs}
     common = dict(max_length=args.max_length)
     strategies = {
         "greedy": GreedySettings(**common),
@@ -112,7 +116,7 @@ def main() -> None:
     for precision in precisions:
         model, tokenizer, config = load_engine(args.model, device, precision)
         for name, settings in strategies.items():
-            runs[f"{name} {precision}"] = replier(model, tokenizer, settings)
+            runs[f"{name} {precision}"] = replier(model, tokenizer, settings, contexts)
             lengths[f"{name} {precision}"] = statistics.median(
                 len(r[0].tokens) for r in reply(model, tokenizer, messages, settings)
             )
@@ -132,7 +136,8 @@ def main() -> None:
     params = config["parameters"]
     print(
         f"reply latency ({params / 1e6:.2f}M params, {args.threads} threads, {device_name(device)}, "
-        f"{len(messages)} chitchat test messages, replies up to {args.max_length} tokens)"
+        f"{len(messages)} chitchat test messages{'' if args.no_context else ' with their context'}, "
+        f"guidance {strategies['greedy'].guidance:g}, replies up to {args.max_length} tokens)"
     )
     summary = {}
     for name, times in timings.items():
@@ -166,6 +171,8 @@ def main() -> None:
                     "threads": args.threads,
                     "device": device_name(device),
                     "messages": len(messages),
+                    "context": not args.no_context,
+                    "guidance": strategies["greedy"].guidance,
                     "repeats": args.repeats,
                     "latency": summary,
                     "beam_speedup": ratio,

@@ -69,6 +69,8 @@ class Session:
     reference: bool = False  # reply through the model's own modules (`--reference`)
     turns: list[Turn] = field(default_factory=list)  # the current conversation, oldest first
     companions: dict[str, tuple] = field(default_factory=dict)  # language -> (engine, tokenizer, path) beside `model`
+    companion_paths: dict[str, Path] = field(default_factory=dict)  # language -> a model loaded at its first message
+    _companion_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     loaded: threading.Event = field(default_factory=threading.Event, repr=False)  # set once `load` has ended
     load_error: str | None = None
 
@@ -95,11 +97,8 @@ class Session:
         from chatbot.languages import bundled_companions
 
         model, tokenizer = self._load_engine(directory, device)
-        companions = {
-            lang: (*self._load_engine(path, device), str(path)) for lang, path in bundled_companions(directory).items()
-        }
         self.model, self.tokenizer, self.model_path, self.device = model, tokenizer, str(directory), device
-        self.companions = companions
+        self.companions, self.companion_paths = {}, bundled_companions(directory)  # loaded when first needed
         if self.storage is not None:
             self.storage.register_model(str(directory))
 
@@ -120,8 +119,14 @@ class Session:
         model of the message's language beside it."""
         from chatbot.languages import language_of
 
-        companion = self.companions.get(language_of(text))
-        return companion if companion is not None else (self.model, self.tokenizer, self.model_path)
+        lang = language_of(text)
+        if lang not in self.companion_paths:
+            return self.model, self.tokenizer, self.model_path
+        with self._companion_lock:  # loaded once, at the first message in its language: no memory for the rest
+            if lang not in self.companions:
+                path = self.companion_paths[lang]
+                self.companions[lang] = (*self._load_engine(path, self.device), str(path))
+        return self.companions[lang]
 
     def wait_until_loaded(self) -> None:
         self.loaded.wait()

@@ -91,3 +91,19 @@ def test_the_bundled_models_answer_each_message_in_its_language(tmp_path):
     assert len(replies) == 3 and all(replies), replies
     assert [language_of(r) for r in replies] == ["ko", "en", "ko"], replies
     assert "\ufffd" not in done.stdout
+
+
+def test_the_chat_loads_the_korean_model_at_the_first_korean_message(tmp_path):
+    from chatbot.languages import BUNDLED_MODELS
+    from chatbot.session import open_session
+
+    session = open_session(BUNDLED_MODELS["en"], tmp_path / "chat.db", False, "cpu", "greedy", None)
+    try:
+        assert session.companions == {} and set(session.companion_paths) == {"ko"}  # English alone in memory
+        engine, tokenizer, path = session.replier_for("how are you?")
+        assert path == str(BUNDLED_MODELS["en"]) and session.companions == {}
+        engine, tokenizer, path = session.replier_for("오늘 기분이 어때요?")
+        assert path == str(BUNDLED_MODELS["ko"]) and set(session.companions) == {"ko"}
+        assert session.replier_for("배고파")[0] is engine  # loaded once
+    finally:
+        session.storage.close()
