@@ -248,9 +248,17 @@ def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, s
 
 def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
     """Beam search, one step at a time: every hypothesis's candidates, the ones kept and the ones
-    pruned, with their scores (summed log-probabilities)."""
+    pruned, with their scores (summed log-probabilities, guided as in `stepwise`); at the end, the
+    finished replies ranked as `chatbot.decoding` ranks them (rerank: by what the message adds)."""
     K = settings.beam_size
-    live = [{"tokens": [], "score": 0.0, "state": state, "feed": model.initial_feed(1)}]
+    w, rerank = (settings.guidance, settings.rerank) if model.cfg.guides else (0.0, 0.0)
+    twins = bool(w or rerank)  # a twin decoder per hypothesis reads no message
+    if twins:
+        nothing, nothing_lengths = pad_right([[EOS]], model.device)
+        twin_memory, twin_state = model.encode(nothing, nothing_lengths)
+    live = [{"tokens": [], "score": 0.0, "state": state, "feed": model.initial_feed(1), "gain": 0.0}]
+    if twins:
+        live[0].update(twin_state=twin_state, twin_feed=model.initial_feed(1))
     finished, steps = [], []
     banned = _banned(tokenizer)
     for t in range(settings.max_length + 1):
@@ -259,6 +267,12 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
             token = hyp["tokens"][-1] if hyp["tokens"] else BOS
             out = decoder_step(model, token, hyp["state"], memory, hyp["feed"])
             logp = torch.log_softmax(out["logits"].float(), -1)
+            twin, gain = None, torch.zeros_like(logp)
+            if twins:
+                twin = decoder_step(model, token, hyp["twin_state"], twin_memory, hyp["twin_feed"])
+                gain = logp - torch.log_softmax(twin["logits"].float(), -1)
+                if w:
+                    logp = torch.log_softmax(logp + w * gain, -1)
             history = torch.tensor([hyp["tokens"]], dtype=torch.long).view(1, -1)
             ruled = apply_rules(logp.clone(), settings, history, src, t, (list(hyp["tokens"]), src[0].tolist()), banned)
             if t == settings.max_length:
@@ -268,7 +282,15 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
             for v, i in zip(values.tolist(), ids.tolist()):
                 if v > float("-inf"):
                     candidates.append(
-                        {"parent": parent, "id": i, "score": hyp["score"] + v, "out": out, "attention": out["weights"]}
+                        {
+                            "parent": parent,
+                            "id": i,
+                            "score": hyp["score"] + v,
+                            "gain": hyp["gain"] + float(gain[0, i]),
+                            "out": out,
+                            "twin": twin,
+                            "attention": out["weights"],
+                        }
                     )
         candidates.sort(key=lambda c: -c["score"])
         kept, pruned = candidates[:K], candidates[K:]
@@ -288,15 +310,20 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
             tokens = live[c["parent"]]["tokens"] + [c["id"]]
             if c["id"] == EOS:
                 length = len(tokens) - 1
-                finished.append((c["score"] / ((5 + length) / 6) ** settings.length_penalty, tokens[:-1]))
+                finished.append((c["score"] / ((5 + length) / 6) ** settings.length_penalty, tokens[:-1], c["gain"]))
             else:
-                new_live.append(
-                    {"tokens": tokens, "score": c["score"], "state": c["out"]["state"], "feed": c["out"]["feed"]}
-                )
+                hyp = {"tokens": tokens, "score": c["score"], "state": c["out"]["state"], "feed": c["out"]["feed"]}
+                hyp["gain"] = c["gain"]
+                if twins:
+                    hyp.update(twin_state=c["twin"]["state"], twin_feed=c["twin"]["feed"])
+                new_live.append(hyp)
         live = new_live
         if not live or len(finished) >= K or (finished and kept[0]["id"] == EOS and len(finished) >= settings.n_best):
             break
-    best = max(finished, key=lambda f: f[0]) if finished else (0.0, live[0]["tokens"])
+    finished = sorted(finished, key=lambda f: -f[0])[:K]
+    if rerank:
+        finished = sorted(finished, key=lambda f: -((1 - rerank) * f[0] + rerank * f[2]))
+    best = finished[0] if finished else (0.0, live[0]["tokens"], 0.0)
     return {"steps": steps, "reply": tokenizer.decode(best[1]), "reply_ids": best[1], "beam": True}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chatbot.decoding import GreedySettings, reply
+from chatbot.decoding import GreedySettings, prepare, reply
 from chatbot.engine import FlatEngine, ReferenceEngine
 from chatbot.engine.int8 import Int8Engine
 from chatbot.model import ModelConfig, Seq2Seq, greedy_reply
@@ -86,9 +86,9 @@ def test_greedy_replies_with_and_without_reference_are_the_same(sample_pairs):
     assert [r[0].text for r in reply(flat, tokenizer, messages, settings)] == [
         r[0].text for r in reply(reference, tokenizer, messages, settings)
     ]
-    bare = GreedySettings(no_repeat_ngram=0)
+    bare = GreedySettings(no_repeat_ngram=0, guidance=0.0)  # greedy_reply knows no rules and no guidance
     for message in messages[:10]:
-        source = tokenizer.encode(message)[-flat.cfg.max_source_tokens :]
+        source, _ = prepare(tokenizer, flat, message)  # the message with its speaker's mark, as replies read it
         expected = reply(reference, tokenizer, [message], bare)[0][0]
         tokens, attention = greedy_reply(reference.model, source, bare.max_length)
         assert tokens == expected.tokens and len(attention) == len(tokens)
