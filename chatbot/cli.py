@@ -631,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)",
     )
     p.add_argument(
-        "--replay-ratio", type=ranged(float, 0, 100), default=1.0, help="replayed pairs per logged pair; 0 to 100"
+        "--replay-ratio", type=ranged(float, 0, 100), default=2.0, help="replayed pairs per logged pair; 0 to 100"
     )
     p.add_argument("--no-human-turns", action="store_true", help="do not learn the human's own turns as replies")
     p.add_argument("--export", type=Path, help="only write the logged pairs to this TSV file")
