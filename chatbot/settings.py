@@ -17,7 +17,7 @@ MAX_BEAM_SIZE = 64
 MAX_SEED = 2**63 - 1
 MIN_TEMPERATURE = 0.01
 DEFAULT_STRATEGY = "sample"  # the chat's and `chatbot reply`'s; chosen by measurement: docs/performance.md
-DEFAULT_GUIDANCE = 1.0  # chosen by measurement: docs/performance.md
+DEFAULT_GUIDANCE = 0.0  # chosen by measurement and by reading the replies: docs/performance.md
 DEFAULT_RERANK = 1.0  # beam search's candidates ranked by what the message adds: docs/performance.md
 MAX_MESSAGE_CHARS = 100_000  # longer messages are refused, shorter ones logged whole (the model reads their end)
 
