@@ -318,6 +318,12 @@ def rerank_of(engine, settings: Settings) -> float:
     return getattr(settings, "rerank", 0.0) if engine.cfg.guides else 0.0
 
 
+def ranking_score(score: float, gain: float, rerank: float) -> float:
+    """What beam search's candidates are ranked by: (1 - rerank) times their score plus rerank times
+    the message's gain, log p(reply | message) - log p(reply | no message)."""
+    return (1 - rerank) * score + rerank * gain
+
+
 def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banned, gains) -> list[list[dict]]:
     device = engine.device
     B = len(sources)
@@ -388,7 +394,7 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
             hyps = [trace.hypothesis(row, step, step, step < settings.max_length, score) for score, step, row in best]
             if rerank:  # the most specific of the likely: what the message adds decides among them
                 for h in hyps:
-                    h["score"] = (1 - rerank) * h["score"] + rerank * sum(h["gains"])
+                    h["score"] = ranking_score(h["score"], sum(h["gains"]), rerank)
                 hyps = sorted(hyps, key=lambda h: -h["score"])[: settings.n_best]
             ranked.append(hyps)
         return ranked

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 import torch
 
-from chatbot.decoding import apply_rules, prepare
+from chatbot.decoding import apply_rules, guidance_of, only_eos, prepare, ranking_score, rerank_of
 from chatbot.model import Seq2Seq, pad_right
 from chatbot.settings import Settings
-from chatbot.strategies import ranked_candidates
+from chatbot.strategies import length_penalty, ranked_candidates
 from chatbot.tokenizer import BOS, EOS, Tokenizer
 
 TOP = 5  # vocabulary pieces shown per step
@@ -174,6 +174,20 @@ def _banned(tokenizer: Tokenizer) -> torch.Tensor:
     return torch.tensor(tokenizer.never_written(), dtype=torch.long)
 
 
+def read_nothing(model: Seq2Seq):
+    """The encoder's reading of no message (a lone EOS): what guidance's twin decoder attends over."""
+    nothing, lengths = pad_right([[EOS]], model.device)
+    return model.encode(nothing, lengths)
+
+
+def twin_step(model: Seq2Seq, token: int, logp: torch.Tensor, twin_state, twin_memory, twin_feed, w: float):
+    """The twin decoder's step on no message beside the real one: (the log-probabilities guided by
+    w, the message's gain per piece, the twin's own step)."""
+    twin = decoder_step(model, token, twin_state, twin_memory, twin_feed)
+    gain = logp - torch.log_softmax(twin["logits"].float(), -1)
+    return (torch.log_softmax(logp + w * gain, -1) if w else logp), gain, twin
+
+
 def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, str]) -> dict:
     """Greedy search or sampling, one step at a time, each step's every number kept. With guidance
     (`chatbot.decoding`), a twin decoder reads no message beside it, and the scores the strategy
@@ -182,23 +196,19 @@ def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, s
     feed, token, reply, steps = model.initial_feed(1), BOS, [], []
     history = torch.zeros((1, 0), dtype=torch.long, device=src.device)
     banned = _banned(tokenizer).to(src.device)
-    w = settings.guidance if model.cfg.guides else 0.0
+    w = guidance_of(model, settings)
     if w:
-        nothing, nothing_lengths = pad_right([[EOS]], model.device)
-        twin_memory, twin_state = model.encode(nothing, nothing_lengths)
+        twin_memory, twin_state = read_nothing(model)
         twin_feed = model.initial_feed(1)
     for t in range(settings.max_length + 1):
         out = decoder_step(model, token, state, memory, feed)
         logp = torch.log_softmax(out["logits"].float(), -1)
         if w:
-            twin = decoder_step(model, token, twin_state, twin_memory, twin_feed)
-            gain = logp - torch.log_softmax(twin["logits"].float(), -1)
-            logp = torch.log_softmax(logp + w * gain, -1)
+            logp, gain, twin = twin_step(model, token, logp, twin_state, twin_memory, twin_feed, w)
             twin_state, twin_feed = twin["state"], twin["feed"]
         ruled = apply_rules(logp.clone(), settings, history, src, t, (list(reply), src[0].tolist()), banned)
         if t == settings.max_length:
-            ruled = torch.full_like(ruled, float("-inf"))
-            ruled[0, EOS] = 0.0
+            ruled = only_eos(ruled)
         step = {
             "step": t,
             "input": tokenizer.pieces([token])[0],
@@ -251,11 +261,10 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
     pruned, with their scores (summed log-probabilities, guided as in `stepwise`); at the end, the
     finished replies ranked as `chatbot.decoding` ranks them (rerank: by what the message adds)."""
     K = settings.beam_size
-    w, rerank = (settings.guidance, settings.rerank) if model.cfg.guides else (0.0, 0.0)
+    w, rerank = guidance_of(model, settings), rerank_of(model, settings)
     twins = bool(w or rerank)  # a twin decoder per hypothesis reads no message
     if twins:
-        nothing, nothing_lengths = pad_right([[EOS]], model.device)
-        twin_memory, twin_state = model.encode(nothing, nothing_lengths)
+        twin_memory, twin_state = read_nothing(model)
     live = [{"tokens": [], "score": 0.0, "state": state, "feed": model.initial_feed(1), "gain": 0.0}]
     if twins:
         live[0].update(twin_state=twin_state, twin_feed=model.initial_feed(1))
@@ -269,15 +278,11 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
             logp = torch.log_softmax(out["logits"].float(), -1)
             twin, gain = None, torch.zeros_like(logp)
             if twins:
-                twin = decoder_step(model, token, hyp["twin_state"], twin_memory, hyp["twin_feed"])
-                gain = logp - torch.log_softmax(twin["logits"].float(), -1)
-                if w:
-                    logp = torch.log_softmax(logp + w * gain, -1)
+                logp, gain, twin = twin_step(model, token, logp, hyp["twin_state"], twin_memory, hyp["twin_feed"], w)
             history = torch.tensor([hyp["tokens"]], dtype=torch.long).view(1, -1)
             ruled = apply_rules(logp.clone(), settings, history, src, t, (list(hyp["tokens"]), src[0].tolist()), banned)
             if t == settings.max_length:
-                ruled = torch.full_like(ruled, float("-inf"))
-                ruled[0, EOS] = 0.0
+                ruled = only_eos(ruled)
             values, ids = ruled[0].topk(K)
             for v, i in zip(values.tolist(), ids.tolist()):
                 if v > float("-inf"):
@@ -310,7 +315,7 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
             tokens = live[c["parent"]]["tokens"] + [c["id"]]
             if c["id"] == EOS:
                 length = len(tokens) - 1
-                finished.append((c["score"] / ((5 + length) / 6) ** settings.length_penalty, tokens[:-1], c["gain"]))
+                finished.append((c["score"] / length_penalty(length, settings.length_penalty), tokens[:-1], c["gain"]))
             else:
                 hyp = {"tokens": tokens, "score": c["score"], "state": c["out"]["state"], "feed": c["out"]["feed"]}
                 hyp["gain"] = c["gain"]
@@ -322,7 +327,7 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
             break
     finished = sorted(finished, key=lambda f: -f[0])[:K]
     if rerank:
-        finished = sorted(finished, key=lambda f: -((1 - rerank) * f[0] + rerank * f[2]))
+        finished = sorted(finished, key=lambda f: -ranking_score(f[0], f[2], rerank))
     best = finished[0] if finished else (0.0, live[0]["tokens"], 0.0)
     return {"steps": steps, "reply": tokenizer.decode(best[1]), "reply_ids": best[1], "beam": True}
 

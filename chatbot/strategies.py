@@ -13,6 +13,12 @@ import torch
 from chatbot.settings import BeamSettings, SampleSettings, Settings
 from chatbot.tokenizer import EOS
 
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT's length penalty: a finished hypothesis's score is divided by it (alpha 0: by 1)."""
+    return ((5 + length) / 6) ** alpha
+
+
 NEG_INF = float("-inf")
 NUCLEUS_SEARCH = 256  # tokens ranked before top-p falls back to sorting the vocabulary
 
@@ -126,7 +132,7 @@ class Beam(Strategy):
         self.done = torch.zeros(batch, dtype=torch.bool, device=device)
 
     def penalty(self, length: int) -> float:
-        return ((5 + length) / 6) ** self.settings.length_penalty
+        return length_penalty(length, self.settings.length_penalty)
 
     def select(self, logp, step, top=None):
         B, K = self.batch, self.settings.beam_size

@@ -13,6 +13,7 @@ from collections import Counter
 import torch
 import torch.nn.functional as F
 
+from chatbot.decoding import ranking_score
 from chatbot.model import Seq2Seq
 from chatbot.tokenizer import EOS, PAD, Tokenizer
 from corpora import Pair
@@ -152,7 +153,7 @@ def hits_at_1(
     replies = [examples[j][1] for candidates in sets for j in candidates]
     scores = reply_scores(model, sources, replies, guidance)
     if not any(math.isnan(v) for v in scores["mutual_information"]):
-        scores["chat"] = [(1 - rerank) * g + rerank * m for g, m in zip(scores["guided"], scores["mutual_information"])]
+        scores["chat"] = [ranking_score(g, m, rerank) for g, m in zip(scores["guided"], scores["mutual_information"])]
     else:  # a model that never learned replies to no message ranks by likelihood
         scores["chat"] = scores["guided"]
     hits = {}
