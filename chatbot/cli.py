@@ -239,9 +239,10 @@ def launch_distributed(nproc: int, argv: list[str]) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from chatbot.decoding import guidance_of, rerank_of
     from chatbot.device import inference_precision, resolve_device, set_threads
     from chatbot.engine import load_engine
-    from chatbot.settings import DEFAULT_GUIDANCE, DEFAULT_RERANK, settings_from
+    from chatbot.settings import settings_from
     from corpora import load_pairs
     from training.evaluate import CANDIDATES, evaluate_pairs, generate, generation_measures, hits_at_1, perplexity_note
 
@@ -256,10 +257,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
     if not pairs:
         raise ChatbotError("no pairs to evaluate")
-    guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
-    guidance = guidance if model.cfg.guides else 0.0  # what replies run with
-    rerank = DEFAULT_RERANK if args.rerank is None else args.rerank
-    rerank = rerank if model.cfg.guides else 0.0
+    asked = settings_from("beam", guidance=args.guidance, rerank=args.rerank)  # the flags, or the chat's defaults
+    guidance, rerank = guidance_of(model, asked), rerank_of(model, asked)  # what replies run with
     with torch.inference_mode():
         result = evaluate_pairs(model, tokenizer, pairs)
         alone = evaluate_pairs(model, tokenizer, pairs, with_context=False) if model.cfg.context_turns else result

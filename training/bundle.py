@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 
+from chatbot.decoding import guidance_of, rerank_of
 from chatbot.device import inference_precision
 from chatbot.engine import load_engine
 from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model, save_weights
 from chatbot.paths import BUNDLED_MODEL
-from chatbot.settings import DEFAULT_GUIDANCE, DEFAULT_RERANK, settings_from
+from chatbot.settings import DEFAULT_GUIDANCE, settings_from
 from corpora import load_pairs
 from training.evaluate import evaluate_pairs, generate, generation_measures, hits_at_1
 from training.plots import plot_metrics
@@ -35,8 +36,8 @@ def measure(directory: Path, pairs, guidance: float, threads: int) -> dict:
     torch.set_num_threads(threads)
     model, tokenizer, config = load_model(directory)
     replier, _, _ = load_engine(directory, precision=inference_precision("auto", torch.device("cpu")))
-    w = guidance if model.cfg.guides else 0.0
-    rerank = DEFAULT_RERANK if model.cfg.guides else 0.0
+    defaults = settings_from("beam", guidance=guidance)
+    w, rerank = guidance_of(model, defaults), rerank_of(model, defaults)  # what replies run with
     with torch.inference_mode():
         stored = evaluate_pairs(model, tokenizer, pairs)
         alone = evaluate_pairs(model, tokenizer, pairs, with_context=False)
