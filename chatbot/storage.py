@@ -116,8 +116,12 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [m001_initial, m002_
 def migrate(db: sqlite_utils.Database) -> list[str]:
     """Run the migrations this database has not seen yet, each in one transaction with its record
     in `_migrations` (a crash leaves it applied or not at all); return their names."""
+    has_record = "_migrations" in db.table_names()
+    done = {r[0] for r in db.execute("select name from _migrations")} if has_record else set()
     applied = []
     for migration in MIGRATIONS:
+        if migration.__name__ in done:  # the usual open: a read, no write lock
+            continue
         db.execute("BEGIN IMMEDIATE")
         try:
             if "_migrations" not in db.table_names():
