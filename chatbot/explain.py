@@ -300,6 +300,9 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
         candidates.sort(key=lambda c: -c["score"])
         kept, pruned = candidates[:K], candidates[K:]
         step = {"step": t, "kept": [], "pruned": []}
+        step["hypotheses"] = [  # the ones this step grew, in `parent` order
+            {"pieces": tokenizer.pieces(hyp["tokens"]), "score": round(hyp["score"], 4)} for hyp in live
+        ]
         for c in kept:
             step["kept"].append(
                 {"parent": c["parent"], "piece": tokenizer.pieces([c["id"]])[0], "score": round(c["score"], 4)}
@@ -329,7 +332,23 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
     if rerank:
         finished = sorted(finished, key=lambda f: -ranking_score(f[0], f[2], rerank))
     best = finished[0] if finished else (0.0, live[0]["tokens"], 0.0)
-    return {"steps": steps, "reply": tokenizer.decode(best[1]), "reply_ids": best[1], "beam": True}
+    ranked = [
+        {
+            "reply": tokenizer.decode(tokens),
+            "score": round(score, 4),
+            "gain": round(gain, 4),
+            "rank_score": round(ranking_score(score, gain, rerank), 4),
+        }
+        for score, tokens, gain in finished
+    ]
+    return {
+        "steps": steps,
+        "finished": ranked,
+        "rerank": rerank,
+        "reply": tokenizer.decode(best[1]),
+        "reply_ids": best[1],
+        "beam": True,
+    }
 
 
 def teacher_forcing(model, tokenizer, memory, state, reply_text: str) -> dict:

@@ -8,6 +8,7 @@ import math
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from chatbot.i18n import t
 from chatbot.validation import printable
@@ -47,6 +48,8 @@ def pages(walk: dict) -> list:
     out.append(bridge_page(walk))
     if walk.get("beam"):
         out += [beam_page(walk, step) for step in walk["steps"]]
+        if walk.get("finished"):
+            out.append(finished_page(walk))
     else:
         out += [step_page(walk, step) for step in walk["steps"]]
     if "teacher_forcing" in walk:
@@ -144,23 +147,48 @@ def step_page(walk: dict, step: dict) -> Group:
     return Group(*parts)
 
 
+def prefix(pieces: list[str], width: int = 40) -> str:
+    """A hypothesis as `<sos>` and its pieces, its start cut when it is long."""
+    text = " ".join(["<sos>"] + [piece(p) for p in pieces])
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
 def beam_page(walk: dict, step: dict) -> Group:
-    table = Table(box=None, padding=(0, 1))
-    for column in ("", t("walk.from"), t("walk.piece"), t("walk.score")):
-        table.add_column(column)
-    for c in step["kept"]:
-        table.add_row(
-            Text(t("walk.kept_label"), style="green"), str(c["parent"]), piece(c["piece"]), f"{c['score']:.2f}"
-        )
-    for c in step["pruned"][:8]:
-        table.add_row(
-            Text(t("walk.pruned_label"), style="dim"), str(c["parent"]), piece(c["piece"]), f"{c['score']:.2f}"
-        )
-    return Group(
+    """One beam step drawn as a tree: each hypothesis grown this step, its candidates kept (each a
+    branch that goes on) and pruned (one line), every one with its score."""
+    parts = [
         title(walk, "decoder", t("walk.beam", step=step["step"] + 1, count=len(step["kept"]))),
         Text(t("walk.beam_note")),
-        table,
-    )
+    ]
+    hypotheses = step.get("hypotheses") or [{"pieces": [], "score": 0.0}]
+    for parent, hyp in enumerate(hypotheses):
+        node = Tree(Text.assemble((f"[{parent}] ", "dim"), prefix(hyp["pieces"]), (f"  {hyp['score']:.2f}", "dim")))
+        for c in step["kept"]:
+            if c["parent"] == parent:
+                node.add(
+                    Text.assemble(
+                        (f"{t('walk.kept_label')} ", "green"), (piece(c["piece"]), "bold"), f"  {c['score']:.2f}"
+                    )
+                )
+        pruned = [c for c in step["pruned"] if c["parent"] == parent]
+        if pruned:
+            shown = " · ".join(f"{piece(c['piece'])} {c['score']:.2f}" for c in pruned[:4])
+            node.add(Text(f"{t('walk.pruned_label')} {shown}", style="dim"))
+        parts.append(node)
+    return Group(*parts)
+
+
+def finished_page(walk: dict) -> Group:
+    """Beam search's finished replies and the order they are ranked in: by their score (summed
+    log p over the length penalty) mixed with what the message adds, as `rerank` says."""
+    table = Table(box=None, padding=(0, 1))
+    for column in ("#", t("walk.reply"), t("walk.score"), t("walk.gain_column"), t("walk.rank_score")):
+        table.add_column(column, justify="left" if column == t("walk.reply") else "right")
+    for i, f in enumerate(walk["finished"]):
+        row = [str(i + 1), printable(f["reply"]), f"{f['score']:.2f}", f"{f['gain']:.2f}", f"{f['rank_score']:.2f}"]
+        table.add_row(*row, style="bold green" if i == 0 else "")
+    note = t("walk.finished_note", rerank=f"{walk['rerank']:g}", keep=f"{1 - walk['rerank']:g}")
+    return Group(title(walk, "decoder", t("walk.finished")), Text(note), table)
 
 
 def teacher_forcing_page(walk: dict) -> Group:

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from rich.console import Console
 
 from chatbot.decoding import GreedySettings, reply
 from chatbot.engine import ReferenceEngine
@@ -70,6 +71,22 @@ def test_sampling_and_beam_search_are_walked_through_as_decoding_runs_them(overf
         len(step["kept"]) <= 5 and step["kept"] == sorted(step["kept"], key=lambda c: -c["score"])
         for step in beam["steps"]
     )
+    # drawn as a tree: each step grows the hypotheses the step before kept (less the finished ones),
+    # and every candidate's score is its parent's plus the log-probability of its piece
+    for before, step in zip(beam["steps"], beam["steps"][1:]):
+        grown = [[*parent["pieces"], c["piece"]] for c in before["kept"] if c["piece"] != "</s>"
+                 for parent in [before["hypotheses"][c["parent"]]]]  # fmt: skip
+        assert [h["pieces"] for h in step["hypotheses"]] == grown
+        for c in step["kept"] + step["pruned"]:
+            assert c["score"] <= step["hypotheses"][c["parent"]]["score"] + 1e-3
+    finished = beam["finished"]
+    assert finished[0]["reply"] == beam["reply"]
+    assert [f["rank_score"] for f in finished] == sorted((f["rank_score"] for f in finished), reverse=True)
+    console = Console(width=80, record=True)
+    for page in pages(beam):
+        console.print(page)
+    drawn = console.export_text()
+    assert "├── " in drawn and "<sos>" in drawn and beam["reply"] in drawn
     sampled = walk_through(model, tokenizer, message, settings_from("sample", seed=4, top_p=0.5))
     for step in sampled["steps"][:-1]:
         kept = [p for _, p in step["kept"]]
