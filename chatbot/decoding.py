@@ -327,12 +327,12 @@ def ranking_score(score: float, gain: float, rerank: float) -> float:
 def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banned, gains) -> list[list[dict]]:
     device = engine.device
     B = len(sources)
-    strategy = make_strategy(settings, B, device)
+    rerank = rerank_of(engine, settings)
+    strategy = make_strategy(settings, B, device, rerank)
     K = strategy.rows_per_message
     R = B * K
     w = guidance_of(engine, settings)
     banned = None if banned == [PAD, UNK, BOS] else torch.tensor(banned, dtype=torch.long, device=device)
-    rerank = rerank_of(engine, settings)
     twins = w > 0 or bool(rerank) or (gains and getattr(engine.cfg, "unconditional", False))  # rows R..2R-1: no message
     src, lengths = pad_right(sources + [[EOS]] * twins, device)  # (B (+1), S), (B (+1),); an empty message is EOS
     memory, state = engine.encode(src, lengths)  # the encoder runs once per message

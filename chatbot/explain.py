@@ -326,7 +326,8 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
                     hyp.update(twin_state=c["twin"]["state"], twin_feed=c["twin"]["feed"])
                 new_live.append(hyp)
         live = new_live
-        if not live or len(finished) >= K or (finished and kept[0]["id"] == EOS and len(finished) >= settings.n_best):
+        wanted = K if rerank else settings.n_best  # as `chatbot.strategies.Beam` stops
+        if not live or len(finished) >= K or (finished and kept[0]["id"] == EOS and len(finished) >= wanted):
             break
     finished = sorted(finished, key=lambda f: -f[0])[:K]
     if rerank:

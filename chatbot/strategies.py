@@ -119,13 +119,15 @@ def sample_from(logits: torch.Tensor, top_k: int, top_p: float, generator: torch
 class Beam(Strategy):
     """Keeps the `beam_size` best prefixes per message; finished ones leave the beam for a list.
 
-    A message is done when its best candidate of a step ends the reply and it has `n_best`
-    finished hypotheses, or when it has `beam_size` of them.
+    A message is done when its best candidate of a step ends the reply and it has `wanted`
+    finished hypotheses, or when it has `beam_size` of them. `wanted` is `n_best`, or `beam_size`
+    when the finished ones are reranked: more candidates give the message's gain more to choose from.
     """
 
-    def __init__(self, settings: BeamSettings, batch, device):
+    def __init__(self, settings: BeamSettings, batch, device, rerank: float = 0.0):
         super().__init__(settings, batch, device)
         K = self.rows_per_message = settings.beam_size
+        self.wanted = K if rerank else settings.n_best
         self.scores = torch.full((batch, K), NEG_INF, device=device)  # (B, K) summed log-probabilities
         self.scores[:, 0] = 0.0  # all beams start identical: let only the first one live
         self.finished: list[list[tuple[float, int, int]]] = [[] for _ in range(batch)]  # (score, step, row)
@@ -163,13 +165,16 @@ class Beam(Strategy):
                 continue
             for k in ended[b].nonzero().flatten().tolist():
                 self.finished[b].append((top[b, k].item() / self.penalty(length), step, b * K + k))
-            enough = len(self.finished[b]) >= self.settings.n_best and bool(ended[b, 0])
+            enough = len(self.finished[b]) >= self.wanted and bool(ended[b, 0])
             if enough or len(self.finished[b]) >= K or not torch.isfinite(self.scores[b]).any():
                 self.done[b] = True
                 self.scores[b] = NEG_INF  # stop spending work on it
 
 
-def make_strategy(settings: Settings, batch: int, device) -> Strategy:
+def make_strategy(settings: Settings, batch: int, device, rerank: float = 0.0) -> Strategy:
+    """The strategy that `settings` name; `rerank`: the weight beam search's finished replies are
+    reranked with (`chatbot.decoding.rerank_of`)."""
     settings.validate()
-    kind = {"greedy": Greedy, "beam": Beam, "sample": Sample}[settings.name]
-    return kind(settings, batch, device)
+    if settings.name == "beam":
+        return Beam(settings, batch, device, rerank)
+    return {"greedy": Greedy, "sample": Sample}[settings.name](settings, batch, device)

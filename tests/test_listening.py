@@ -139,6 +139,17 @@ def test_beam_search_ranks_its_candidates_by_what_the_message_adds():
     assert best["tokens"] == [4]  # a model that never learned replies to no message ranks by score
 
 
+def test_a_reranked_beam_search_waits_for_a_full_beam_of_finished_replies():
+    """The likeliest reply ("4") ends first; reranking needs the longer, more specific one too."""
+    with_message = {BOS: {4: 0.7, 5: 0.3}, 4: {EOS: 1.0}, 5: {6: 1.0}, 6: {EOS: 1.0}}
+    without = {BOS: {4: 0.95, 5: 0.05}, 4: {EOS: 1.0}, 5: {6: 1.0}, 6: {EOS: 1.0}}
+    table = TwinTable(with_message, without)
+    ((by_score,),) = decode(table, [[6]], BeamSettings(beam_size=2, guidance=0.0, rerank=0.0))
+    assert by_score["tokens"] == [4]
+    ((reranked,),) = decode(table, [[6]], BeamSettings(beam_size=2, guidance=0.0, rerank=1.0))
+    assert reranked["tokens"] == [5, 6]
+
+
 def test_a_model_that_never_learned_replies_to_no_message_is_not_guided():
     table = TwinTable(WITH, WITHOUT, unconditional=False)
     ((best,),) = decode(table, [[6]], GreedySettings(guidance=5.0), gains=True)
