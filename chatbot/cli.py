@@ -5,22 +5,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
-from chatbot.i18n import set_language, t
+from chatbot.i18n import set_language, t, tr
 from chatbot.validation import check, clean_text, max_threads, parse, show
 
 MAX_BATCH = 256  # messages decoded together by `chatbot reply`
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (`--help` shows the rest)."""
+    """argparse, with a usage error as one line (`--help` shows the rest), in the interface's
+    language: the flag first, then what is wrong with it."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        flag = re.match(r"argument ([^:]+): ", message)
+        message = message[flag.end() :] if flag else message
+        for pattern, template in ARGPARSE_MESSAGES:
+            if said := re.fullmatch(pattern, message):
+                message = tr(template, **said.groupdict())
+        self.exit(2, f"{self.prog}: {t('cli.error')}: {flag.group(1) + ': ' if flag else ''}{message}\n")
+
+
+ARGPARSE_MESSAGES = [  # argparse's own messages, read back into the catalogue's templates
+    (r"invalid choice: (?P<value>.+) \(choose from (?P<names>.+)\)", "invalid choice: {value} (choose from {names})"),
+    (r"the following arguments are required: (?P<names>.+)", "the following arguments are required: {names}"),
+    (r"unrecognized arguments: (?P<names>.+)", "unrecognized arguments: {names}"),
+    (r"expected one argument", "expected one argument"),
+]
 
 
 def ranged(kind: type, low=None, high=None):
@@ -152,7 +167,9 @@ def reply_precision(args: argparse.Namespace, device) -> str:
 
     if args.reference:
         if args.precision == "int8":
-            raise ChatbotError("--reference runs the model's own float modules: use --precision fp32 or bf16 with it")
+            raise ChatbotError(
+                tr("--reference runs the model's own float modules: use --precision fp32 or bf16 with it")
+            )
         return "bf16" if args.precision == "bf16" else "fp32"
     return inference_precision(args.precision, device)
 
@@ -160,7 +177,7 @@ def reply_precision(args: argparse.Namespace, device) -> str:
 def _settings(args: argparse.Namespace, cls, section: dict) -> dict:
     """Config-file values, overridden by the flags given on the command line."""
     if not isinstance(section, dict):
-        raise ChatbotError(f"a config file's sections must be JSON objects, not {type(section).__name__}")
+        raise ChatbotError(tr("a config file's sections must be JSON objects, not {kind}", kind=type(section).__name__))
     values = dict(section)
     for f in fields(cls):
         flag = getattr(args, f.name, None)
@@ -178,14 +195,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             config = json.loads(args.config.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-            raise ChatbotError(f"{args.config}: cannot read config ({str(err)[:200] or type(err).__name__})") from None
+            raise ChatbotError(
+                tr(
+                    "{config}: cannot read config ({reason})",
+                    config=args.config,
+                    reason=str(err)[:200] or type(err).__name__,
+                )
+            ) from None
         if not isinstance(config, dict) or set(config) - {"model", "train"}:
-            raise ChatbotError(f"{args.config}: expected a JSON object with only the sections 'model' and 'train'")
+            raise ChatbotError(
+                tr("{config}: expected a JSON object with only the sections 'model' and 'train'", config=args.config)
+            )
     try:
         model_cfg = ModelConfig.from_dict(_settings(args, ModelConfig, config.get("model", {})))
         train_cfg = TrainConfig.from_dict(_settings(args, TrainConfig, config.get("train", {})))
     except TypeError as err:
-        raise ChatbotError(f"bad settings: {err}") from None
+        raise ChatbotError(tr("bad settings: {reason}", reason=err)) from None
     if args.nproc > 1:
         return launch_distributed(args.nproc, args.argv)
     base = starting_model(args) if args.start_from else None
@@ -206,7 +231,7 @@ def starting_model(args: argparse.Namespace):
         f.name for f in fields(ModelConfig) if f.name not in changeable and getattr(args, f.name, None) is not None
     ]
     if fixed:
-        raise ChatbotError(f"--from keeps the model's own {', '.join(fixed)}: drop those flags")
+        raise ChatbotError(tr("--from keeps the model's own {names}: drop those flags", names=", ".join(fixed)))
     changes = {name: getattr(args, name) for name in changeable if getattr(args, name, None) is not None}
     return trained.with_settings(**changes), tokenizer
 
@@ -247,7 +272,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import CANDIDATES, evaluate_pairs, generate, generation_measures, hits_at_1, perplexity_note
 
     if (args.corpus is None) == (args.pairs is None):
-        raise ChatbotError("give either --corpus NAME --split SPLIT or --pairs FILE.tsv")
+        raise ChatbotError(tr("give either --corpus NAME --split SPLIT or --pairs FILE.tsv"))
     set_threads(args.threads)
     device = resolve_device(args.device)
     # the model's own figure: the weights as trained, unless a reply precision is asked for
@@ -256,7 +281,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = engine.scorer  # teacher forcing: the model itself, or its int8 copy
     pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
     if not pairs:
-        raise ChatbotError("no pairs to evaluate")
+        raise ChatbotError(tr("no pairs to evaluate"))
     asked = settings_from("beam", guidance=args.guidance, rerank=args.rerank)  # the flags, or the chat's defaults
     guidance, rerank = guidance_of(model, asked), rerank_of(model, asked)  # what replies run with
     with torch.inference_mode():
@@ -362,9 +387,9 @@ def read_messages(args: argparse.Namespace) -> list[tuple[str, list[str]] | None
 
     if args.text is not None:
         if not args.text.strip():
-            raise ChatbotError("empty message: give some text to reply to")
+            raise ChatbotError(tr("empty message: give some text to reply to"))
         if len(args.text) > MAX_MESSAGE_CHARS:
-            raise ChatbotError(f"the message is longer than {MAX_MESSAGE_CHARS:,} characters")
+            raise ChatbotError(tr("the message is longer than {limit:,} characters", limit=MAX_MESSAGE_CHARS))
         return [(clean_text(args.text), [])]
     messages = []
     for number, raw in enumerate(sys.stdin.buffer, start=1):
@@ -457,7 +482,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from chatbot.app.chat_app import ChatApp
 
     if args.reference and args.precision == "int8":
-        raise ChatbotError("--reference runs the model's own float modules: use --precision fp32 or bf16 with it")
+        raise ChatbotError(tr("--reference runs the model's own float modules: use --precision fp32 or bf16 with it"))
     session.reference = args.reference
     app = ChatApp(session, load=(args.device, args.precision, args.threads))
     try:
@@ -480,19 +505,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     message = clean_text(args.message)
     if not message.strip():
-        raise ChatbotError("empty message: give some text to explain a reply to")
+        raise ChatbotError(tr("empty message: give some text to explain a reply to"))
     forced = {}
     for item in args.force or []:
         step, _, name = item.partition("=")
         if not step.isdigit() or not name:
-            raise ChatbotError(f"--force takes STEP=PIECE (a step from 1 and a piece such as ▁yes), not {item!r}")
+            raise ChatbotError(
+                tr("--force takes STEP=PIECE (a step from 1 and a piece such as ▁yes), not {item!r}", item=item)
+            )
         forced[int(step) - 1] = name
     settings = decoding_settings(args)
     set_threads(args.threads)
     model, tokenizer, _ = load_model(args.model, resolve_device(args.device))
     for name in forced.values():
         if tokenizer.sp.piece_to_id(name) == 1:  # unknown
-            raise ChatbotError(f"--force: {name!r} is not a piece of this model's vocabulary")
+            raise ChatbotError(tr("--force: {name!r} is not a piece of this model's vocabulary", name=name))
     walk = walk_through(model, tokenizer, message, settings, reply_text=args.reply, forced=forced)
     if args.plot:
         from chatbot.explain_plot import plot_walk_through
@@ -545,7 +572,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from training.retrain import retrain
 
     if args.out is None and args.export is None:
-        raise ChatbotError("give --out DIR for the new model (or --export FILE.tsv to only write the pairs)")
+        raise ChatbotError(tr("give --out DIR for the new model (or --export FILE.tsv to only write the pairs)"))
     return retrain(args)
 
 
@@ -659,10 +686,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def language_asked(argv: list[str]) -> str | None:
+    """The value of `--lang` in `argv` (`--lang ko` or `--lang=ko`), if any."""
+    for i, arg in enumerate(argv):
+        if arg == "--lang" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--lang="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from corpora import CorpusError
 
     argv = sys.argv[1:] if argv is None else argv
+    set_language(language_asked(argv))  # before parsing: its errors speak the language asked for
     args = build_parser().parse_args(argv)
     args.argv = argv
     set_language(args.lang)
@@ -676,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chatbot: {t('cli.error')}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("chatbot: interrupted", file=sys.stderr)
+        print(f"chatbot: {tr('interrupted')}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`chatbot reply ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

@@ -7,6 +7,7 @@ import contextlib
 import torch
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.validation import check, max_threads
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -17,11 +18,11 @@ INFERENCE_PRECISIONS = ("auto", "fp32", "bf16", "int8")  # for running a trained
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA when present; asking for CUDA without it is an error, not a silent CPU run."""
     if name not in DEVICES:
-        raise ChatbotError(f"unknown device {name!r}: choose one of {', '.join(DEVICES)}")
+        raise ChatbotError(tr("unknown device {name!r}: choose one of {names}", name=name, names=", ".join(DEVICES)))
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ChatbotError("--device cuda asked for, but this torch sees no CUDA device")
+        raise ChatbotError(tr("--device cuda asked for, but this torch sees no CUDA device"))
     return torch.device(name)
 
 
@@ -44,10 +45,12 @@ def resolve_precision(name: str, device: torch.device) -> str:
     on an H100, where this model's steps are bound by kernel launches and bf16 pays for a cuDNN
     plan per new batch shape). The measurements: `docs/performance.md`."""
     if name not in PRECISIONS:
-        raise ChatbotError(f"unknown precision {name!r}: choose one of {', '.join(PRECISIONS)}")
+        raise ChatbotError(
+            tr("unknown precision {name!r}: choose one of {names}", name=name, names=", ".join(PRECISIONS))
+        )
     has_tf32 = device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
     if name == "tf32" and not has_tf32:
-        raise ChatbotError("--precision tf32 needs a CUDA GPU from Ampere on")
+        raise ChatbotError(tr("--precision tf32 needs a CUDA GPU from Ampere on"))
     if name != "auto":
         return name
     if device.type == "cuda":
@@ -77,11 +80,13 @@ def inference_precision(name: str, device: torch.device) -> str:
     from chatbot.engine import int8
 
     if name not in INFERENCE_PRECISIONS:
-        raise ChatbotError(f"unknown precision {name!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
+        raise ChatbotError(
+            tr("unknown precision {name!r}: choose one of {names}", name=name, names=", ".join(INFERENCE_PRECISIONS))
+        )
     if name == "int8":
         int8.require_cpu(device)
         if not int8.available():
-            raise ChatbotError("--precision int8 needs a torch with fbgemm quantized kernels")
+            raise ChatbotError(tr("--precision int8 needs a torch with fbgemm quantized kernels"))
     if name == "auto":
         return "int8" if device.type == "cpu" and int8.available() else "fp32"
     return name

@@ -3,6 +3,10 @@
 `chatbot/locales/en.json` and `ko.json` map the same keys to text, with `{name}` where a value
 goes in: a translator edits those files alone, and a test checks that both hold every key. The
 language is `--lang ko|en`, else the locale's (`LANG=ko_KR.UTF-8` and the like), else English.
+
+Messages (errors above all) are written in English where they are raised, as gettext does:
+`tr("{path}: missing", path=path)`, and `messages.ko.json` maps each English text to its Korean
+one; a test finds every `tr` text in the code and checks the Korean catalogue has it.
 """
 
 from __future__ import annotations
@@ -47,3 +51,17 @@ def t(key: str, **values) -> str:
     current catalogue lacks the key)."""
     text = catalogue(_current[0]).get(key) or catalogue("en")[key]
     return text.format(**values) if values else text
+
+
+@cache
+def messages(language: str) -> dict[str, str]:
+    """English message text -> this language's (empty for English)."""
+    path = LOCALES / f"messages.{language}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def tr(message: str, **values) -> str:
+    """A message written in English, in the current language where its catalogue has it, with
+    `values` filled in (`{name}` placeholders, as str.format)."""
+    text = messages(_current[0]).get(message, message)
+    return text.format(**values)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.model_config import ATTENTION_KINDS, ModelConfig  # noqa: F401 (re-exported: the model's settings)
 from chatbot.tokenizer import BOS, EOS, PAD
 
@@ -254,7 +255,9 @@ class Seq2Seq(nn.Module):
         shared = {k: v for k, v in theirs.items() if not k.startswith("out.")}
         for name, tensor in shared.items():
             if name not in ours or ours[name].shape != tensor.shape:
-                raise ChatbotError(f"cannot start from that model: {name} differs (only the output layer may)")
+                raise ChatbotError(
+                    tr("cannot start from that model: {name} differs (only the output layer may)", name=name)
+                )
         self.load_state_dict(shared, strict=False)
         out = other.out
         weight, bias = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.validation import check
 
 ATTENTION_KINDS = ("dot", "general", "additive")
@@ -60,18 +61,28 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.attention not in ATTENTION_KINDS:
-            raise ChatbotError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, not {self.attention!r}")
+            raise ChatbotError(
+                tr(
+                    "attention must be one of {names}, not {attention!r}",
+                    names=", ".join(ATTENTION_KINDS),
+                    attention=self.attention,
+                )
+            )
         for name, (kind, low, high) in RANGES.items():
             check(name, getattr(self, name), kind, low, high)
         if self.hidden_size % 2:
-            raise ChatbotError("hidden_size must be even: each encoder direction gets half")
+            raise ChatbotError(tr("hidden_size must be even: each encoder direction gets half"))
         if self.output_rank and self.tie_embeddings:
-            raise ChatbotError("output_rank must be 0 (a full output layer) with tied embeddings")
+            raise ChatbotError(tr("output_rank must be 0 (a full output layer) with tied embeddings"))
         if self.output_rank > min(self.vocab_size, self.attentional_size):
-            raise ChatbotError("output_rank must not exceed the vocabulary or the attentional size")
+            raise ChatbotError(tr("output_rank must not exceed the vocabulary or the attentional size"))
         if self.parameters() > MAX_PARAMETERS:
             raise ChatbotError(
-                f"these sizes make {self.parameters():,} parameters, more than the {MAX_PARAMETERS:,} allowed"
+                tr(
+                    "these sizes make {parameters:,} parameters, more than the {limit:,} allowed",
+                    parameters=self.parameters(),
+                    limit=MAX_PARAMETERS,
+                )
             )
 
     @property
@@ -107,11 +118,11 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
         if not isinstance(values, dict):
-            raise ChatbotError("model settings must be a JSON object")
+            raise ChatbotError(tr("model settings must be a JSON object"))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ChatbotError(f"unknown model settings: {', '.join(map(str, unknown))[:200]}")
+            raise ChatbotError(tr("unknown model settings: {names}", names=", ".join(map(str, unknown))[:200]))
         return cls(**values)
 
     @classmethod
@@ -119,5 +130,5 @@ class ModelConfig:
         """The settings of a saved model (config.json): one saved before models read earlier turns
         has no `context_turns`, and read the message alone."""
         if not isinstance(values, dict):
-            raise ChatbotError("model settings must be a JSON object")
+            raise ChatbotError(tr("model settings must be a JSON object"))
         return cls.from_dict({"context_turns": 0, **values})

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.model_config import ModelConfig
 from chatbot.tokenizer import Tokenizer
 
@@ -84,17 +85,17 @@ def regular_file(path: Path):
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise ChatbotError(f"{path}: missing") from None
+        raise ChatbotError(tr("{path}: missing", path=path)) from None
     except OSError as err:
-        raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise ChatbotError(tr("{path}: cannot read ({strerror})", path=path, strerror=err.strerror or err)) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise ChatbotError(f"{path}: not a regular file")
+            raise ChatbotError(tr("{path}: not a regular file", path=path))
         with os.fdopen(fd, "rb", closefd=False) as f:
             yield f, info.st_size
     except OSError as err:
-        raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise ChatbotError(tr("{path}: cannot read ({strerror})", path=path, strerror=err.strerror or err)) from None
     finally:
         os.close(fd)
 
@@ -103,24 +104,31 @@ def read_file(path: Path, limit: int) -> bytes:
     """The bytes of a regular file of at most `limit` bytes (`regular_file`)."""
     with regular_file(path) as (f, size):
         if size > limit:
-            raise ChatbotError(f"{path}: {size:,} bytes, more than the {limit:,} a model file may have")
+            raise ChatbotError(
+                tr(
+                    "{path}: {size:,} bytes, more than the {limit:,} a model file may have",
+                    path=path,
+                    size=size,
+                    limit=limit,
+                )
+            )
         return f.read(limit + 1)
 
 
 def read_config(directory: Path) -> dict:
     path = Path(directory) / CONFIG
     if not Path(directory).is_dir():
-        raise ChatbotError(f"{directory}: no such model directory")
+        raise ChatbotError(tr("{directory}: no such model directory", directory=directory))
     try:
         config = json.loads(read_file(path, MAX_CONFIG_BYTES).decode("utf-8"))
     except ChatbotError as err:
         if str(err).endswith(": missing"):
-            raise ChatbotError(f"{path}: missing (not a model directory?)") from None
+            raise ChatbotError(tr("{path}: missing (not a model directory?)", path=path)) from None
         raise
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-        raise ChatbotError(f"{path}: corrupt (not valid JSON)") from None
+        raise ChatbotError(tr("{path}: corrupt (not valid JSON)", path=path)) from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-        raise ChatbotError(f"{path}: has no 'model' settings")
+        raise ChatbotError(tr("{path}: has no 'model' settings", path=path))
     return config
 
 
@@ -129,9 +137,11 @@ def model_settings(directory: Path, config: dict) -> ModelConfig:
     try:
         return ModelConfig.from_saved(config["model"])
     except ChatbotError as err:
-        raise ChatbotError(f"{Path(directory) / CONFIG}: {err}") from None
+        raise ChatbotError(tr("{path}: {reason}", path=Path(directory) / CONFIG, reason=err)) from None
     except TypeError as err:
-        raise ChatbotError(f"{Path(directory) / CONFIG}: bad model settings ({err})") from None
+        raise ChatbotError(
+            tr("{path}: bad model settings ({reason})", path=Path(directory) / CONFIG, reason=err)
+        ) from None
 
 
 def check_model_files(directory: Path) -> None:
@@ -149,13 +159,13 @@ def weights_header(path: Path) -> dict:
         prefix = f.read(8)
         size = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
         if not 0 < size <= min(MAX_HEADER_BYTES, file_size - 8):
-            raise ChatbotError(f"{path}: corrupt (not a safetensors file)")
+            raise ChatbotError(tr("{path}: corrupt (not a safetensors file)", path=path))
         try:
             header = json.loads(f.read(size).decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise ChatbotError(f"{path}: corrupt (its header is not valid JSON)") from None
+            raise ChatbotError(tr("{path}: corrupt (its header is not valid JSON)", path=path)) from None
     if not isinstance(header, dict):
-        raise ChatbotError(f"{path}: corrupt (its header is not a table of tensors)")
+        raise ChatbotError(tr("{path}: corrupt (its header is not a table of tensors)", path=path))
     header.pop("__metadata__", None)
     data = file_size - 8 - size
     for name, entry in header.items():
@@ -169,7 +179,9 @@ def weights_header(path: Path) -> dict:
             or len(entry["data_offsets"]) != 2
             or not all(isinstance(x, int) and 0 <= x <= data for x in entry["data_offsets"])
         ):
-            raise ChatbotError(f"{path}: corrupt (tensor {str(name)[:40]!r} lies outside the file)")
+            raise ChatbotError(
+                tr("{path}: corrupt (tensor {name!r} lies outside the file)", path=path, name=str(name)[:40])
+            )
     return header
 
 
@@ -179,13 +191,23 @@ def check_weight_shapes(path: Path, header: dict, expected: dict[str, tuple[int,
     unexpected = sorted(set(header) - set(expected))
     if missing or unexpected:
         raise ChatbotError(
-            f"{path}: does not fit config.json "
-            f"(missing {missing[:3]}, unexpected {[str(u)[:40] for u in unexpected[:3]]})"
+            tr(
+                "{path}: does not fit config.json (missing {missing}, unexpected {unexpected})",
+                path=path,
+                missing=missing[:3],
+                unexpected=[str(u)[:40] for u in unexpected[:3]],
+            )
         )
     for name, shape in expected.items():
         if tuple(header[name]["shape"]) != tuple(shape):
             raise ChatbotError(
-                f"{path}: does not fit config.json ({name} is {header[name]['shape']}, config.json says {list(shape)})"
+                tr(
+                    "{path}: does not fit config.json ({name} is {actual}, config.json says {shape})",
+                    path=path,
+                    name=name,
+                    actual=header[name]["shape"],
+                    shape=list(shape),
+                )
             )
 
 
@@ -213,10 +235,20 @@ def load_model(
     tokenizer = Tokenizer.from_bytes(read_file(directory / TOKENIZER, MAX_TOKENIZER_BYTES), directory / TOKENIZER)
     if tokenizer.vocab_size != cfg.vocab_size:
         raise ChatbotError(
-            f"{directory}: tokenizer has {tokenizer.vocab_size} pieces but the model expects {cfg.vocab_size}"
+            tr(
+                "{directory}: tokenizer has {pieces} pieces but the model expects {expected}",
+                directory=directory,
+                pieces=tokenizer.vocab_size,
+                expected=cfg.vocab_size,
+            )
         )
     if cfg.context_turns and tokenizer.speakers is None:
-        raise ChatbotError(f"{directory}: the model reads earlier turns, but its tokenizer has no speaker marks")
+        raise ChatbotError(
+            tr(
+                "{directory}: the model reads earlier turns, but its tokenizer has no speaker marks",
+                directory=directory,
+            )
+        )
     path = directory / WEIGHTS
     with torch.device("meta"):  # shapes only, nothing allocated
         expected = {
@@ -231,7 +263,7 @@ def load_model(
     try:
         weights = load_file(path)  # a regular file whose header fits config.json (checked above)
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise ChatbotError(f"{path}: corrupt ({str(err).splitlines()[0]})") from None
+        raise ChatbotError(tr("{path}: corrupt ({reason})", path=path, reason=str(err).splitlines()[0])) from None
     if cfg.tie_embeddings:
         weights.pop("out.weight", None)
     bad = [
@@ -240,12 +272,16 @@ def load_model(
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
     ]
     if bad:
-        raise ChatbotError(f"{path}: {bad[0]} holds NaN or infinite values (a diverged training run?)")
+        raise ChatbotError(
+            tr("{path}: {bad} holds NaN or infinite values (a diverged training run?)", path=path, bad=bad[0])
+        )
     model = Seq2Seq(cfg)
     try:
         model.load_state_dict(weights, strict=not cfg.tie_embeddings)
     except RuntimeError as err:
-        raise ChatbotError(f"{path}: does not fit config.json ({str(err).splitlines()[-1].strip()})") from None
+        raise ChatbotError(
+            tr("{path}: does not fit config.json ({reason})", path=path, reason=str(err).splitlines()[-1].strip())
+        ) from None
     model = model.to(device=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float32).eval()
     return model, tokenizer, config
 
@@ -257,6 +293,8 @@ def load_training_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ChatbotError(f"{path}: no training state to resume from") from None
+        raise ChatbotError(tr("{path}: no training state to resume from", path=path)) from None
     except Exception as err:
-        raise ChatbotError(f"{path}: corrupt training state ({str(err).splitlines()[0][:120]})") from None
+        raise ChatbotError(
+            tr("{path}: corrupt training state ({reason})", path=path, reason=str(err).splitlines()[0][:120])
+        ) from None

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 
 BUNDLED_MODEL = Path(__file__).parent / "default_model"  # English; Korean beside it (`chatbot.languages`)
 
@@ -10,7 +11,9 @@ BUNDLED_MODEL = Path(__file__).parent / "default_model"  # English; Korean besid
 def default_model_dir() -> Path:
     if not (BUNDLED_MODEL / "config.json").exists():
         raise ChatbotError(
-            "no bundled model yet: train one with `chatbot train --corpus chitchat --out runs/chitchat` "
-            "and pass --model runs/chitchat"
+            tr(
+                "no bundled model yet: train one with `chatbot train --corpus chitchat --out runs/chitchat` "
+                "and pass --model runs/chitchat"
+            )
         )
     return BUNDLED_MODEL

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 
 PAGE = Path(__file__).parent / "app" / "web"  # our page, app_index.html: textual-serve fills it in
 
@@ -42,11 +43,13 @@ def chat_command(chat_args: list[str]) -> str:
 def serve(host: str, port: int, public: bool, chat_args: list[str]) -> None:
     """Serve the chat until Ctrl+C; the tabs' chat processes end with the server."""
     if not is_loopback(host) and not public:
-        raise ChatbotError(f"--host {host} can be reached from other machines: add --public to serve there anyway")
+        raise ChatbotError(
+            tr("--host {host} can be reached from other machines: add --public to serve there anyway", host=host)
+        )
     try:
         from textual_serve.server import Server
     except ImportError:
-        raise ChatbotError("serving needs the package textual-serve (pip install textual-serve)") from None
+        raise ChatbotError(tr("serving needs the package textual-serve (pip install textual-serve)")) from None
     if not is_loopback(host):
         print(
             f"chatbot: warning: serving on {host}:{port} with no authentication: anyone who reaches it can chat and "
@@ -58,7 +61,9 @@ def serve(host: str, port: int, public: bool, chat_args: list[str]) -> None:
         try:
             probe.bind((host, port))
         except OSError as err:
-            raise ChatbotError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
+            raise ChatbotError(
+                tr("cannot listen on {host}:{port} ({strerror})", host=host, port=port, strerror=err.strerror or err)
+            ) from None
     server = Server(chat_command(chat_args), host=host, port=port, title="chatbot", templates_path=PAGE)
     print(f"chatbot: serving the chat on http://{host}:{port} (Ctrl+C stops)", file=sys.stderr)
     server.serve()

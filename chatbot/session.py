@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.settings import STRATEGIES, Settings
 from chatbot.storage import Storage
 from chatbot.tokenizer import EOS, Tokenizer
@@ -131,7 +132,7 @@ class Session:
     def wait_until_loaded(self) -> None:
         self.loaded.wait()
         if self.load_error is not None:
-            raise ChatbotError(f"the model did not load: {self.load_error}")
+            raise ChatbotError(tr("the model did not load: {load_error}", load_error=self.load_error))
 
     @property
     def current(self) -> Settings:

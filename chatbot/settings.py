@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.validation import check, parse
 
 MAX_REPLY_LENGTH = 200  # pieces: far past what a model trained on chat replies writes well
@@ -60,7 +61,7 @@ class Settings:
             kind, low, high = RANGES[f.name]
             check(label(f.name), getattr(self, f.name), kind, low, high, optional=f.name in OPTIONAL)
         if self.min_length > self.max_length:
-            raise ChatbotError("min length must not exceed the max length")
+            raise ChatbotError(tr("min length must not exceed the max length"))
 
     def to_dict(self) -> dict:
         return {"strategy": self.name, **asdict(self)}
@@ -68,7 +69,7 @@ class Settings:
     def with_text_value(self, name: str, raw: str) -> Settings:
         """A copy with one setting parsed from text as a person typed it, validated."""
         if name not in RANGES or name not in {f.name for f in fields(self)}:
-            raise ChatbotError(f"{self.name} has no setting {name!r}")
+            raise ChatbotError(tr("{strategy} has no setting {name!r}", strategy=self.name, name=name))
         value = parse(label(name), raw, RANGES[name][0], optional=name in OPTIONAL)
         candidate = replace(self, **{name: value})
         candidate.validate()
@@ -96,7 +97,7 @@ class BeamSettings(Settings):
     def validate(self) -> None:
         super().validate()
         if self.n_best > self.beam_size:
-            raise ChatbotError("n-best must not exceed the beam size")
+            raise ChatbotError(tr("n-best must not exceed the beam size"))
 
 
 @dataclass
@@ -111,9 +112,14 @@ class SampleSettings(Settings):
     def validate(self) -> None:
         super().validate()
         if self.top_p <= 0:
-            raise ChatbotError("top p must be more than 0 (1 keeps every token)")
+            raise ChatbotError(tr("top p must be more than 0 (1 keeps every token)"))
         if 0 < self.temperature < MIN_TEMPERATURE:  # dividing by less overflows; 0 means the most likely token
-            raise ChatbotError(f"temperature must be 0 (the most likely token) or from {MIN_TEMPERATURE} to 5")
+            raise ChatbotError(
+                tr(
+                    "temperature must be 0 (the most likely token) or from {low} to 5",
+                    low=MIN_TEMPERATURE,
+                )
+            )
 
 
 STRATEGIES = {"greedy": GreedySettings, "beam": BeamSettings, "sample": SampleSettings}
@@ -122,7 +128,7 @@ STRATEGIES = {"greedy": GreedySettings, "beam": BeamSettings, "sample": SampleSe
 def settings_from(strategy: str, **values) -> Settings:
     """Settings of a strategy from keyword values; None values keep the defaults."""
     if strategy not in STRATEGIES:
-        raise ChatbotError(f"unknown strategy {strategy!r}: choose greedy, beam or sample")
+        raise ChatbotError(tr("unknown strategy {strategy!r}: choose greedy, beam or sample", strategy=strategy))
     cls = STRATEGIES[strategy]
     known = {f.name for f in fields(cls)}
     settings = cls(**{k: v for k, v in values.items() if v is not None and k in known})

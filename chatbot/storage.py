@@ -25,6 +25,7 @@ except ImportError:  # Windows
     fcntl = None
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.validation import clean_text
 
 ENV_VAR = "CHATBOT_DB"
@@ -180,10 +181,12 @@ def check_schema(db: sqlite_utils.Database) -> None:
     tables = set(db.table_names())
     for table, columns in SCHEMA.items():
         if table not in tables:
-            raise ChatbotError(f"the table {table} is missing")
+            raise ChatbotError(tr("the table {table} is missing", table=table))
         lacking = columns - {c.name for c in db[table].columns}
         if lacking:
-            raise ChatbotError(f"the table {table} lacks the columns {', '.join(sorted(lacking))}")
+            raise ChatbotError(
+                tr("the table {table} lacks the columns {names}", table=table, names=", ".join(sorted(lacking)))
+            )
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -211,10 +214,18 @@ class Storage:
                 migrate(self.db)
                 check_schema(self.db)
         except (sqlite3.DatabaseError, OSError) as err:
-            raise ChatbotError(f"{self.path}: cannot use the chat database ({_reason(err)})") from None
+            raise ChatbotError(
+                tr("{path}: cannot use the chat database ({reason})", path=self.path, reason=_reason(err))
+            ) from None
         except ChatbotError as err:
             self.db.close()
-            raise ChatbotError(f"{self.path}: a damaged chat log ({err}); move it aside or use another --db") from None
+            raise ChatbotError(
+                tr(
+                    "{path}: a damaged chat log ({reason}); move it aside or use another --db",
+                    path=self.path,
+                    reason=err,
+                )
+            ) from None
 
     def close(self) -> None:
         self.db.close()
@@ -224,7 +235,7 @@ class Storage:
             with self.writing, self.db.conn:
                 return action()
         except sqlite3.DatabaseError as err:
-            raise ChatbotError(f"{self.path}: could not write ({_reason(err)})") from None
+            raise ChatbotError(tr("{path}: could not write ({reason})", path=self.path, reason=_reason(err))) from None
 
     def _insert(self, table: str, row: dict, conflict: str = "") -> int:
         """Insert one row with plain SQL: unlike sqlite-utils' insert, it never creates a missing
@@ -239,7 +250,7 @@ class Storage:
         try:
             return list(self.db.query(sql, _valid(params)))
         except sqlite3.DatabaseError as err:
-            raise ChatbotError(f"{self.path}: could not read ({_reason(err)})") from None
+            raise ChatbotError(tr("{path}: could not read ({reason})", path=self.path, reason=_reason(err))) from None
 
     # conversations
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPEAKERS = ("<you>", "<me>")  # ids 4 and 5 in a tokenizer trained since conversations were read whole
@@ -45,19 +46,23 @@ class Tokenizer:
         try:
             self.sp.LoadFromSerializedProto(model_proto)
         except Exception:
-            raise ChatbotError("tokenizer model is corrupt (not a SentencePiece model)") from None
+            raise ChatbotError(tr("tokenizer model is corrupt (not a SentencePiece model)")) from None
         ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
         if ids != (PAD, UNK, BOS, EOS):
-            raise ChatbotError(f"tokenizer has special ids {ids}, expected (pad, unk, bos, eos) = (0, 1, 2, 3)")
+            raise ChatbotError(
+                tr("tokenizer has special ids {ids}, expected (pad, unk, bos, eos) = (0, 1, 2, 3)", ids=ids)
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
         try:
             return cls.from_bytes(Path(path).read_bytes(), path)
         except FileNotFoundError:
-            raise ChatbotError(f"{path}: no tokenizer model there") from None
+            raise ChatbotError(tr("{path}: no tokenizer model there", path=path)) from None
         except OSError as err:
-            raise ChatbotError(f"{path}: cannot read ({err.strerror or err})") from None
+            raise ChatbotError(
+                tr("{path}: cannot read ({strerror})", path=path, strerror=err.strerror or err)
+            ) from None
 
     @classmethod
     def from_bytes(cls, proto: bytes, path: str | Path) -> Tokenizer:
@@ -65,7 +70,7 @@ class Tokenizer:
         try:
             return cls(proto)
         except ChatbotError as err:
-            raise ChatbotError(f"{path}: {err}") from None
+            raise ChatbotError(tr("{path}: {reason}", path=path, reason=err)) from None
 
     def save(self, path: str | Path) -> None:
         Path(path).write_bytes(self.proto)
@@ -161,7 +166,7 @@ def train_tokenizer(
         _train(texts, model, vocab_size, max_sentences, SPEAKERS if speakers else ())
     except RuntimeError as err:
         reason = str(err).splitlines()[0].split("] ")[-1]
-        raise ChatbotError(f"cannot train the tokenizer: {reason}") from None
+        raise ChatbotError(tr("cannot train the tokenizer: {reason}", reason=reason)) from None
     return Tokenizer(model.getvalue())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
@@ -22,29 +23,29 @@ def check(label: str, value, kind: type, low=None, high=None, optional: bool = F
         return value
     if kind is bool:
         if not isinstance(value, bool):
-            raise _error(label, f"must be true or false, not {value!r}")
+            raise _error(label, tr("must be true or false, not {value!r}", value=value))
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
-        raise _error(label, f"must be {describe(kind, low, high)}, not {value!r}")
+        raise _error(label, tr("must be {range}, not {value!r}", range=describe(kind, low, high), value=value))
     if kind is float and not math.isfinite(value):
-        raise _error(label, f"must be a finite number, not {value!r}")
+        raise _error(label, tr("must be a finite number, not {value!r}", value=value))
     if (low is not None and value < low) or (high is not None and value > high):
-        raise _error(label, f"must be {describe(kind, low, high)}, not {value!r}")
+        raise _error(label, tr("must be {range}, not {value!r}", range=describe(kind, low, high), value=value))
     return value
 
 
 def _error(label: str, text: str) -> ChatbotError:
-    return ChatbotError(f"{label} {text}" if label else text)
+    return ChatbotError(tr("{label} {text}", label=label, text=text) if label else text)
 
 
 def describe(kind: type, low=None, high=None) -> str:
-    what = "a whole number" if kind is int else "a number"
+    what = tr("a whole number") if kind is int else tr("a number")
     if low is not None and high is not None:
-        return f"{what} from {show(low)} to {show(high)}"
+        return tr("{what} from {low} to {high}", what=what, low=show(low), high=show(high))
     if low is not None:
-        return f"{what} of at least {show(low)}"
+        return tr("{what} of at least {low}", what=what, low=show(low))
     if high is not None:
-        return f"{what} of at most {show(high)}"
+        return tr("{what} of at most {high}", what=what, high=show(high))
     return what
 
 
@@ -65,11 +66,11 @@ def parse(label: str, raw: str, kind: type, optional: bool = False):
             return True
         if text.lower() in FALSE_WORDS:
             return False
-        raise _error(label, f"must be true or false, not {raw!r}")
+        raise _error(label, tr("must be true or false, not {value!r}", value=raw))
     try:
         return int(text, 10) if kind is int else float(text)
     except (ValueError, OverflowError):
-        raise _error(label, f"must be {describe(kind)}, not {raw!r}") from None
+        raise _error(label, tr("must be {range}, not {value!r}", range=describe(kind), value=raw)) from None
 
 
 def max_threads() -> int:

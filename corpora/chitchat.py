@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
+from chatbot.i18n import tr
 from corpora.pairs import CorpusError, Pair, clean_turn, conversation_pairs, stable_percent
 
 MAX_TEST_SOURCE_WORDS = 50
@@ -23,7 +24,7 @@ def _conversations() -> dict:
         import chitchat_dataset
     except ImportError:
         raise CorpusError(
-            "the chitchat corpus needs the package chitchat-dataset (pip install chitchat-dataset)"
+            tr("the chitchat corpus needs the package chitchat-dataset (pip install chitchat-dataset)")
         ) from None
     from pathlib import Path
 

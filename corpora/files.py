@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from chatbot.i18n import tr
 from corpora.pairs import CorpusError, Pair, clean_turn, conversation_pairs
 
 
@@ -16,14 +17,16 @@ def _lines(path: Path):
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file") from None
+        raise CorpusError(tr("{path}: no such file", path=path)) from None
     except OSError as err:
-        raise CorpusError(f"{path}: cannot read ({err.strerror})") from None
+        raise CorpusError(tr("{path}: cannot read ({strerror})", path=path, strerror=err.strerror)) from None
     for number, line in enumerate(raw.split(b"\n"), start=1):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise CorpusError(f"{path}:{number}: invalid UTF-8 at byte {err.start}") from None
+            raise CorpusError(
+                tr("{path}:{number}: invalid UTF-8 at byte {start}", path=path, number=number, start=err.start)
+            ) from None
         yield number, text.rstrip("\r")
 
 
@@ -39,7 +42,9 @@ def read_tsv(path: Path) -> list[Pair]:
         if not line.strip():
             continue
         if "\t" not in line:
-            raise CorpusError(f"{path}:{number}: expected 'source<TAB>reply', found no tab")
+            raise CorpusError(
+                tr("{path}:{number}: expected 'source<TAB>reply', found no tab", path=path, number=number)
+            )
         source, reply = line.split("\t", 1)
         source, reply = clean_turn(source), clean_turn(reply)
         if not source or not reply:
@@ -59,9 +64,13 @@ def read_jsonl(path: Path) -> list[Pair]:
         try:
             turns = json.loads(line)
         except json.JSONDecodeError as err:
-            raise CorpusError(f"{path}:{number}: invalid JSON ({err.msg})") from None
+            raise CorpusError(
+                tr("{path}:{number}: invalid JSON ({msg})", path=path, number=number, msg=err.msg)
+            ) from None
         if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
-            raise CorpusError(f"{path}:{number}: expected a JSON list of strings (the turns)")
+            raise CorpusError(
+                tr("{path}:{number}: expected a JSON list of strings (the turns)", path=path, number=number)
+            )
         cleaned = [clean_turn(t) for t in turns]
         kept = [t for t in cleaned if t]
         skipped += len(cleaned) - len(kept)
@@ -82,26 +91,42 @@ def read_csv(path: Path) -> list[Pair]:
     try:
         header = next(rows)
     except StopIteration:
-        raise CorpusError(f"{path}: empty (expected a header: Q,A or source,reply)") from None
+        raise CorpusError(tr("{path}: empty (expected a header: Q,A or source,reply)", path=path)) from None
     except csv.Error as err:
-        raise CorpusError(f"{path}:1: not CSV ({err})") from None
+        raise CorpusError(tr("{path}:1: not CSV ({reason})", path=path, reason=err)) from None
     names = [h.strip().lstrip("\ufeff") for h in header]
     columns = next(((names.index(s), names.index(r)) for s, r in CSV_COLUMNS if s in names and r in names), None)
     if columns is None:
-        raise CorpusError(f"{path}:1: the header must name the columns Q,A or source,reply, not {','.join(names)[:80]}")
+        raise CorpusError(
+            tr(
+                "{path}:1: the header must name the columns Q,A or source,reply, not {names}",
+                path=path,
+                names=",".join(names)[:80],
+            )
+        )
     pairs, skipped, width = [], 0, max(columns) + 1
     try:
         for row in rows:
             if not row:
                 continue
             if len(row) < width:
-                raise CorpusError(f"{path}:{rows.line_num}: expected at least {width} columns, found {len(row)}")
+                raise CorpusError(
+                    tr(
+                        "{path}:{number}: expected at least {width} columns, found {found}",
+                        path=path,
+                        number=rows.line_num,
+                        width=width,
+                        found=len(row),
+                    )
+                )
             source, reply = clean_turn(row[columns[0]]), clean_turn(row[columns[1]])
             if not source or not reply:
                 skipped += 1
                 continue
             pairs.append(Pair(source, reply))
     except csv.Error as err:
-        raise CorpusError(f"{path}:{rows.line_num}: not CSV ({err})") from None
+        raise CorpusError(
+            tr("{path}:{number}: not CSV ({reason})", path=path, number=rows.line_num, reason=err)
+        ) from None
     _report_skipped(Path(path), skipped, "pairs with an empty source or reply")
     return pairs

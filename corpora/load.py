@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chatbot.i18n import tr
 from corpora.pairs import PHRASES_PATH, SAMPLE_PATH, SPLITS, CorpusError, Pair, stable_percent
 
 MIN_SPLIT_PAIRS = 100  # a smaller file is too small to hold pairs out: every split is all of it
@@ -15,7 +16,7 @@ def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
     stable hash of each pair's message (`file_split`): about 5% test, 5% validation, the rest
     training; a smaller file is every split whole."""
     if split not in SPLITS:
-        raise CorpusError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+        raise CorpusError(tr("unknown split {split!r}: choose one of {names}", split=split, names=", ".join(SPLITS)))
     if corpus == "chitchat":
         from corpora.chitchat import chitchat_pairs
 
@@ -33,7 +34,9 @@ def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
     readers = {".jsonl": read_jsonl, ".tsv": read_tsv, ".txt": read_tsv, ".csv": read_csv}
     reader = readers.get(Path(corpus).suffix.lower())
     if reader is None:
-        raise CorpusError(f"{corpus}: not a corpus name (chitchat, sample, phrases) nor a .tsv, .csv or .jsonl file")
+        raise CorpusError(
+            tr("{corpus}: not a corpus name (chitchat, sample, phrases) nor a .tsv, .csv or .jsonl file", corpus=corpus)
+        )
     return file_split(reader(Path(corpus)), split)
 
 

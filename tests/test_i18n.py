@@ -51,11 +51,54 @@ def test_the_language_follows_the_locale(environ, expected):
     assert language_from_environment(environ) == expected
 
 
-def test_the_command_line_speaks_the_language_asked_for(capsys):
+def messages_used() -> dict[str, str]:
+    """Every English message the code passes to tr(), with the file it is in, and the templates
+    argparse's own messages are read back into."""
+    from chatbot.cli import ARGPARSE_MESSAGES
+
+    used = {template: "chatbot/cli.py" for _, template in ARGPARSE_MESSAGES}
+    for package in ("chatbot", "training", "corpora"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "tr" and node.args:
+                    if getattr(node.args[0], "id", None) == "template":
+                        continue  # argparse's, above
+                    assert isinstance(node.args[0], ast.Constant), f"{path}:{node.lineno}: tr() of a computed text"
+                    used[node.args[0].value] = str(path)
+    return used
+
+
+def test_every_message_in_the_code_has_its_korean_text_and_none_is_left_over():
+    ko = json.loads((LOCALES / "messages.ko.json").read_text(encoding="utf-8"))
+    used = messages_used()
+    assert len(used) > 100
+    assert set(used) <= set(ko), {m: used[m] for m in set(used) - set(ko)}
+    assert set(ko) <= set(used) | {"interrupted"}, set(ko) - set(used)
+    for english, korean in ko.items():  # the same places to fill in, and Korean words around them
+        assert set(re.findall(r"{(\w+)", english)) == set(re.findall(r"{(\w+)", korean)), english
+        assert re.search("[가-힣]", korean) or not re.search("[a-z]{3}", re.sub(r"{[^}]*}", "", english)), english
+
+
+def test_the_command_line_speaks_the_language_asked_for(capsys, tmp_path):
     from chatbot.cli import main
 
     assert main(["reply", "--lang", "ko", "--model", "/no/such/model", "hi"]) == 1
-    assert capsys.readouterr().err.startswith("chatbot: 오류:")
+    assert capsys.readouterr().err == "chatbot: 오류: /no/such/model: 그런 모델 디렉터리가 없습니다\n"
+    (tmp_path / "pairs.tsv").write_text("hi there\n", encoding="utf-8")
+    argv = ["train", "--corpus", str(tmp_path / "pairs.tsv"), "--out", str(tmp_path / "m"), "--lang", "ko"]
+    assert main(argv) == 1
+    assert "1: '메시지<TAB>답장'이어야 하는데 탭이 없습니다" in capsys.readouterr().err
+    for bad, said in (
+        (["--temperature", "nan"], "--temperature: 유한한 수여야 합니다 (nan이(가) 아니라)"),
+        (["--beam-size", "1e309"], "--beam-size: 정수여야 합니다 ('1e309'이(가) 아니라)"),
+        (["--strategy", "nope"], "--strategy: 잘못된 선택 'nope'"),
+    ):
+        with pytest.raises(SystemExit) as exit:
+            main(["reply", "--lang", "ko", *bad, "hi"])
+        assert exit.value.code == 2 and said in capsys.readouterr().err, bad
+    with pytest.raises(SystemExit):
+        main(["reply", "--temperature", "nan", "hi"])  # English unless asked
+    assert capsys.readouterr().err == "chatbot reply: error: --temperature: must be a finite number, not nan\n"
     set_language("ko")
     assert t("notice.kept") == catalogue("ko")["notice.kept"]
 

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.modeldir import load_model
 from chatbot.private_files import write_private
 from chatbot.storage import SCHEMA
@@ -41,21 +42,26 @@ class LoggedPair:
 def open_log(path: Path) -> sqlite3.Connection:
     """A read-only connection; a missing file or table is a one-line error."""
     if not Path(path).exists():
-        raise ChatbotError(f"{path}: no such database")
+        raise ChatbotError(tr("{path}: no such database", path=path))
     try:
         conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=5)
         conn.row_factory = sqlite3.Row
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
     except sqlite3.DatabaseError as err:
-        raise ChatbotError(f"{path}: cannot read the chat database ({err})") from None
+        raise ChatbotError(tr("{path}: cannot read the chat database ({reason})", path=path, reason=err)) from None
     missing = {"messages", "feedback"} - tables
     if missing:
-        raise ChatbotError(f"{path}: not a chat log (no table {', '.join(sorted(missing))})")
+        raise ChatbotError(tr("{path}: not a chat log (no table {names})", path=path, names=", ".join(sorted(missing))))
     for table in ("messages", "feedback"):
         lacking = SCHEMA[table] - {r["name"] for r in conn.execute(f"pragma table_info({table})")}
         if lacking:
             raise ChatbotError(
-                f"{path}: a damaged chat log (the table {table} lacks the columns {', '.join(sorted(lacking))})"
+                tr(
+                    "{path}: a damaged chat log (the table {table} lacks the columns {names})",
+                    path=path,
+                    table=table,
+                    names=", ".join(sorted(lacking)),
+                )
             )
     return conn
 
@@ -131,7 +137,7 @@ def export_tsv(pairs: list[LoggedPair], path: Path) -> None:
     try:
         write_private(path, "".join(f"{p.source}\t{p.reply}\n" for p in pairs))
     except OSError as err:
-        raise ChatbotError(f"{path}: cannot write ({err.strerror or err})") from None
+        raise ChatbotError(tr("{path}: cannot write ({strerror})", path=path, strerror=err.strerror or err)) from None
 
 
 def retrain(args) -> int:
@@ -145,7 +151,7 @@ def retrain(args) -> int:
     try:
         pairs, dropped = clean(logged_pairs(conn, human_turns=not args.no_human_turns))
     except sqlite3.DatabaseError as err:
-        raise ChatbotError(f"{args.db}: cannot read the chat log ({err})") from None
+        raise ChatbotError(tr("{db}: cannot read the chat log ({reason})", db=args.db, reason=err)) from None
     finally:
         conn.close()
     counts = Counter(p.kind for p in pairs)
@@ -154,22 +160,24 @@ def retrain(args) -> int:
         f"dropped {sum(dropped.values())}: {dict(dropped) or 'none'})"
     )
     if not pairs:
-        raise ChatbotError(f"{args.db}: no usable pairs (no corrections, no replies rated good, no human turns)")
+        raise ChatbotError(
+            tr("{db}: no usable pairs (no corrections, no replies rated good, no human turns)", db=args.db)
+        )
     if args.export:
         export_tsv(pairs, args.export)
         print(f"wrote {len(pairs)} pairs to {args.export}")
         return 0
     out = Path(args.out)
     if out.resolve() == Path(args.model).resolve():
-        raise ChatbotError("--out must differ from --model: the parent model is never overwritten")
+        raise ChatbotError(tr("--out must differ from --model: the parent model is never overwritten"))
     if (out / "config.json").exists():
-        raise ChatbotError(f"{out}: already holds a model; choose a new directory")
+        raise ChatbotError(tr("{out}: already holds a model; choose a new directory", out=out))
     set_threads(args.threads)
     device = resolve_device(args.device)
     model, tokenizer, parent_config = load_model(args.model, device)
     if args.dropout is not None:
         if not 0.0 <= args.dropout < 1.0:
-            raise ChatbotError("dropout must lie in [0, 1)")
+            raise ChatbotError(tr("dropout must lie in [0, 1)"))
         model.cfg.dropout = args.dropout
     held = [p for p in pairs if held_out(p)]
     train_logged = [p for p in pairs if not held_out(p)]

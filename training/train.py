@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from chatbot.device import autocast, resolve_device, resolve_precision, set_threads, use_precision
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.modeldir import TOKENIZER, atomic_write, load_training_state, read_config, save_model
 from chatbot.tokenizer import Tokenizer, train_tokenizer
@@ -39,7 +40,7 @@ def split_pairs(corpus: str) -> tuple[list[Pair], list[Pair]]:
     """Training and validation pairs: the corpus's own splits (`corpora.load_pairs`)."""
     train, valid = load_pairs(corpus, "train"), load_pairs(corpus, "valid")
     if not train:
-        raise ChatbotError(f"{corpus}: no pairs to train on")
+        raise ChatbotError(tr("{corpus}: no pairs to train on", corpus=corpus))
     return train, valid or train
 
 
@@ -130,7 +131,9 @@ class Trainer:
         self.valid_words = reply_words(self.valid_pairs)
         self.steps_per_epoch = len(self.batches(0))
         if self.steps_per_epoch == 0:
-            raise ChatbotError(f"too few pairs for {self.dist.world} processes: no batch for every rank")
+            raise ChatbotError(
+                tr("too few pairs for {world} processes: no batch for every rank", world=self.dist.world)
+            )
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.step, self.epoch, self.batch_index = 0, 0, 0
         self.best_loss, self.bad_evals, self.train_seconds = float("inf"), 0, 0.0
@@ -197,7 +200,11 @@ class Trainer:
             random.setstate(state["python_rng"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise ChatbotError(
-                f"{self.out / STATE}: does not fit this model ({str(err).splitlines()[0][:120]})"
+                tr(
+                    "{path}: does not fit this model ({reason})",
+                    path=self.out / STATE,
+                    reason=str(err).splitlines()[0][:120],
+                )
             ) from None
 
     def checkpoint(self) -> None:

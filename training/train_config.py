@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 from chatbot.settings import MAX_SEED
 from chatbot.validation import check, max_threads
 
@@ -43,17 +44,24 @@ class TrainConfig:
             check(name, getattr(self, name), kind, low, high, optional=name in ("max_minutes", "threads"))
         for name, allowed in (("device", DEVICES), ("precision", PRECISIONS), ("keep", ("best", "last"))):
             if getattr(self, name) not in allowed:
-                raise ChatbotError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+                raise ChatbotError(
+                    tr(
+                        "{name} must be one of {names}, not {value!r}",
+                        name=name,
+                        names=", ".join(allowed),
+                        value=getattr(self, name),
+                    )
+                )
         if not isinstance(self.corpus, str):
-            raise ChatbotError(f"corpus must be a name or a file path, not {self.corpus!r}")
+            raise ChatbotError(tr("corpus must be a name or a file path, not {corpus!r}", corpus=self.corpus))
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         if not isinstance(values, dict):
-            raise ChatbotError("training settings must be a JSON object")
+            raise ChatbotError(tr("training settings must be a JSON object"))
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
-            raise ChatbotError(f"unknown training settings: {', '.join(map(str, unknown))[:200]}")
+            raise ChatbotError(tr("unknown training settings: {names}", names=", ".join(map(str, unknown))[:200]))
         return cls(**values)
 
 
