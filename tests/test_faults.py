@@ -86,7 +86,7 @@ def test_every_numeric_flag_of_every_command_meets_odd_numbers_with_one_line(tmp
                 # past the flag's own check: it ends at the missing file, or at a rule between settings
                 assert lines[0].startswith("chatbot: error:"), (command, flag, value, lines)
             else:
-                assert code == 2 and "error: argument" in lines[0], (command, flag, value, lines)
+                assert code == 2 and f"error: {flag}: " in lines[0], (command, flag, value, lines)
             checked += 1
     assert checked >= 40 * len(ODD_VALUES)
 
