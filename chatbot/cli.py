@@ -19,7 +19,20 @@ MAX_BATCH = 256  # messages decoded together by `chatbot reply`
 
 class Parser(argparse.ArgumentParser):
     """argparse, with a usage error as one line (`--help` shows the rest), in the interface's
-    language: the flag first, then what is wrong with it."""
+    language: the flag first, then what is wrong with it; --help in that language too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._positionals.title, self._optionals.title = tr("positional arguments"), tr("options")
+        for action in self._actions:
+            if action.dest == "help":
+                action.help = tr("show this help message and exit")
+
+    def format_usage(self) -> str:
+        return tr("usage: ") + super().format_usage().removeprefix("usage: ")
+
+    def format_help(self) -> str:
+        return tr("usage: ") + super().format_help().removeprefix("usage: ")
 
     def error(self, message: str):
         flag = re.match(r"argument ([^:]+): ", message)
@@ -54,14 +67,14 @@ def ranged(kind: type, low=None, high=None):
 def add_ranged(group, flag: str, ranges: dict, help: str | None = None, **kwargs) -> None:
     """A numeric flag whose type and range come from the setting it sets (`ranges[name]`)."""
     kind, low, high = ranges[flag.removeprefix("--").replace("-", "_")]
-    bounds = f"{show(low)} to {show(high)}"
+    bounds = tr("{low} to {high}", low=show(low), high=show(high))
     group.add_argument(flag, type=ranged(kind, low, high), help=f"{help}; {bounds}" if help else bounds, **kwargs)
 
 
 def device_flags(parser: argparse.ArgumentParser, device: str | None = "auto", threads: int | None = None) -> None:
     """--device and --threads, as every command that runs a model takes them."""
     parser.add_argument(
-        "--device", default=device, choices=("auto", "cpu", "cuda"), help="where to run (auto: CUDA if present)"
+        "--device", default=device, choices=("auto", "cpu", "cuda"), help=tr("where to run (auto: CUDA if present)")
     )
     threads_flag(parser, threads)
 
@@ -71,83 +84,85 @@ def threads_flag(parser: argparse.ArgumentParser, default: int | None = None) ->
         "--threads",
         type=ranged(int, 1, max_threads()),
         default=default,
-        help=f"CPU threads for torch; 1 to {max_threads()} (this machine's cores)",
+        help=tr("CPU threads for torch; 1 to {cores} (this machine's cores)", cores=max_threads()),
     )
 
 
 def _model_flags(parser: argparse.ArgumentParser) -> None:
     from chatbot.model_config import ATTENTION_KINDS, RANGES
 
-    g = parser.add_argument_group("model settings (a new model only; a resumed one keeps its own)")
+    g = parser.add_argument_group(tr("model settings (a new model only; a resumed one keeps its own)"))
     add_ranged(g, "--embedding-dim", RANGES)
-    add_ranged(g, "--hidden-size", RANGES, "an even number")
+    add_ranged(g, "--hidden-size", RANGES, tr("an even number"))
     add_ranged(g, "--layers", RANGES)
     g.add_argument("--attention", choices=ATTENTION_KINDS)
     g.add_argument("--input-feeding", action=argparse.BooleanOptionalAction, default=None)
     g.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction, default=None)
-    add_ranged(g, "--output-rank", RANGES, "output layer as two thinner matrices of this rank (0: one full matrix)")
+    add_ranged(g, "--output-rank", RANGES, tr("output layer as two thinner matrices of this rank (0: one full matrix)"))
     add_ranged(g, "--dropout", RANGES)
-    add_ranged(g, "--teacher-forcing", RANGES, "chance of feeding the gold token (1.0: always)")
+    add_ranged(g, "--teacher-forcing", RANGES, tr("chance of feeding the gold token (1.0: always)"))
     add_ranged(g, "--max-source-tokens", RANGES)
     add_ranged(g, "--max-reply-tokens", RANGES)
-    add_ranged(g, "--context-turns", RANGES, "earlier turns of a conversation read with the message (default 2)")
+    add_ranged(g, "--context-turns", RANGES, tr("earlier turns of a conversation read with the message (default 2)"))
 
 
 def _train_flags(parser: argparse.ArgumentParser) -> None:
     from training.train_config import TRAIN_RANGES as R
 
-    parser.add_argument("--corpus", help="chitchat, sample, or a .tsv / .jsonl file (default chitchat)")
-    parser.add_argument("--out", required=True, type=Path, help="model directory to write")
-    parser.add_argument("--config", type=Path, help='JSON file: {"model": {...}, "train": {...}}')
-    add_ranged(parser, "--max-minutes", R, "wall-clock budget, tokenizer training included")
+    parser.add_argument("--corpus", help=tr("chitchat, sample, or a .tsv / .jsonl file (default chitchat)"))
+    parser.add_argument("--out", required=True, type=Path, help=tr("model directory to write"))
+    parser.add_argument("--config", type=Path, help=tr('JSON file: {{"model": {{...}}, "train": {{...}}}}'))
+    add_ranged(parser, "--max-minutes", R, tr("wall-clock budget, tokenizer training included"))
     add_ranged(parser, "--epochs", R)
     device_flags(parser, device=None)  # None: the config file's, else auto
     parser.add_argument("--precision", choices=("auto", "fp32", "tf32", "bf16"))
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    parser.add_argument("--resume", action="store_true", help=tr("continue from OUT/train_state.pt"))
     parser.add_argument(
         "--from",
         dest="start_from",
         type=Path,
         metavar="MODEL",
-        help="start from this trained model's weights and tokenizer (its model settings, except "
-        "--output-rank, --dropout and --teacher-forcing)",
+        help=tr(
+            "start from this trained model's weights and tokenizer "
+            "(its model settings, except --output-rank, --dropout and --teacher-forcing)"
+        ),
     )
     parser.add_argument(
         "--nproc",
         type=ranged(int, 1, 64),
         default=1,
-        help="data-parallel processes on this machine (torchrun); 1 to 64",
+        help=tr("data-parallel processes on this machine (torchrun); 1 to 64"),
     )
     add_ranged(parser, "--seed", R)
-    g = parser.add_argument_group("training settings")
+    g = parser.add_argument_group(tr("training settings"))
     add_ranged(g, "--vocab-size", R)
-    add_ranged(g, "--max-tokens", R, "padded tokens per batch")
+    add_ranged(g, "--max-tokens", R, tr("padded tokens per batch"))
     add_ranged(g, "--lr", R)
     add_ranged(g, "--warmup-steps", R)
     add_ranged(g, "--weight-decay", R)
     add_ranged(g, "--label-smoothing", R)
-    add_ranged(g, "--blank-source", R, "share of training messages emptied, for guided replies (default 0.1)")
-    add_ranged(g, "--dropout-from-epoch", R, "dropout off before this epoch (default 1; 0: from the start)")
+    add_ranged(g, "--blank-source", R, tr("share of training messages emptied, for guided replies (default 0.1)"))
+    add_ranged(g, "--dropout-from-epoch", R, tr("dropout off before this epoch (default 1; 0: from the start)"))
     add_ranged(g, "--eval-every", R)
     add_ranged(g, "--patience", R)
-    g.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    g.add_argument("--quiet", action="store_true", help=tr("no progress bar or messages"))
     _model_flags(parser)
 
 
 def _running_flags(parser: argparse.ArgumentParser, threads: int | None = None) -> None:
     """Where and how a trained model runs (evaluate, reply, chat); see `inference_precision`."""
-    parser.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
+    parser.add_argument("--model", type=Path, default=None, help=tr("model directory (default: the bundled model)"))
     device_flags(parser, threads=threads)
     parser.add_argument(
         "--precision",
         default="auto",
         choices=("auto", "fp32", "bf16", "int8"),
-        help="weights for replies (auto: int8 on the CPU, measured fastest; fp32 on CUDA)",
+        help=tr("weights for replies (auto: int8 on the CPU, measured fastest; fp32 on CUDA)"),
     )
     parser.add_argument(
         "--reference",
         action="store_true",
-        help="run the model's own modules (chatbot/model.py) in fp32: slow, for reading and checking",
+        help=tr("run the model's own modules (chatbot/model.py) in fp32: slow, for reading and checking"),
     )
 
 
@@ -155,9 +170,9 @@ def chat_flags(parser: argparse.ArgumentParser) -> None:
     """What `chatbot chat` takes, and `chatbot serve` passes on to each tab's chat."""
     _running_flags(parser, threads=min(2, max_threads()))
     parser.add_argument(
-        "--db", type=Path, help="chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)"
+        "--db", type=Path, help=tr("chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)")
     )
-    parser.add_argument("--no-log", action="store_true", help="write nothing to disk")
+    parser.add_argument("--no-log", action="store_true", help=tr("write nothing to disk"))
     decoding_flags(parser)
 
 
@@ -349,24 +364,28 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
     """The decoding knobs, shared by `reply` and `chat`; their ranges are `chatbot.settings.RANGES`."""
     from chatbot.settings import RANGES as R
 
-    g = parser.add_argument_group("decoding")
+    g = parser.add_argument_group(tr("decoding"))
     g.add_argument(
-        "--strategy", choices=("greedy", "beam", "sample"), help="default: sample (the chat's and reply's own)"
+        "--strategy", choices=("greedy", "beam", "sample"), help=tr("default: sample (the chat's and reply's own)")
     )
-    add_ranged(g, "--max-length", R, "most reply tokens (default 40)")
-    add_ranged(g, "--min-length", R, "fewest reply tokens before it may end (default 1)")
-    add_ranged(g, "--repetition-penalty", R, ">1 discourages repeating tokens (default 1.0)")
-    add_ranged(g, "--no-repeat-ngram", R, "never repeat an n-gram of this size (default 3; 0: off)")
-    g.add_argument("--block-source-ngrams", action="store_true", default=None, help="... nor copy one from the message")
-    add_ranged(g, "--beam-size", R, "beam: hypotheses kept (default 5)")
-    add_ranged(g, "--length-penalty", R, "beam: GNMT alpha (default 0.6)")
-    add_ranged(g, "--n-best", R, "beam: replies returned per message (default 1)")
-    add_ranged(g, "--rerank", R, "beam: rank the candidates by what the message adds, 0 to 1 (default 1: wholly)")
-    add_ranged(g, "--temperature", R, "sample: temperature (default 0.8; 0: the most likely token, else at least 0.01)")
-    add_ranged(g, "--top-k", R, "sample: k most likely tokens (default 0: all)")
-    add_ranged(g, "--top-p", R, "sample: nucleus mass (default 0.9; more than 0)")
-    add_ranged(g, "--seed", R, "sample: seed for reproducible replies")
-    add_ranged(g, "--guidance", R, "weight of what the message adds over no message, for every strategy (0: off)")
+    add_ranged(g, "--max-length", R, tr("most reply tokens (default 40)"))
+    add_ranged(g, "--min-length", R, tr("fewest reply tokens before it may end (default 1)"))
+    add_ranged(g, "--repetition-penalty", R, tr(">1 discourages repeating tokens (default 1.0)"))
+    add_ranged(g, "--no-repeat-ngram", R, tr("never repeat an n-gram of this size (default 3; 0: off)"))
+    g.add_argument(
+        "--block-source-ngrams", action="store_true", default=None, help=tr("... nor copy one from the message")
+    )
+    add_ranged(g, "--beam-size", R, tr("beam: hypotheses kept (default 5)"))
+    add_ranged(g, "--length-penalty", R, tr("beam: GNMT alpha (default 0.6)"))
+    add_ranged(g, "--n-best", R, tr("beam: replies returned per message (default 1)"))
+    add_ranged(g, "--rerank", R, tr("beam: rank the candidates by what the message adds, 0 to 1 (default 1: wholly)"))
+    add_ranged(
+        g, "--temperature", R, tr("sample: temperature (default 0.8; 0: the most likely token, else at least 0.01)")
+    )
+    add_ranged(g, "--top-k", R, tr("sample: k most likely tokens (default 0: all)"))
+    add_ranged(g, "--top-p", R, tr("sample: nucleus mass (default 0.9; more than 0)"))
+    add_ranged(g, "--seed", R, tr("sample: seed for reproducible replies"))
+    add_ranged(g, "--guidance", R, tr("weight of what the message adds over no message, for every strategy (0: off)"))
 
 
 def decoding_settings(args: argparse.Namespace):
@@ -581,99 +600,108 @@ def build_parser() -> argparse.ArgumentParser:
     from chatbot.settings import RANGES as DECODING_RANGES
     from training.train_config import TRAIN_RANGES as R
 
-    parser = Parser(prog="chatbot", description="A seq2seq chatbot with attention that you train yourself.")
+    parser = Parser(prog="chatbot", description=tr("A seq2seq chatbot with attention that you train yourself."))
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a tokenizer and a model on a corpus")
+    p = sub.add_parser("train", help=tr("train a tokenizer and a model on a corpus"))
     _train_flags(p)
     p.set_defaults(run=cmd_train)
 
-    p = sub.add_parser("evaluate", help="word-level perplexity of a model on pairs")
+    p = sub.add_parser("evaluate", help=tr("word-level perplexity of a model on pairs"))
     _running_flags(p)
-    p.add_argument("--corpus", help="chitchat, sample, or a .tsv / .jsonl file")
+    p.add_argument("--corpus", help=tr("chitchat, sample, or a .tsv / .jsonl file"))
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    p.add_argument("--pairs", type=Path, help="a TSV file of source<TAB>reply lines")
-    p.add_argument("--json", action="store_true", help="one JSON object: word_ppl, hits_at_1, generate, ...")
+    p.add_argument("--pairs", type=Path, help=tr("a TSV file of source<TAB>reply lines"))
+    p.add_argument("--json", action="store_true", help=tr("one JSON object: word_ppl, hits_at_1, generate, ..."))
     p.add_argument(
         "--generate",
         nargs="*",
         choices=("greedy", "beam", "sample"),
         metavar="STRATEGY",
-        help="also reply to every message with these strategies (default all three): F1, distinct-n, generic rate",
+        help=tr("also reply to every message with these strategies (default all three): F1, distinct-n, generic rate"),
     )
-    add_ranged(p, "--guidance", DECODING_RANGES, "guidance weight (default: the chat's)")
-    add_ranged(p, "--rerank", DECODING_RANGES, "beam's ranking by what the message adds (default: the chat's)")
+    add_ranged(p, "--guidance", DECODING_RANGES, tr("guidance weight (default: the chat's)"))
+    add_ranged(p, "--rerank", DECODING_RANGES, tr("beam's ranking by what the message adds (default: the chat's)"))
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("reply", help="reply to TEXT, or to each line of standard input")
+    p = sub.add_parser("reply", help=tr("reply to TEXT, or to each line of standard input"))
     p.add_argument("text", nargs="?", metavar="TEXT")
     _running_flags(p)
     p.add_argument(
         "--batch-size",
         type=ranged(int, 1, MAX_BATCH),
         default=32,
-        help=f"standard-input lines decoded together; 1 to {MAX_BATCH}",
+        help=tr("standard-input lines decoded together; 1 to {limit}", limit=MAX_BATCH),
     )
-    p.add_argument("--json", action="store_true", help="one JSON object a line: reply, scores, settings, timing")
+    p.add_argument("--json", action="store_true", help=tr("one JSON object a line: reply, scores, settings, timing"))
     p.add_argument(
         "--conversations",
         action="store_true",
-        help="each input line is a conversation (a JSON list of turns): reply to its last turn, reading the rest",
+        help=tr("each input line is a conversation (a JSON list of turns): reply to its last turn, reading the rest"),
     )
     decoding_flags(p)
     p.set_defaults(run=cmd_reply)
 
-    p = sub.add_parser("explain", help="walk through one reply step by step: pieces, encoder, attention, softmax")
+    p = sub.add_parser("explain", help=tr("walk through one reply step by step: pieces, encoder, attention, softmax"))
     p.add_argument("message", metavar="MESSAGE")
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the bundled model)")
+    p.add_argument("--model", type=Path, default=None, help=tr("model directory (default: the bundled model)"))
     device_flags(p)
-    p.add_argument("--reply", help="also feed the model this reply (teacher forcing): its loss at each position")
-    p.add_argument("--force", action="append", metavar="STEP=PIECE", help="what if the model wrote PIECE at STEP?")
-    p.add_argument("--json", action="store_true", help="every number of the walk-through as one JSON object")
-    p.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the attention and each step's probability")
+    p.add_argument("--reply", help=tr("also feed the model this reply (teacher forcing): its loss at each position"))
+    p.add_argument("--force", action="append", metavar="STEP=PIECE", help=tr("what if the model wrote PIECE at STEP?"))
+    p.add_argument("--json", action="store_true", help=tr("every number of the walk-through as one JSON object"))
+    p.add_argument("--plot", type=Path, metavar="FILE.png", help=tr("draw the attention and each step's probability"))
     decoding_flags(p)
     p.set_defaults(run=cmd_explain)
 
-    p = sub.add_parser("serve", help="the chat in a browser (each tab its own chat, one log)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=ranged(int, 1, 65535), default=8000, help="port to listen on (default 8000)")
-    p.add_argument("--public", action="store_true", help="allow an address other machines reach (no authentication!)")
+    p = sub.add_parser("serve", help=tr("the chat in a browser (each tab its own chat, one log)"))
+    p.add_argument(
+        "--host", default="127.0.0.1", help=tr("address to listen on (default 127.0.0.1: this machine only)")
+    )
+    p.add_argument("--port", type=ranged(int, 1, 65535), default=8000, help=tr("port to listen on (default 8000)"))
+    p.add_argument(
+        "--public", action="store_true", help=tr("allow an address other machines reach (no authentication!)")
+    )
     chat_flags(p)
     p.set_defaults(run=cmd_serve)
 
-    p = sub.add_parser("chat", help="the terminal chat client")
+    p = sub.add_parser("chat", help=tr("the terminal chat client"))
     chat_flags(p)
     p.set_defaults(run=cmd_chat)
 
-    p = sub.add_parser("retrain", help="fine-tune a model on the chat log: corrections, good replies, your own turns")
-    p.add_argument("--db", type=Path, required=True, help="the chat log")
-    p.add_argument(
-        "--model", type=Path, default=None, help="the model to start from (default: the bundled model); never written"
+    p = sub.add_parser(
+        "retrain", help=tr("fine-tune a model on the chat log: corrections, good replies, your own turns")
     )
-    p.add_argument("--out", type=Path, help="directory for the new model")
+    p.add_argument("--db", type=Path, required=True, help=tr("the chat log"))
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help=tr("the model to start from (default: the bundled model); never written"),
+    )
+    p.add_argument("--out", type=Path, help=tr("directory for the new model"))
     p.add_argument(
         "--replay",
         default="chitchat",
-        help="corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)",
+        help=tr("corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)"),
     )
     p.add_argument(
-        "--replay-ratio", type=ranged(float, 0, 100), default=2.0, help="replayed pairs per logged pair; 0 to 100"
+        "--replay-ratio", type=ranged(float, 0, 100), default=2.0, help=tr("replayed pairs per logged pair; 0 to 100")
     )
-    p.add_argument("--no-human-turns", action="store_true", help="do not learn the human's own turns as replies")
-    p.add_argument("--export", type=Path, help="only write the logged pairs to this TSV file")
+    p.add_argument("--no-human-turns", action="store_true", help=tr("do not learn the human's own turns as replies"))
+    p.add_argument("--export", type=Path, help=tr("only write the logged pairs to this TSV file"))
     add_ranged(p, "--max-minutes", R)
-    add_ranged(p, "--epochs", R, "passes over the logged pairs, each with fresh replayed pairs", default=12)
-    add_ranged(p, "--lr", R, "peak learning rate (near where the base training ended)", default=2e-4)
-    add_ranged(p, "--dropout", MODEL_RANGES, "dropout while fine-tuning (default: the model's own)")
+    add_ranged(p, "--epochs", R, tr("passes over the logged pairs, each with fresh replayed pairs"), default=12)
+    add_ranged(p, "--lr", R, tr("peak learning rate (near where the base training ended)"), default=2e-4)
+    add_ranged(p, "--dropout", MODEL_RANGES, tr("dropout while fine-tuning (default: the model's own)"))
     add_ranged(p, "--eval-every", R, default=50)
     add_ranged(p, "--patience", R, default=4)
     add_ranged(p, "--seed", R, default=1)
     device_flags(p)
     p.add_argument(
-        "--force", action="store_true", help="register the new model even if it is worse on held-out logged pairs"
+        "--force", action="store_true", help=tr("register the new model even if it is worse on held-out logged pairs")
     )
     p.add_argument(
-        "--no-benchmark", dest="skip_chitchat", action="store_true", help="skip the chitchat test perplexity"
+        "--no-benchmark", dest="skip_chitchat", action="store_true", help=tr("skip the chitchat test perplexity")
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=cmd_retrain)
@@ -681,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--lang",
             choices=("en", "ko"),
-            help="the interface's language (default: the locale's, LANG=ko_KR.UTF-8: ko)",
+            help=tr("the interface's language (default: the locale's, LANG=ko_KR.UTF-8: ko)"),
         )
     return parser
 

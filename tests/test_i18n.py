@@ -97,6 +97,10 @@ def test_the_command_line_speaks_the_language_asked_for(capsys, tmp_path):
             main(["reply", "--lang", "ko", *bad, "hi"])
         assert exit.value.code == 2 and said in capsys.readouterr().err, bad
     with pytest.raises(SystemExit):
+        main(["reply", "--lang", "ko", "--help"])
+    shown = capsys.readouterr().out
+    assert shown.startswith("사용법: chatbot reply") and "답장의 최대 토큰 수 (기본 40); 1에서 200" in shown
+    with pytest.raises(SystemExit):
         main(["reply", "--temperature", "nan", "hi"])  # English unless asked
     assert capsys.readouterr().err == "chatbot reply: error: --temperature: must be a finite number, not nan\n"
     set_language("ko")
