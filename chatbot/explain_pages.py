@@ -57,6 +57,15 @@ def pages(walk: dict) -> list:
     return out
 
 
+def step_pages(walk: dict) -> dict[int, dict]:
+    """Which page shows which decoder step of greedy search or sampling (what-if forces a piece
+    there); beam search's steps are not one choice each, so none of its pages."""
+    if walk.get("beam"):
+        return {}
+    first = 2 + len(walk["encoder"])  # after the pieces, the encoder's layers and the bridge
+    return {first + i: step for i, step in enumerate(walk["steps"])}
+
+
 def pieces_page(walk: dict) -> Group:
     table = Table(box=None, padding=(0, 1))
     table.add_column("#", justify="right")

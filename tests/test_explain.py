@@ -144,6 +144,24 @@ async def test_every_page_of_the_walk_through_shows_in_the_chat(overfit_dir, tmp
             await pilot.press("right")
         await pilot.press("left", "escape")
         assert not isinstance(app.screen, WalkThroughScreen) and not app.unexpected
+        # what if: on the first decoder step, 2 forces the second most likely piece and walks on
+        await pilot.press("f6")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        first = min(app.screen.steps)
+        step = app.screen.steps[first]
+        await pilot.press("1")  # not a decoder step: a notice, the screen stays
+        assert app.screen.page == 0 and isinstance(app.screen, WalkThroughScreen)
+        for _ in range(first):
+            await pilot.press("right")
+        await pilot.press("2")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        again = app.screen
+        assert isinstance(again, WalkThroughScreen) and again is not screen and again.page == first
+        forced = again.steps[first]
+        assert forced["chosen"] == step["top"][1][0] and forced["how"]["kind"] == "forced"
+        assert not app.unexpected
     session.storage.close()
 
 

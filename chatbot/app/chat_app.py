@@ -489,15 +489,28 @@ class ChatApp(App):
         self.walk_worker(user.text, user.message_id, bot.correction or bot.text)
 
     @work(thread=True, exclusive=True, group="walk", exit_on_error=False)
-    def walk_worker(self, message: str, user_id: int | None, reply_text: str) -> None:
+    def walk_worker(
+        self, message: str, user_id: int | None, reply_text: str, forced: dict | None = None, page: int = 0
+    ) -> None:
+        """The walk-through screen; `forced` {step: piece}: what if the model had written that
+        piece there (opened at `page`, the step's own)."""
         from chatbot.explain import walk_through
-        from chatbot.explain_pages import pages
+        from chatbot.explain_pages import pages, step_pages
 
         engine, tokenizer, _ = self.session.replier_for(message)
         context = [t.text for t in self.session.context_of(message, user_id, engine)]
-        walk = walk_through(engine.model, tokenizer, message, self.session.current, context, reply_text=reply_text)
+        settings = self.session.current
+        walk = walk_through(engine.model, tokenizer, message, settings, context, reply_text=reply_text, forced=forced)
         heading = t("walk.heading", message=printable(message)[:60])
-        self.call_from_thread(self.push_screen, WalkThroughScreen(pages(walk), heading))
+        if forced:
+            heading += t("walk.what_if_heading", reply=printable(walk["reply"])[:40])
+
+        def what_if(step: int, piece: str, at: int) -> None:
+            self.notify(t("notice.walking"))
+            self.walk_worker(message, user_id, reply_text, {**(forced or {}), step: piece}, at)
+
+        screen = WalkThroughScreen(pages(walk), heading, step_pages(walk), what_if, page)
+        self.call_from_thread(self.push_screen, screen)
 
     # --- conversations ------------------------------------------------------------------------
 

@@ -340,18 +340,30 @@ class ModelsScreen(Modal):
 
 
 class WalkThroughScreen(Modal):
-    """One reply, step by step (`chatbot.explain`): left and right turn the pages."""
+    """One reply, step by step (`chatbot.explain`): left and right turn the pages; on a decoder
+    step of greedy search or sampling, 1 to 5 ask what if the model had written that top piece
+    there (`what_if(step, piece, page)` walks through again with it forced)."""
 
     BINDINGS = [
         Binding("right,n,space", "turn(1)", "next page"),
         Binding("left,p", "turn(-1)", "previous page"),
         Binding("home", "turn(-1000)", "first page", show=False),
         Binding("end", "turn(1000)", "last page", show=False),
+        *[Binding(str(k), f"what_if({k})", "what if", show=False) for k in range(1, 6)],
     ]
 
-    def __init__(self, pages: list, heading: str):
+    def __init__(self, pages: list, heading: str, steps: dict | None = None, what_if=None, page: int = 0):
         super().__init__()
-        self.pages, self.heading, self.page = pages, heading, 0
+        self.pages, self.heading, self.page = pages, heading, min(page, len(pages) - 1)
+        self.steps, self.what_if = steps or {}, what_if  # steps: page -> that decoder step
+
+    def action_what_if(self, k: int) -> None:
+        step = self.steps.get(self.page)
+        if step is None or self.what_if is None or k > len(step["top"]):
+            self.notify(t("notice.what_if_here"))
+            return
+        self.dismiss(None)
+        self.what_if(step["step"], step["top"][k - 1][0], self.page)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
@@ -369,6 +381,8 @@ class WalkThroughScreen(Modal):
 
     def show(self) -> None:
         position = t("walk.position", page=self.page + 1, pages=len(self.pages))
+        if self.page in self.steps and self.what_if is not None:
+            position += t("walk.what_if_keys")
         self.query_one("#walk-position", Label).update(Text(position, style="dim"))
         self.query_one("#walk-body", Static).update(self.pages[self.page])
         self.query_one("#walk-page", VerticalScroll).scroll_home(animate=False)
