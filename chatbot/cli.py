@@ -17,11 +17,28 @@ from chatbot.validation import check, clean_text, max_threads, parse, show
 MAX_BATCH = 256  # messages decoded together by `chatbot reply`
 
 
+class Formatter(argparse.HelpFormatter):
+    """Help wrapped by the columns text takes on screen: a Hangul syllable takes two."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        from rich.cells import cell_len
+
+        lines, line = [], ""
+        for word in text.split():
+            joined = f"{line} {word}" if line else word
+            if line and cell_len(joined) > width:
+                lines.append(line)
+                joined = word
+            line = joined
+        return [*lines, line] if line else lines
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a usage error as one line (`--help` shows the rest), in the interface's
     language: the flag first, then what is wrong with it; --help in that language too."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", Formatter)
         super().__init__(*args, **kwargs)
         self._positionals.title, self._optionals.title = tr("positional arguments"), tr("options")
         for action in self._actions:

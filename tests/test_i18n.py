@@ -79,8 +79,12 @@ def test_every_message_in_the_code_has_its_korean_text_and_none_is_left_over():
         assert re.search("[가-힣]", korean) or not re.search("[a-z]{3}", re.sub(r"{[^}]*}", "", english)), english
 
 
-def test_the_command_line_speaks_the_language_asked_for(capsys, tmp_path):
+def test_the_command_line_speaks_the_language_asked_for(capsys, tmp_path, monkeypatch):
+    from rich.cells import cell_len
+
     from chatbot.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
 
     assert main(["reply", "--lang", "ko", "--model", "/no/such/model", "hi"]) == 1
     assert capsys.readouterr().err == "chatbot: 오류: /no/such/model: 그런 모델 디렉터리가 없습니다\n"
@@ -100,6 +104,7 @@ def test_the_command_line_speaks_the_language_asked_for(capsys, tmp_path):
         main(["reply", "--lang", "ko", "--help"])
     shown = capsys.readouterr().out
     assert shown.startswith("사용법: chatbot reply") and "답장의 최대 토큰 수 (기본 40); 1에서 200" in shown
+    assert max(cell_len(line) for line in shown.splitlines()) <= 80  # a Hangul syllable takes two columns
     with pytest.raises(SystemExit):
         main(["reply", "--temperature", "nan", "hi"])  # English unless asked
     assert capsys.readouterr().err == "chatbot reply: error: --temperature: must be a finite number, not nan\n"
