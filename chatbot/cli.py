@@ -351,29 +351,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def generation_row(m: dict) -> str:
+    return tr(
+        "F1 {f1:.3f}, distinct-1/2 {d1:.3f}/{d2:.3f}, {words:.1f} words, generic {generic:.1%}",
+        f1=m["f1"],
+        d1=m["distinct_1"],
+        d2=m["distinct_2"],
+        words=m["mean_words"],
+        generic=m["generic_rate"],
+    )
+
+
 def evaluation_report(out: dict) -> str:
     """`chatbot evaluate`'s figures as lines for people."""
     lines = [
-        f"word-level perplexity {out['word_ppl']:.2f}, without context {out['word_ppl_no_context']:.2f} "
-        f"(token-level {out['token_ppl']:.2f}; {out['pairs']} pairs, {out['words']} words, {out['tokens']} tokens; "
-        f"{out['precision']} weights)"
+        tr(
+            "word-level perplexity {word_ppl:.2f}, without context {no_context:.2f} (token-level {token_ppl:.2f}; "
+            "{pairs} pairs, {words} words, {tokens} tokens; {precision} weights)",
+            word_ppl=out["word_ppl"],
+            no_context=out["word_ppl_no_context"],
+            token_ppl=out["token_ppl"],
+            pairs=out["pairs"],
+            words=out["words"],
+            tokens=out["tokens"],
+            precision=out["precision"],
+        )
     ]
     if out["note"]:
         lines.append(out["note"])
     if out["hits_at_1"] is not None:
         by = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in out["hits_at_1_by_score"].items())
         ran = f"guidance {out['guidance']:g}, rerank {out['rerank']:g}"
-        lines.append(f"hits@1 of 20 {out['hits_at_1']:.3f} ({ran}; by score: {by}; chance 0.05)")
+        lines.append(
+            tr("hits@1 of 20 {hits:.3f} ({ran}; by score: {by}; chance 0.05)", hits=out["hits_at_1"], ran=ran, by=by)
+        )
     for name, m in out.get("generate", {}).items():
-        row = f"F1 {m['f1']:.3f}, distinct-1/2 {m['distinct_1']:.3f}/{m['distinct_2']:.3f}, "
-        row += f"{m['mean_words']:.1f} words, generic {m['generic_rate']:.1%}"
-        lines.append(f"{name}: {row}")
+        lines.append(f"{name}: {generation_row(m)}")
         if m["with_context"] != {k: v for k, v in m.items() if k not in ("settings", "with_context")}:
-            c = m["with_context"]
-            lines.append(
-                f"{name} with context: F1 {c['f1']:.3f}, distinct-1/2 {c['distinct_1']:.3f}/{c['distinct_2']:.3f}, "
-                f"{c['mean_words']:.1f} words, generic {c['generic_rate']:.1%}"
-            )
+            lines.append(tr("{name} with context", name=name) + f": {generation_row(m['with_context'])}")
     return "\n".join(lines)
 
 
@@ -432,11 +447,11 @@ def read_messages(args: argparse.Namespace) -> list[tuple[str, list[str]] | None
         try:
             line = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as err:
-            line, why = None, f"is not valid UTF-8 (byte {err.start})"
+            line, why = None, tr("is not valid UTF-8 (byte {start})", start=err.start)
         else:
             line, why = parse_line(line, args.conversations, MAX_MESSAGE_CHARS)
         if why:
-            print(f"chatbot: line {number} {why}: no reply", file=sys.stderr)
+            print(tr("chatbot: line {number} {why}: no reply", number=number, why=why), file=sys.stderr)
         messages.append(line)
     return messages
 
@@ -486,7 +501,11 @@ def cmd_reply(args: argparse.Namespace) -> int:
                 if n_best[0].truncated:
                     limit = engine.cfg.max_source_tokens
                     print(
-                        f"chatbot: message {i + 1} is longer than {limit} tokens: the model read its end",
+                        tr(
+                            "chatbot: message {number} is longer than {limit} tokens: the model read its end",
+                            number=i + 1,
+                            limit=limit,
+                        ),
                         file=sys.stderr,
                     )
     for i, message in enumerate(messages):
@@ -575,7 +594,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         console.print(Rule(f"{number}/{len(shown)}"))
         console.print(page)
     console.print(Rule())
-    console.print(f"reply: {walk['reply']}")
+    console.print(tr("reply: {reply}", reply=walk["reply"]))
     return 0
 
 

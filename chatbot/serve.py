@@ -52,8 +52,12 @@ def serve(host: str, port: int, public: bool, chat_args: list[str]) -> None:
         raise ChatbotError(tr("serving needs the package textual-serve (pip install textual-serve)")) from None
     if not is_loopback(host):
         print(
-            f"chatbot: warning: serving on {host}:{port} with no authentication: anyone who reaches it can chat and "
-            "read the log's conversations through the app",
+            tr(
+                "chatbot: warning: serving on {host}:{port} with no authentication: anyone who reaches it can chat "
+                "and read the log's conversations through the app",
+                host=host,
+                port=port,
+            ),
             file=sys.stderr,
         )
     with socket.socket() as probe:  # a taken port is one line, not aiohttp's traceback
@@ -65,5 +69,5 @@ def serve(host: str, port: int, public: bool, chat_args: list[str]) -> None:
                 tr("cannot listen on {host}:{port} ({strerror})", host=host, port=port, strerror=err.strerror or err)
             ) from None
     server = Server(chat_command(chat_args), host=host, port=port, title="chatbot", templates_path=PAGE)
-    print(f"chatbot: serving the chat on http://{host}:{port} (Ctrl+C stops)", file=sys.stderr)
+    print(tr("chatbot: serving the chat on http://{host}:{port} (Ctrl+C stops)", host=host, port=port), file=sys.stderr)
     server.serve()

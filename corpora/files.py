@@ -32,7 +32,7 @@ def _lines(path: Path):
 
 def _report_skipped(path: Path, skipped: int, why: str) -> None:
     if skipped:
-        print(f"{path}: skipped {skipped} {why}", file=sys.stderr)
+        print(tr("{path}: skipped {count} {why}", path=path, count=skipped, why=why), file=sys.stderr)
 
 
 def read_tsv(path: Path) -> list[Pair]:
@@ -51,7 +51,7 @@ def read_tsv(path: Path) -> list[Pair]:
             skipped += 1
             continue
         pairs.append(Pair(source, reply))
-    _report_skipped(Path(path), skipped, "pairs with an empty source or reply")
+    _report_skipped(Path(path), skipped, tr("pairs with an empty source or reply"))
     return pairs
 
 
@@ -75,7 +75,7 @@ def read_jsonl(path: Path) -> list[Pair]:
         kept = [t for t in cleaned if t]
         skipped += len(cleaned) - len(kept)
         pairs.extend(conversation_pairs(kept))
-    _report_skipped(Path(path), skipped, "empty turns")
+    _report_skipped(Path(path), skipped, tr("empty turns"))
     return pairs
 
 
@@ -128,5 +128,5 @@ def read_csv(path: Path) -> list[Pair]:
         raise CorpusError(
             tr("{path}:{number}: not CSV ({reason})", path=path, number=rows.line_num, reason=err)
         ) from None
-    _report_skipped(Path(path), skipped, "pairs with an empty source or reply")
+    _report_skipped(Path(path), skipped, tr("pairs with an empty source or reply"))
     return pairs

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from chatbot.decoding import ranking_score
+from chatbot.i18n import tr
 from chatbot.model import Seq2Seq
 from chatbot.tokenizer import EOS, PAD, Tokenizer
 from corpora import Pair
@@ -68,9 +69,10 @@ def perplexity_note(result: dict) -> str | None:
     share = result["byte_share"]
     if share <= MEANINGLESS_BYTE_SHARE:
         return None
-    return (
-        f"perplexity not meaningful: {share:.0%} of the reply pieces are single bytes, characters this model's "
-        "tokenizer never saw in training (another script?)"
+    return tr(
+        "perplexity not meaningful: {share:.0%} of the reply pieces are single bytes, characters this model's "
+        "tokenizer never saw in training (another script?)",
+        share=share,
     )
 
 

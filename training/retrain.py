@@ -155,9 +155,15 @@ def retrain(args) -> int:
     finally:
         conn.close()
     counts = Counter(p.kind for p in pairs)
+    kinds = ", ".join(f"{n} {k}" for k, n in counts.items()) or tr("none")
     print(
-        f"logged pairs: {len(pairs)} ({', '.join(f'{n} {k}' for k, n in counts.items()) or 'none'}; "
-        f"dropped {sum(dropped.values())}: {dict(dropped) or 'none'})"
+        tr(
+            "logged pairs: {count} ({kinds}; dropped {dropped}: {why})",
+            count=len(pairs),
+            kinds=kinds,
+            dropped=sum(dropped.values()),
+            why=dict(dropped) or tr("none"),
+        )
     )
     if not pairs:
         raise ChatbotError(
@@ -165,7 +171,7 @@ def retrain(args) -> int:
         )
     if args.export:
         export_tsv(pairs, args.export)
-        print(f"wrote {len(pairs)} pairs to {args.export}")
+        print(tr("wrote {count} pairs to {path}", count=len(pairs), path=args.export))
         return 0
     out = Path(args.out)
     if out.resolve() == Path(args.model).resolve():
@@ -236,21 +242,41 @@ def retrain(args) -> int:
     after_held = held_result["word_ppl"]
     after_test = evaluate_pairs(new_model, tokenizer, test)["word_ppl"] if test else None
     note = perplexity_note(held_result)
+    change = 100 * (after_held / before_held - 1)
     print(
-        f"held-out logged pairs ({len(held_pairs)}): word ppl {before_held:.1f} -> {after_held:.1f} "
-        f"({100 * (after_held / before_held - 1):+.1f}%)" + (f"; {note}" if note else "")
+        tr(
+            "held-out logged pairs ({count}): word ppl {before:.1f} -> {after:.1f} ({change:+.1f}%)",
+            count=len(held_pairs),
+            before=before_held,
+            after=after_held,
+            change=change,
+        )
+        + (f"; {note}" if note else "")
     )
     if test:
+        change = 100 * (after_test / before_test - 1)
         print(
-            f"chitchat test ({len(test)}): word ppl {before_test:.1f} -> {after_test:.1f} "
-            f"({100 * (after_test / before_test - 1):+.1f}%)"
+            tr(
+                "chitchat test ({count}): word ppl {before:.1f} -> {after:.1f} ({change:+.1f}%)",
+                count=len(test),
+                before=before_test,
+                after=after_test,
+                change=change,
+            )
         )
     shown = held[:3] + train_logged[:2]
     messages, contexts = [p.source for p in shown], [p.context for p in shown]
     old = reply(model, tokenizer, messages, GreedySettings(), contexts=contexts)
     new = reply(new_model, tokenizer, messages, GreedySettings(), contexts=contexts)
     for message, o, n in zip(messages, old, new):
-        print(f"  {message!r}\n    before: {o[0].text}\n    after:  {n[0].text}")
+        print(
+            tr(
+                "  {message!r}\n    before: {before}\n    after:  {after}",
+                message=message,
+                before=o[0].text,
+                after=n[0].text,
+            )
+        )
     results = {
         "held_out_before": before_held,
         "held_out_after": after_held,
@@ -260,14 +286,17 @@ def retrain(args) -> int:
     (out / "retrain.json").write_text(json.dumps({**lineage, "results": results}, indent=2) + "\n")
     if after_held >= before_held and not args.force:
         print(
-            "the new model is worse on the held-out logged pairs: not registered "
-            f"(--force registers it anyway); it is in {out}"
+            tr(
+                "the new model is worse on the held-out logged pairs: not registered "
+                "(--force registers it anyway); it is in {out}",
+                out=out,
+            )
         )
         return 1
     store = Storage(args.db)  # the models table only: retraining never writes to dialog tables
     store.register_model(str(out.resolve()), parent=lineage["parent"], info=results)
     store.close()
-    print(f"registered {out}: chat with it by `chatbot chat --model {out}`")
+    print(tr("registered {out}: chat with it by `chatbot chat --model {out}`", out=out))
     return 0
 
 

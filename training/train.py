@@ -98,14 +98,20 @@ class Trainer:
             self.cfg = cfg = TrainConfig.from_dict({**saved["train"], **_runtime_settings(cfg)})
             self.tokenizer = Tokenizer.load(self.out / TOKENIZER)
         elif resume:
-            self.say(f"{self.out}: nothing to resume, starting afresh")
+            self.say(tr("{out}: nothing to resume, starting afresh", out=self.out))
         train_pairs, valid_pairs = pairs or split_pairs(cfg.corpus)
         self.valid_pairs = valid_pairs[: cfg.max_valid_pairs]
         if base is not None:
             model_cfg, self.tokenizer = base[0].cfg, base[1]
         elif state is None:
             if self.dist.is_main:
-                self.say(f"training a {cfg.vocab_size}-piece tokenizer on {len(train_pairs)} pairs")
+                self.say(
+                    tr(
+                        "training a {size}-piece tokenizer on {pairs} pairs",
+                        size=cfg.vocab_size,
+                        pairs=len(train_pairs),
+                    )
+                )
                 turns = dict.fromkeys(t for p in train_pairs for t in (p.source, p.reply))  # unique, in order
                 self.tokenizer = train_tokenizer(turns, cfg.vocab_size)
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -140,17 +146,32 @@ class Trainer:
         self.eval_seconds = 0.0  # how long the last validation took: the budget keeps room for one more
         if state is not None:
             self.load_state_dict(state)
-            self.say(f"resuming at step {self.step} (epoch {self.epoch + 1}, batch {self.batch_index})")
+            self.say(
+                tr(
+                    "resuming at step {step} (epoch {epoch}, batch {batch})",
+                    step=self.step,
+                    epoch=self.epoch + 1,
+                    batch=self.batch_index,
+                )
+            )
             self._truncate_metrics()
         elif self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / METRICS).unlink(missing_ok=True)
             save_model(self.out, self.model, self.tokenizer, self._extra())
         self.say(
-            f"{self.model.num_parameters() / 1e6:.2f}M parameters, {len(self.train_examples)} train pairs, "
-            f"{len(self.valid_pairs)} valid pairs, {self.steps_per_epoch} steps/epoch, device {self.device}, "
-            f"{self.precision}, {torch.get_num_threads()} threads"
-            + (f", {self.dist.world} processes" if self.dist.world > 1 else "")
+            tr(
+                "{millions:.2f}M parameters, {train} train pairs, {valid} valid pairs, {steps} steps/epoch, "
+                "device {device}, {precision}, {threads} threads",
+                millions=self.model.num_parameters() / 1e6,
+                train=len(self.train_examples),
+                valid=len(self.valid_pairs),
+                steps=self.steps_per_epoch,
+                device=self.device,
+                precision=self.precision,
+                threads=torch.get_num_threads(),
+            )
+            + (tr(", {world} processes", world=self.dist.world) if self.dist.world > 1 else "")
         )
 
     def epoch_examples(self, epoch: int) -> list:
@@ -285,8 +306,13 @@ class Trainer:
             save_model(self.out, self.model, self.tokenizer, {**self._extra(), "best" if improved else "last": record})
         self.log(record)
         self.say(
-            f"step {self.step}: valid word ppl {record['valid_word_ppl']:.1f} "
-            f"(token ppl {record['valid_token_ppl']:.1f})" + (" *" if improved else "")
+            tr(
+                "step {step}: valid word ppl {word_ppl:.1f} (token ppl {token_ppl:.1f})",
+                step=self.step,
+                word_ppl=record["valid_word_ppl"],
+                token_ppl=record["valid_token_ppl"],
+            )
+            + (" *" if improved else "")
         )
         self.train_seconds += self.elapsed_this_run()
         self._resumed_at = self.elapsed()
@@ -313,7 +339,7 @@ class Trainer:
             self.set_dropout(self.epoch >= cfg.dropout_from_epoch)
             while self.batch_index < len(batches):
                 if self.dist.any(self.out_of_time()):  # every rank stops at the same step
-                    stop = "time budget reached"
+                    stop = "time"
                     break
                 rng = random.Random(cfg.seed * 1_000_003 + self.epoch * 10_007 + self.batch_index)  # the same on resume
                 chosen = blank_sources([examples[i] for i in batches[self.batch_index]], cfg.blank_source, rng)
@@ -348,14 +374,19 @@ class Trainer:
                     bar.set_postfix(postfix, refresh=False)
                     window_tokens, window_start, losses = 0, time.monotonic(), []
                 if self.step % cfg.eval_every == 0 and self.dist.any(self.evaluate_and_checkpoint()):
-                    stop = f"no better validation loss in {cfg.patience} evaluations"
+                    stop = "patience"
                     break
             else:
                 self.epoch, self.batch_index = self.epoch + 1, 0
         bar.close()
-        if (not stop or stop == "time budget reached") and (self.step % cfg.eval_every or self.step == 0):
+        if stop in (None, "time") and (self.step % cfg.eval_every or self.step == 0):
             self.evaluate_and_checkpoint()  # the last steps, not yet validated
-        self.say(f"stopped: {stop or f'{cfg.epochs} epochs done'}; best valid loss {self.best_loss:.4f}")
+        why = {
+            None: tr("{epochs} epochs done", epochs=cfg.epochs),
+            "time": tr("time budget reached"),
+            "patience": tr("no better validation loss in {patience} evaluations", patience=cfg.patience),
+        }[stop]
+        self.say(tr("stopped: {why}; best valid loss {loss:.4f}", why=why, loss=self.best_loss))
         if self.dist.world > 1:
             digest = weights_digest(self.model)
             print(
