@@ -60,7 +60,7 @@ def messages(language: str) -> dict[str, str]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def tr(message: str, **values) -> str:
+def tr(message: str, /, **values) -> str:
     """A message written in English, in the current language where its catalogue has it, with
     `values` filled in (`{name}` placeholders, as str.format)."""
     text = messages(_current[0]).get(message, message)
