@@ -142,6 +142,10 @@ async def test_every_page_of_the_walk_through_shows_in_the_chat(overfit_dir, tmp
         for number in range(len(screen.pages)):
             assert screen.page == number
             await pilot.press("right")
+        await pilot.press("home")
+        assert screen.page == 0
+        await pilot.press("end")
+        assert screen.page == len(screen.pages) - 1
         await pilot.press("left", "escape")
         assert not isinstance(app.screen, WalkThroughScreen) and not app.unexpected
         # what if: on the first decoder step, 2 forces the second most likely piece and walks on

@@ -347,8 +347,8 @@ class WalkThroughScreen(Modal):
     BINDINGS = [
         Binding("right,n,space", "turn(1)", "next page"),
         Binding("left,p", "turn(-1)", "previous page"),
-        Binding("home", "turn(-1000)", "first page", show=False),
-        Binding("end", "turn(1000)", "last page", show=False),
+        Binding("home", "turn(-1000)", "first page", show=False, priority=True),  # before the page's scroll
+        Binding("end", "turn(1000)", "last page", show=False, priority=True),
         *[Binding(str(k), f"what_if({k})", "what if", show=False) for k in range(1, 6)],
     ]
 
