@@ -352,13 +352,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def generation_row(m: dict) -> str:
+    """One strategy's generation measures (`training.evaluate.generation_measures`) as a line."""
     return tr(
-        "F1 {f1:.3f}, distinct-1/2 {d1:.3f}/{d2:.3f}, {words:.1f} words, generic {generic:.1%}",
-        f1=m["f1"],
-        d1=m["distinct_1"],
-        d2=m["distinct_2"],
-        words=m["mean_words"],
-        generic=m["generic_rate"],
+        "F1 {f1:.3f}, distinct-1/2 {distinct_1:.3f}/{distinct_2:.3f}, {mean_words:.1f} words, "
+        "generic {generic_rate:.1%}",
+        **m,
     )
 
 
@@ -366,15 +364,9 @@ def evaluation_report(out: dict) -> str:
     """`chatbot evaluate`'s figures as lines for people."""
     lines = [
         tr(
-            "word-level perplexity {word_ppl:.2f}, without context {no_context:.2f} (token-level {token_ppl:.2f}; "
-            "{pairs} pairs, {words} words, {tokens} tokens; {precision} weights)",
-            word_ppl=out["word_ppl"],
-            no_context=out["word_ppl_no_context"],
-            token_ppl=out["token_ppl"],
-            pairs=out["pairs"],
-            words=out["words"],
-            tokens=out["tokens"],
-            precision=out["precision"],
+            "word-level perplexity {word_ppl:.2f}, without context {word_ppl_no_context:.2f} (token-level "
+            "{token_ppl:.2f}; {pairs} pairs, {words} words, {tokens} tokens; {precision} weights)",
+            **out,
         )
     ]
     if out["note"]:

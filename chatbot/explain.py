@@ -22,7 +22,7 @@ import torch
 from chatbot.decoding import apply_rules, guidance_of, only_eos, prepare, ranking_score, rerank_of
 from chatbot.model import Seq2Seq, pad_right
 from chatbot.settings import Settings
-from chatbot.strategies import length_penalty, ranked_candidates
+from chatbot.strategies import finished_wanted, length_penalty, ranked_candidates
 from chatbot.tokenizer import BOS, EOS, Tokenizer
 
 TOP = 5  # vocabulary pieces shown per step
@@ -270,6 +270,7 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
         live[0].update(twin_state=twin_state, twin_feed=model.initial_feed(1))
     finished, steps = [], []
     banned = _banned(tokenizer)
+    wanted = finished_wanted(settings, rerank)  # as `chatbot.strategies.Beam` stops
     for t in range(settings.max_length + 1):
         candidates = []
         for parent, hyp in enumerate(live):
@@ -326,7 +327,6 @@ def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
                     hyp.update(twin_state=c["twin"]["state"], twin_feed=c["twin"]["feed"])
                 new_live.append(hyp)
         live = new_live
-        wanted = K if rerank else settings.n_best  # as `chatbot.strategies.Beam` stops
         if not live or len(finished) >= K or (finished and kept[0]["id"] == EOS and len(finished) >= wanted):
             break
     finished = sorted(finished, key=lambda f: -f[0])[:K]

@@ -19,6 +19,12 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5 + length) / 6) ** alpha
 
 
+def finished_wanted(settings: BeamSettings, rerank: float) -> int:
+    """How many finished replies beam search waits for once its best candidate ends: `n_best`,
+    or the whole beam when the message's gain reranks them (more for it to choose from)."""
+    return settings.beam_size if rerank else settings.n_best
+
+
 NEG_INF = float("-inf")
 NUCLEUS_SEARCH = 256  # tokens ranked before top-p falls back to sorting the vocabulary
 
@@ -127,7 +133,7 @@ class Beam(Strategy):
     def __init__(self, settings: BeamSettings, batch, device, rerank: float = 0.0):
         super().__init__(settings, batch, device)
         K = self.rows_per_message = settings.beam_size
-        self.wanted = K if rerank else settings.n_best
+        self.wanted = finished_wanted(settings, rerank)
         self.scores = torch.full((batch, K), NEG_INF, device=device)  # (B, K) summed log-probabilities
         self.scores[:, 0] = 0.0  # all beams start identical: let only the first one live
         self.finished: list[list[tuple[float, int, int]]] = [[] for _ in range(batch)]  # (score, step, row)
