@@ -386,6 +386,7 @@ def evaluation_report(out: dict) -> str:
 
 def decoding_flags(parser: argparse.ArgumentParser) -> None:
     """The decoding knobs, shared by `reply` and `chat`; their ranges are `chatbot.settings.RANGES`."""
+    from chatbot.settings import DEFAULT_CANDIDATES
     from chatbot.settings import RANGES as R
 
     g = parser.add_argument_group(tr("decoding"))
@@ -409,6 +410,16 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
     add_ranged(g, "--top-k", R, tr("sample: k most likely tokens (default 0: all)"))
     add_ranged(g, "--top-p", R, tr("sample: nucleus mass (default 0.9; more than 0)"))
     add_ranged(g, "--seed", R, tr("sample: seed for reproducible replies"))
+    add_ranged(
+        g,
+        "--candidates",
+        R,
+        tr(
+            "sample: replies drawn; the one the model's other replies agree with most answers (default {default}; "
+            "1: the one drawn)",
+            default=DEFAULT_CANDIDATES,
+        ),
+    )
     add_ranged(g, "--guidance", R, tr("weight of what the message adds over no message, for every strategy (0: off)"))
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from chatbot.consensus import agreement, normalise
 from chatbot.engine import as_engine
 from chatbot.model import pad_right
 from chatbot.settings import (
@@ -73,6 +74,7 @@ class Reply:
     finished: bool = True  # False when the reply hit the max length
     truncated: bool = False  # the message was longer than the model reads: it read the end
     gains: list[float] | None = None  # per piece: log p(piece | message) - log p(piece | no message), when measured
+    agreement: float | None = None  # consensus sampling: the reply's mean unigram F1 with the model's other replies
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -221,6 +223,14 @@ class Trace:
         self.alt_ids.append(top.indices[:, :TOP_ALTERNATIVES] if wide else top.indices)
         self.alt_logps.append(top.values[:, :TOP_ALTERNATIVES] if wide else top.values)
 
+    def keep_rows(self, rows: list[int]) -> None:
+        """Keep these rows only, in this order: consensus sampling's chosen candidates (sampled
+        rows never move, so each row's steps are its own)."""
+        index = torch.tensor(rows, dtype=torch.long, device=self.history.device)
+        self.rows, self.history = len(rows), self.history[index]
+        for name in ("tokens", "attention", "logps", "alt_ids", "alt_logps", "unranked", "gains"):
+            setattr(self, name, [step[index] for step in getattr(self, name)])
+
     def finish(self) -> None:
         """Stack the steps, once, for reading hypotheses back: pointers, tokens and their
         log-probabilities as Python lists (every hypothesis walks them), attention and alternatives
@@ -281,12 +291,14 @@ def decode(
     on_step: Callable[[Progress], None] | None = None,
     banned: list[int] | None = None,
     gains: bool = False,
+    words: Callable[[list[int]], list[str]] | None = None,
 ) -> list[list[dict]]:
     """Token-level decoding of a batch of messages (piece ids) by an engine (`chatbot.engine`;
     a model runs as its flat engine); returns per message its hypotheses (dicts with tokens,
     logprobs, attention, alternatives, score, finished, gains), best first. `banned`: pieces
     never written (default padding, unknown and start). `gains`: measure how much the message
-    raised each chosen piece's log-probability, as guidance does anyway.
+    raised each chosen piece's log-probability, as guidance does anyway. `words`: a reply's
+    words, for consensus sampling's agreement (default: its piece ids).
 
     Guidance (`settings.guidance` w, for a model that learned replies to no message): each row
     runs beside a twin that reads an empty message, in the same batch, and the next-piece scores
@@ -296,13 +308,17 @@ def decode(
     - log p(reply | no message)): beam search proposes likely replies, and what the message adds
     picks among them (maximum mutual information, Li et al. 2016), with the same twin rows.
 
+    Consensus sampling (`candidates` > 1) runs every message's candidate and evidence rows in
+    one batch and answers with the candidate the evidence agrees with most (`chatbot.consensus`).
+
     Runs with tensor-subclass dispatch off: before an op, torch asks every argument that is not a
     plain tensor whether it overrides torch functions, and asking the int8 layers' packed weights
     (C++ objects that lack the attribute) costs more than a small product itself. To the ops, the
     model's parameters are plain tensors either way.
     """
     with torch.inference_mode(), torch._C.DisableTorchFunctionSubclass():
-        return _decode(as_engine(engine), sources, settings, on_step, banned or [PAD, UNK, BOS], gains)
+        words = words or (lambda ids: [str(i) for i in ids])
+        return _decode(as_engine(engine), sources, settings, on_step, banned or [PAD, UNK, BOS], gains, words)
 
 
 def guidance_of(engine, settings: Settings) -> float:
@@ -324,16 +340,19 @@ def ranking_score(score: float, gain: float, rerank: float) -> float:
     return (1 - rerank) * score + rerank * gain
 
 
-def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banned, gains) -> list[list[dict]]:
+def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banned, gains, words) -> list[list[dict]]:
     device = engine.device
     B = len(sources)
     rerank = rerank_of(engine, settings)
     strategy = make_strategy(settings, B, device, rerank)
+    beam = isinstance(strategy, Beam)
     K = strategy.rows_per_message
     R = B * K
     w = guidance_of(engine, settings)
     banned = None if banned == [PAD, UNK, BOS] else torch.tensor(banned, dtype=torch.long, device=device)
-    twins = w > 0 or bool(rerank) or (gains and getattr(engine.cfg, "unconditional", False))  # rows R..2R-1: no message
+    gains = gains and getattr(engine.cfg, "unconditional", False)
+    consensus = K > 1 and not beam  # candidates judged once they end: their gains measured then, for one row each
+    twins = w > 0 or bool(rerank) or (gains and not consensus)  # rows R..2R-1: no message
     src, lengths = pad_right(sources + [[EOS]] * twins, device)  # (B (+1), S), (B (+1),); an empty message is EOS
     memory, state = engine.encode(src, lengths)  # the encoder runs once per message
     rows_of = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
@@ -360,34 +379,38 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
             logp = only_eos(logp)
         if any_ended:  # a finished reply can only go on ending
             logp = torch.where(ended.unsqueeze(1), only_eos(logp), logp)
-        top = (
-            logp.topk(min(max(TOP_ALTERNATIVES, K), logp.size(-1)), dim=-1) if K > 1 else None
-        )  # beam candidates and alternatives
+        if beam:  # its candidates, and the alternatives
+            top = logp.topk(min(max(TOP_ALTERNATIVES, K), logp.size(-1)), dim=-1)
+        else:  # consensus: the alternatives now, rather than every row's distributions kept to the end
+            top = logp.topk(min(TOP_ALTERNATIVES, logp.size(-1)), dim=-1) if consensus else None
         tokens, rows = strategy.select(logp, step, top)  # (R,), (R,) or None: each row goes on
         if rows is not None:
             both = torch.cat([rows, rows + R]) if twins else rows  # a twin follows its row
             state = tuple(s.index_select(1, both) for s in state)
             feed = feed.index_select(0, both)
         trace.extend(tokens, logp, weights, top, rows, gain)
-        if K > 1:
+        if beam:
             strategy.record_finished(step, length=step)
             done = bool(strategy.done.all())
-        elif B == 1:  # one message ends with its only row (the chat's case: one read, no bookkeeping)
+        elif one_row:  # one message ends with its only row (the chat's case: one read, no bookkeeping)
             one_row[0].append(tokens.item())
             done = one_row[0][-1] == EOS
         else:
             ended = ended | (tokens == EOS)
             n_ended = int(ended.sum())  # one read of the device per step
-            any_ended, done = n_ended > 0, n_ended == B
-        if on_step:
-            best = [one_row[0]] if one_row else [trace.history[b * K].tolist() for b in range(B)]
+            any_ended, done = n_ended > 0, n_ended == R
+        if on_step:  # consensus: no reply to show until its candidates end
+            best = [one_row[0]] if one_row else [[] if consensus else trace.history[b * K].tolist() for b in range(B)]
             on_step(Progress(step, [_strip(t) for t in best]))
         if done:
             break
         if twins:
             tokens = tokens.repeat(2)  # the twins read the same reply so far
+    if consensus:
+        chosen, agreements = choose_by_consensus(trace.history.tolist(), B, settings.candidates, words)
+        trace.keep_rows(chosen)
     trace.finish()
-    if K > 1:
+    if beam:
         ranked = []
         for finished in strategy.finished:
             best = sorted(finished, key=lambda f: -f[0])[: settings.n_best if not rerank else K]
@@ -405,7 +428,53 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
         results.append(
             [trace.hypothesis(r, len(row) - 1, n, n < settings.max_length)]
         )  # an EOS at max_length was forced: cut
+    if consensus:
+        for (h,), agreed in zip(results, agreements):
+            h["agreement"] = agreed
+        if gains:
+            measured = forced_gains(engine, sources, [h["tokens"] + [EOS] * h["finished"] for (h,) in results])
+            for (h,), g in zip(results, measured):
+                h["gains"] = g
     return results
+
+
+def choose_by_consensus(
+    replies: list[list[int]], messages: int, candidates: int, words: Callable[[list[int]], list[str]]
+) -> tuple[list[int], list[float]]:
+    """For each message, the row of its candidate the evidence rows agree with most, and that
+    agreement: `replies` holds every row's pieces, each message's candidates first, then its evidence."""
+    per_message = len(replies) // messages
+    chosen, agreements = [], []
+    for b in range(messages):
+        rows = [words(_strip(r)) for r in replies[b * per_message : (b + 1) * per_message]]
+        agree = agreement(rows[:candidates], rows[candidates:])
+        best = max(range(candidates), key=agree.__getitem__)  # the first of equals: the first drawn
+        chosen.append(b * per_message + best)
+        agreements.append(agree[best])
+    return chosen, agreements
+
+
+def forced_gains(engine, sources: list[list[int]], replies: list[list[int]]) -> list[list[float]]:
+    """How much each message raised each piece of its reply: log p(piece | message) - log p(piece
+    | no message), the model reading the given pieces (teacher forcing); what the twin rows
+    measure while decoding, for replies chosen after it."""
+    device, B = engine.device, len(sources)
+    src, lengths = pad_right(sources + [[EOS]], device)  # an empty message is EOS
+    memory, state = engine.encode(src, lengths)
+    index = torch.cat([torch.arange(B, device=device), torch.full((B,), B, device=device)])
+    memory, state = memory.index_select(index), tuple(s.index_select(1, index) for s in state)
+    feed = engine.initial_feed(2 * B)
+    T = max(len(r) for r in replies)
+    forced = torch.tensor([r + [EOS] * (T - len(r)) for r in replies], dtype=torch.long, device=device)  # (B, T)
+    tokens = torch.full((2 * B,), BOS, dtype=torch.long, device=device)
+    steps = []
+    for t in range(T):
+        logits, state, _, feed = engine.step(tokens, state, memory, feed)
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(1, forced[:, t].repeat(2).unsqueeze(1)).squeeze(1)
+        steps.append(logp[:B] - logp[B:])
+        tokens = forced[:, t].repeat(2)
+    measured = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in replies]  # (B, T)
+    return [g[: len(r)] for g, r in zip(measured, replies)]
 
 
 def cut_to_characters(hypothesis: dict, n: int) -> None:
@@ -470,7 +539,10 @@ def reply(
         for i, tokens in enumerate(progress.tokens):
             on_text(i, tokenizer.decode(tokenizer.complete(tokens)))  # whole characters only
 
-    hypotheses = decode(engine, sources, settings, on_step if on_text else None, tokenizer.never_written(), gains)
+    hypotheses = decode(
+        engine, sources, settings, on_step if on_text else None, tokenizer.never_written(), gains,
+        words=lambda ids: normalise(tokenizer.decode(ids)),
+    )  # fmt: skip
     for h in (h for hyps in hypotheses for h in hyps if not h["finished"]):
         whole = len(tokenizer.complete(h["tokens"]))
         if whole < len(h["tokens"]):
@@ -494,6 +566,7 @@ def reply(
                 finished=h["finished"],
                 truncated=truncated,
                 gains=h["gains"],
+                agreement=h.get("agreement"),
             )
             for h in hyps
         ]

@@ -22,7 +22,7 @@ import torch
 from chatbot.decoding import apply_rules, guidance_of, only_eos, prepare, ranking_score, rerank_of
 from chatbot.model import Seq2Seq, pad_right
 from chatbot.settings import Settings
-from chatbot.strategies import finished_wanted, length_penalty, ranked_candidates
+from chatbot.strategies import draw, finished_wanted, length_penalty, ranked_candidates
 from chatbot.tokenizer import BOS, EOS, Tokenizer
 
 TOP = 5  # vocabulary pieces shown per step
@@ -226,8 +226,8 @@ def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, s
             probs, ids, keep = ranked_candidates(ruled / settings.temperature, settings.top_k, settings.top_p)
             kept = (probs * keep)[0]
             kept = kept / kept.sum()
-            draw = int(torch.multinomial(kept, 1, generator=generator))
-            chosen = int(ids[0, draw])
+            picked = int(draw(kept.unsqueeze(0), generator))
+            chosen = int(ids[0, picked])
             step["kept"] = [
                 [tokenizer.pieces([i])[0], round(float(p), 4)] for i, p in zip(ids[0].tolist(), kept.tolist()) if p > 0
             ][:20]

@@ -159,7 +159,9 @@ class Session:
             return t("status.beam", beam_size=s.beam_size, alpha=f"{s.length_penalty:g}") + guided
         if s.name == "sample":
             top_k = t("status.top_k", top_k=s.top_k) if s.top_k else ""
-            return t("status.sample", temperature=f"{s.temperature:g}", top_k=top_k, top_p=f"{s.top_p:g}") + guided
+            best_of = t("status.candidates", candidates=s.candidates) if s.candidates > 1 else ""
+            sampled = t("status.sample", temperature=f"{s.temperature:g}", top_k=top_k, top_p=f"{s.top_p:g}")
+            return sampled + best_of + guided
         return t("status.greedy", max_length=s.max_length) + guided
 
     def switch_model(self, directory: Path) -> None:

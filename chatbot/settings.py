@@ -16,6 +16,8 @@ from chatbot.validation import check, parse
 MAX_REPLY_LENGTH = 200  # pieces: far past what a model trained on chat replies writes well
 MAX_BEAM_SIZE = 64
 MAX_SEED = 2**63 - 1
+MAX_CANDIDATES = 64  # sampled replies to choose among; each draws two more from the model to judge them
+DEFAULT_CANDIDATES = 48  # chosen by measurement: docs/performance.md
 MIN_TEMPERATURE = 0.01
 DEFAULT_STRATEGY = "sample"  # the chat's and `chatbot reply`'s; chosen by measurement: docs/performance.md
 DEFAULT_GUIDANCE = 0.0  # chosen by measurement and by reading the replies: docs/performance.md
@@ -36,6 +38,7 @@ RANGES = {
     "top_k": (int, 0, 1_000_000),
     "top_p": (float, 0.0, 1.0),
     "seed": (int, 0, MAX_SEED),
+    "candidates": (int, 1, MAX_CANDIDATES),
     "guidance": (float, 0.0, 10.0),
     "rerank": (float, 0.0, 1.0),
 }
@@ -106,6 +109,7 @@ class SampleSettings(Settings):
     top_k: int = 0  # sample among the k most likely tokens (0: all)
     top_p: float = 0.9  # ... among the smallest set holding this much probability (1: all)
     seed: int | None = None  # fixed seed: the same message gets the same reply
+    candidates: int = DEFAULT_CANDIDATES  # replies drawn, the one others agree with answers (1: as drawn)
 
     name = "sample"
 

@@ -27,6 +27,7 @@ def finished_wanted(settings: BeamSettings, rerank: float) -> int:
 
 NEG_INF = float("-inf")
 NUCLEUS_SEARCH = 256  # tokens ranked before top-p falls back to sorting the vocabulary
+EVIDENCE_PER_CANDIDATE = 2  # consensus sampling: replies drawn from the model to judge each candidate by
 
 
 # --- the strategies -------------------------------------------------------------------------
@@ -62,7 +63,17 @@ class Greedy(Strategy):
         return most_likely(logp, top), None
 
 
+def sampled_rows(settings: SampleSettings) -> int:
+    """Rows sampling runs per message: one, or the candidates and their evidence."""
+    n = settings.candidates
+    return n * (1 + EVIDENCE_PER_CANDIDATE) if n > 1 else 1
+
+
 class Sample(Strategy):
+    """Draws each row's token. With `candidates` n > 1, each message has n candidate rows drawn
+    with the settings, then `EVIDENCE_PER_CANDIDATE` n evidence rows drawn from the model's own
+    distribution (temperature 1, nothing cut), which judge the candidates (`chatbot.consensus`)."""
+
     def __init__(self, settings: SampleSettings, batch, device):
         super().__init__(settings, batch, device)
         self.generator = torch.Generator(device=device)
@@ -70,12 +81,26 @@ class Sample(Strategy):
             self.generator.seed()
         else:
             self.generator.manual_seed(settings.seed)
+        n = settings.candidates
+        self.evidence = None
+        if n > 1:
+            self.rows_per_message = sampled_rows(settings)
+            one = torch.arange(self.rows_per_message, device=device) >= n  # a message's rows: candidates first
+            self.evidence = one.repeat(batch)  # (R,)
 
-    def select(self, logp, step, top=None):
+    def draw(self, logp, top=None):
         s = self.settings
         if s.temperature == 0:
-            return most_likely(logp, top), None
-        return sample_from(logp / s.temperature, s.top_k, s.top_p, self.generator), None
+            return most_likely(logp, top)
+        return sample_from(logp / s.temperature, s.top_k, s.top_p, self.generator)
+
+    def select(self, logp, step, top=None):
+        if self.evidence is None:
+            return self.draw(logp, top), None
+        tokens = torch.empty(logp.size(0), dtype=torch.long, device=logp.device)
+        tokens[~self.evidence] = self.draw(logp[~self.evidence])
+        tokens[self.evidence] = sample_from(logp[self.evidence], 0, 1.0, self.generator)  # as the model says
+        return tokens, None
 
 
 def ranked_candidates(
@@ -112,14 +137,24 @@ def truncate_distribution(logits: torch.Tensor, top_k: int, top_p: float) -> tor
     return logits.masked_fill(~torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, ids, keep), NEG_INF)
 
 
+def draw(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of `weights` (R, N), each with probability proportional to its weight:
+    one uniform number per row, looked up in the row's running sum (inverse transform sampling).
+    torch.multinomial draws a random number per weight on the CPU, and that dominated sampling."""
+    cumulative = weights.cumsum(-1)  # (R, N)
+    u = torch.rand(weights.size(0), 1, generator=generator, device=weights.device) * cumulative[:, -1:]
+    # right=True: the first index whose running sum exceeds u, so a zero weight is never drawn
+    return torch.searchsorted(cumulative, u, right=True).clamp_(max=weights.size(-1) - 1).squeeze(-1)
+
+
 def sample_from(logits: torch.Tensor, top_k: int, top_p: float, generator: torch.Generator) -> torch.Tensor:
     """One token per row from the truncated, renormalised distribution, drawn among the ranked
     candidates only: a draw over the whole vocabulary costs more than the rest of the step."""
     if top_k == 0 and top_p >= 1.0:
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+        return draw(logits.softmax(-1), generator)
     ranked, ids, keep = ranked_candidates(logits, top_k, top_p)
-    drawn = torch.multinomial(ranked * keep, 1, generator=generator)  # (R, 1) position among the candidates
-    return ids.gather(-1, drawn).squeeze(-1)
+    drawn = draw(ranked * keep, generator)  # (R,) position among the candidates
+    return ids.gather(-1, drawn.unsqueeze(-1)).squeeze(-1)
 
 
 class Beam(Strategy):

@@ -11,12 +11,13 @@ import sqlite3
 import pytest
 import torch
 
+from chatbot.consensus import normalise, unigram_f1
 from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, decode, reply
 from chatbot.model import Memory, ModelConfig
 from chatbot.tokenizer import BOS, EOS
 from corpora import Pair
 from training.data import blank_sources, encode_pairs
-from training.evaluate import CANDIDATES, candidate_sets, generic_rate, hits_at_1, normalise, unigram_f1
+from training.evaluate import CANDIDATES, candidate_sets, generic_rate, hits_at_1
 
 V = 8  # 0-3 pad, unk, bos, eos; 4-7 words
 

@@ -140,7 +140,8 @@ def card(args, config: dict, model, trained, after: dict, before: dict | None, p
         "## Replies to the test messages",
         "",
         f"Each strategy with its default settings (guidance {after['guidance']:g}; sampling seeded 1 plus the batch "
-        "number), replying to every test message alone and with the turns before it.",
+        "number, answering with the candidate the model's other replies agree with most: `chatbot.consensus`), "
+        "replying to every test message alone and with the turns before it.",
         "",
         "| model | strategy | reading | F1 | distinct-1 | distinct-2 | words | generic |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -177,6 +178,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--corpus", default="chitchat", help="the corpus whose test split the card reports")
     parser.add_argument("--before", type=Path, help="the model this one replaces: its figures beside")
+    parser.add_argument(
+        "--before-figures", type=Path, help="instead, the figures.json of the model before, as measured in its day"
+    )
     parser.add_argument("--title", default="The bundled English model")
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     parser.add_argument(
@@ -194,6 +198,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pairs = load_pairs(args.corpus, "test")
     before = measure(args.before, pairs, args.guidance, args.threads) if args.before else None
+    if args.before_figures:
+        before = json.loads(args.before_figures.read_text())
     trained, tokenizer, config = load_model(args.model)
     model = trained.with_settings(output_rank=args.output_rank) if args.output_rank else trained
     if args.unguided:

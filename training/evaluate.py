@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 import random
-import re
 from collections import Counter
 
 import torch
 import torch.nn.functional as F
 
+from chatbot.consensus import unigram_f1
 from chatbot.decoding import ranking_score
 from chatbot.i18n import tr
 from chatbot.model import Seq2Seq
@@ -172,25 +172,6 @@ def hits_at_1(
 
 # --- generated replies --------------------------------------------------------------------------
 
-_PUNCTUATION = re.compile(r"[^\w\s]")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-def normalise(text: str) -> list[str]:
-    """ParlAI's normalisation for F1: lower case, punctuation and the articles a/an/the removed,
-    split on whitespace."""
-    return _ARTICLES.sub(" ", _PUNCTUATION.sub(" ", text.lower())).split()
-
-
-def unigram_f1(guess: str, truth: str) -> float:
-    """F1 of the two bags of normalised words (0 when they share none)."""
-    g, t = normalise(guess), normalise(truth)
-    common = sum((Counter(g) & Counter(t)).values())
-    if not common:
-        return 0.0
-    precision, recall = common / len(g), common / len(t)
-    return 2 * precision * recall / (precision + recall)
-
 
 def generic_rate(replies: list[str]) -> float:
     """The share of replies whose lower-cased, stripped text is one of the ten most frequent."""
@@ -218,7 +199,10 @@ def generate(
     from dataclasses import replace
 
     from chatbot.decoding import reply
+    from chatbot.strategies import sampled_rows
 
+    if settings.name == "sample":  # consensus sampling runs many rows per message already
+        batch = max(1, batch // sampled_rows(settings))
     out = []
     for n, start in enumerate(range(0, len(pairs), batch)):
         chunk = pairs[start : start + batch]

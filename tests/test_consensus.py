@@ -1,0 +1,104 @@
+"""Consensus sampling: many replies drawn, the one the model's other replies agree with most
+answers. Checked against F1 worked out pair by pair, on a hand-made table whose likeliest reply
+is not the consensus, and on a tiny trained model."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatbot.consensus import agreement, unigram_f1
+from chatbot.decoding import GreedySettings, SampleSettings, choose_by_consensus, decode, forced_gains, reply
+from chatbot.engine import as_engine
+from chatbot.settings import settings_from
+from chatbot.strategies import EVIDENCE_PER_CANDIDATE, sampled_rows
+from chatbot.tokenizer import EOS
+from tests.test_decoding import BigramTable
+
+words = st.lists(st.sampled_from(["i", "you", "like", "cats", "dogs", "yes"]), max_size=6)
+
+
+@given(st.lists(words, min_size=1, max_size=4), st.lists(words, min_size=1, max_size=5))
+def test_agreement_is_the_mean_f1_with_every_evidence_reply(candidates, evidence):
+    expected = [sum(unigram_f1(" ".join(c), " ".join(e)) for e in evidence) / len(evidence) for c in candidates]
+    assert agreement(candidates, evidence) == pytest.approx(expected, abs=1e-6)
+
+
+def test_each_message_gets_its_candidate_that_the_evidence_agrees_with_most():
+    replies = [
+        [4, EOS],  # message 0: candidates
+        [5, 6, EOS],
+        [5, 6],  # evidence
+        [5, 7, EOS, EOS],
+        [4],
+        [7],  # message 1: candidates
+        [6],
+        [6],  # evidence
+        [6, 7],
+        [6],
+    ]
+    chosen, agreed = choose_by_consensus(replies, messages=2, candidates=2, words=lambda ids: [str(i) for i in ids])
+    assert chosen == [1, 6]
+    assert agreed == pytest.approx([(1 + 0.5 + 0) / 3, (1 + 2 / 3 + 1) / 3])
+
+
+def test_rows_per_message_are_the_candidates_and_their_evidence():
+    assert sampled_rows(SampleSettings(candidates=1)) == 1
+    assert sampled_rows(SampleSettings(candidates=8)) == 8 * (1 + EVIDENCE_PER_CANDIDATE)
+
+
+# replies: [4] with p 0.34, [5 7] and [6 7] with 0.33 each; read 5 and 6 as the same word and the
+# consensus is "x 7" (0.66 of the evidence), though the likeliest single reply is [4]
+SPLIT_VOTE = BigramTable({2: {4: 0.34, 5: 0.33, 6: 0.33}, 4: {EOS: 1.0}, 5: {7: 1.0}, 6: {7: 1.0}, 7: {EOS: 1.0}})
+
+
+def same_word_for_5_and_6(ids: list[int]) -> list[str]:
+    return ["x" if i in (5, 6) else str(i) for i in ids]
+
+
+def test_the_consensus_is_not_the_likeliest_reply_but_the_one_most_replies_resemble():
+    likeliest = decode(SPLIT_VOTE, [[4]], GreedySettings())[0][0]["tokens"]
+    assert likeliest == [4]
+    for seed in range(10):
+        settings = SampleSettings(candidates=64, temperature=1.0, top_p=1.0, seed=seed)
+        for (best,) in decode(SPLIT_VOTE, [[4], [5]], settings, words=same_word_for_5_and_6):  # two messages
+            assert best["tokens"] in ([5, 7], [6, 7]) and best["finished"]
+            assert 0.5 < best["agreement"] < 0.8  # the share of evidence replies that are "x 7"
+
+
+def test_a_consensus_reply_is_the_same_for_the_same_seed_and_one_candidate_is_plain_sampling(overfit_model):
+    model, tokenizer = overfit_model
+    for settings in (settings_from("sample", seed=3, candidates=6), settings_from("sample", seed=3, candidates=1)):
+        runs = [reply(model, tokenizer, ["hi there", "what is your name?"], settings) for _ in range(2)]
+        assert [[r.text for r in rs] for rs in runs[0]] == [[r.text for r in rs] for rs in runs[1]]
+    plain = decode(model, [tokenizer.encode("hi there")], settings_from("sample", seed=3, candidates=1))
+    assert "agreement" not in plain[0][0]
+    (chosen,) = reply(model, tokenizer, ["hi there"], settings_from("sample", seed=3, candidates=6))[0]
+    assert chosen.agreement is not None and 0.0 <= chosen.agreement <= 1.0
+    assert chosen.settings["candidates"] == 6
+
+
+def test_gains_measured_after_the_choice_equal_the_twin_rows_gains(context_model):
+    """A consensus reply's gains are measured once it is chosen, by reading it again beside no
+    message: the same numbers the twin rows give while decoding."""
+    model, tokenizer = context_model
+    sources = [tokenizer.encode(m) for m in ("hi there", "what is your name?", "do you like music?")]
+    greedy = decode(model, sources, GreedySettings(), gains=True)
+    replies = [h["tokens"] + [EOS] * h["finished"] for (h,) in greedy]
+    measured = forced_gains(as_engine(model), sources, replies)
+    for (h,), g in zip(greedy, measured):
+        assert g == pytest.approx(h["gains"], abs=1e-4)
+    (chosen,) = reply(
+        model, tokenizer, ["hi there"], settings_from("sample", seed=1, candidates=4), gains=True
+    )[0]
+    assert len(chosen.gains) == len(chosen.tokens) + chosen.finished
+
+
+def test_consensus_streams_nothing_until_the_reply_is_chosen(overfit_model):
+    model, tokenizer = overfit_model
+    seen = []
+    settings = settings_from("sample", seed=2, candidates=4)
+    (chosen,) = reply(model, tokenizer, ["hi there"], settings, on_text=lambda i, text: seen.append(text))[0]
+    assert set(seen) == {""} and chosen.text
+    assert len(seen) >= len(chosen.tokens)  # a call every step all the same: the chat cancels through it
