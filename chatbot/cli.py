@@ -597,7 +597,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         console.print(Rule(f"{number}/{len(shown)}"))
         console.print(page)
     console.print(Rule())
-    console.print(tr("reply: {reply}", reply=walk["reply"]))
+    chosen = walk["consensus"]["candidates"][0]["reply"] if walk.get("consensus") else walk["reply"]  # as replies are
+    console.print(tr("reply: {reply}", reply=chosen))
     return 0
 
 

@@ -75,6 +75,7 @@ class Reply:
     truncated: bool = False  # the message was longer than the model reads: it read the end
     gains: list[float] | None = None  # per piece: log p(piece | message) - log p(piece | no message), when measured
     agreement: float | None = None  # consensus sampling: the reply's mean unigram F1 with the model's other replies
+    candidates: list[tuple[str, float]] | None = None  # consensus sampling: each candidate, its agreement; best first
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -407,7 +408,7 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
         if twins:
             tokens = tokens.repeat(2)  # the twins read the same reply so far
     if consensus:
-        chosen, agreements = choose_by_consensus(trace.history.tolist(), B, settings.candidates, words)
+        chosen, ranked = choose_by_consensus(trace.history.tolist(), B, settings.candidates, words)
         trace.keep_rows(chosen)
     trace.finish()
     if beam:
@@ -429,8 +430,8 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
             [trace.hypothesis(r, len(row) - 1, n, n < settings.max_length)]
         )  # an EOS at max_length was forced: cut
     if consensus:
-        for (h,), agreed in zip(results, agreements):
-            h["agreement"] = agreed
+        for (h,), candidates in zip(results, ranked):
+            h["agreement"], h["candidates"] = candidates[0]["agreement"], candidates
         if gains:
             measured = forced_gains(engine, sources, [h["tokens"] + [EOS] * h["finished"] for (h,) in results])
             for (h,), g in zip(results, measured):
@@ -440,18 +441,20 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
 
 def choose_by_consensus(
     replies: list[list[int]], messages: int, candidates: int, words: Callable[[list[int]], list[str]]
-) -> tuple[list[int], list[float]]:
-    """For each message, the row of its candidate the evidence rows agree with most, and that
-    agreement: `replies` holds every row's pieces, each message's candidates first, then its evidence."""
+) -> tuple[list[int], list[list[dict]]]:
+    """For each message, the row of its candidate the evidence rows agree with most, and its
+    candidates ranked ({"tokens", "agreement"}, the chosen first): `replies` holds every row's
+    pieces, each message's candidates first, then its evidence."""
     per_message = len(replies) // messages
-    chosen, agreements = [], []
+    chosen, ranked = [], []
     for b in range(messages):
-        rows = [words(_strip(r)) for r in replies[b * per_message : (b + 1) * per_message]]
+        pieces = [_strip(r) for r in replies[b * per_message : (b + 1) * per_message]]
+        rows = [words(p) for p in pieces]
         agree = agreement(rows[:candidates], rows[candidates:])
-        best = max(range(candidates), key=agree.__getitem__)  # the first of equals: the first drawn
-        chosen.append(b * per_message + best)
-        agreements.append(agree[best])
-    return chosen, agreements
+        order = sorted(range(candidates), key=lambda i: -agree[i])  # stable: of equals, the first drawn
+        chosen.append(b * per_message + order[0])
+        ranked.append([{"tokens": pieces[i], "agreement": agree[i]} for i in order])
+    return chosen, ranked
 
 
 def forced_gains(engine, sources: list[list[int]], replies: list[list[int]]) -> list[list[float]]:
@@ -567,6 +570,9 @@ def reply(
                 truncated=truncated,
                 gains=h["gains"],
                 agreement=h.get("agreement"),
+                candidates=[(tokenizer.decode(c["tokens"]), c["agreement"]) for c in h["candidates"]]
+                if "candidates" in h
+                else None,
             )
             for h in hyps
         ]

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
-from chatbot.decoding import apply_rules, guidance_of, only_eos, prepare, ranking_score, rerank_of
+from chatbot.decoding import apply_rules, guidance_of, only_eos, prepare, ranking_score, reply, rerank_of
 from chatbot.model import Seq2Seq, pad_right
 from chatbot.settings import Settings
-from chatbot.strategies import draw, finished_wanted, length_penalty, ranked_candidates
+from chatbot.strategies import draw, finished_wanted, length_penalty, ranked_candidates, sampled_rows
 from chatbot.tokenizer import BOS, EOS, Tokenizer
 
 TOP = 5  # vocabulary pieces shown per step
@@ -159,6 +160,8 @@ def walk_through(
         walk.update(beam_steps(model, tokenizer, memory, state, settings, src))
     else:
         walk.update(stepwise(model, tokenizer, memory, state, settings, src, forced or {}))
+        if settings.name == "sample" and settings.candidates > 1:
+            walk["consensus"] = consensus(model, tokenizer, message, settings, context)
     if reply_text is not None:
         walk["teacher_forcing"] = teacher_forcing(model, tokenizer, memory, state, reply_text)
     return walk
@@ -254,6 +257,17 @@ def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, s
         history = torch.cat([history, torch.tensor([[chosen]])], 1)
         token, state, feed = chosen, out["state"], out["feed"]
     return {"steps": steps, "reply": tokenizer.decode(reply), "reply_ids": reply}
+
+
+def consensus(model, tokenizer, message: str, settings, context: Sequence[str]) -> dict:
+    """Consensus sampling's choice (`chatbot.consensus`): the candidates drawn as the steps draw
+    one, and how much the replies drawn from the model as it is agree with each; the first answers."""
+    seeded = replace(settings, seed=settings.seed if settings.seed is not None else 0)
+    (chosen,) = reply(model, tokenizer, [message], seeded, contexts=[list(context)])[0]
+    return {
+        "candidates": [{"reply": text, "agreement": round(a, 4)} for text, a in chosen.candidates],
+        "evidence": sampled_rows(settings) - settings.candidates,
+    }
 
 
 def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:

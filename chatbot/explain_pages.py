@@ -52,6 +52,8 @@ def pages(walk: dict) -> list:
             out.append(finished_page(walk))
     else:
         out += [step_page(walk, step) for step in walk["steps"]]
+        if walk.get("consensus"):
+            out.append(consensus_page(walk))
     if "teacher_forcing" in walk:
         out.append(teacher_forcing_page(walk))
     return out
@@ -198,6 +200,20 @@ def finished_page(walk: dict) -> Group:
         table.add_row(*row, style="bold green" if i == 0 else "")
     note = t("walk.finished_note", rerank=f"{walk['rerank']:g}", keep=f"{1 - walk['rerank']:g}")
     return Group(title(walk, "decoder", t("walk.finished")), Text(note), table)
+
+
+def consensus_page(walk: dict) -> Group:
+    """Consensus sampling: every candidate drawn and its agreement with the replies drawn from the
+    model as it is; the first answers."""
+    c = walk["consensus"]
+    table = Table(box=None, padding=(0, 1))
+    for column in ("#", t("walk.reply"), t("walk.agreement")):
+        table.add_column(column, justify="left" if column == t("walk.reply") else "right")
+    for i, candidate in enumerate(c["candidates"]):
+        row = [str(i + 1), printable(candidate["reply"]), f"{candidate['agreement']:.3f}"]
+        table.add_row(*row, style="bold green" if i == 0 else "")
+    note = t("walk.consensus_note", candidates=len(c["candidates"]), evidence=c["evidence"])
+    return Group(title(walk, "decoder", t("walk.consensus")), Text(note), table)
 
 
 def teacher_forcing_page(walk: dict) -> Group:

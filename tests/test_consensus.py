@@ -38,9 +38,12 @@ def test_each_message_gets_its_candidate_that_the_evidence_agrees_with_most():
         [6, 7],
         [6],
     ]
-    chosen, agreed = choose_by_consensus(replies, messages=2, candidates=2, words=lambda ids: [str(i) for i in ids])
+    chosen, ranked = choose_by_consensus(replies, messages=2, candidates=2, words=lambda ids: [str(i) for i in ids])
     assert chosen == [1, 6]
-    assert agreed == pytest.approx([(1 + 0.5 + 0) / 3, (1 + 2 / 3 + 1) / 3])
+    assert [[c["tokens"] for c in r] for r in ranked] == [[[5, 6], [4]], [[6], [7]]]
+    agreed = [[c["agreement"] for c in r] for r in ranked]
+    assert agreed[0] == pytest.approx([(1 + 0.5 + 0) / 3, (0 + 0 + 1) / 3])
+    assert agreed[1] == pytest.approx([(1 + 2 / 3 + 1) / 3, (0 + 2 / 3 + 0) / 3])
 
 
 def test_rows_per_message_are_the_candidates_and_their_evidence():
@@ -76,6 +79,8 @@ def test_a_consensus_reply_is_the_same_for_the_same_seed_and_one_candidate_is_pl
     assert "agreement" not in plain[0][0]
     (chosen,) = reply(model, tokenizer, ["hi there"], settings_from("sample", seed=3, candidates=6))[0]
     assert chosen.agreement is not None and 0.0 <= chosen.agreement <= 1.0
+    assert len(chosen.candidates) == 6 and chosen.candidates[0] == (chosen.text, chosen.agreement)
+    assert [a for _, a in chosen.candidates] == sorted((a for _, a in chosen.candidates), reverse=True)
     assert chosen.settings["candidates"] == 6
 
 
@@ -89,9 +94,7 @@ def test_gains_measured_after_the_choice_equal_the_twin_rows_gains(context_model
     measured = forced_gains(as_engine(model), sources, replies)
     for (h,), g in zip(greedy, measured):
         assert g == pytest.approx(h["gains"], abs=1e-4)
-    (chosen,) = reply(
-        model, tokenizer, ["hi there"], settings_from("sample", seed=1, candidates=4), gains=True
-    )[0]
+    (chosen,) = reply(model, tokenizer, ["hi there"], settings_from("sample", seed=1, candidates=4), gains=True)[0]
     assert len(chosen.gains) == len(chosen.tokens) + chosen.finished
 
 

@@ -87,10 +87,25 @@ def test_sampling_and_beam_search_are_walked_through_as_decoding_runs_them(overf
         console.print(page)
     drawn = console.export_text()
     assert "├── " in drawn and "<sos>" in drawn and beam["reply"] in drawn
-    sampled = walk_through(model, tokenizer, message, settings_from("sample", seed=4, top_p=0.5))
+    sampled = walk_through(model, tokenizer, message, settings_from("sample", seed=4, top_p=0.5, candidates=1))
     for step in sampled["steps"][:-1]:
         kept = [p for _, p in step["kept"]]
         assert math.isclose(sum(kept), 1.0, abs_tol=0.01) and step["chosen"] in [n for n, _ in step["kept"]]
+    assert "consensus" not in sampled
+
+
+def test_a_consensus_reply_is_walked_through_with_its_candidates_ranked(overfit_model, sample_pairs):
+    model, tokenizer = overfit_model
+    message, settings = sample_pairs[6].source, settings_from("sample", seed=4, candidates=5)
+    walk = walk_through(model, tokenizer, message, settings)
+    candidates = walk["consensus"]["candidates"]
+    (chosen,) = reply(ReferenceEngine(model), tokenizer, [message], settings)[0]
+    assert [c["reply"] for c in candidates] == [text for text, _ in chosen.candidates]
+    assert candidates[0]["reply"] == chosen.text and walk["consensus"]["evidence"] == 10
+    console = Console(width=80, record=True)
+    console.print(pages(walk)[-1])
+    shown = console.export_text()
+    assert chosen.text in shown and "agreement" in shown
 
 
 def test_what_if_forces_a_piece_and_decodes_on_from_there(overfit_model, sample_pairs):
