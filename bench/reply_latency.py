@@ -110,7 +110,8 @@ def main() -> None:
     strategies = {
         "greedy": GreedySettings(**common),
         "beam-5": BeamSettings(beam_size=5, **common),
-        "sample": SampleSettings(seed=1, **common),
+        "sample": SampleSettings(seed=1, **common),  # consensus sampling: the default's candidates
+        "sample-1": SampleSettings(seed=1, candidates=1, **common),  # one reply drawn
     }
     runs, lengths = {}, {}
     for precision in precisions:

@@ -521,6 +521,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
                 "score": n_best[0].score if n_best else None,
                 "token_logprobs": n_best[0].token_logprobs if n_best else [],
                 "n_best": [{"reply": r.text, "score": r.score} for r in n_best],
+                "agreement": n_best[0].agreement if n_best else None,  # consensus sampling: with the model's replies
                 "decoding": n_best[0].settings if n_best else settings.to_dict(),
                 "model": str(args.model),
                 "latency_ms": round(n_best[0].seconds * 1000, 2) if n_best else None,
