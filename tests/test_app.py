@@ -554,7 +554,10 @@ def test_readme_key_table_lists_every_key_and_the_starting_strategy():
     table = table[: table.index("\n\n")]
     for k in KEYS:
         assert k.key in table, k.key
-    assert "starts in sampling" in readme
+    from chatbot.settings import DEFAULT_CANDIDATES, DEFAULT_STRATEGY
+
+    assert DEFAULT_STRATEGY == "sample" and "starts in consensus sampling" in readme
+    assert f"of {DEFAULT_CANDIDATES} replies drawn" in readme
 
 
 async def test_an_unexpected_error_while_decoding_is_a_notice_and_the_next_message_is_answered(app):
