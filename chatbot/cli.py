@@ -336,7 +336,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         replier, _, _ = load_engine(args.model, device, reply_precision(args, device), reference=args.reference)
         out["generate"] = {}
         for name in args.generate or ["greedy", "beam", "sample"]:
-            settings = settings_from(name, guidance=guidance, rerank=rerank, seed=1 if name == "sample" else None)
+            seed = 1 if name == "sample" else None
+            settings = settings_from(name, guidance=guidance, rerank=rerank, seed=seed, candidates=args.candidates)
             measures = generation_measures(generate(replier, tokenizer, pairs, settings, with_context=False), pairs)
             if model.cfg.context_turns:
                 replies = generate(replier, tokenizer, pairs, settings, with_context=True)
@@ -663,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_ranged(p, "--guidance", DECODING_RANGES, tr("guidance weight (default: the chat's)"))
     add_ranged(p, "--rerank", DECODING_RANGES, tr("beam's ranking by what the message adds (default: the chat's)"))
+    add_ranged(p, "--candidates", DECODING_RANGES, tr("sampling's candidates (default: the chat's; 1: one draw)"))
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("reply", help=tr("reply to TEXT, or to each line of standard input"))

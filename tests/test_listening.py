@@ -207,6 +207,7 @@ def test_a_model_that_memorised_its_pairs_ranks_their_replies_first(overfit_mode
 
 def test_evaluate_reports_every_measure_in_its_json(overfit_dir, tmp_path, capsys):
     from chatbot.cli import main
+    from chatbot.settings import DEFAULT_CANDIDATES
     from tests.conftest import write_tsv
 
     corpus = tmp_path / "c.jsonl"
@@ -233,6 +234,10 @@ def test_evaluate_reports_every_measure_in_its_json(overfit_dir, tmp_path, capsy
     for name in ("greedy", "sample"):
         for key in ("f1", "distinct_1", "distinct_2", "mean_words", "generic_rate"):
             assert out["generate"][name][key] >= 0 and out["generate"][name]["with_context"][key] >= 0
+    assert out["generate"]["sample"]["settings"]["candidates"] == DEFAULT_CANDIDATES  # the chat's
+    args = ["evaluate", "--model", str(overfit_dir), "--corpus", "sample", "--json", "--generate", "sample"]
+    assert main([*args, "--candidates", "1", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["generate"]["sample"]["settings"]["candidates"] == 1
     write_tsv(tmp_path / "few.tsv", [Pair("a", "b"), Pair("c", "d")])
     assert main(["evaluate", "--model", str(overfit_dir), "--pairs", str(tmp_path / "few.tsv"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["hits_at_1"] is None  # under 20 different replies: no candidates
