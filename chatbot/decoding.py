@@ -341,6 +341,21 @@ def ranking_score(score: float, gain: float, rerank: float) -> float:
     return (1 - rerank) * score + rerank * gain
 
 
+def encode_rows(engine, sources: list[list[int]], rows_of: torch.Tensor, twins: bool):
+    """Encode each message once (with `twins`, an empty message too: a lone EOS), then lay the
+    encoder's memory and the decoder's first state out by row, row i reading message rows_of[i]
+    and, with twins, rows R..2R-1 reading no message, each beside its row. Returns the padded
+    messages (B (+1), S), the memory and the state."""
+    B, R = len(sources), len(rows_of)
+    src, lengths = pad_right(sources + [[EOS]] * twins, engine.device)  # (B (+1), S), (B (+1),)
+    memory, state = engine.encode(src, lengths)
+    if R > B or twins:  # else each message is its own row already
+        index = torch.cat([rows_of, torch.full((R,), B, device=rows_of.device)]) if twins else rows_of  # (R or 2R,)
+        memory = memory.index_select(index)
+        state = tuple(s.index_select(1, index) for s in state)
+    return src, memory, state
+
+
 def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banned, gains, words) -> list[list[dict]]:
     device = engine.device
     B = len(sources)
@@ -354,14 +369,9 @@ def _decode(engine, sources: list[list[int]], settings: Settings, on_step, banne
     gains = gains and getattr(engine.cfg, "unconditional", False)
     consensus = K > 1 and not beam  # candidates judged once they end: their gains measured then, for one row each
     twins = w > 0 or bool(rerank) or (gains and not consensus)  # rows R..2R-1: no message
-    src, lengths = pad_right(sources + [[EOS]] * twins, device)  # (B (+1), S), (B (+1),); an empty message is EOS
-    memory, state = engine.encode(src, lengths)  # the encoder runs once per message
     rows_of = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
+    src, memory, state = encode_rows(engine, sources, rows_of, twins)
     source = src.index_select(0, rows_of) if K > 1 else src[:B]  # (R, S) each row's message
-    if K > 1 or twins:
-        index = torch.cat([rows_of, torch.full((R,), B, device=device)]) if twins else rows_of  # (R or 2R,)
-        memory = memory.index_select(index)
-        state = tuple(s.index_select(1, index) for s in state)
     feed = engine.initial_feed(2 * R if twins else R)
     tokens = torch.full((2 * R if twins else R,), BOS, dtype=torch.long, device=device)
     one_row = ([], sources[0]) if R == 1 else None  # the only row's reply so far and its message, as lists
@@ -462,10 +472,7 @@ def forced_gains(engine, sources: list[list[int]], replies: list[list[int]]) -> 
     | no message), the model reading the given pieces (teacher forcing); what the twin rows
     measure while decoding, for replies chosen after it."""
     device, B = engine.device, len(sources)
-    src, lengths = pad_right(sources + [[EOS]], device)  # an empty message is EOS
-    memory, state = engine.encode(src, lengths)
-    index = torch.cat([torch.arange(B, device=device), torch.full((B,), B, device=device)])
-    memory, state = memory.index_select(index), tuple(s.index_select(1, index) for s in state)
+    _, memory, state = encode_rows(engine, sources, torch.arange(B, device=device), twins=True)
     feed = engine.initial_feed(2 * B)
     T = max(len(r) for r in replies)
     forced = torch.tensor([r + [EOS] * (T - len(r)) for r in replies], dtype=torch.long, device=device)  # (B, T)

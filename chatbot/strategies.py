@@ -87,6 +87,7 @@ class Sample(Strategy):
             self.rows_per_message = sampled_rows(settings)
             one = torch.arange(self.rows_per_message, device=device) >= n  # a message's rows: candidates first
             self.evidence = one.repeat(batch)  # (R,)
+            self.candidates = ~self.evidence
 
     def draw(self, logp, top=None):
         s = self.settings
@@ -98,7 +99,7 @@ class Sample(Strategy):
         if self.evidence is None:
             return self.draw(logp, top), None
         tokens = torch.empty(logp.size(0), dtype=torch.long, device=logp.device)
-        tokens[~self.evidence] = self.draw(logp[~self.evidence])
+        tokens[self.candidates] = self.draw(logp[self.candidates])
         tokens[self.evidence] = sample_from(logp[self.evidence], 0, 1.0, self.generator)  # as the model says
         return tokens, None
 

@@ -197,9 +197,10 @@ def main() -> None:
     )
     torch.set_num_threads(args.threads)
     pairs = load_pairs(args.corpus, "test")
-    before = measure(args.before, pairs, args.guidance, args.threads) if args.before else None
     if args.before_figures:
         before = json.loads(args.before_figures.read_text())
+    else:
+        before = measure(args.before, pairs, args.guidance, args.threads) if args.before else None
     trained, tokenizer, config = load_model(args.model)
     model = trained.with_settings(output_rank=args.output_rank) if args.output_rank else trained
     if args.unguided:
