@@ -162,6 +162,12 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     add_ranged(g, "--dropout-from-epoch", R, tr("dropout off before this epoch (default 1; 0: from the start)"))
     add_ranged(g, "--eval-every", R)
     add_ranged(g, "--patience", R)
+    add_ranged(
+        g,
+        "--average-from",
+        R,
+        tr("share of the run after which the weights' running average is validated too (default 0.8; 1: off)"),
+    )
     g.add_argument("--quiet", action="store_true", help=tr("no progress bar or messages"))
     _model_flags(parser)
 

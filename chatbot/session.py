@@ -7,16 +7,17 @@ torch and the model (`Session.load`, a few seconds) while the user starts typing
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatbot.errors import ChatbotError
 from chatbot.i18n import tr
-from chatbot.settings import STRATEGIES, Settings
+from chatbot.settings import MAX_SEED, STRATEGIES, Settings
 from chatbot.storage import Storage
 from chatbot.tokenizer import EOS, Tokenizer
 
@@ -221,6 +222,8 @@ class Session:
         another conversation belongs to the one its message was sent in). `inspect=False` skips
         building the inside view, and `log=False` logging (a reply that is only compared)."""
         settings = settings or self.current
+        if getattr(settings, "seed", 0) is None:  # a fresh draw, recorded with the reply so it can be replayed
+            settings = replace(settings, seed=secrets.randbelow(MAX_SEED + 1))
         conversation_id = conversation_id if conversation_id is not None else self.conversation_id
 
         def stream(_: int, partial: str) -> None:
@@ -247,7 +250,7 @@ class Session:
                 "bot",
                 result.text,
                 model=model_path,
-                decoding={**result.settings, "precision": self.precision},
+                decoding=logged_decoding(result, self.precision),
                 latency_ms=round(result.seconds * 1000, 2),
                 score=result.score,
                 attention=inside,
@@ -257,6 +260,15 @@ class Session:
         if log and conversation_id == self.conversation_id:
             self.turns.append(Turn(bot_id, "bot", result.text))
         return Exchange(user_id, bot_id, result, inside, [t.text for t in context])
+
+
+def logged_decoding(result: Reply, precision: str) -> dict:
+    """How a reply was decoded, as the log keeps it: the settings (a sampled reply's seed
+    included), the weights' precision and, for consensus sampling, the chosen reply's agreement."""
+    decoding = {**result.settings, "precision": precision}
+    if result.agreement is not None:
+        decoding["agreement"] = round(result.agreement, 4)
+    return decoding
 
 
 def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:

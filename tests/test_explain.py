@@ -14,6 +14,7 @@ from chatbot.decoding import GreedySettings, reply
 from chatbot.engine import ReferenceEngine
 from chatbot.explain import walk_through
 from chatbot.explain_pages import pages
+from chatbot.i18n import t
 from chatbot.model import pad_right
 from chatbot.settings import settings_from
 from corpora import Pair
@@ -236,3 +237,46 @@ def test_the_phrase_sample_trains_a_tiny_translation_model_to_walk_through(tmp_p
     walk = json.loads(capsys.readouterr().out)
     assert [p["piece"] for p in walk["pieces"]] == ["▁Thank", "▁you"]
     assert any("\uac00" <= ch <= "\ud7a3" for ch in walk["reply"])  # Hangul: it learned to answer in Korean
+
+
+async def test_a_sampled_reply_shows_its_agreement_and_is_walked_through_with_its_own_seed(
+    overfit_dir, tmp_path, sample_pairs
+):
+    import sqlite3
+
+    from chatbot.app.chat_app import ChatApp
+    from chatbot.app.screens import WalkThroughScreen
+    from chatbot.app.widgets import MessageView
+    from chatbot.session import open_session
+
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "sample", None)
+    session.update_setting("sample", "candidates", "6")
+    app = ChatApp(session, errors=tmp_path / "errors.log")
+    async with app.run_test(size=(120, 36)) as pilot:
+        replies = []
+        for _ in range(2):
+            app.query_one("#prompt").value = sample_pairs[3].source
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            replies.append(app.query(MessageView).last())
+        seeds = [view.decoding["seed"] for view in replies]
+        assert all(isinstance(seed, int) for seed in seeds) and seeds[0] != seeds[1]  # drawn afresh, recorded
+        with sqlite3.connect(tmp_path / "chat.db") as db:
+            logged = [json.loads(row[0]) for row in db.execute("SELECT decoding FROM messages WHERE role = 'bot'")]
+        assert [d["seed"] for d in logged] == seeds and [d["agreement"] for d in logged] == [
+            view.decoding["agreement"] for view in replies
+        ]
+        bot = replies[-1]
+        assert f"agreement {bot.decoding['agreement']:.2f}, best of 6" in bot.caption
+        await pilot.press("f6")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, WalkThroughScreen)
+        console = Console(record=True, width=200)
+        console.print(app.screen.pages[-2])  # the consensus page (teacher forcing follows): drawn again
+        page = console.export_text()
+        assert t("walk.consensus") in page
+        first = next(line for line in page.splitlines() if line.strip().startswith("1 "))
+        assert bot.text in first
+        assert not app.unexpected
+    session.storage.close()

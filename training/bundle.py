@@ -106,6 +106,13 @@ def card(args, config: dict, model, trained, after: dict, before: dict | None, p
             else "no guidance"
         ),
     ]
+    best = config.get("best", {})
+    if best.get("weights") == "average":
+        lines.append(
+            f"- weights kept: the mean of the last {best['averaged']:,} steps' weights at step {best['step']:,} "
+            f"(validation word-level perplexity {best['average_word_ppl']:.1f}; that step's own weights: "
+            f"{best['valid_word_ppl']:.1f}), from `--average-from {config['train']['average_from']:g}`"
+        )
     if model is not trained:
         lines.append(
             f"- output layer: trained as one {trained.cfg.vocab_size} x {trained.cfg.attentional_size} matrix, stored "

@@ -224,6 +224,7 @@ def retrain(args) -> int:
         log_every=10,
         keep="last",
         dropout_from_epoch=0,  # a few small epochs over the same pairs: regularise from the start
+        average_from=1.0,  # a short fine-tune keeps its last weights, as its figures were measured
     )
     trainer = Trainer(
         out,

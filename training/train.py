@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from chatbot.device import autocast, resolve_device, resolve_precision, set_threads, use_precision
@@ -144,6 +145,7 @@ class Trainer:
         self.step, self.epoch, self.batch_index = 0, 0, 0
         self.best_loss, self.bad_evals, self.train_seconds = float("inf"), 0, 0.0
         self.eval_seconds = 0.0  # how long the last validation took: the budget keeps room for one more
+        self.average: AveragedModel | None = None  # the weights' running mean, once `average_from` is passed
         if state is not None:
             self.load_state_dict(state)
             self.say(
@@ -209,6 +211,11 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(),
+            **(
+                {"average": self.average.module.state_dict(), "averaged": int(self.average.n_averaged)}
+                if self.average is not None
+                else {}
+            ),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -219,6 +226,10 @@ class Trainer:
                 setattr(self, key, state[key])
             torch.set_rng_state(state["torch_rng"])
             random.setstate(state["python_rng"])
+            if "average" in state:  # a checkpoint from before averaging began has none
+                self.average = AveragedModel(self.model)
+                self.average.module.load_state_dict(state["average"])
+                self.average.n_averaged.fill_(state["averaged"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise ChatbotError(
                 tr(
@@ -269,15 +280,24 @@ class Trainer:
             return False
         return self.train_seconds + self.elapsed_this_run() + self.eval_seconds >= self.cfg.max_minutes * 60
 
-    def validate(self) -> dict:
+    def validate(self, model: Seq2Seq, prefix: str = "valid") -> dict:
         start = time.monotonic()
-        nll, tokens = total_nll(self.model, self.valid_examples)
-        self.eval_seconds = time.monotonic() - start
+        nll, tokens = total_nll(model, self.valid_examples)
+        self.eval_seconds += time.monotonic() - start
         return {
-            "valid_loss": nll / tokens,
-            "valid_token_ppl": math.exp(nll / tokens),
-            "valid_word_ppl": math.exp(nll / self.valid_words),
+            f"{prefix}_loss": nll / tokens,
+            f"{prefix}_token_ppl": math.exp(nll / tokens),
+            f"{prefix}_word_ppl": math.exp(nll / self.valid_words),
         }
+
+    def update_average(self) -> None:
+        """Late in a run the weights wander around a minimum with every batch; their mean (Polyak
+        averaging, as in SWA) usually sits nearer to it than any one step's weights."""
+        if self.cfg.average_from >= 1 or self.progress() < self.cfg.average_from:
+            return
+        if self.average is None:
+            self.average = AveragedModel(self.model)
+        self.average.update_parameters(self.model)
 
     def set_dropout(self, on: bool) -> None:
         """Switch the model's dropout between the configured rate and zero: its dropout layers and
@@ -291,19 +311,27 @@ class Trainer:
 
     def evaluate_and_checkpoint(self) -> bool:
         """Validate, keep the best weights, write the training state; True means stop early."""
+        self.eval_seconds = 0.0
         record = {
             "step": self.step,
             "epoch": self.epoch,
             "seconds": round(self.train_seconds + self.elapsed_this_run(), 2),
-            **self.validate(),
+            **self.validate(self.model),
         }
-        improved = record["valid_loss"] < self.best_loss
+        weights = self.model
+        if self.average is not None:
+            record.update(self.validate(self.average.module, "average"), averaged=int(self.average.n_averaged))
+            if record["average_loss"] < record["valid_loss"]:  # the mean stands for this step
+                weights = self.average.module
+        loss = min(record["valid_loss"], record.get("average_loss", math.inf))
+        improved = loss < self.best_loss
         if improved:
-            self.best_loss, self.bad_evals = record["valid_loss"], 0
+            self.best_loss, self.bad_evals = loss, 0
         else:
             self.bad_evals += 1
         if (improved or self.cfg.keep == "last") and self.dist.is_main:
-            save_model(self.out, self.model, self.tokenizer, {**self._extra(), "best" if improved else "last": record})
+            saved = {**record, "weights": "average" if weights is not self.model else "step"}
+            save_model(self.out, weights, self.tokenizer, {**self._extra(), "best" if improved else "last": saved})
         self.log(record)
         self.say(
             tr(
@@ -311,6 +339,11 @@ class Trainer:
                 step=self.step,
                 word_ppl=record["valid_word_ppl"],
                 token_ppl=record["valid_token_ppl"],
+            )
+            + (
+                tr("; averaged weights {word_ppl:.1f}", word_ppl=record["average_word_ppl"])
+                if self.average is not None
+                else ""
             )
             + (" *" if improved else "")
         )
@@ -352,6 +385,7 @@ class Trainer:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 self.optimizer.step()
+                self.update_average()
                 self.step += 1
                 self.batch_index += 1
                 window_tokens += tokens
@@ -411,7 +445,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def _runtime_settings(cfg: TrainConfig) -> dict:
     """Settings a resumed run may change: where and how fast it runs, and how long."""
-    keys = ("device", "threads", "max_minutes", "epochs")
+    keys = ("device", "threads", "max_minutes", "epochs", "average_from")
     return {k: getattr(cfg, k) for k in keys}
 
 

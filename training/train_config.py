@@ -38,6 +38,7 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads; None keeps torch's default
     max_valid_pairs: int = 3000  # validation pairs used (the start of the valid split)
     keep: str = "best"  # model.safetensors holds the "best" weights on validation, or the "last" ones
+    average_from: float = 0.8  # from this share of the run on, a running average of the weights competes too (1: off)
 
     def __post_init__(self):
         for name, (kind, low, high) in TRAIN_RANGES.items():
@@ -85,4 +86,5 @@ TRAIN_RANGES = {
     "seed": (int, 0, MAX_SEED),
     "threads": (int, 1, max_threads()),
     "max_valid_pairs": (int, 1, 1_000_000_000),
+    "average_from": (float, 0.0, 1.0),
 }

@@ -43,8 +43,8 @@ from chatbot.app.screens import (
 from chatbot.app.widgets import MessageView, PromptInput, printable
 from chatbot.errors import ChatbotError
 from chatbot.i18n import t
-from chatbot.session import STRATEGY_ORDER, Cancelled, Session
-from chatbot.settings import MAX_MESSAGE_CHARS
+from chatbot.session import STRATEGY_ORDER, Cancelled, Session, logged_decoding
+from chatbot.settings import MAX_MESSAGE_CHARS, settings_from
 from chatbot.validation import clean_text
 
 
@@ -97,6 +97,20 @@ OTHER_KEYS = [  # keys of Textual and of the message box, for the help screen
 ]
 MODAL_ACTIONS = {"toggle_theme", "quit"}  # what still works while a dialog is open
 ERROR_BURST = 20  # unexpected errors within a second: the app cannot go on
+
+
+def reply_caption(decoding: dict, ms: float, score: float) -> str:
+    """The line under a reply: its strategy and time, then what chose it: the summed
+    log-probability, or for consensus sampling how well the other replies drawn agree with it."""
+    if decoding.get("agreement") is not None:
+        return t(
+            "caption.consensus",
+            strategy=decoding["strategy"],
+            ms=f"{ms:.0f}",
+            agreement=f"{decoding['agreement']:.2f}",
+            candidates=decoding.get("candidates", "?"),
+        )
+    return t("caption.reply", strategy=decoding["strategy"], ms=f"{ms:.0f}", score=f"{score:.2f}")
 
 
 def error_file() -> Path:
@@ -327,19 +341,24 @@ class ChatApp(App):
             self.call_from_thread(self.finish_reply, view, "", None, t("caption.not_logged", error=err))
             return
         r = exchange.reply
-        caption = t(
-            "caption.reply", strategy=r.settings["strategy"], ms=f"{r.seconds * 1000:.0f}", score=f"{r.score:.2f}"
-        )
+        decoding = logged_decoding(r, self.session.precision)
+        caption = reply_caption(decoding, r.seconds * 1000, r.score)
         if r.truncated:
             caption += t("caption.truncated", limit=self.session.model.cfg.max_source_tokens)
         self.last_latency = f"{r.seconds * 1000:.0f} ms"
-        self.call_from_thread(self.finish_reply, view, r.text, exchange.bot_id, caption, exchange.inside)
+        self.call_from_thread(self.finish_reply, view, r.text, exchange.bot_id, caption, exchange.inside, decoding)
         self.call_from_thread(self.update_status)
 
     def finish_reply(
-        self, view: MessageView, text: str, message_id: int | None, caption: str, inside: dict | None = None
+        self,
+        view: MessageView,
+        text: str,
+        message_id: int | None,
+        caption: str,
+        inside: dict | None = None,
+        decoding: dict | None = None,
     ) -> None:
-        view.finish(text, message_id, caption, inside)
+        view.finish(text, message_id, caption, inside, decoding)
         if view.is_attached:
             self.scroll_to_end()
 
@@ -486,20 +505,29 @@ class ChatApp(App):
             self.notify(t("notice.no_message_before"))
             return
         self.notify(t("notice.walking"))
-        self.walk_worker(user.text, user.message_id, bot.correction or bot.text)
+        self.walk_worker(user.text, user.message_id, bot.correction or bot.text, bot.decoding)
 
     @work(thread=True, exclusive=True, group="walk", exit_on_error=False)
     def walk_worker(
-        self, message: str, user_id: int | None, reply_text: str, forced: dict | None = None, page: int = 0
+        self,
+        message: str,
+        user_id: int | None,
+        reply_text: str,
+        decoding: dict | None,
+        forced: dict | None = None,
+        page: int = 0,
     ) -> None:
-        """The walk-through screen; `forced` {step: piece}: what if the model had written that
-        piece there (opened at `page`, the step's own)."""
+        """The walk-through screen, with the settings the reply was decoded with (`decoding`, as
+        logged: a sampled reply's seed draws its candidates again); `forced` {step: piece}: what if
+        the model had written that piece there (opened at `page`, the step's own)."""
         from chatbot.explain import walk_through
         from chatbot.explain_pages import pages, step_pages
 
         engine, tokenizer, _ = self.session.replier_for(message)
         context = [t.text for t in self.session.context_of(message, user_id, engine)]
         settings = self.session.current
+        with contextlib.suppress(ChatbotError, TypeError):  # a reply logged by another version: today's settings
+            settings = settings_from(**decoding) if decoding else settings
         walk = walk_through(engine.model, tokenizer, message, settings, context, reply_text=reply_text, forced=forced)
         heading = t("walk.heading", message=printable(message)[:60])
         if forced:
@@ -507,7 +535,7 @@ class ChatApp(App):
 
         def what_if(step: int, piece: str, at: int) -> None:
             self.notify(t("notice.walking"))
-            self.walk_worker(message, user_id, reply_text, {**(forced or {}), step: piece}, at)
+            self.walk_worker(message, user_id, reply_text, decoding, {**(forced or {}), step: piece}, at)
 
         screen = WalkThroughScreen(pages(walk), heading, step_pages(walk), what_if, page)
         self.call_from_thread(self.push_screen, screen)
@@ -535,12 +563,12 @@ class ChatApp(App):
             self.notify(t("notice.cannot_open", error=err), severity="error")
             return
         for row in messages:
-            caption = ""
+            caption, decoding = "", None
             if row["role"] == "bot" and row["decoding"]:
-                strategy = json.loads(row["decoding"])["strategy"]
-                ms, score = f"{row['latency_ms'] or 0:.0f}", f"{row['score'] or 0:.2f}"
-                caption = t("caption.reply", strategy=strategy, ms=ms, score=score)
+                decoding = json.loads(row["decoding"])
+                caption = reply_caption(decoding, row["latency_ms"] or 0, row["score"] or 0)
             view = MessageView(row["role"], row["text"], message_id=row["id"], caption=caption)
+            view.decoding = decoding
             view.rating = marks.get(row["id"], {}).get("rating") or 0
             view.correction = marks.get(row["id"], {}).get("correction")
             view.refresh_text()

@@ -30,6 +30,7 @@ class MessageView(Static, can_focus=True):
         self.rating = 0  # +1 good, -1 bad, 0 none
         self.correction: str | None = None
         self.inside: dict | None = None  # attention and probabilities of a reply decoded in this session
+        self.decoding: dict | None = None  # a reply's strategy and settings, as logged (`session.logged_decoding`)
         self.latest, self.grew_posted, self.last_grew = text, False, time.monotonic()  # a quick reply shows only whole
         self.refresh_text()
 
@@ -64,8 +65,11 @@ class MessageView(Static, can_focus=True):
         self.text = text
         self.refresh_text()
 
-    def finish(self, text: str, message_id: int | None, caption: str, inside: dict | None = None) -> None:
+    def finish(
+        self, text: str, message_id: int | None, caption: str, inside: dict | None = None, decoding: dict | None = None
+    ) -> None:
         self.text, self.message_id, self.caption, self.pending, self.inside = text, message_id, caption, False, inside
+        self.decoding = decoding
         self.remove_class("pending")
         self.refresh_text()
 
