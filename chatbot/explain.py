@@ -135,10 +135,13 @@ def walk_through(
     context: Sequence[str] = (),
     reply_text: str | None = None,
     forced: dict[int, str] | None = None,
+    replier=None,
 ) -> dict:
     """Every number of one reply to `message`, as the reference model computes it (see the module's
     docstring); with `reply_text`, teacher forcing on that reply; `forced` {step: piece} makes the
-    strategy take that piece at that step (what-if) and decodes on from there."""
+    strategy take that piece at that step (what-if) and decodes on from there. `replier`, the
+    engine the chat replies with, draws consensus sampling's candidates, so that a reply's own seed
+    draws the same ones again (default: the reference model, whose float sums may draw others)."""
     model.eval()
     ids, truncated = prepare(tokenizer, model, message, context)
     pieces, fallback = pieces_of(tokenizer, ids)
@@ -161,7 +164,7 @@ def walk_through(
     else:
         walk.update(stepwise(model, tokenizer, memory, state, settings, src, forced or {}))
         if settings.name == "sample" and settings.candidates > 1:
-            walk["consensus"] = consensus(model, tokenizer, message, settings, context)
+            walk["consensus"] = consensus(replier or model, tokenizer, message, settings, context)
     if reply_text is not None:
         walk["teacher_forcing"] = teacher_forcing(model, tokenizer, memory, state, reply_text)
     return walk

@@ -249,8 +249,8 @@ async def test_a_sampled_reply_shows_its_agreement_and_is_walked_through_with_it
     from chatbot.app.widgets import MessageView
     from chatbot.session import open_session
 
-    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "sample", None)
-    session.update_setting("sample", "candidates", "6")
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "sample", None, precision="int8")
+    session.update_setting("sample", "candidates", "6")  # int8 replies, as the chat on a CPU: drawn again by them
     app = ChatApp(session, errors=tmp_path / "errors.log")
     async with app.run_test(size=(120, 36)) as pilot:
         replies = []

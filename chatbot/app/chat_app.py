@@ -528,7 +528,9 @@ class ChatApp(App):
         settings = self.session.current
         with contextlib.suppress(ChatbotError, TypeError):  # a reply logged by another version: today's settings
             settings = settings_from(**decoding) if decoding else settings
-        walk = walk_through(engine.model, tokenizer, message, settings, context, reply_text=reply_text, forced=forced)
+        walk = walk_through(
+            engine.model, tokenizer, message, settings, context, reply_text=reply_text, forced=forced, replier=engine
+        )
         heading = t("walk.heading", message=printable(message)[:60])
         if forced:
             heading += t("walk.what_if_heading", reply=printable(walk["reply"])[:40])
