@@ -150,3 +150,89 @@ def test_the_running_average_of_the_weights_is_validated_and_kept_when_it_is_bet
     chosen = best["average_loss"] if best["weights"] == "average" else best["valid_loss"]
     assert nll / tokens == pytest.approx(chosen, rel=1e-5) and chosen == trainer.best_loss
     assert chosen == min(min(r["valid_loss"], r.get("average_loss", r["valid_loss"])) for r in checked)
+
+
+def test_time_budget_stops_training(tmp_path):
+    out = tmp_path / "budget"
+    proc = chatbot(*TRAIN[:-2], "--epochs", "1000", "--max-minutes", "0.1", "--out", str(out))
+    assert proc.wait(timeout=120) == 0
+    assert (out / "model.safetensors").exists()
+    config = read_config(out)
+    assert config["best"]["seconds"] < 0.1 * 60 + 10
+    # a model trained by the command reads two earlier turns and learned replies to no message
+    assert config["model"]["context_turns"] == 2 and config["model"]["unconditional"] is True
+
+
+def test_dropout_is_off_before_dropout_from_epoch_and_on_after(tmp_path, sample_pairs):
+    """Late dropout switches every dropout in the model: its layers and a 2-layer decoder LSTM's own."""
+    import torch
+
+    from chatbot.model import ModelConfig
+    from training.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(
+        corpus="sample", vocab_size=300, epochs=2, eval_every=1000, log_every=1000, device="cpu", threads=1
+    )
+    trainer = Trainer(
+        tmp_path / "late",
+        ModelConfig(embedding_dim=16, hidden_size=16, layers=2, dropout=0.3),
+        cfg,
+        quiet=True,
+        pairs=(sample_pairs[:40], sample_pairs[40:50]),
+    )
+
+    def rates():
+        return {m.p for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)} | {
+            trainer.model.decoder.lstm.dropout
+        }
+
+    for epoch, expected in ((0, {0.0}), (1, {0.3})):
+        trainer.set_dropout(epoch >= cfg.dropout_from_epoch)
+        assert rates() == expected
+
+
+def test_training_from_a_model_with_a_thinner_output_layer(overfit_dir, tmp_path, sample_pairs):
+    """`--from` keeps the model and its tokenizer and starts from its weights; `--output-rank`
+    turns the output layer into its best low-rank approximation, then trains on."""
+    from chatbot.engine import load_engine
+
+    out = tmp_path / "thin"
+    common = [
+        "train",
+        "--from",
+        str(overfit_dir),
+        "--corpus",
+        "sample",
+        "--epochs",
+        "1",
+        "--max-tokens",
+        "2000",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    proc = chatbot(*common, "--output-rank", "32")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    model, tokenizer, config = load_engine(out, precision="int8")
+    assert config["model"]["output_rank"] == 32 and config["model"]["hidden_size"] == 128
+    assert (out / "tokenizer.model").read_bytes() == (overfit_dir / "tokenizer.model").read_bytes()
+    assert reply(model, tokenizer, [sample_pairs[0].source], GreedySettings())[0][0].text
+    proc = chatbot(*common, "--hidden-size", "64")
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and "--from keeps" in stderr and "Traceback" not in stderr
+
+
+def test_tf32_is_refused_without_a_gpu_that_has_it():
+    import pytest
+    import torch
+
+    from chatbot.device import resolve_precision
+    from chatbot.errors import ChatbotError
+
+    with pytest.raises(ChatbotError, match="tf32 needs a CUDA GPU"):
+        resolve_precision("tf32", torch.device("cpu"))
+    assert resolve_precision("auto", torch.device("cpu")) in ("bf16", "fp32")
