@@ -157,9 +157,13 @@ def card(args, config: dict, model, trained, after: dict, before: dict | None, p
         "",
         "## Validation perplexity against wall-clock time",
         "",
-        "| minutes | step | valid word ppl |",
-        "| --- | --- | --- |",
-        *[f"| {r['seconds'] / 60:.1f} | {r['step']} | {r['valid_word_ppl']:.1f} |" for r in valid],
+        "| minutes | step | valid word ppl | averaged weights |",
+        "| --- | --- | --- | --- |",
+        *[
+            f"| {r['seconds'] / 60:.1f} | {r['step']} | {r['valid_word_ppl']:.1f} | "
+            + (f"{r['average_word_ppl']:.1f} ({r['averaged']:,} steps) |" if "average_word_ppl" in r else "|")
+            for r in valid
+        ],
         "",
         f"## Sample replies (test pairs {', '.join(map(str, picks(pairs)))}: every {len(pairs) // SAMPLES}th)",
         "",
