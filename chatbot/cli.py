@@ -12,9 +12,10 @@ from pathlib import Path
 
 from chatbot.errors import ChatbotError
 from chatbot.i18n import set_language, t, tr
-from chatbot.validation import check, clean_text, max_threads, parse, show
+from chatbot.validation import check, clean_text, max_threads, parse, printable, show
 
 MAX_BATCH = 256  # messages decoded together by `chatbot reply`
+HELD_BY_LAUNCHER = "CHATBOT_OUTPUT_LOCKED"  # set for `--nproc` workers: their launcher locked the output
 
 
 class Formatter(argparse.HelpFormatter):
@@ -226,13 +227,14 @@ def _settings(args: argparse.Namespace, cls, section: dict) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from chatbot.model import ModelConfig
+    from chatbot.modeldir import output_directory
     from training.train import TrainConfig, train
 
     config = {}
     if args.config:
         try:
             config = json.loads(args.config.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, UTF-8 or a huge integer
             raise ChatbotError(
                 tr(
                     "{config}: cannot read config ({reason})",
@@ -250,11 +252,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TypeError as err:
         raise ChatbotError(tr("bad settings: {reason}", reason=err)) from None
     if args.nproc > 1:
-        return launch_distributed(args.nproc, args.argv)
+        from chatbot.device import resolve_device
+
+        cuda = resolve_device(args.device or train_cfg.device).type == "cuda"
+        if not cuda and args.nproc > max_threads():
+            raise ChatbotError(
+                tr(
+                    "--nproc {nproc}: this machine has {cores} cores; at most that many processes without CUDA",
+                    nproc=args.nproc,
+                    cores=max_threads(),
+                )
+            )
+        with output_directory(args.out):
+            return launch_distributed(args.nproc, args.argv)
     base = starting_model(args) if args.start_from else None
-    result = train(args.out, model_cfg, train_cfg, resume=args.resume, quiet=args.quiet, base=base)
-    print(json.dumps({"out": str(args.out), **result}))
+    with holding(args.out):
+        result = train(args.out, model_cfg, train_cfg, resume=args.resume, quiet=args.quiet, base=base)
+    if os.environ.get("RANK", "0") == "0":  # one result line, not one per data-parallel process
+        print(json.dumps({"out": str(args.out), **result}))
     return 0
+
+
+def holding(out: Path):
+    """The lock on a training run's output directory (`output_directory`), taken by the process
+    the user started: under `--nproc` the launcher holds it for its workers."""
+    import contextlib
+
+    from chatbot.modeldir import output_directory
+
+    if os.environ.get(HELD_BY_LAUNCHER) or os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return output_directory(out)
 
 
 def starting_model(args: argparse.Namespace):
@@ -296,7 +324,7 @@ def launch_distributed(nproc: int, argv: list[str]) -> int:
         "chatbot",
         *rest,
     ]
-    return subprocess.run(command).returncode
+    return subprocess.run(command, env={**os.environ, HELD_BY_LAUNCHER: "1"}).returncode
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -439,31 +467,25 @@ def decoding_settings(args: argparse.Namespace):
     return settings_from(args.strategy, **{name: getattr(args, name, None) for name in RANGES})
 
 
-def read_messages(args: argparse.Namespace) -> list[tuple[str, list[str]] | None]:
-    """(message, the turns before it) for TEXT or each line of standard input: a plain line is a
-    message; with `--conversations`, a line is a JSON list of turns, and the reply is to its last
-    turn. A line that is empty, too long, not UTF-8 or (with --conversations) not a list of
-    strings is None: reported on standard error and left unanswered, the rest answered."""
+def read_line(number: int, raw: bytes | None, conversations: bool) -> tuple[str, list[str]] | None:
+    """One line of standard input as (message, the turns before it): a plain line is a message;
+    with `--conversations`, a line is a JSON list of turns, and the reply is to its last turn. A
+    line that is empty, too long, not UTF-8 or (with --conversations) not a list of strings is
+    None, reported on standard error."""
     from chatbot.settings import MAX_MESSAGE_CHARS
 
-    if args.text is not None:
-        if not args.text.strip():
-            raise ChatbotError(tr("empty message: give some text to reply to"))
-        if len(args.text) > MAX_MESSAGE_CHARS:
-            raise ChatbotError(tr("the message is longer than {limit:,} characters", limit=MAX_MESSAGE_CHARS))
-        return [(clean_text(args.text), [])]
-    messages = []
-    for number, raw in enumerate(sys.stdin.buffer, start=1):
+    if raw is None:
+        line, why = None, f"is longer than {MAX_MESSAGE_CHARS:,} characters"
+    else:
         try:
             line = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError as err:
             line, why = None, tr("is not valid UTF-8 (byte {start})", start=err.start)
         else:
-            line, why = parse_line(line, args.conversations, MAX_MESSAGE_CHARS)
-        if why:
-            print(tr("chatbot: line {number} {why}: no reply", number=number, why=why), file=sys.stderr)
-        messages.append(line)
-    return messages
+            line, why = parse_line(line, conversations, MAX_MESSAGE_CHARS)
+    if why:
+        print(tr("chatbot: line {number} {why}: no reply", number=number, why=why), file=sys.stderr, flush=True)
+    return line
 
 
 def parse_line(line: str, conversation: bool, limit: int) -> tuple[tuple[str, list[str]] | None, str | None]:
@@ -474,76 +496,128 @@ def parse_line(line: str, conversation: bool, limit: int) -> tuple[tuple[str, li
     if conversation:
         try:
             turns = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # ValueError: also an integer too long to read
             return None, "is not JSON (a conversation is a JSON list of turns)"
         if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
             return None, "is not a JSON list of turns (strings)"
+        turns = [clean_text(t) for t in turns]  # JSON may spell a lone surrogate ("\ud800")
     if not turns[-1].strip():
         return None, "is empty" if not conversation else "ends with an empty turn"
     return (turns[-1], [t for t in turns[:-1] if t.strip()]), None
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
-    from chatbot.decoding import reply
+    """A filter: each line answered as soon as it is read, in order, flushed line by line."""
     from chatbot.device import resolve_device, set_threads
     from chatbot.engine import load_engine
     from chatbot.languages import bundled_companions
-    from chatbot.languages import language_of as lang_of
+    from chatbot.lines import LineReader
+    from chatbot.settings import MAX_MESSAGE_CHARS
 
     settings = decoding_settings(args)
-    messages = read_messages(args)
+    if args.text is not None:
+        if not args.text.strip():
+            raise ChatbotError(tr("empty message: give some text to reply to"))
+        if len(args.text) > MAX_MESSAGE_CHARS:
+            raise ChatbotError(tr("the message is longer than {limit:,} characters", limit=MAX_MESSAGE_CHARS))
     set_threads(args.threads)
     device = resolve_device(args.device)
     precision = reply_precision(args, device)
-    model, tokenizer, config = load_engine(args.model, device, precision, reference=args.reference)
+    model, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
     repliers = {"en": (model, tokenizer)}  # the bundled models of other languages answer their messages
     for lang, path in bundled_companions(args.model).items():
         repliers[lang] = load_engine(path, device, precision, reference=args.reference)[:2]
-    answered_by = [None if m is None else lang_of(m[0]) if lang_of(m[0]) in repliers else "en" for m in messages]
-    replies = {}
-    for lang, (engine, vocabulary) in repliers.items():
-        wanted = [i for i, by in enumerate(answered_by) if by == lang]
-        for start in range(0, len(wanted), args.batch_size):
-            chunk = wanted[start : start + args.batch_size]
-            texts, contexts = [messages[i][0] for i in chunk], [messages[i][1] for i in chunk]
-            for i, n_best in zip(chunk, reply(engine, vocabulary, texts, settings, contexts=contexts)):
-                replies[i] = n_best
-                if n_best[0].truncated:
-                    limit = engine.cfg.max_source_tokens
-                    print(
-                        tr(
-                            "chatbot: message {number} is longer than {limit} tokens: the model read its end",
-                            number=i + 1,
-                            limit=limit,
-                        ),
-                        file=sys.stderr,
-                    )
-    for i, message in enumerate(messages):
-        n_best = replies.get(i, [])
-        if args.json:
-            record = {
-                "message": message[0] if message else None,
-                "context": message[1] if message else [],
-                "reply": n_best[0].text if n_best else "",
-                "score": n_best[0].score if n_best else None,
-                "token_logprobs": n_best[0].token_logprobs if n_best else [],
-                "n_best": [{"reply": r.text, "score": r.score} for r in n_best],
-                "agreement": n_best[0].agreement if n_best else None,  # consensus sampling: with the model's replies
-                "decoding": n_best[0].settings if n_best else settings.to_dict(),
-                "model": str(args.model),
-                "latency_ms": round(n_best[0].seconds * 1000, 2) if n_best else None,
-            }
-            print(json.dumps(record, ensure_ascii=False))
-        else:
-            print(" ||| ".join(r.text for r in n_best) if n_best else "")
+    if args.text is not None:
+        answer(args, repliers, settings, [(1, (clean_text(args.text), []))])
+        return 0
+    # sampling answers each line alone: consensus is fastest so, and a seeded draw is then the
+    # same whatever lines arrive with it; greedy and beam decode the lines waiting together
+    most = 1 if args.strategy == "sample" else args.batch_size
+    reader = LineReader(sys.stdin.fileno(), 4 * MAX_MESSAGE_CHARS + 2)  # UTF-8: 4 bytes a character at most
+    while lines := reader.waiting(most):
+        answer(args, repliers, settings, [(n.number, read_line(n.number, n.raw, args.conversations)) for n in lines])
     return 0
+
+
+def answer(args: argparse.Namespace, repliers: dict, settings, items: list) -> None:
+    """Reply to `items`, (line number, (message, turns before) or None), and print the replies
+    in order, flushed: a line that cannot be answered gets an empty reply and a note."""
+    from chatbot.languages import language_of
+
+    replies: dict[int, list] = {}
+    by_language: dict[str, list[int]] = {}
+    for i, (_, message) in enumerate(items):
+        if message is not None:
+            lang = language_of(message[0])
+            by_language.setdefault(lang if lang in repliers else "en", []).append(i)
+    for lang, wanted in by_language.items():
+        engine, vocabulary = repliers[lang]
+        replies.update(decode_lines(engine, vocabulary, settings, items, wanted))
+    for i, (_, message) in enumerate(items):
+        print_reply(args, message, replies.get(i, []), settings)
+    sys.stdout.flush()
+
+
+def decode_lines(engine, vocabulary, settings, items: list, wanted: list[int]) -> dict[int, list]:
+    """Replies to the messages of `items` at `wanted`, together; if that fails, each alone, so
+    one message the model cannot take costs its own reply only."""
+    from chatbot.decoding import reply
+
+    texts, contexts = [items[i][1][0] for i in wanted], [items[i][1][1] for i in wanted]
+    try:
+        answered = dict(zip(wanted, reply(engine, vocabulary, texts, settings, contexts=contexts)))
+    except (ChatbotError, RuntimeError, ValueError) as err:
+        if len(wanted) == 1:
+            why = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+            print(tr("chatbot: line {number} {why}: no reply", number=items[wanted[0]][0], why=why), file=sys.stderr)
+            return {}
+        answered = {}
+        for i in wanted:
+            answered.update(decode_lines(engine, vocabulary, settings, items, [i]))
+        return answered
+    for i, n_best in answered.items():
+        if n_best and n_best[0].truncated:
+            print(
+                tr(
+                    "chatbot: message {number} is longer than {limit} tokens: the model read its end",
+                    number=items[i][0],
+                    limit=engine.cfg.max_source_tokens,
+                ),
+                file=sys.stderr,
+            )
+    return answered
+
+
+def print_reply(args: argparse.Namespace, message, n_best: list, settings) -> None:
+    """One line of output: the reply (n-best joined by |||), or with --json its record."""
+    if args.json:
+        record = {
+            "message": message[0] if message else None,
+            "context": message[1] if message else [],
+            "reply": n_best[0].text if n_best else "",
+            "score": n_best[0].score if n_best else None,
+            "token_logprobs": n_best[0].token_logprobs if n_best else [],
+            "n_best": [{"reply": r.text, "score": r.score} for r in n_best],
+            "agreement": n_best[0].agreement if n_best else None,  # consensus sampling: with the model's replies
+            "decoding": n_best[0].settings if n_best else settings.to_dict(),
+            "model": str(args.model),
+            "latency_ms": round(n_best[0].seconds * 1000, 2) if n_best else None,
+        }
+        print(json.dumps(record, ensure_ascii=False))
+    else:  # a model may write control bytes (a byte piece <0x1B>): shown, never obeyed by a terminal
+        print(" ||| ".join(printable(r.text, newlines=False) for r in n_best) if n_best else "")
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """Open the log and the screen first; torch and the model load while the user types."""
+    from chatbot.modeldir import check_model_files
     from chatbot.session import open_session
 
     settings = decoding_settings(args)
+    check_model_files(args.model)
+    served = "TEXTUAL_DRIVER" in os.environ  # `chatbot serve` runs each tab's chat over pipes, drawn by its driver
+    if not served and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise ChatbotError(tr("chat needs a terminal; use `chatbot reply` to answer lines of text"))
     session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, load=False)
     from chatbot.app.chat_app import ChatApp
 
@@ -572,21 +646,29 @@ def cmd_explain(args: argparse.Namespace) -> int:
     message = clean_text(args.message)
     if not message.strip():
         raise ChatbotError(tr("empty message: give some text to explain a reply to"))
+    settings = decoding_settings(args)
     forced = {}
     for item in args.force or []:
-        step, _, name = item.partition("=")
-        if not step.isdigit() or not name:
+        step, _, name = clean_text(item).partition("=")
+        if not (step.isascii() and step.isdigit()) or not name or not 1 <= int(step) <= settings.max_length:
             raise ChatbotError(
-                tr("--force takes STEP=PIECE (a step from 1 and a piece such as ▁yes), not {item!r}", item=item)
+                tr(
+                    "--force takes STEP=PIECE (a step from 1 to {most}, the reply's longest, and a piece such as "
+                    "▁yes or _yes), not {item!r}",
+                    most=settings.max_length,
+                    item=clean_text(item)[:40],
+                )
             )
         forced[int(step) - 1] = name
-    settings = decoding_settings(args)
     set_threads(args.threads)
     model, tokenizer, _ = load_model(args.model, resolve_device(args.device))
-    for name in forced.values():
+    for step, name in forced.items():
+        if tokenizer.sp.piece_to_id(name) == 1 and tokenizer.sp.piece_to_id(name.replace("_", "▁")) != 1:
+            forced[step] = name = name.replace("_", "▁")  # "_" is how "▁" is typed
         if tokenizer.sp.piece_to_id(name) == 1:  # unknown
             raise ChatbotError(tr("--force: {name!r} is not a piece of this model's vocabulary", name=name))
-    walk = walk_through(model, tokenizer, message, settings, reply_text=args.reply, forced=forced)
+    reply_text = clean_text(args.reply) if args.reply is not None else None
+    walk = walk_through(model, tokenizer, message, settings, reply_text=reply_text, forced=forced)
     if args.plot:
         from chatbot.explain_plot import plot_walk_through
 

@@ -15,6 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, and no lock
+    fcntl = None
+
 from chatbot.errors import ChatbotError
 from chatbot.i18n import tr
 from chatbot.model_config import ModelConfig
@@ -29,24 +34,57 @@ CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.mode
 MAX_CONFIG_BYTES = 1 << 20
 MAX_TOKENIZER_BYTES = 64 << 20
 MAX_HEADER_BYTES = 16 << 20
+SAVED_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # `save_weights`' metadata -> safetensors
+DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
+SECTIONS = ("train", "best", "last", "lineage")  # config.json's tables besides "model", when present
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename over `path`: a crash leaves the old file or the new one."""
+    """Call write(tmp_path), then rename over `path`: a crash leaves the old file or the new one.
+
+    Every file of a model directory follows one rule: readable by all as the umask allows (a
+    model is meant to be shared), set after `write`, since some writers (safetensors) make
+    their file anew as owner-only."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; a model is meant to be shared
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def output_directory(path: Path):
+    """Hold `path` (made when missing) as the one run writing it: an exclusive lock on the
+    directory for as long as the block runs, so a second train, retrain or bundle into the
+    same directory is refused in one line instead of mixing two runs' files."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ChatbotError(tr("{path}: exists and is not a directory; give a directory for the model", path=path))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as err:
+        raise ChatbotError(tr("{path}: cannot write ({strerror})", path=path, strerror=err.strerror or err)) from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ChatbotError(
+                    tr("{path}: another run is writing this directory; wait for it or choose another", path=path)
+                ) from None
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def save_model(directory: Path, model: Seq2Seq, tokenizer: Tokenizer, extra: dict | None = None) -> None:
@@ -125,10 +163,13 @@ def read_config(directory: Path) -> dict:
         if str(err).endswith(": missing"):
             raise ChatbotError(tr("{path}: missing (not a model directory?)", path=path)) from None
         raise
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, or an integer too long to read
         raise ChatbotError(tr("{path}: corrupt (not valid JSON)", path=path)) from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise ChatbotError(tr("{path}: has no 'model' settings", path=path))
+    for section in SECTIONS:
+        if section in config and not isinstance(config[section], dict):
+            raise ChatbotError(tr("{path}: its '{section}' must be a JSON object", path=path, section=section))
     return config
 
 
@@ -162,11 +203,14 @@ def weights_header(path: Path) -> dict:
             raise ChatbotError(tr("{path}: corrupt (not a safetensors file)", path=path))
         try:
             header = json.loads(f.read(size).decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # bad JSON or UTF-8, or an integer too long to read
             raise ChatbotError(tr("{path}: corrupt (its header is not valid JSON)", path=path)) from None
     if not isinstance(header, dict):
         raise ChatbotError(tr("{path}: corrupt (its header is not a table of tensors)", path=path))
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", None) or {}
+    saved_as = SAVED_DTYPES.get(metadata.get("dtype", "float32")) if isinstance(metadata, dict) else None
+    if saved_as is None:
+        raise ChatbotError(tr("{path}: corrupt (its metadata names no dtype this program writes)", path=path))
     data = file_size - 8 - size
     for name, entry in header.items():
         ok = (
@@ -181,6 +225,27 @@ def weights_header(path: Path) -> dict:
         ):
             raise ChatbotError(
                 tr("{path}: corrupt (tensor {name!r} lies outside the file)", path=path, name=str(name)[:40])
+            )
+        if entry.get("dtype") != saved_as:  # read as another type, the bytes are garbage weights
+            raise ChatbotError(
+                tr(
+                    "{path}: corrupt (tensor {name!r} says {dtype}, but the model was saved as {saved})",
+                    path=path,
+                    name=str(name)[:40],
+                    dtype=str(entry.get("dtype"))[:10],
+                    saved=saved_as,
+                )
+            )
+        count = 1
+        for n in entry["shape"]:
+            count = count * n if isinstance(n, int) and n >= 0 else -1
+        if count < 0 or entry["data_offsets"][1] - entry["data_offsets"][0] != count * DTYPE_BYTES[saved_as]:
+            raise ChatbotError(
+                tr(
+                    "{path}: corrupt (tensor {name!r} has not the bytes its shape needs)",
+                    path=path,
+                    name=str(name)[:40],
+                )
             )
     return header
 

@@ -4,7 +4,12 @@ readable by their owner only, like the log itself."""
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 from pathlib import Path
+
+from chatbot.errors import ChatbotError
+from chatbot.i18n import tr
 
 
 def private_directory(path: Path) -> Path:
@@ -15,13 +20,24 @@ def private_directory(path: Path) -> Path:
 
 
 def write_private(path: Path, text: str) -> Path:
-    """Write `text` (UTF-8) to `path`, which is created or truncated as owner-only (0600): a file
-    that existed keeps none of its wider permissions."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write `text` (UTF-8) to `path` as a new owner-only (0600) file: a temporary file beside
+    it, renamed into place. A regular file there is replaced, never written through; a symlink,
+    device, FIFO or directory there is refused, so nothing the path resolves to is changed."""
+    path = Path(path)
     try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8", closefd=False) as f:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ChatbotError(tr("{path}: not a regular file: refusing to write over it", path=path))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-    finally:
-        os.close(fd)
-    return Path(path)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

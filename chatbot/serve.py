@@ -8,10 +8,14 @@ styles and font come from the installed textual-serve package, through this serv
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import shlex
+import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from chatbot.errors import ChatbotError
@@ -68,6 +72,58 @@ def serve(host: str, port: int, public: bool, chat_args: list[str]) -> None:
             raise ChatbotError(
                 tr("cannot listen on {host}:{port} ({strerror})", host=host, port=port, strerror=err.strerror or err)
             ) from None
+    from aiohttp.web_runner import GracefulExit
+
     server = Server(chat_command(chat_args), host=host, port=port, title="chatbot", templates_path=PAGE)
+
+    def stop() -> None:  # Ctrl+C (SIGINT) or SIGTERM: the tabs' chats first, then the server
+        end_processes(descendants(os.getpid()))
+        raise GracefulExit()
+
+    server.request_exit = stop  # what textual-serve calls on either signal
     print(tr("chatbot: serving the chat on http://{host}:{port} (Ctrl+C stops)", host=host, port=port), file=sys.stderr)
-    server.serve()
+    try:
+        server.serve()
+    finally:
+        end_processes(descendants(os.getpid()))
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children, theirs, ...), read from /proc; none where there is
+    no /proc. Taken whole before any is signalled, so a chat whose shell dies first is found."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def end_processes(pids: list[int], grace: float = 2.0) -> None:
+    """SIGTERM each, then SIGKILL any still running after `grace` seconds (the log is safe
+    either way: every write commits before the chat shows it)."""
+    for signal_number in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal_number)
+        deadline = time.monotonic() + grace
+        while (pids := [pid for pid in pids if running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not pids:
+            return
+
+
+def running(pid: int) -> bool:
+    """True while `pid` lives (a zombie, ended but not yet reaped by its parent, has ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

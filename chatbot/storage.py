@@ -12,7 +12,9 @@ import contextlib
 import json
 import os
 import sqlite3
+import stat
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,6 +86,17 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["models"].create_index(["path"], unique=True)
 
 
+SEARCH_TRIGGERS = {  # what keeps the search index in step with the messages table
+    "messages_ai": 'CREATE TRIGGER "messages_ai" AFTER INSERT ON "messages" BEGIN\n'
+    '  INSERT INTO "messages_fts" (rowid, "text") VALUES (new.rowid, new."text");\nEND',
+    "messages_ad": 'CREATE TRIGGER "messages_ad" AFTER DELETE ON "messages" BEGIN\n'
+    '  INSERT INTO "messages_fts" ("messages_fts", rowid, "text") VALUES(\'delete\', old.rowid, old."text");\nEND',
+    "messages_au": 'CREATE TRIGGER "messages_au" AFTER UPDATE ON "messages" BEGIN\n'
+    '  INSERT INTO "messages_fts" ("messages_fts", rowid, "text") VALUES(\'delete\', old.rowid, old."text");\n'
+    '  INSERT INTO "messages_fts" (rowid, "text") VALUES (new.rowid, new."text");\nEND',
+}
+
+
 def m002_message_search(db: sqlite_utils.Database) -> None:
     # What sqlite-utils' enable_fts(["text"], create_triggers=True) makes, statement by statement:
     # its executescript would commit halfway through the migration's transaction.
@@ -92,19 +105,8 @@ def m002_message_search(db: sqlite_utils.Database) -> None:
         '    content="messages"\n)'
     )
     db.execute('INSERT INTO "messages_fts" (rowid, "text") SELECT rowid, "text" FROM "messages"')
-    db.execute(
-        'CREATE TRIGGER "messages_ai" AFTER INSERT ON "messages" BEGIN\n'
-        '  INSERT INTO "messages_fts" (rowid, "text") VALUES (new.rowid, new."text");\nEND'
-    )
-    db.execute(
-        'CREATE TRIGGER "messages_ad" AFTER DELETE ON "messages" BEGIN\n'
-        '  INSERT INTO "messages_fts" ("messages_fts", rowid, "text") VALUES(\'delete\', old.rowid, old."text");\nEND'
-    )
-    db.execute(
-        'CREATE TRIGGER "messages_au" AFTER UPDATE ON "messages" BEGIN\n'
-        '  INSERT INTO "messages_fts" ("messages_fts", rowid, "text") VALUES(\'delete\', old.rowid, old."text");\n'
-        '  INSERT INTO "messages_fts" (rowid, "text") VALUES (new.rowid, new."text");\nEND'
-    )
+    for sql in SEARCH_TRIGGERS.values():
+        db.execute(sql)
 
 
 def m003_reply_context(db: sqlite_utils.Database) -> None:
@@ -189,6 +191,86 @@ def check_schema(db: sqlite_utils.Database) -> None:
             )
 
 
+QUICK_CHECK_SECONDS = 3.0  # a log too big to check in this time is opened unchecked
+
+
+def refuse_odd_file(path: Path) -> None:
+    """A log is a regular file or nothing yet: a FIFO would block the open forever, a device or
+    a directory is no log."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise ChatbotError(
+            tr("{path}: cannot use the chat database ({reason})", path=path, reason=_reason(err))
+        ) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ChatbotError(tr("{path}: not a regular file, so not a chat log", path=path))
+
+
+def inspect_log(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse, before anything is written, a log whose pages are damaged (SQLite's quick_check,
+    cut short on a log too big to check quickly), another application's database, or a log a
+    newer version of this program has migrated. Raises ChatbotError in one line."""
+    deadline = time.monotonic() + QUICK_CHECK_SECONDS
+    conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+    try:
+        verdict = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.OperationalError as err:
+        verdict = "ok" if "interrupted" in str(err) else _reason(err)
+    except sqlite3.DatabaseError as err:
+        verdict = _reason(err)
+    finally:
+        conn.set_progress_handler(None, 0)
+    if verdict != "ok":
+        verdict = next((line for line in verdict.splitlines() if line.strip() and "***" not in line), verdict)
+        raise ChatbotError(
+            tr("{path}: a damaged chat log ({reason}); move it aside or use another --db", path=path, reason=verdict)
+        )
+    tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
+    tables = {t for t in tables if not t.startswith("sqlite_")}
+    if tables and "_migrations" not in tables:
+        raise ChatbotError(
+            tr(
+                "{path}: not a chat log (it holds another application's tables: {names}); use another --db",
+                path=path,
+                names=", ".join(sorted(tables)[:5]),
+            )
+        )
+    if tables:
+        known = {m.__name__ for m in MIGRATIONS}
+        newer = sorted({r[0] for r in conn.execute("select name from _migrations")} - known)
+        if newer:
+            raise ChatbotError(
+                tr(
+                    "{path}: made by a newer chatbot (schema {name}): update chatbot to open it",
+                    path=path,
+                    name=str(newer[-1])[:60],
+                )
+            )
+
+
+def repair_search(db: sqlite_utils.Database) -> bool:
+    """Put back a search trigger someone dropped and rebuild the index from the messages, which
+    are the truth (search would miss every message written since); True if anything was done."""
+    present = {r[0] for r in db.execute("select name from sqlite_master where type = 'trigger'")}
+    missing = [name for name in SEARCH_TRIGGERS if name not in present]
+    if not missing:
+        return False
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for name in missing:
+            db.execute(SEARCH_TRIGGERS[name])
+        db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return True
+
+
 # --- the store --------------------------------------------------------------------------------
 
 
@@ -198,27 +280,45 @@ class Storage:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.writing = threading.Lock()  # the chat writes from its main, reply and loading threads; one connection
+        self.notes: list[str] = []  # what opening did that the user should hear of: a new log, a repair
         try:
+            refuse_odd_file(self.path)
+            if not self.path.parent.exists():
+                self.notes.append(tr("made the directory {path} for the log", path=self.path.parent))
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
+                self.notes.append(tr("a new chat log: {path}", path=self.path))
                 fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)  # readable by its owner only
                 os.close(fd)
+            elif self.path.stat().st_size == 0:
+                self.notes.append(tr("{path} was an empty file: a new chat log begins in it", path=self.path))
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
             )
             self.db = sqlite_utils.Database(conn)
+        except (sqlite3.DatabaseError, OSError) as err:
+            raise ChatbotError(
+                tr("{path}: cannot use the chat database ({reason})", path=self.path, reason=_reason(err))
+            ) from None
+        try:
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             with opening(self.path):
+                inspect_log(conn, self.path)  # before the first write
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA foreign_keys = ON")
                 migrate(self.db)
                 check_schema(self.db)
+                if repair_search(self.db):
+                    self.notes.append(tr("the log's search had lost a trigger: put back, index rebuilt"))
         except (sqlite3.DatabaseError, OSError) as err:
+            self.db.close()
             raise ChatbotError(
                 tr("{path}: cannot use the chat database ({reason})", path=self.path, reason=_reason(err))
             ) from None
         except ChatbotError as err:
             self.db.close()
+            if str(err).startswith(str(self.path)):  # already says which file and what to do
+                raise
             raise ChatbotError(
                 tr(
                     "{path}: a damaged chat log ({reason}); move it aside or use another --db",

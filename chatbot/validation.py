@@ -91,6 +91,7 @@ def clean_text(text: str) -> str:
         return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
 
 
-def printable(text: str) -> str:
-    """Control characters shown as visible symbols, so no message can drive the terminal."""
-    return "".join(ch if ch.isprintable() or ch == "\n" else f"\\x{ord(ch):02x}" for ch in text)
+def printable(text: str, newlines: bool = True) -> str:
+    """Control characters shown as visible symbols, so no message can drive the terminal
+    (newlines kept unless `newlines` is False)."""
+    return "".join(ch if ch.isprintable() or (newlines and ch == "\n") else f"\\x{ord(ch):02x}" for ch in text)

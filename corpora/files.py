@@ -63,10 +63,9 @@ def read_jsonl(path: Path) -> list[Pair]:
             continue
         try:
             turns = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CorpusError(
-                tr("{path}:{number}: invalid JSON ({msg})", path=path, number=number, msg=err.msg)
-            ) from None
+        except (ValueError, RecursionError) as err:  # ValueError: also an integer too long to read
+            msg = err.msg if isinstance(err, json.JSONDecodeError) else str(err).splitlines()[0][:80]
+            raise CorpusError(tr("{path}:{number}: invalid JSON ({msg})", path=path, number=number, msg=msg)) from None
         if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
             raise CorpusError(
                 tr("{path}:{number}: expected a JSON list of strings (the turns)", path=path, number=number)

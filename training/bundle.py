@@ -18,7 +18,7 @@ import torch
 from chatbot.decoding import guidance_of, rerank_of
 from chatbot.device import inference_precision
 from chatbot.engine import load_engine
-from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model, save_weights
+from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model, output_directory, save_weights
 from chatbot.paths import BUNDLED_MODEL
 from chatbot.settings import DEFAULT_GUIDANCE, settings_from
 from corpora import load_pairs
@@ -218,20 +218,20 @@ def main() -> None:
         model.cfg.guided = False
     if args.output_rank or args.unguided:
         config = {**config, "model": model.cfg.to_dict(), "parameters": model.num_parameters()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_weights(args.out / WEIGHTS, model, torch.float16)
-    atomic_write(args.out / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
-    for name in (TOKENIZER, "metrics.jsonl"):
-        shutil.copyfile(args.model / name, args.out / name)
-    plot_metrics(args.out / "metrics.jsonl", args.out / "training.png")  # a run stopped by hand never drew it
-    after = measure(args.out, pairs, args.guidance, args.threads)
-    lines = card(args, config, model, trained, after, before, pairs)
-    if args.notes:
-        lines += [args.notes.read_text(encoding="utf-8").strip(), ""]
-    (args.out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")
-    figures = {k: v for k, v in after.items() if k != "replies"}
-    (args.out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
-    print("\n".join(lines[:40]))
+    with output_directory(args.out):  # one writer at a time
+        save_weights(args.out / WEIGHTS, model, torch.float16)
+        atomic_write(args.out / CONFIG, lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+        for name in (TOKENIZER, "metrics.jsonl"):
+            shutil.copyfile(args.model / name, args.out / name)
+        plot_metrics(args.out / "metrics.jsonl", args.out / "training.png")  # a run stopped by hand never drew it
+        after = measure(args.out, pairs, args.guidance, args.threads)
+        lines = card(args, config, model, trained, after, before, pairs)
+        if args.notes:
+            lines += [args.notes.read_text(encoding="utf-8").strip(), ""]
+        (args.out / "MODEL_CARD.md").write_text("\n".join(lines), encoding="utf-8")
+        figures = {k: v for k, v in after.items() if k != "replies"}
+        (args.out / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")
+        print("\n".join(lines[:40]))
 
 
 if __name__ == "__main__":

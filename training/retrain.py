@@ -20,9 +20,9 @@ from pathlib import Path
 
 from chatbot.errors import ChatbotError
 from chatbot.i18n import tr
-from chatbot.modeldir import load_model
+from chatbot.modeldir import load_model, output_directory
 from chatbot.private_files import write_private
-from chatbot.storage import SCHEMA
+from chatbot.storage import SCHEMA, inspect_log, refuse_odd_file
 from corpora import Pair, load_pairs
 from corpora.pairs import MAX_CONTEXT, stable_percent
 
@@ -40,14 +40,22 @@ class LoggedPair:
 
 
 def open_log(path: Path) -> sqlite3.Connection:
-    """A read-only connection; a missing file or table is a one-line error."""
+    """A read-only connection to a log that passes the chat's own checks (`inspect_log`: not
+    damaged, not another application's, not from a newer version); each failure one line."""
     if not Path(path).exists():
         raise ChatbotError(tr("{path}: no such database", path=path))
+    refuse_odd_file(Path(path))
+    conn = None
     try:
         conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=5)
         conn.row_factory = sqlite3.Row
+        inspect_log(conn, Path(path))
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
-    except sqlite3.DatabaseError as err:
+    except (sqlite3.DatabaseError, ChatbotError) as err:
+        if conn is not None:
+            conn.close()
+        if isinstance(err, ChatbotError):
+            raise
         raise ChatbotError(tr("{path}: cannot read the chat database ({reason})", path=path, reason=err)) from None
     missing = {"messages", "feedback"} - tables
     if missing:
@@ -141,12 +149,6 @@ def export_tsv(pairs: list[LoggedPair], path: Path) -> None:
 
 
 def retrain(args) -> int:
-    from chatbot.decoding import GreedySettings, reply
-    from chatbot.device import resolve_device, set_threads
-    from chatbot.storage import Storage
-    from training.evaluate import evaluate_pairs, perplexity_note
-    from training.train import TrainConfig, Trainer
-
     conn = open_log(args.db)
     try:
         pairs, dropped = clean(logged_pairs(conn, human_turns=not args.no_human_turns))
@@ -176,8 +178,20 @@ def retrain(args) -> int:
     out = Path(args.out)
     if out.resolve() == Path(args.model).resolve():
         raise ChatbotError(tr("--out must differ from --model: the parent model is never overwritten"))
-    if (out / "config.json").exists():
-        raise ChatbotError(tr("{out}: already holds a model; choose a new directory", out=out))
+    with output_directory(out):  # a second retrain into `out` is refused while this one runs
+        if (out / "config.json").exists():
+            raise ChatbotError(tr("{out}: already holds a model; choose a new directory", out=out))
+        return fine_tune(args, out, pairs, counts)
+
+
+def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter) -> int:
+    """Fine-tune `args.model` on the logged pairs into `out`, report, and register it if better."""
+    from chatbot.decoding import GreedySettings, reply
+    from chatbot.device import resolve_device, set_threads
+    from chatbot.storage import Storage
+    from training.evaluate import evaluate_pairs, perplexity_note
+    from training.train import TrainConfig, Trainer
+
     set_threads(args.threads)
     device = resolve_device(args.device)
     model, tokenizer, parent_config = load_model(args.model, device)

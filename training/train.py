@@ -25,7 +25,7 @@ from chatbot.device import autocast, resolve_device, resolve_precision, set_thre
 from chatbot.errors import ChatbotError
 from chatbot.i18n import tr
 from chatbot.model import ModelConfig, Seq2Seq
-from chatbot.modeldir import TOKENIZER, atomic_write, load_training_state, read_config, save_model
+from chatbot.modeldir import TOKENIZER, WEIGHTS, atomic_write, load_training_state, read_config, save_model
 from chatbot.tokenizer import Tokenizer, train_tokenizer
 from corpora import Pair, load_pairs
 from training.data import Batch, blank_sources, bucketed_batches, collate, encode_pairs
@@ -413,6 +413,17 @@ class Trainer:
             else:
                 self.epoch, self.batch_index = self.epoch + 1, 0
         bar.close()
+        if self.step == 0:  # the budget ran out before the first step: random weights are no model
+            if self.dist.is_main:
+                (self.out / WEIGHTS).unlink(missing_ok=True)
+            self.dist.close()
+            raise ChatbotError(
+                tr(
+                    "the time budget ({minutes:g} minutes) ended before the first training step: nothing "
+                    "trained, no model saved; give more --max-minutes",
+                    minutes=cfg.max_minutes,
+                )
+            )
         if stop in (None, "time") and (self.step % cfg.eval_every or self.step == 0):
             self.evaluate_and_checkpoint()  # the last steps, not yet validated
         why = {

@@ -163,6 +163,8 @@ class ChatApp(App):
         self.update_status()
         if self.session.storage is None:
             self.notify(t("notice.no_log"))
+        elif self.session.storage.notes:  # a new log, or one mended on opening: said first
+            self.notify(" ".join(self.session.storage.notes), timeout=10)
         if self.load is not None:  # once the screen is drawn: importing torch holds the interpreter for seconds
             self.call_after_refresh(self.start_loading)
 
