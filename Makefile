@@ -29,7 +29,7 @@ demo: $(STAMP)
 phrases: $(STAMP)
 	$(VENV)/bin/chatbot train --corpus phrases --out runs/phrases --epochs 600 --embedding-dim 64 \
 		--hidden-size 128 --vocab-size 1000 --max-tokens 1000 --lr 0.005 --eval-every 200 --patience 100 \
-		--attention dot --context-turns 0 --blank-source 0 --dropout 0 --quiet
+		--attention dot --context-turns 0 --blank-source 0 --dropout 0
 	$(VENV)/bin/chatbot explain "Thank you" --model runs/phrases --strategy greedy
 
 # The linter and formatter first (ruff, configured in pyproject.toml), then the suite.

@@ -350,11 +350,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ChatbotError(tr("no pairs to evaluate"))
     asked = settings_from("beam", guidance=args.guidance, rerank=args.rerank)  # the flags, or the chat's defaults
     guidance, rerank = guidance_of(model, asked), rerank_of(model, asked)  # what replies run with
+
+    def shown(what: str) -> str | None:  # a progress bar's label on a terminal's stderr, unless --quiet
+        return None if args.quiet else what
+
     with torch.inference_mode():
-        result = evaluate_pairs(model, tokenizer, pairs)
-        alone = evaluate_pairs(model, tokenizer, pairs, with_context=False) if model.cfg.context_turns else result
+        result = evaluate_pairs(model, tokenizer, pairs, show=shown(tr("perplexity")))
+        alone = (
+            evaluate_pairs(model, tokenizer, pairs, with_context=False, show=shown(tr("perplexity, message alone")))
+            if model.cfg.context_turns
+            else result
+        )
         enough = len({p.reply for p in pairs}) >= CANDIDATES
-        hits = hits_at_1(model, tokenizer, pairs, guidance, rerank) if enough else {}
+        hits = hits_at_1(model, tokenizer, pairs, guidance, rerank, show=shown("hits@1")) if enough else {}
     out = {
         **{k: result[k] for k in ("word_ppl", "token_ppl", "pairs", "words", "tokens")},
         "word_ppl_no_context": alone["word_ppl"],
@@ -372,9 +380,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for name in args.generate or ["greedy", "beam", "sample"]:
             seed = 1 if name == "sample" else None
             settings = settings_from(name, guidance=guidance, rerank=rerank, seed=seed, candidates=args.candidates)
-            measures = generation_measures(generate(replier, tokenizer, pairs, settings, with_context=False), pairs)
+            replies = generate(replier, tokenizer, pairs, settings, with_context=False, show=shown(name))
+            measures = generation_measures(replies, pairs)
             if model.cfg.context_turns:
-                replies = generate(replier, tokenizer, pairs, settings, with_context=True)
+                label = shown(tr("{name} with context", name=name))
+                replies = generate(replier, tokenizer, pairs, settings, with_context=True, show=label)
                 measures["with_context"] = generation_measures(replies, pairs)
             else:  # a model that reads the message alone: the same replies
                 measures["with_context"] = dict(measures)
@@ -753,6 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ranged(p, "--guidance", DECODING_RANGES, tr("guidance weight (default: the chat's)"))
     add_ranged(p, "--rerank", DECODING_RANGES, tr("beam's ranking by what the message adds (default: the chat's)"))
     add_ranged(p, "--candidates", DECODING_RANGES, tr("sampling's candidates (default: the chat's; 1: one draw)"))
+    p.add_argument("--quiet", action="store_true", help=tr("no progress bars (shown on a terminal's standard error)"))
     p.set_defaults(run=cmd_evaluate)
 
     p = sub.add_parser("reply", help=tr("reply to TEXT, or to each line of standard input"))

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections import Counter
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from chatbot.consensus import unigram_f1
 from chatbot.decoding import ranking_score
@@ -26,13 +28,23 @@ def reply_words(pairs: list[Pair]) -> int:
     return sum(len(p.reply.split()) + 1 for p in pairs)
 
 
+def progress(items: list, what: str | None) -> list:
+    """`items`, counted off on standard error as they are used, with `what` as the label, when
+    standard error is a terminal; `what` None: silent (inside training, or --quiet)."""
+    if what is None:
+        return items
+    return tqdm(items, desc=what, file=sys.stderr, disable=None, leave=False, mininterval=1.0, dynamic_ncols=True)
+
+
 @torch.no_grad()
-def total_nll(model: Seq2Seq, examples: list[Example], max_tokens: int = 8000) -> tuple[float, int]:
+def total_nll(
+    model: Seq2Seq, examples: list[Example], max_tokens: int = 8000, show: str | None = None
+) -> tuple[float, int]:
     """Summed NLL (nats) and token count over `examples`, batched by length; fp32, no dropout."""
     was_training = model.training
     model.eval()
     nll, tokens = 0.0, 0
-    for indices in length_batches(examples, max_tokens):
+    for indices in progress(length_batches(examples, max_tokens), show):
         batch = collate([examples[i] for i in indices]).to(model.device)
         logits, targets = model.scored_logits(*batch)
         nll += F.cross_entropy(logits.float(), targets, reduction="sum").item()
@@ -41,13 +53,15 @@ def total_nll(model: Seq2Seq, examples: list[Example], max_tokens: int = 8000) -
     return nll, tokens
 
 
-def evaluate_pairs(model: Seq2Seq, tokenizer: Tokenizer, pairs: list[Pair], with_context: bool = True) -> dict:
+def evaluate_pairs(
+    model: Seq2Seq, tokenizer: Tokenizer, pairs: list[Pair], with_context: bool = True, show: str | None = None
+) -> dict:
     """The headline figures: `word_ppl`, `token_ppl`, `pairs`, `words`, `tokens`, `nll`; the model
     reads each pair as it was trained to (with the turns before it, unless `with_context` is
     False: the message alone)."""
     cfg = model.cfg
     examples = encode_pairs(pairs, tokenizer, cfg.max_source_tokens, None, cfg.context_turns, with_context)
-    nll, tokens = total_nll(model, examples)
+    nll, tokens = total_nll(model, examples, show=show)
     words = reply_words(pairs)
     return {
         "word_ppl": math.exp(min(nll / words, 700)),  # beyond e^700 a float overflows; meaningless long before
@@ -105,7 +119,12 @@ def candidate_sets(pairs: list[Pair], seed: int = 0) -> list[list[int]]:
 
 @torch.no_grad()
 def reply_scores(
-    model: Seq2Seq, sources: list[list[int]], replies: list[list[int]], guidance: float, max_tokens: int = 8000
+    model: Seq2Seq,
+    sources: list[list[int]],
+    replies: list[list[int]],
+    guidance: float,
+    max_tokens: int = 8000,
+    show: str | None = None,
 ) -> dict[str, list[float]]:
     """Scores of each (source, reply) pair of piece ids, the reply ending in EOS: the summed
     log-likelihood, the same per piece, the mutual information with the message (log p(reply |
@@ -116,7 +135,7 @@ def reply_scores(
     examples = list(zip(sources, replies))
     blank = [([EOS], r) for r in replies]
     scores = {k: [0.0] * len(examples) for k in ("likelihood", "per_piece", "mutual_information", "guided")}
-    for indices in length_batches(examples, max_tokens):
+    for indices in progress(length_batches(examples, max_tokens), show):
         batch = collate([examples[i] for i in indices]).to(model.device)
         logits, targets = model.scored_logits(*batch)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (N, V), the batch's real pieces row by row
@@ -143,7 +162,13 @@ def reply_scores(
 
 
 def hits_at_1(
-    model: Seq2Seq, tokenizer: Tokenizer, pairs: list[Pair], guidance: float, rerank: float = 0.0, seed: int = 0
+    model: Seq2Seq,
+    tokenizer: Tokenizer,
+    pairs: list[Pair],
+    guidance: float,
+    rerank: float = 0.0,
+    seed: int = 0,
+    show: str | None = None,
 ) -> dict:
     """The share of pairs whose own reply ranks first among its 20 candidates, by each score of
     `reply_scores`; `chat` is the score the chat ranks candidate replies by: (1 - rerank) times
@@ -153,7 +178,7 @@ def hits_at_1(
     sets = candidate_sets(pairs, seed)
     sources = [examples[i][0] for i, candidates in enumerate(sets) for _ in candidates]
     replies = [examples[j][1] for candidates in sets for j in candidates]
-    scores = reply_scores(model, sources, replies, guidance)
+    scores = reply_scores(model, sources, replies, guidance, show=show)
     if not any(math.isnan(v) for v in scores["mutual_information"]):
         scores["chat"] = [ranking_score(g, m, rerank) for g, m in zip(scores["guided"], scores["mutual_information"])]
     else:  # a model that never learned replies to no message ranks by likelihood
@@ -192,7 +217,7 @@ def generation_measures(replies: list[str], pairs: list[Pair]) -> dict:
 
 
 def generate(
-    engine, tokenizer: Tokenizer, pairs: list[Pair], settings, with_context: bool, batch: int = 64
+    engine, tokenizer: Tokenizer, pairs: list[Pair], settings, with_context: bool, batch: int = 64, show=None
 ) -> list[str]:
     """Replies to every pair's message, in batches (a sampling seed moves on with each batch, so
     that batches do not share their random draws); with `with_context`, each with its turns before."""
@@ -204,7 +229,7 @@ def generate(
     if settings.name == "sample":  # consensus sampling runs many rows per message already
         batch = max(1, batch // sampled_rows(settings))
     out = []
-    for n, start in enumerate(range(0, len(pairs), batch)):
+    for n, start in enumerate(progress(range(0, len(pairs), batch), show)):
         chunk = pairs[start : start + batch]
         these = replace(settings, seed=settings.seed + n) if getattr(settings, "seed", None) is not None else settings
         contexts = [p.context for p in chunk] if with_context else None
