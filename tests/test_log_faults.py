@@ -84,7 +84,9 @@ def test_a_log_with_a_corrupt_page_is_refused_by_the_chat_and_by_retrain(page, t
 def test_another_applications_database_is_not_made_a_chat_log(tmp_path, capsys):
     db = tmp_path / "theirs.db"
     conn = sqlite3.connect(db)
-    conn.executescript("create table invoices (id integer primary key, total real); insert into invoices values (1, 9.5)")
+    conn.executescript(
+        "create table invoices (id integer primary key, total real); insert into invoices values (1, 9.5)"
+    )
     conn.close()
     before = digest(db)
     with pytest.raises(ChatbotError, match="not a chat log .*invoices"):

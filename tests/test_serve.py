@@ -154,3 +154,23 @@ def test_a_real_browser_types_a_message_and_the_reply_is_logged(server, sample_p
     assert rows(db) == [("user", pair.source), ("bot", pair.reply)] and shot.stat().st_size > 10_000
     if os.environ.get("CHATBOT_SCREENSHOT"):  # the README's picture: CHATBOT_SCREENSHOT=docs/serve.png
         shutil.copyfile(shot, os.environ["CHATBOT_SCREENSHOT"])
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine (.ci/run installs it)")
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_server_and_every_tabs_chat_within_5_s(stop, server, tmp_path):
+    """A real tab open in headless Chromium; SIGTERM (a service manager) or SIGINT (Ctrl+C) to
+    the server: no process of the server's tree is left 5 s later."""
+    from chatbot.serve import descendants, running
+    from tests.browser import Browser
+
+    port, db, proc = server
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open(f"http://127.0.0.1:{port}/", width=1000, height=640)
+        assert browser.wait_for_class("-first-byte", 90)  # the tab's chat runs and has drawn itself
+        tree = descendants(proc.pid)
+        assert chat_processes(str(db)) and tree
+        proc.send_signal(stop)
+        ended = wait_for(lambda: proc.poll() is not None and not [pid for pid in tree if running(pid)], 5)
+        assert ended, [pid for pid in tree if running(pid)]
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr.read().decode()
