@@ -628,16 +628,18 @@ def cmd_chat(args: argparse.Namespace) -> int:
     served = "TEXTUAL_DRIVER" in os.environ  # `chatbot serve` runs each tab's chat over pipes, drawn by its driver
     if not served and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise ChatbotError(tr("chat needs a terminal; use `chatbot reply` to answer lines of text"))
+    if args.reference and args.precision == "int8":
+        raise ChatbotError(tr("--reference runs the model's own float modules: use --precision fp32 or bf16 with it"))
     session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, load=False)
     from chatbot.app.chat_app import ChatApp
 
-    if args.reference and args.precision == "int8":
-        raise ChatbotError(tr("--reference runs the model's own float modules: use --precision fp32 or bf16 with it"))
     session.reference = args.reference
     app = ChatApp(session, load=(args.device, args.precision, args.threads))
     try:
         app.run()
     finally:
+        if app.loader is not None:  # quit while torch loads: let it finish, or its runtime aborts the exit
+            app.loader.join(timeout=60)
         if session.storage is not None:
             session.storage.close()
     if session.load_error is not None:

@@ -69,6 +69,7 @@ def output_directory(path: Path):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ChatbotError(tr("{path}: exists and is not a directory; give a directory for the model", path=path))
+    made = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDONLY)
@@ -83,6 +84,11 @@ def output_directory(path: Path):
                     tr("{path}: another run is writing this directory; wait for it or choose another", path=path)
                 ) from None
         yield path
+    except BaseException:
+        if made:  # a run that failed before writing anything leaves no empty directory behind
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

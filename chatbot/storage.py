@@ -220,6 +220,8 @@ def inspect_log(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.OperationalError as err:
         verdict = "ok" if "interrupted" in str(err) else _reason(err)
     except sqlite3.DatabaseError as err:
+        if "not a database" in str(err):  # no SQLite file at all: the caller says it cannot use it
+            raise
         verdict = _reason(err)
     finally:
         conn.set_progress_handler(None, 0)

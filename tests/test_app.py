@@ -11,6 +11,7 @@ from textual.widgets import Static
 from chatbot.app.chat_app import ChatApp
 from chatbot.app.widgets import MessageView
 from chatbot.session import open_session
+from chatbot.storage import Storage
 
 
 @pytest.fixture()
@@ -175,6 +176,7 @@ async def test_no_log_writes_nothing(overfit_dir, tmp_path):
 
 
 def test_main_screen_snapshot(snap_compare, overfit_dir, tmp_path):
+    Storage(tmp_path / "chat.db").close()  # a log from before: no first-run notice (its path differs per run)
     session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
     assert snap_compare(ChatApp(session), terminal_size=(80, 24))
 

@@ -17,6 +17,7 @@ from chatbot.explain_pages import pages
 from chatbot.i18n import t
 from chatbot.model import pad_right
 from chatbot.settings import settings_from
+from chatbot.storage import Storage
 from corpora import Pair
 from training.data import encode_pairs
 from training.evaluate import total_nll
@@ -198,6 +199,7 @@ def test_walk_through_page_snapshot(snap_compare, random_model, tokenizer, overf
             weight.copy_(torch.randn(weight.shape, generator=generator) * 0.3)
     pair = sample_pairs[4]
     walk = walk_through(random_model, tokenizer, pair.source, GreedySettings(), reply_text=pair.reply)
+    Storage(tmp_path / "chat.db").close()  # a log from before: no first-run notice (its path differs per run)
     session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None, load=False)
 
     async def open_page(pilot):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.i18n import LOCALES, catalogue, language_from_environment, set_language, t
+from chatbot.storage import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,6 +118,7 @@ async def test_the_chat_in_korean_fits_80_columns_and_says_everything_in_korean(
     from chatbot.session import open_session
 
     set_language("ko")
+    Storage(tmp_path / "chat.db").close()  # a log from before: no first-run notice (its path differs per run)
     session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
     app = ChatApp(session, errors=tmp_path / "errors.log")
     async with app.run_test(size=(80, 24)) as pilot:
@@ -145,5 +147,6 @@ def test_the_chat_in_korean_snapshot(snap_compare, overfit_dir, tmp_path):
     from chatbot.session import open_session
 
     set_language("ko")
+    Storage(tmp_path / "chat.db").close()  # a log from before: no first-run notice (its path differs per run)
     session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
     assert snap_compare(ChatApp(session), terminal_size=(80, 24), press=["f1"])

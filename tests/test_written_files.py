@@ -4,6 +4,7 @@ that trained nothing says so."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -141,3 +142,37 @@ def test_a_json_config_with_a_huge_integer_is_one_line(tmp_path, capsys):
     config.write_text('{"train": {"epochs": ' + "9" * 5000 + "}}")
     code, lines = run(["train", "--config", str(config), "--out", str(tmp_path / "o")], capsys)
     assert code == 1 and len(lines) == 1 and "cannot read config" in lines[0], lines
+
+
+def test_evaluate_shows_progress_on_a_terminal_even_with_json(overfit_dir):
+    """stderr a terminal (a pty), stdout a pipe: the JSON on stdout, a progress bar on stderr;
+    --quiet: none."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    for quiet in (False, True):
+        controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a terminal's size
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatbot", "evaluate", "--model", str(overfit_dir), "--corpus", "sample", "--json"]
+            + ["--threads", THREADS]
+            + (["--quiet"] if quiet else []),
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        out, _ = proc.communicate(timeout=300)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 1 << 16)
+            except OSError:  # the terminal's other end closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(controller)
+        assert proc.returncode == 0 and json.loads(out)["word_ppl"] > 0
+        assert (b"perplexity" in shown and b"%|" in shown) != quiet, shown[-500:]

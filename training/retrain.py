@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import sqlite_utils
+
 from chatbot.errors import ChatbotError
 from chatbot.i18n import tr
 from chatbot.modeldir import load_model, output_directory
 from chatbot.private_files import write_private
-from chatbot.storage import SCHEMA, inspect_log, refuse_odd_file
+from chatbot.storage import check_schema, inspect_log, refuse_odd_file
 from corpora import Pair, load_pairs
 from corpora.pairs import MAX_CONTEXT, stable_percent
 
@@ -59,18 +61,15 @@ def open_log(path: Path) -> sqlite3.Connection:
         raise ChatbotError(tr("{path}: cannot read the chat database ({reason})", path=path, reason=err)) from None
     missing = {"messages", "feedback"} - tables
     if missing:
+        conn.close()
         raise ChatbotError(tr("{path}: not a chat log (no table {names})", path=path, names=", ".join(sorted(missing))))
-    for table in ("messages", "feedback"):
-        lacking = SCHEMA[table] - {r["name"] for r in conn.execute(f"pragma table_info({table})")}
-        if lacking:
-            raise ChatbotError(
-                tr(
-                    "{path}: a damaged chat log (the table {table} lacks the columns {names})",
-                    path=path,
-                    table=table,
-                    names=", ".join(sorted(lacking)),
-                )
-            )
+    try:
+        check_schema(sqlite_utils.Database(conn))  # the chat's own check: retraining registers into `models` too
+    except ChatbotError as err:
+        conn.close()
+        raise ChatbotError(
+            tr("{path}: a damaged chat log ({reason}); move it aside or use another --db", path=path, reason=err)
+        ) from None
     return conn
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Header, Input, Static
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -143,6 +144,7 @@ class ChatApp(App):
         self.unexpected: list[str] = []  # one line per unexpected error, as noticed
         self.error_times: deque[float] = deque(maxlen=ERROR_BURST)
         self.fatal: str | None = None  # set when an unexpected error stopped the app
+        self.loader: threading.Thread | None = None  # loads torch and the model behind the screen
 
     def notify(self, message: str, *, markup: bool = False, **kwargs) -> None:
         """Notices quote titles, paths and errors: shown as they are, never read as markup."""
@@ -169,22 +171,35 @@ class ChatApp(App):
             self.call_after_refresh(self.start_loading)
 
     def start_loading(self) -> None:
-        """Load torch and the model in a daemon thread, not a worker: quitting meanwhile must not
-        wait for the import to finish."""
-        threading.Thread(target=self.load_model, args=self.load, name="load-model", daemon=True).start()
+        """Load torch and the model in a daemon thread, not a worker: quitting meanwhile closes the
+        screen at once (`chatbot chat` then waits for the load before the process exits)."""
+        self.loader = threading.Thread(target=self.load_model, args=self.load, name="load-model", daemon=True)
+        self.loader.start()
 
     def load_model(self, device: str, precision: str, threads: int | None) -> None:
         interval = sys.getswitchinterval()
         sys.setswitchinterval(0.1)  # longer turns for this thread: the screen needs little while it loads
         try:
             self.session.load(device, precision, threads)
-            done = self.update_status
+            loaded = True
         except Exception:  # the session keeps the reason; `chatbot chat` prints it after the screen closes
-            done = partial(self.exit, None, 1)
+            loaded = False
         finally:
             sys.setswitchinterval(interval)
-        with contextlib.suppress(RuntimeError):  # the app closed while the model loaded
-            self.call_from_thread(done)
+        self.post_message(self.Loaded(loaded))  # never waits: the app may have closed meanwhile
+
+    class Loaded(Message):
+        """The model has loaded, or failed to (`ok` False)."""
+
+        def __init__(self, ok: bool):
+            super().__init__()
+            self.ok = ok
+
+    def on_chat_app_loaded(self, message: Loaded) -> None:
+        if message.ok:
+            self.update_status()
+        else:
+            self.exit(None, 1)
 
     def update_status(self) -> None:
         s = self.session
