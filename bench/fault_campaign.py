@@ -528,7 +528,7 @@ def run_stdin_case(name: str, flags: list[str], data: bytes, lines: int) -> list
     outcomes = []
     for strategy in ("greedy", "sample"):
         argv = ["reply", *flags, "--strategy", strategy, "--threads", "1", "--max-length", "8"]
-        code, err, out = chatbot(*argv, stdin=data)
+        code, err, out = chatbot(*argv, stdin=data, seconds=HANG + 0.25 * lines)  # consensus: ~0.1 s a line
         outcome = Outcome("stdin", f"{strategy}: {name}", "accept", code, err)
         outcome.lost = code == 0 and out.count(b"\n") != lines
         if outcome.lost:
