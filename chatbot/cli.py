@@ -543,7 +543,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
     # sampling answers each line alone: consensus is fastest so, and a seeded draw is then the
     # same whatever lines arrive with it; greedy and beam decode the lines waiting together
     most = 1 if args.strategy == "sample" else args.batch_size
-    reader = LineReader(sys.stdin.fileno(), 4 * MAX_MESSAGE_CHARS + 2)  # UTF-8: 4 bytes a character at most
+    reader = LineReader(sys.stdin.buffer, 4 * MAX_MESSAGE_CHARS + 2)  # UTF-8: 4 bytes a character at most
     while lines := reader.waiting(most):
         answer(args, repliers, settings, [(n.number, read_line(n.number, n.raw, args.conversations)) for n in lines])
     return 0
@@ -711,6 +711,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     check_model_files(args.model)  # a bad model is one line here, not a broken page in every tab
     decoding_settings(args)  # and so are bad decoding flags
+    if not args.no_log:  # and a log the tabs' chats would refuse
+        from chatbot.storage import Storage, default_db_path
+
+        Storage(args.db or default_db_path()).close()
     serve(args.host, args.port, args.public, chat_arguments(args.argv))
     return 0
 

@@ -23,8 +23,14 @@ class Line:
 
 
 class LineReader:
-    def __init__(self, fd: int, limit: int):
-        self.fd, self.limit = fd, limit  # limit: the most bytes a line may have
+    def __init__(self, stream, limit: int):
+        """`stream`: binary; read through its file descriptor when it has one (standard input),
+        else by its own reads (a stream in memory)."""
+        self.stream, self.limit = stream, limit  # limit: the most bytes a line may have
+        try:
+            self.fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+            self.fd = None
         self.buffer = bytearray()
         self.number = 0
         self.eof = False
@@ -74,13 +80,15 @@ class LineReader:
         return Line(self.number, raw)
 
     def _readable(self) -> bool:
+        if self.fd is None:
+            return False
         try:
             return bool(select.select([self.fd], [], [], 0)[0])
         except (OSError, ValueError):  # no select on this kind of file: read on only when asked
             return False
 
     def _read(self) -> None:
-        chunk = os.read(self.fd, CHUNK)
+        chunk = os.read(self.fd, CHUNK) if self.fd is not None else self.stream.read1(CHUNK)
         if chunk:
             self.buffer += chunk
         else:

@@ -197,6 +197,12 @@ class Session:
         self.turns.append(Turn(message_id, "user", text))
         return message_id
 
+    def add_reply_turn(self, turn: Turn, user_id: int | None, text: str) -> None:
+        """A reply goes right after its message, before any message sent while it was written:
+        a queued message then reads the reply before it, as the person saw the conversation."""
+        at = next((i for i in range(len(self.turns) - 1, -1, -1) if self.turns[i].matches(user_id, text)), None)
+        self.turns.insert(len(self.turns) if at is None else at + 1, turn)
+
     def context_of(self, text: str, user_id: int | None, model=None) -> list[Turn]:
         """The turns before a message in its conversation, as `model` (default: the session's)
         reads them: the last `context_turns` (none for a model that reads the message alone)."""
@@ -258,7 +264,7 @@ class Session:
                 context=[t.id for t in context if t.id is not None],
             )
         if log and conversation_id == self.conversation_id:
-            self.turns.append(Turn(bot_id, "bot", result.text))
+            self.add_reply_turn(Turn(bot_id, "bot", result.text), user_id, text)
         return Exchange(user_id, bot_id, result, inside, [t.text for t in context])
 
 

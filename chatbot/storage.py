@@ -285,11 +285,13 @@ class Storage:
         self.notes: list[str] = []  # what opening did that the user should hear of: a new log, a repair
         try:
             refuse_odd_file(self.path)
-            if not self.path.parent.exists():
-                self.notes.append(tr("made the directory {path} for the log", path=self.path.parent))
+            made = not self.path.parent.exists()
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
-                self.notes.append(tr("a new chat log: {path}", path=self.path))
+                if made:
+                    self.notes.append(tr("a new chat log: {path} (its directory made too)", path=self.path))
+                else:
+                    self.notes.append(tr("a new chat log: {path}", path=self.path))
                 fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)  # readable by its owner only
                 os.close(fd)
             elif self.path.stat().st_size == 0:

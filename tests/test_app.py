@@ -580,3 +580,41 @@ async def test_an_unexpected_error_while_decoding_is_a_notice_and_the_next_messa
         assert "error" in app.query(MessageView).last().caption
         await send(pilot, "hi there")
         assert [r["role"] for r in rows(app)] == ["user", "user", "bot"]
+
+
+async def test_a_message_sent_while_a_reply_is_written_reads_that_reply(context_dir, tmp_path, sample_pairs):
+    """Two messages sent at once: the second waits its turn, and then reads the first exchange
+    (message and reply) as the turns before it, as the person saw the conversation."""
+    import json
+    import sqlite3
+    import threading
+
+    session = open_session(context_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
+    app = ChatApp(session, errors=tmp_path / "errors.log")
+    first, second = sample_pairs[0].source, sample_pairs[1].source
+    both_sent, respond = threading.Event(), session.respond
+
+    def respond_once_both_are_sent(*args, **kwargs):  # the first reply takes as long as the sending does
+        both_sent.wait(30)
+        return respond(*args, **kwargs)
+
+    session.respond = respond_once_both_are_sent
+    async with app.run_test() as pilot:
+        for text in (first, second):
+            app.query_one("#prompt").value = text
+            await pilot.press("enter")  # the second while the first reply is still being written
+        both_sent.set()
+        for _ in range(400):
+            if not app.replying() and not app.waiting:
+                break
+            await pilot.pause(0.05)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+    session.storage.close()
+    rows = (
+        sqlite3.connect(tmp_path / "chat.db").execute("select id, role, context from messages order by id").fetchall()
+    )
+    (user1, _, _), (user2, _, _), (bot1, _, _), (bot2, _, context2) = rows
+    assert [r[1] for r in rows] == ["user", "user", "bot", "bot"]
+    assert json.loads(context2) == [user1, bot1]  # not [user1]: the first reply came before it on screen
+    assert [t.id for t in session.turns] == [user1, bot1, user2, bot2]

@@ -105,7 +105,7 @@ def test_an_empty_file_or_a_missing_directory_starts_a_log_and_says_so(tmp_path)
     store.close()
     nested = tmp_path / "new" / "dir" / "chat.db"
     store = Storage(nested)
-    assert store.notes == [f"made the directory {nested.parent} for the log", f"a new chat log: {nested}"]
+    assert store.notes == [f"a new chat log: {nested} (its directory made too)"]
     store.close()
     assert Storage(nested).notes == []  # the second time it is the log it was
 
@@ -197,3 +197,10 @@ def test_a_healthy_log_opens_as_before_while_another_chat_writes(tmp_path):
     assert reader.notes == []
     thread.join()
     assert done.is_set() and len(reader.messages(conversation)) == 50
+
+
+def test_serve_refuses_a_damaged_log_before_it_listens(tmp_path, capsys):
+    db = five_conversations(tmp_path / "x.db")
+    corrupt(db, PAGE, 2 * PAGE)
+    code, lines = run(["serve", "--db", str(db), "--port", "8765"], capsys)
+    assert code == 1 and len(lines) == 1 and "damaged chat log" in lines[0], lines
