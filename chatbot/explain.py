@@ -238,7 +238,7 @@ def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, s
                 [tokenizer.pieces([i])[0], round(float(p), 4)] for i, p in zip(ids[0].tolist(), kept.tolist()) if p > 0
             ][:20]
             step["how"] = {
-                "kind": "sample",
+                "kind": "sample" if int(keep.sum()) > 1 else "sample_one",
                 "count": int(keep.sum()),
                 "temperature": f"{settings.temperature:g}",
                 "top_k": settings.top_k,

@@ -17,14 +17,22 @@ STRIP = 24  # dimensions of a state drawn as a heat strip
 BAR = 20  # characters of a probability bar
 
 
+RISING = "▁▂▃▄▅▆▇█"  # a positive value's size, as a block's height
+WIDENING = "▏▎▍▌▋▊▉█"  # a negative value's size, as a block's width
+
+
 def strip(values: list[float], scale: float | None = None) -> Text:
-    """A state's first STRIP dimensions as coloured blocks: red for positive, blue for negative."""
+    """A state's first STRIP dimensions, one character each: a positive value as a block whose
+    height is its size, a negative one as a block whose width is its size (readable without
+    colour, piped to a file too), and coloured as well: red positive, blue negative."""
     shown = values[:STRIP]
     scale = scale or max((abs(v) for v in shown), default=1.0) or 1.0
     text = Text()
     for v in shown:
-        level = int(55 + 200 * min(abs(v) / scale, 1.0))
-        text.append("█", style=f"rgb({level},40,40)" if v >= 0 else f"rgb(40,40,{level})")
+        size = min(abs(v) / scale, 1.0)
+        glyph = (RISING if v >= 0 else WIDENING)[min(len(RISING) - 1, int(size * len(RISING)))]
+        level = int(55 + 200 * size)
+        text.append(glyph, style=f"rgb({level},40,40)" if v >= 0 else f"rgb(40,40,{level})")
     return text
 
 
@@ -159,8 +167,9 @@ def step_page(walk: dict, step: dict) -> Group:
 
 
 def prefix(pieces: list[str], width: int = 40) -> str:
-    """A hypothesis as `<sos>` and its pieces, its start cut when it is long."""
-    text = " ".join(["<sos>"] + [piece(p) for p in pieces])
+    """A hypothesis as `<s>` (the start piece, as every other page names it) and its pieces, its
+    start cut when it is long."""
+    text = " ".join(["<s>"] + [piece(p) for p in pieces])
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 

@@ -88,7 +88,7 @@ def test_sampling_and_beam_search_are_walked_through_as_decoding_runs_them(overf
     for page in pages(beam):
         console.print(page)
     drawn = console.export_text()
-    assert "├── " in drawn and "<sos>" in drawn and beam["reply"] in drawn
+    assert "├── " in drawn and "<s> " in drawn and beam["reply"] in drawn
     sampled = walk_through(model, tokenizer, message, settings_from("sample", seed=4, top_p=0.5, candidates=1))
     for step in sampled["steps"][:-1]:
         kept = [p for _, p in step["kept"]]
