@@ -282,3 +282,36 @@ async def test_a_sampled_reply_shows_its_agreement_and_is_walked_through_with_it
         assert bot.text in first
         assert not app.unexpected
     session.storage.close()
+
+
+async def test_f6_walks_a_beam_reply_with_the_settings_it_was_decoded_with(overfit_dir, tmp_path, sample_pairs):
+    """Settings changed after a reply (f2) do not change how f6 explains that reply."""
+    import chatbot.explain
+    from chatbot.app.chat_app import ChatApp
+    from chatbot.app.screens import WalkThroughScreen
+    from chatbot.session import open_session
+
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "beam", None)
+    session.update_setting("beam", "beam_size", "3")
+    app = ChatApp(session, errors=tmp_path / "errors.log")
+    walked, walk_through = [], chatbot.explain.walk_through
+
+    def watched(model, tokenizer, message, settings, *args, **kwargs):  # the real walk, its settings kept
+        walked.append(settings)
+        return walk_through(model, tokenizer, message, settings, *args, **kwargs)
+
+    chatbot.explain.walk_through = watched
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            app.query_one("#prompt").value = sample_pairs[3].source
+            await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            session.update_setting("beam", "beam_size", "7")  # as f2 does, after the reply
+            await pilot.press("f6")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert isinstance(app.screen, WalkThroughScreen) and not app.unexpected
+    finally:
+        chatbot.explain.walk_through = walk_through
+    session.storage.close()
+    assert [s.beam_size for s in walked] == [3]
