@@ -125,20 +125,28 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     for migration in MIGRATIONS:
         if migration.__name__ in done:  # the usual open: a read, no write lock
             continue
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(db):
             if "_migrations" not in db.table_names():
                 db.execute('CREATE TABLE "_migrations" (\n   "name" TEXT PRIMARY KEY,\n   "applied_at" TEXT\n)')
             if not db.execute("select 1 from _migrations where name = ?", [migration.__name__]).fetchone():
                 migration(db)
                 db.execute("insert into _migrations (name, applied_at) values (?, ?)", [migration.__name__, now()])
                 applied.append(migration.__name__)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.conn.in_transaction:
-                db.execute("ROLLBACK")
-            raise
     return applied
+
+
+@contextlib.contextmanager
+def immediate(db: sqlite_utils.Database):
+    """One write transaction, its lock taken at once (BEGIN IMMEDIATE): committed whole when the
+    block ends, rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.conn.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 @contextlib.contextmanager
@@ -260,16 +268,10 @@ def repair_search(db: sqlite_utils.Database) -> bool:
     missing = [name for name in SEARCH_TRIGGERS if name not in present]
     if not missing:
         return False
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(db):
         for name in missing:
             db.execute(SEARCH_TRIGGERS[name])
         db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
-        db.execute("COMMIT")
-    except BaseException:
-        if db.conn.in_transaction:
-            db.execute("ROLLBACK")
-        raise
     return True
 
 

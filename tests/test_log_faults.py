@@ -14,24 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.cli import main
+from bench.fault_campaign import healthy_log
 from chatbot.errors import ChatbotError
 from chatbot.storage import Storage
+from tests.test_faults import run
 
 
 def five_conversations(path: Path) -> Path:
-    """A log of five conversations, a reply in each rated good and one corrected: enough pages
-    that a damaged one lies in the middle."""
-    store = Storage(path)
-    for c in range(5):
-        conversation = store.new_conversation(f"conversation {c}")
-        for turn in range(12):
-            user = store.add_message(conversation, "user", f"message {turn} of {c} " + "words " * 30)
-            bot = store.add_message(conversation, "bot", f"reply {turn} " + "more " * 30, reply_to=user)
-            store.rate(bot, 1)
-        store.correct(bot, "a better reply")
-    store.close()
-    return path
+    """A log of five conversations of twelve exchanges, every reply rated good and one corrected
+    (the fault campaign's own): enough pages that a damaged one lies in the middle."""
+    return healthy_log(path, conversations=5)
 
 
 def digest(path: Path) -> str:
@@ -50,15 +42,6 @@ def intact(path: Path) -> bool:
         return sqlite3.connect(path).execute("pragma integrity_check").fetchone()[0] == "ok"
     except sqlite3.DatabaseError:
         return False
-
-
-def run(argv, capsys) -> tuple[int, list[str]]:
-    try:
-        code = main(argv)
-    except SystemExit as exit:
-        code = exit.code
-    err = capsys.readouterr().err
-    return code, [line for line in err.splitlines() if line.strip()]
 
 
 PAGE = 4096

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.cli import main
 from chatbot.storage import Storage
 from tests.conftest import write_tsv
+from tests.test_faults import run
 
 THREADS = os.environ.get("CHATBOT_TEST_THREADS", "2")
 
@@ -32,15 +32,6 @@ def small_log(tmp_path, sample_pairs) -> Path:
         store.correct(bot, pair.reply)
     store.close()
     return tmp_path / "log.db"
-
-
-def run(argv, capsys) -> tuple[int, list[str]]:
-    try:
-        code = main(argv)
-    except SystemExit as exit:
-        code = exit.code
-    err = capsys.readouterr().err
-    return code, [line for line in err.splitlines() if line.strip()]
 
 
 def test_an_export_replaces_a_symlink_never_its_target(small_log, tmp_path, capsys):
