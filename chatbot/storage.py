@@ -186,17 +186,24 @@ SCHEMA = {  # the columns each table must have, whatever migrations added since
 }
 
 
-def check_schema(db: sqlite_utils.Database) -> None:
+def check_schema(db: sqlite_utils.Database, path: Path) -> None:
     """Refuse a damaged log (a table dropped or rebuilt by hand) rather than write into it."""
     tables = set(db.table_names())
     for table, columns in SCHEMA.items():
         if table not in tables:
-            raise ChatbotError(tr("the table {table} is missing", table=table))
+            raise damaged(path, tr("the table {table} is missing", table=table))
         lacking = columns - {c.name for c in db[table].columns}
         if lacking:
-            raise ChatbotError(
-                tr("the table {table} lacks the columns {names}", table=table, names=", ".join(sorted(lacking)))
+            raise damaged(
+                path, tr("the table {table} lacks the columns {names}", table=table, names=", ".join(sorted(lacking)))
             )
+
+
+def damaged(path: Path, reason: str) -> ChatbotError:
+    """The one line that refuses a damaged log, and says what to do."""
+    return ChatbotError(
+        tr("{path}: a damaged chat log ({reason}); move it aside or use another --db", path=path, reason=reason)
+    )
 
 
 QUICK_CHECK_SECONDS = 3.0  # a log too big to check in this time is opened unchecked
@@ -234,9 +241,8 @@ def inspect_log(conn: sqlite3.Connection, path: Path) -> None:
     finally:
         conn.set_progress_handler(None, 0)
     if verdict != "ok":
-        verdict = next((line for line in verdict.splitlines() if line.strip() and "***" not in line), verdict)
-        raise ChatbotError(
-            tr("{path}: a damaged chat log ({reason}); move it aside or use another --db", path=path, reason=verdict)
+        raise damaged(
+            path, next((line for line in verdict.splitlines() if line.strip() and "***" not in line), verdict)
         )
     tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
     tables = {t for t in tables if not t.startswith("sqlite_")}
@@ -313,7 +319,7 @@ class Storage:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA foreign_keys = ON")
                 migrate(self.db)
-                check_schema(self.db)
+                check_schema(self.db, self.path)
                 if repair_search(self.db):
                     self.notes.append(tr("the log's search had lost a trigger: put back, index rebuilt"))
         except (sqlite3.DatabaseError, OSError) as err:
@@ -321,17 +327,9 @@ class Storage:
             raise ChatbotError(
                 tr("{path}: cannot use the chat database ({reason})", path=self.path, reason=_reason(err))
             ) from None
-        except ChatbotError as err:
+        except ChatbotError:  # each says which file and what to do
             self.db.close()
-            if str(err).startswith(str(self.path)):  # already says which file and what to do
-                raise
-            raise ChatbotError(
-                tr(
-                    "{path}: a damaged chat log ({reason}); move it aside or use another --db",
-                    path=self.path,
-                    reason=err,
-                )
-            ) from None
+            raise
 
     def close(self) -> None:
         self.db.close()

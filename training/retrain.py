@@ -47,29 +47,26 @@ def open_log(path: Path) -> sqlite3.Connection:
     if not Path(path).exists():
         raise ChatbotError(tr("{path}: no such database", path=path))
     refuse_odd_file(Path(path))
-    conn = None
     try:
         conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=5)
-        conn.row_factory = sqlite3.Row
+    except sqlite3.DatabaseError as err:
+        raise ChatbotError(tr("{path}: cannot read the chat database ({reason})", path=path, reason=err)) from None
+    conn.row_factory = sqlite3.Row
+    try:
         inspect_log(conn, Path(path))
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
-    except (sqlite3.DatabaseError, ChatbotError) as err:
-        if conn is not None:
-            conn.close()
-        if isinstance(err, ChatbotError):
-            raise
+        missing = {"messages", "feedback"} - tables
+        if missing:
+            raise ChatbotError(
+                tr("{path}: not a chat log (no table {names})", path=path, names=", ".join(sorted(missing)))
+            )
+        check_schema(sqlite_utils.Database(conn), Path(path))  # the chat's own: retraining registers into `models`
+    except sqlite3.DatabaseError as err:
+        conn.close()
         raise ChatbotError(tr("{path}: cannot read the chat database ({reason})", path=path, reason=err)) from None
-    missing = {"messages", "feedback"} - tables
-    if missing:
+    except BaseException:
         conn.close()
-        raise ChatbotError(tr("{path}: not a chat log (no table {names})", path=path, names=", ".join(sorted(missing))))
-    try:
-        check_schema(sqlite_utils.Database(conn))  # the chat's own check: retraining registers into `models` too
-    except ChatbotError as err:
-        conn.close()
-        raise ChatbotError(
-            tr("{path}: a damaged chat log ({reason}); move it aside or use another --db", path=path, reason=err)
-        ) from None
+        raise
     return conn
 
 
