@@ -12,7 +12,7 @@ from pathlib import Path
 
 from chatbot.errors import ChatbotError
 from chatbot.i18n import set_language, t, tr
-from chatbot.validation import check, clean_text, max_threads, parse, printable, show
+from chatbot.validation import check, clean_text, max_threads, parse, printable, reference_precision, show
 
 MAX_BATCH = 256  # messages decoded together by `chatbot reply`
 HELD_BY_LAUNCHER = "CHATBOT_OUTPUT_LOCKED"  # set for `--nproc` workers: their launcher locked the output
@@ -200,19 +200,6 @@ def chat_flags(parser: argparse.ArgumentParser) -> None:
     decoding_flags(parser)
 
 
-def reply_precision(args: argparse.Namespace, device) -> str:
-    """The weights replies run with: `--reference` is float (fp32 unless bf16 is asked for)."""
-    from chatbot.device import inference_precision
-
-    if args.reference:
-        if args.precision == "int8":
-            raise ChatbotError(
-                tr("--reference runs the model's own float modules: use --precision fp32 or bf16 with it")
-            )
-        return "bf16" if args.precision == "bf16" else "fp32"
-    return inference_precision(args.precision, device)
-
-
 def _settings(args: argparse.Namespace, cls, section: dict) -> dict:
     """Config-file values, overridden by the flags given on the command line."""
     if not isinstance(section, dict):
@@ -331,7 +318,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from chatbot.decoding import guidance_of, rerank_of
-    from chatbot.device import inference_precision, resolve_device, set_threads
+    from chatbot.device import reply_precision, resolve_device, set_threads
     from chatbot.engine import load_engine
     from chatbot.settings import settings_from
     from corpora import load_pairs
@@ -342,7 +329,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     device = resolve_device(args.device)
     # the model's own figure: the weights as trained, unless a reply precision is asked for
-    precision = "fp32" if args.precision == "auto" or args.reference else inference_precision(args.precision, device)
+    precision = reply_precision("fp32" if args.precision == "auto" else args.precision, device, args.reference)
     engine, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
     model = engine.scorer  # teacher forcing: the model itself, or its int8 copy
     pairs = load_pairs(args.corpus, args.split) if args.corpus else load_pairs(str(args.pairs))
@@ -375,7 +362,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "hits_at_1_by_score": {k: v for k, v in hits.items() if k != "chat"},
     }
     if args.generate is not None:
-        replier, _, _ = load_engine(args.model, device, reply_precision(args, device), reference=args.reference)
+        replier, _, _ = load_engine(
+            args.model, device, reply_precision(args.precision, device, args.reference), reference=args.reference
+        )
         out["generate"] = {}
         for name in args.generate or ["greedy", "beam", "sample"]:
             seed = 1 if name == "sample" else None
@@ -518,7 +507,7 @@ def parse_line(line: str, conversation: bool, limit: int) -> tuple[tuple[str, li
 
 def cmd_reply(args: argparse.Namespace) -> int:
     """A filter: each line answered as soon as it is read, in order, flushed line by line."""
-    from chatbot.device import resolve_device, set_threads
+    from chatbot.device import reply_precision, resolve_device, set_threads
     from chatbot.engine import load_engine
     from chatbot.languages import bundled_companions
     from chatbot.lines import LineReader
@@ -532,7 +521,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
             raise ChatbotError(tr("the message is longer than {limit:,} characters", limit=MAX_MESSAGE_CHARS))
     set_threads(args.threads)
     device = resolve_device(args.device)
-    precision = reply_precision(args, device)
+    precision = reply_precision(args.precision, device, args.reference)
     model, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
     repliers = {"en": (model, tokenizer)}  # the bundled models of other languages answer their messages
     for lang, path in bundled_companions(args.model).items():
@@ -628,8 +617,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     served = "TEXTUAL_DRIVER" in os.environ  # `chatbot serve` runs each tab's chat over pipes, drawn by its driver
     if not served and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise ChatbotError(tr("chat needs a terminal; use `chatbot reply` to answer lines of text"))
-    if args.reference and args.precision == "int8":
-        raise ChatbotError(tr("--reference runs the model's own float modules: use --precision fp32 or bf16 with it"))
+    if args.reference:
+        reference_precision(args.precision)  # refused here, before the screen, rather than once torch loads
     session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, load=False)
     from chatbot.app.chat_app import ChatApp
 
@@ -650,10 +639,10 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    """A walk-through of one reply, a page per step, from the reference model's own modules."""
-    from chatbot.device import resolve_device, set_threads
+    """A walk-through of one reply, a page per step: the decode that replies, watched."""
+    from chatbot.device import reply_precision, resolve_device, set_threads
+    from chatbot.engine import load_engine
     from chatbot.explain import walk_through
-    from chatbot.modeldir import load_model
 
     message = clean_text(args.message)
     if not message.strip():
@@ -673,14 +662,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
             )
         forced[int(step) - 1] = name
     set_threads(args.threads)
-    model, tokenizer, _ = load_model(args.model, resolve_device(args.device))
+    device = resolve_device(args.device)
+    precision = reply_precision(args.precision, device, args.reference)
+    engine, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
     for step, name in forced.items():
         if tokenizer.sp.piece_to_id(name) == 1 and tokenizer.sp.piece_to_id(name.replace("_", "▁")) != 1:
             forced[step] = name = name.replace("_", "▁")  # "_" is how "▁" is typed
         if tokenizer.sp.piece_to_id(name) == 1:  # unknown
             raise ChatbotError(tr("--force: {name!r} is not a piece of this model's vocabulary", name=name))
     reply_text = clean_text(args.reply) if args.reply is not None else None
-    walk = walk_through(model, tokenizer, message, settings, reply_text=reply_text, forced=forced)
+    walk = walk_through(engine, tokenizer, message, settings, reply_text=reply_text, forced=forced)
+    walk["settings"]["precision"] = precision
     if args.plot:
         from chatbot.explain_plot import plot_walk_through
 
@@ -699,8 +691,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         console.print(Rule(f"{number}/{len(shown)}"))
         console.print(page)
     console.print(Rule())
-    chosen = walk["consensus"]["candidates"][0]["reply"] if walk.get("consensus") else walk["reply"]  # as replies are
-    console.print(tr("reply: {reply}", reply=chosen))
+    console.print(tr("reply: {reply}", reply=walk["reply"]))
     return 0
 
 
@@ -792,8 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explain", help=tr("walk through one reply step by step: pieces, encoder, attention, softmax"))
     p.add_argument("message", metavar="MESSAGE")
-    p.add_argument("--model", type=Path, default=None, help=tr("model directory (default: the bundled model)"))
-    device_flags(p)
+    _running_flags(p)
     p.add_argument("--reply", help=tr("also feed the model this reply (teacher forcing): its loss at each position"))
     p.add_argument("--force", action="append", metavar="STEP=PIECE", help=tr("what if the model wrote PIECE at STEP?"))
     p.add_argument("--json", action="store_true", help=tr("every number of the walk-through as one JSON object"))

@@ -8,7 +8,7 @@ import torch
 
 from chatbot.errors import ChatbotError
 from chatbot.i18n import tr
-from chatbot.validation import check, max_threads
+from chatbot.validation import check, max_threads, reference_precision
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "tf32", "bf16")  # for training
@@ -69,6 +69,12 @@ def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def reply_precision(name: str, device: torch.device, reference: bool = False) -> str:
+    """The weights replies run with: `inference_precision`, or with `reference`, the model's own
+    float modules (`chatbot.validation.reference_precision`)."""
+    return reference_precision(name) if reference else inference_precision(name, device)
 
 
 def inference_precision(name: str, device: torch.device) -> str:

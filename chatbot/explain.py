@@ -1,4 +1,4 @@
-"""A walk-through of one reply, step by step, from the reference model's own modules.
+"""A walk-through of one reply, step by step: the decode that replies, watched.
 
 Seq2seq is taught in steps: the encoder reads the message piece by piece, keeping two streams
 (the hidden state and the cell state); its last states become the decoder's first (the "context
@@ -7,23 +7,29 @@ turns the scores into attention weights, their weighted sum is the context, and 
 the vocabulary gives the next piece, fed back until `</s>`. Training feeds the true previous piece
 instead (teacher forcing) and learns from the cross-entropy at each position.
 
-`walk_through` records every one of those numbers for one message on a trained model, as the
-modules of `chatbot/model.py` compute them, and `chatbot.explain_pages` shows them a page per step.
-The rules and strategies are those replies use (`chatbot.decoding`, `chatbot.strategies`).
+`walk_through` runs the very decode a reply runs (`chatbot.decoding.reply`: the same engine and
+precision, settings, seed and conversation) with an observer that keeps what each step computed:
+the distribution the strategy chose from, the attention, the rows beam search kept. So the steps
+shown are the steps of the reply shown. What the engine does not hand out (the encoder's states
+piece by piece, the attention's raw scores, the context vector) is read from the reference
+model's own modules (`chatbot/model.py`), fed the reply's pieces. `chatbot.explain_pages` shows
+it all a page per step.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
 
-from chatbot.decoding import apply_rules, guidance_of, only_eos, prepare, ranking_score, reply, rerank_of
+from chatbot.decoding import Step, prepare, reply
+from chatbot.decoding.strategies import ranked_candidates, sampled_rows
+from chatbot.engine import as_engine
 from chatbot.model import Seq2Seq, pad_right
-from chatbot.settings import Settings
-from chatbot.strategies import draw, finished_wanted, length_penalty, ranked_candidates, sampled_rows
+from chatbot.settings import MAX_SEED, Settings
 from chatbot.tokenizer import BOS, EOS, Tokenizer
 
 TOP = 5  # vocabulary pieces shown per step
@@ -97,9 +103,9 @@ def encoder_steps(model: Seq2Seq, src: torch.Tensor) -> list[dict]:
 
 
 @torch.no_grad()
-def decoder_step(model: Seq2Seq, token: int, state, memory, feed) -> dict:
-    """One decoder step through the model's modules, keeping what `Seq2Seq.step` does not return:
-    the attention's raw scores and the context vector."""
+def read_step(model: Seq2Seq, token: int, state, memory, feed) -> dict:
+    """The model's modules fed one given piece (teacher forcing), keeping what `Seq2Seq.step` does
+    not return: the attention's raw scores and the context vector."""
     decoder = model.decoder
     x = model.embed(torch.tensor([token], device=model.device))  # (1, E)
     if model.cfg.input_feeding:
@@ -109,9 +115,8 @@ def decoder_step(model: Seq2Seq, token: int, state, memory, feed) -> dict:
     weights = torch.softmax(scores, -1)  # (1, 1, S)
     context = torch.bmm(weights, memory.states)  # (1, 1, H)
     attentional = torch.tanh(decoder.combine(torch.cat([context, out], -1)))[:, 0]  # (1, A)
-    logits = model.out(attentional)  # (1, V)
     return {
-        "logits": logits,
+        "logp": torch.log_softmax(model.out(attentional).float(), -1)[0],  # (V,)
         "state": state,
         "scores": scores[0, 0],
         "weights": weights[0, 0],
@@ -121,33 +126,84 @@ def decoder_step(model: Seq2Seq, token: int, state, memory, feed) -> dict:
     }
 
 
-def top_pieces(tokenizer: Tokenizer, logp: torch.Tensor, k: int = TOP) -> list[list]:
-    values, ids = logp.topk(k)
-    return [[tokenizer.pieces([i])[0], round(math.exp(v), 4)] for i, v in zip(ids.tolist(), values.tolist())]
+def read_pieces(model: Seq2Seq, memory, state, pieces: list[int]) -> list[dict]:
+    """`read_step` at every position of a reply: the piece before it given, from BOS on."""
+    feed, token, readings = model.initial_feed(1), BOS, []
+    for piece in pieces:
+        out = read_step(model, token, state, memory, feed)
+        readings.append(out)
+        token, state, feed = piece, out["state"], out["feed"]
+    return readings
+
+
+KEPT_SHOWN = 20  # pieces of the set a sampled piece was drawn from, listed on its page
+
+
+class StepRecorder:
+    """An observer of the decode (`chatbot.decoding.Step`): per step, for every row, what a page
+    needs of it, small (the top pieces, not the whole distribution): a consensus reply's rows are
+    many, and which of them answers is known only at the end."""
+
+    def __init__(self, settings: Settings):
+        self.settings, self.steps = settings, []
+        self.width = max(KEPT_SHOWN, getattr(settings, "beam_size", 1))
+
+    def __call__(self, step: Step) -> None:
+        forced = step.context.unforced is not None
+        proposed = step.context.unforced if forced else step.logp  # (R, V) what the strategy was offered
+        choice = step.choice
+        parent = choice.rows if choice.rows is not None else torch.arange(proposed.size(0), device=proposed.device)
+        values, ids = proposed.topk(min(self.width, proposed.size(-1)), dim=-1)
+        record = {
+            "forced": forced,
+            "top": (values.tolist(), ids.tolist()),  # by the row that computed them
+            "attention": step.attention.float().clone(),  # (R, S)
+            "rows": parent.tolist(),  # by new row: the row it continues
+            "tokens": choice.tokens.tolist(),
+            "logp": proposed[parent, choice.tokens].tolist(),  # the chosen pieces' log-probabilities
+            "scores": choice.scores.tolist() if choice.scores is not None else None,
+        }
+        s = self.settings
+        if s.name == "sample" and s.temperature > 0 and not forced:  # the set each piece was drawn from
+            probs, kept_ids, keep = ranked_candidates(step.logp / s.temperature, s.top_k, s.top_p)
+            kept = probs * keep
+            kept = kept / kept.sum(-1, keepdim=True)
+            record["kept"] = (kept[:, :KEPT_SHOWN].tolist(), kept_ids[:, :KEPT_SHOWN].tolist(), keep.sum(-1).tolist())
+        self.steps.append(record)
 
 
 @torch.no_grad()
 def walk_through(
-    model: Seq2Seq,
+    engine,
     tokenizer: Tokenizer,
     message: str,
     settings: Settings,
     context: Sequence[str] = (),
+    mine: Sequence[bool] | None = None,
     reply_text: str | None = None,
     forced: dict[int, str] | None = None,
-    replier=None,
 ) -> dict:
-    """Every number of one reply to `message`, as the reference model computes it (see the module's
-    docstring); with `reply_text`, teacher forcing on that reply; `forced` {step: piece} makes the
-    strategy take that piece at that step (what-if) and decodes on from there. `replier`, the
-    engine the chat replies with, draws consensus sampling's candidates, so that a reply's own seed
-    draws the same ones again (default: the reference model, whose float sums may draw others)."""
+    """Every number of one reply to `message`, decoded by `engine` (or a model) as a reply is (see the
+    module's docstring), the turns before it `context` (`mine`: which the model said). A sampling
+    strategy without a seed gets one, recorded in the walk's settings. With `reply_text`, teacher
+    forcing on that reply too; `forced` {step: piece} makes the reply take that piece at that step
+    (what-if) and decodes on from there."""
+    engine = as_engine(engine)  # a model runs as its flat engine, as replies run it
+    model = engine.model  # the reference modules: the encoder's steps, the scores, the context vector
     model.eval()
-    ids, truncated = prepare(tokenizer, model, message, context)
+    if getattr(settings, "seed", 0) is None:
+        settings = replace(settings, seed=secrets.randbelow(MAX_SEED + 1))
+    ids, truncated = prepare(tokenizer, engine, message, context, mine)
     pieces, fallback = pieces_of(tokenizer, ids)
     src, lengths = pad_right([ids], model.device)
     memory, state = model.encode(src, lengths)
     states, final = model.encoder(model.embed(src), lengths)  # final (L, 1, H): each direction's last state
+    recorder = StepRecorder(settings)
+    forced_ids = {step: tokenizer.sp.piece_to_id(name) for step, name in (forced or {}).items()}
+    (chosen, *_) = reply(
+        engine, tokenizer, [message], settings, contexts=[list(context)], mine=[mine], gains=True,
+        observers=[recorder], forced=forced_ids,
+    )[0]  # fmt: skip
     walk = {
         "labels": LABELS,
         "message": message,
@@ -157,14 +213,22 @@ def walk_through(
         "byte_fallback": fallback,
         "encoder": encoder_steps(model, src),
         "bridge": {"final": rounded(final), "h": rounded(state[0]), "c": rounded(state[1])},
-        "settings": settings.to_dict(),
+        "settings": chosen.settings,
+        "reply": chosen.text,
+        "reply_ids": chosen.tokens,
+        "path": path_of(tokenizer, chosen),
     }
     if settings.name == "beam":
-        walk.update(beam_steps(model, tokenizer, memory, state, settings, src))
+        walk.update(beam_steps(recorder, tokenizer, settings.beam_size), beam=True)
+        walk.update(finished=finalists(tokenizer, chosen), rerank=chosen.settings.get("rerank", 0.0))
     else:
-        walk.update(stepwise(model, tokenizer, memory, state, settings, src, forced or {}))
-        if settings.name == "sample" and settings.candidates > 1:
-            walk["consensus"] = consensus(replier or model, tokenizer, message, settings, context)
+        readings = read_pieces(model, memory, state, chosen.tokens + [EOS] * chosen.finished)
+        walk["steps"] = chosen_steps(recorder, tokenizer, chosen, readings, settings)
+        if chosen.candidates:
+            walk["consensus"] = {
+                "candidates": [{"reply": text, "agreement": round(a, 4)} for text, a in chosen.candidates],
+                "evidence": sampled_rows(settings) - settings.candidates,
+            }
     if reply_text is not None:
         walk["teacher_forcing"] = teacher_forcing(model, tokenizer, memory, state, reply_text)
     return walk
@@ -176,197 +240,116 @@ def english(how: dict) -> str:
     return catalogue("en")[f"why.{how['kind']}"].format(**{k: v for k, v in how.items() if k != "kind"})
 
 
-def _banned(tokenizer: Tokenizer) -> torch.Tensor:
-    return torch.tensor(tokenizer.never_written(), dtype=torch.long)
+def name_of(tokenizer: Tokenizer, piece: int) -> str:
+    return tokenizer.pieces([piece])[0]
 
 
-def read_nothing(model: Seq2Seq):
-    """The encoder's reading of no message (a lone EOS): what guidance's twin decoder attends over."""
-    nothing, lengths = pad_right([[EOS]], model.device)
-    return model.encode(nothing, lengths)
+def path_of(tokenizer: Tokenizer, chosen) -> list[dict]:
+    """The reply's pieces (and its EOS), each with its probability and attention: what the plot draws."""
+    pieces = chosen.tokens + [EOS] * chosen.finished
+    return [
+        {"piece": name_of(tokenizer, i), "p": round(math.exp(lp), 6), "attention": [round(w, 4) for w in row]}
+        for i, lp, row in zip(pieces, chosen.token_logprobs, chosen.attention)
+    ]
 
 
-def twin_step(model: Seq2Seq, token: int, logp: torch.Tensor, twin_state, twin_memory, twin_feed, w: float):
-    """The twin decoder's step on no message beside the real one: (the log-probabilities guided by
-    w, the message's gain per piece, the twin's own step)."""
-    twin = decoder_step(model, token, twin_state, twin_memory, twin_feed)
-    gain = logp - torch.log_softmax(twin["logits"].float(), -1)
-    return (torch.log_softmax(logp + w * gain, -1) if w else logp), gain, twin
+def how_chosen(record: dict, row: int, settings: Settings, tokenizer: Tokenizer, piece: int) -> dict:
+    """Why the strategy took its piece at this step, as data (the pages word it)."""
+    if record["forced"]:
+        return {"kind": "forced", "piece": name_of(tokenizer, piece)}
+    if "kept" in record:
+        count = int(record["kept"][2][row])
+        return {
+            "kind": "sample" if count > 1 else "sample_one",
+            "count": count,
+            "temperature": f"{settings.temperature:g}",
+            "top_k": settings.top_k,
+            "top_p": f"{settings.top_p:g}",
+        }
+    return {"kind": "argmax"}
 
 
-def stepwise(model, tokenizer, memory, state, settings, src, forced: dict[int, str]) -> dict:
-    """Greedy search or sampling, one step at a time, each step's every number kept. With guidance
-    (`chatbot.decoding`), a twin decoder reads no message beside it, and the scores the strategy
-    picks from are log p(. | message) + w (log p(. | message) - log p(. | no message))."""
-    generator = torch.Generator().manual_seed(settings.seed if getattr(settings, "seed", None) is not None else 0)
-    feed, token, reply, steps = model.initial_feed(1), BOS, [], []
-    history = torch.zeros((1, 0), dtype=torch.long, device=src.device)
-    banned = _banned(tokenizer).to(src.device)
-    w = guidance_of(model, settings)
-    if w:
-        twin_memory, twin_state = read_nothing(model)
-        twin_feed = model.initial_feed(1)
-    for t in range(settings.max_length + 1):
-        out = decoder_step(model, token, state, memory, feed)
-        logp = torch.log_softmax(out["logits"].float(), -1)
-        if w:
-            logp, gain, twin = twin_step(model, token, logp, twin_state, twin_memory, twin_feed, w)
-            twin_state, twin_feed = twin["state"], twin["feed"]
-        ruled = apply_rules(logp.clone(), settings, history, src, t, (list(reply), src[0].tolist()), banned)
-        if t == settings.max_length:
-            ruled = only_eos(ruled)
+def chosen_steps(recorder: StepRecorder, tokenizer: Tokenizer, chosen, readings: list[dict], settings) -> list[dict]:
+    """The steps of the reply that answered (greedy search, sampling, the chosen consensus
+    candidate): at each, what the decode offered the strategy and took, beside what the model's
+    modules read there."""
+    hypothesis = chosen.hypothesis
+    pieces = chosen.tokens + [EOS] * chosen.finished
+    steps = []
+    for t, piece in enumerate(pieces):
+        record, row = recorder.steps[t], hypothesis.rows[t]  # rows never move: the row is its own
+        values, ids = record["top"]
+        reading = readings[t]
         step = {
             "step": t,
-            "input": tokenizer.pieces([token])[0],
-            "scores": rounded(out["scores"]),
-            "attention": rounded(out["weights"]),
-            "context": rounded(out["context"]),
-            "context_norm": float(out["context"].norm()),
-            "hidden_norm": float(out["h"].norm()),
-            "top": top_pieces(tokenizer, ruled[0]),
+            "input": name_of(tokenizer, pieces[t - 1] if t else BOS),
+            "scores": rounded(reading["scores"]),
+            "attention": rounded(record["attention"][row]),
+            "context": rounded(reading["context"]),
+            "context_norm": float(reading["context"].norm()),
+            "hidden_norm": float(reading["h"].norm()),
+            "top": [[name_of(tokenizer, i), round(math.exp(v), 4)] for i, v in zip(ids[row][:TOP], values[row][:TOP])],
+            "how": how_chosen(record, row, settings, tokenizer, piece),
+            "chosen": name_of(tokenizer, piece),
+            "p": round(math.exp(record["logp"][row]), 6),
+            "logprob": record["logp"][row],
         }
-        if t in forced:
-            chosen = tokenizer.sp.piece_to_id(forced[t])
-            step["how"] = {"kind": "forced", "piece": forced[t]}
-        elif settings.name == "sample" and settings.temperature > 0:
-            probs, ids, keep = ranked_candidates(ruled / settings.temperature, settings.top_k, settings.top_p)
-            kept = (probs * keep)[0]
-            kept = kept / kept.sum()
-            picked = int(draw(kept.unsqueeze(0), generator))
-            chosen = int(ids[0, picked])
-            step["kept"] = [
-                [tokenizer.pieces([i])[0], round(float(p), 4)] for i, p in zip(ids[0].tolist(), kept.tolist()) if p > 0
-            ][:20]
-            step["how"] = {
-                "kind": "sample" if int(keep.sum()) > 1 else "sample_one",
-                "count": int(keep.sum()),
-                "temperature": f"{settings.temperature:g}",
-                "top_k": settings.top_k,
-                "top_p": f"{settings.top_p:g}",
-            }
-        else:
-            chosen = int(ruled.argmax())
-            step["how"] = {"kind": "argmax"}
         step["why"] = english(step["how"])  # for readers of --json; the pages say it in the interface's language
-        if w:
-            step["gain"] = round(float(gain[0, chosen]), 4)  # log p(piece | message) - log p(piece | no message)
-        step["chosen"] = tokenizer.pieces([chosen])[0]
-        step["p"] = round(math.exp(float(ruled[0, chosen])), 6)
-        step["logprob"] = float(ruled[0, chosen])
+        if "kept" in record:
+            kept_p, kept_ids, _ = record["kept"]
+            step["kept"] = [[name_of(tokenizer, i), round(p, 4)] for i, p in zip(kept_ids[row], kept_p[row]) if p > 0]
+        if chosen.gains is not None:
+            step["gain"] = round(chosen.gains[t], 4)  # log p(piece | message) - log p(piece | no message)
         steps.append(step)
-        if chosen == EOS:
-            break
-        reply.append(chosen)
-        history = torch.cat([history, torch.tensor([[chosen]])], 1)
-        token, state, feed = chosen, out["state"], out["feed"]
-    return {"steps": steps, "reply": tokenizer.decode(reply), "reply_ids": reply}
+    return steps
 
 
-def consensus(model, tokenizer, message: str, settings, context: Sequence[str]) -> dict:
-    """Consensus sampling's choice (`chatbot.consensus`): the candidates drawn as the steps draw
-    one, and how much the replies drawn from the model as it is agree with each; the first answers."""
-    seeded = replace(settings, seed=settings.seed if settings.seed is not None else 0)
-    (chosen,) = reply(model, tokenizer, [message], seeded, contexts=[list(context)])[0]
-    return {
-        "candidates": [{"reply": text, "agreement": round(a, 4)} for text, a in chosen.candidates],
-        "evidence": sampled_rows(settings) - settings.candidates,
-    }
-
-
-def beam_steps(model, tokenizer, memory, state, settings, src) -> dict:
-    """Beam search, one step at a time: every hypothesis's candidates, the ones kept and the ones
-    pruned, with their scores (summed log-probabilities, guided as in `stepwise`); at the end, the
-    finished replies ranked as `chatbot.decoding` ranks them (rerank: by what the message adds)."""
-    K = settings.beam_size
-    w, rerank = guidance_of(model, settings), rerank_of(model, settings)
-    twins = bool(w or rerank)  # a twin decoder per hypothesis reads no message
-    if twins:
-        twin_memory, twin_state = read_nothing(model)
-    live = [{"tokens": [], "score": 0.0, "state": state, "feed": model.initial_feed(1), "gain": 0.0}]
-    if twins:
-        live[0].update(twin_state=twin_state, twin_feed=model.initial_feed(1))
-    finished, steps = [], []
-    banned = _banned(tokenizer)
-    wanted = finished_wanted(settings, rerank)  # as `chatbot.strategies.Beam` stops
-    for t in range(settings.max_length + 1):
-        candidates = []
-        for parent, hyp in enumerate(live):
-            token = hyp["tokens"][-1] if hyp["tokens"] else BOS
-            out = decoder_step(model, token, hyp["state"], memory, hyp["feed"])
-            logp = torch.log_softmax(out["logits"].float(), -1)
-            twin, gain = None, torch.zeros_like(logp)
-            if twins:
-                logp, gain, twin = twin_step(model, token, logp, hyp["twin_state"], twin_memory, hyp["twin_feed"], w)
-            history = torch.tensor([hyp["tokens"]], dtype=torch.long).view(1, -1)
-            ruled = apply_rules(logp.clone(), settings, history, src, t, (list(hyp["tokens"]), src[0].tolist()), banned)
-            if t == settings.max_length:
-                ruled = only_eos(ruled)
-            values, ids = ruled[0].topk(K)
-            for v, i in zip(values.tolist(), ids.tolist()):
-                if v > float("-inf"):
-                    candidates.append(
-                        {
-                            "parent": parent,
-                            "id": i,
-                            "score": hyp["score"] + v,
-                            "gain": hyp["gain"] + float(gain[0, i]),
-                            "out": out,
-                            "twin": twin,
-                            "attention": out["weights"],
-                        }
-                    )
-        candidates.sort(key=lambda c: -c["score"])
-        kept, pruned = candidates[:K], candidates[K:]
-        step = {"step": t, "kept": [], "pruned": []}
-        step["hypotheses"] = [  # the ones this step grew, in `parent` order
-            {"pieces": tokenizer.pieces(hyp["tokens"]), "score": round(hyp["score"], 4)} for hyp in live
+def beam_steps(recorder: StepRecorder, tokenizer: Tokenizer, K: int) -> dict:
+    """Beam search's steps as it ran them: each live hypothesis, its candidates kept (with the
+    hypothesis each becomes) and pruned, every one with its score (summed log-probabilities)."""
+    prefixes, before, steps = [[] for _ in range(K)], [0.0] + [-math.inf] * (K - 1), []
+    for t, record in enumerate(recorder.steps):
+        values, ids = record["top"]
+        live = [r for r in range(K) if before[r] > -math.inf]
+        kept, taken = [], set()
+        for i in range(K):
+            parent, piece, score = record["rows"][i], record["tokens"][i], record["scores"][i]
+            if score > -math.inf:
+                whole = prefixes[parent] + [piece]
+                kept.append({"parent": parent, "piece": name_of(tokenizer, piece), "score": round(score, 4)})
+                kept[-1]["pieces"] = tokenizer.pieces(whole)
+                taken.add((parent, piece))
+        pruned = [
+            {"parent": r, "piece": name_of(tokenizer, i), "score": round(before[r] + v, 4)}
+            for r in live
+            for i, v in zip(ids[r][:K], values[r][:K])
+            if v > -math.inf and (r, i) not in taken
         ]
-        for c in kept:
-            step["kept"].append(
-                {"parent": c["parent"], "piece": tokenizer.pieces([c["id"]])[0], "score": round(c["score"], 4)}
-            )
-        for c in pruned:
-            step["pruned"].append(
-                {"parent": c["parent"], "piece": tokenizer.pieces([c["id"]])[0], "score": round(c["score"], 4)}
-            )
-        step["attention"] = rounded(kept[0]["attention"])  # the best candidate's parent's attention
-        steps.append(step)
-        new_live = []
-        for c in kept:
-            tokens = live[c["parent"]]["tokens"] + [c["id"]]
-            if c["id"] == EOS:
-                length = len(tokens) - 1
-                finished.append((c["score"] / length_penalty(length, settings.length_penalty), tokens[:-1], c["gain"]))
-            else:
-                hyp = {"tokens": tokens, "score": c["score"], "state": c["out"]["state"], "feed": c["out"]["feed"]}
-                hyp["gain"] = c["gain"]
-                if twins:
-                    hyp.update(twin_state=c["twin"]["state"], twin_feed=c["twin"]["feed"])
-                new_live.append(hyp)
-        live = new_live
-        if not live or len(finished) >= K or (finished and kept[0]["id"] == EOS and len(finished) >= wanted):
-            break
-    finished = sorted(finished, key=lambda f: -f[0])[:K]
-    if rerank:
-        finished = sorted(finished, key=lambda f: -ranking_score(f[0], f[2], rerank))
-    best = finished[0] if finished else (0.0, live[0]["tokens"], 0.0)
-    ranked = [
+        grown = [{"row": r, "pieces": tokenizer.pieces(prefixes[r]), "score": round(before[r], 4)} for r in live]
+        steps.append({
+            "step": t,
+            "hypotheses": grown,
+            "kept": kept,
+            "pruned": sorted(pruned, key=lambda c: -c["score"]),
+            "attention": rounded(record["attention"][kept[0]["parent"] if kept else 0]),
+        })  # fmt: skip
+        prefixes = [prefixes[record["rows"][i]] + [record["tokens"][i]] for i in range(K)]
+        before = [-math.inf if p == EOS else s for p, s in zip(record["tokens"], record["scores"])]  # ended: finished
+    return {"steps": steps}
+
+
+def finalists(tokenizer: Tokenizer, chosen) -> list[dict]:
+    """Beam search's finished replies in the order they are ranked: their score (summed log p
+    over the length penalty) mixed with what the message adds, as `rerank` says."""
+    return [
         {
-            "reply": tokenizer.decode(tokens),
-            "score": round(score, 4),
-            "gain": round(gain, 4),
-            "rank_score": round(ranking_score(score, gain, rerank), 4),
+            "reply": tokenizer.decode(f.tokens),
+            "score": round(f.likelihood, 4),
+            "gain": round(sum(f.gains), 4) if f.gains else 0.0,
+            "rank_score": round(f.score, 4),
         }
-        for score, tokens, gain in finished
+        for f in chosen.hypothesis.finalists or []
     ]
-    return {
-        "steps": steps,
-        "finished": ranked,
-        "rerank": rerank,
-        "reply": tokenizer.decode(best[1]),
-        "reply_ids": best[1],
-        "beam": True,
-    }
 
 
 def teacher_forcing(model, tokenizer, memory, state, reply_text: str) -> dict:
@@ -374,20 +357,18 @@ def teacher_forcing(model, tokenizer, memory, state, reply_text: str) -> dict:
     the true next piece, what it would have written itself there (its most likely piece), and the
     cross-entropy, the loss training minimises (their mean is the token-level NLL)."""
     targets = tokenizer.encode(reply_text) + [EOS]
-    feed, token, positions = model.initial_feed(1), BOS, []
-    for target in targets:
-        out = decoder_step(model, token, state, memory, feed)
-        logp = torch.log_softmax(out["logits"].float(), -1)[0]
+    positions = []
+    for t, (target, out) in enumerate(zip(targets, read_pieces(model, memory, state, targets))):
+        logp = out["logp"]
         own = int(logp.argmax())
         positions.append({
-            "input": tokenizer.pieces([token])[0],
-            "target": tokenizer.pieces([target])[0],
+            "input": name_of(tokenizer, targets[t - 1] if t else BOS),
+            "target": name_of(tokenizer, target),
             "p_target": round(math.exp(float(logp[target])), 6),
-            "own": tokenizer.pieces([own])[0],
+            "own": name_of(tokenizer, own),
             "p_own": round(math.exp(float(logp[own])), 6),
             "cross_entropy": -float(logp[target]),
             "attention": rounded(out["weights"]),
         })  # fmt: skip
-        token, state, feed = target, out["state"], out["feed"]
     total = sum(p["cross_entropy"] for p in positions)
     return {"reply": reply_text, "positions": positions, "total_nll": total, "mean_nll": total / len(positions)}

@@ -180,8 +180,8 @@ def beam_page(walk: dict, step: dict) -> Group:
         title(walk, "decoder", t("walk.beam", step=step["step"] + 1, count=len(step["kept"]))),
         Text(t("walk.beam_note")),
     ]
-    hypotheses = step.get("hypotheses") or [{"pieces": [], "score": 0.0}]
-    for parent, hyp in enumerate(hypotheses):
+    for hyp in step["hypotheses"]:
+        parent = hyp["row"]
         node = Tree(Text.assemble((f"[{parent}] ", "dim"), prefix(hyp["pieces"]), (f"  {hyp['score']:.2f}", "dim")))
         for c in step["kept"]:
             if c["parent"] == parent:

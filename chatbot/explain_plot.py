@@ -14,15 +14,15 @@ def plot_walk_through(walk: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     sources = [p["piece"].replace("▁", "_") for p in walk["pieces"]]
-    steps = walk["steps"]
-    chosen = [s.get("chosen") or s["kept"][0]["piece"] for s in steps]
-    rows = [s["attention"] for s in steps]
+    reply = walk["path"]  # the reply's pieces, whatever the strategy
+    chosen = [s["piece"] for s in reply]
+    rows = [s["attention"] for s in reply]
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(8, len(sources) * 0.5 + 4), max(4, len(rows) * 0.35 + 2)))
     left.imshow(rows, cmap="Blues", aspect="auto", vmin=0, vmax=1)
     left.set_xticks(range(len(sources)), sources, rotation=60, ha="right")
     left.set_yticks(range(len(chosen)), [c.replace("▁", "_") for c in chosen])
     left.set_title("attention: reply pieces (rows) over the message's pieces")
-    probabilities = [s.get("p", 0.0) for s in steps]
+    probabilities = [s["p"] for s in reply]
     right.barh(range(len(chosen)), probabilities, color="seagreen")
     right.set_yticks(range(len(chosen)), [c.replace("▁", "_") for c in chosen])
     right.set_ylim(len(chosen) - 0.5, -0.5)  # row for row beside the attention

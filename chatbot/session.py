@@ -79,13 +79,11 @@ class Session:
     def load(self, device: str = "auto", precision: str = "auto", threads: int | None = None) -> None:
         """Import torch and load the model: the slow part of opening a chat."""
         try:
-            from chatbot.device import inference_precision, resolve_device, set_threads
+            from chatbot.device import reply_precision, resolve_device, set_threads
 
             set_threads(threads)
             dev = resolve_device(device)
-            self.precision = (
-                ("bf16" if precision == "bf16" else "fp32") if self.reference else inference_precision(precision, dev)
-            )
+            self.precision = reply_precision(precision, dev, self.reference)
             self._open_model(Path(self.model_path), dev)
         except Exception as err:
             self.load_error = str(err) or type(err).__name__

@@ -1,7 +1,7 @@
 """Decoding settings: what each strategy's knobs are, their defaults and their valid ranges.
 
 Kept free of torch, so that the chat screen and its settings can appear while torch and the
-model are still loading. The strategies that act on these settings are in `chatbot.strategies`.
+model are still loading. The strategies that act on these settings are in `chatbot.decoding.strategies`.
 The ranges keep every reply's time and memory bounded whatever a person types.
 """
 

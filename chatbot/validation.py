@@ -95,3 +95,11 @@ def printable(text: str, newlines: bool = True) -> str:
     """Control characters shown as visible symbols, so no message can drive the terminal
     (newlines kept unless `newlines` is False)."""
     return "".join(ch if ch.isprintable() or (newlines and ch == "\n") else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def reference_precision(name: str) -> str:
+    """The weights `--reference` runs with: the model's own float modules, so fp32 unless bf16 is
+    asked for; int8 is refused (its layers are the engine's, not the model's)."""
+    if name == "int8":
+        raise ChatbotError(tr("--reference runs the model's own float modules: use --precision fp32 or bf16 with it"))
+    return "bf16" if name == "bf16" else "fp32"

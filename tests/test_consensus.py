@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chatbot.consensus import agreement, unigram_f1
-from chatbot.decoding import GreedySettings, SampleSettings, choose_by_consensus, decode, forced_gains, reply
+from chatbot.decoding import GreedySettings, SampleSettings, decode, forced_gains, reply
+from chatbot.decoding.strategies import EVIDENCE_PER_CANDIDATE, choose_by_consensus, sampled_rows
 from chatbot.engine import as_engine
 from chatbot.settings import settings_from
-from chatbot.strategies import EVIDENCE_PER_CANDIDATE, sampled_rows
 from chatbot.tokenizer import EOS
 from tests.test_decoding import BigramTable
 
@@ -40,8 +40,8 @@ def test_each_message_gets_its_candidate_that_the_evidence_agrees_with_most():
     ]
     chosen, ranked = choose_by_consensus(replies, messages=2, candidates=2, words=lambda ids: [str(i) for i in ids])
     assert chosen == [1, 6]
-    assert [[c["tokens"] for c in r] for r in ranked] == [[[5, 6], [4]], [[6], [7]]]
-    agreed = [[c["agreement"] for c in r] for r in ranked]
+    assert [[pieces for pieces, _ in r] for r in ranked] == [[[5, 6], [4]], [[6], [7]]]
+    agreed = [[agreement for _, agreement in r] for r in ranked]
     assert agreed[0] == pytest.approx([(1 + 0.5 + 0) / 3, (0 + 0 + 1) / 3])
     assert agreed[1] == pytest.approx([(1 + 2 / 3 + 1) / 3, (0 + 2 / 3 + 0) / 3])
 
@@ -61,13 +61,13 @@ def same_word_for_5_and_6(ids: list[int]) -> list[str]:
 
 
 def test_the_consensus_is_not_the_likeliest_reply_but_the_one_most_replies_resemble():
-    likeliest = decode(SPLIT_VOTE, [[4]], GreedySettings())[0][0]["tokens"]
+    likeliest = decode(SPLIT_VOTE, [[4]], GreedySettings())[0][0].tokens
     assert likeliest == [4]
     for seed in range(10):
         settings = SampleSettings(candidates=64, temperature=1.0, top_p=1.0, seed=seed)
         for (best,) in decode(SPLIT_VOTE, [[4], [5]], settings, words=same_word_for_5_and_6):  # two messages
-            assert best["tokens"] in ([5, 7], [6, 7]) and best["finished"]
-            assert 0.5 < best["agreement"] < 0.8  # the share of evidence replies that are "x 7"
+            assert best.tokens in ([5, 7], [6, 7]) and best.finished
+            assert 0.5 < best.agreement < 0.8  # the share of evidence replies that are "x 7"
 
 
 def test_a_consensus_reply_is_the_same_for_the_same_seed_and_one_candidate_is_plain_sampling(overfit_model):
@@ -76,7 +76,7 @@ def test_a_consensus_reply_is_the_same_for_the_same_seed_and_one_candidate_is_pl
         runs = [reply(model, tokenizer, ["hi there", "what is your name?"], settings) for _ in range(2)]
         assert [[r.text for r in rs] for rs in runs[0]] == [[r.text for r in rs] for rs in runs[1]]
     plain = decode(model, [tokenizer.encode("hi there")], settings_from("sample", seed=3, candidates=1))
-    assert "agreement" not in plain[0][0]
+    assert plain[0][0].agreement is None
     (chosen,) = reply(model, tokenizer, ["hi there"], settings_from("sample", seed=3, candidates=6))[0]
     assert chosen.agreement is not None and 0.0 <= chosen.agreement <= 1.0
     assert len(chosen.candidates) == 6 and chosen.candidates[0] == (chosen.text, chosen.agreement)
@@ -90,10 +90,10 @@ def test_gains_measured_after_the_choice_equal_the_twin_rows_gains(context_model
     model, tokenizer = context_model
     sources = [tokenizer.encode(m) for m in ("hi there", "what is your name?", "do you like music?")]
     greedy = decode(model, sources, GreedySettings(), gains=True)
-    replies = [h["tokens"] + [EOS] * h["finished"] for (h,) in greedy]
+    replies = [h.tokens + [EOS] * h.finished for (h,) in greedy]
     measured = forced_gains(as_engine(model), sources, replies)
     for (h,), g in zip(greedy, measured):
-        assert g == pytest.approx(h["gains"], abs=1e-4)
+        assert g == pytest.approx(h.gains, abs=1e-4)
     (chosen,) = reply(model, tokenizer, ["hi there"], settings_from("sample", seed=1, candidates=4), gains=True)[0]
     assert len(chosen.gains) == len(chosen.tokens) + chosen.finished
 

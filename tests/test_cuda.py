@@ -68,15 +68,15 @@ def test_greedy_and_beam_scores_equal_the_cpu_ones(make):
     for a, b in zip(on_cpu, on_gpu):
         assert len(a) == len(b)
         for ha, hb in zip(a, b):
-            assert math.isclose(ha["score"], hb["score"], rel_tol=1e-4, abs_tol=1e-4)
+            assert math.isclose(ha.score, hb.score, rel_tol=1e-4, abs_tol=1e-4)
 
 
 def test_seeded_sampling_on_the_gpu_repeats_itself_and_stays_in_bounds():
     _, gpu = pair_of_models(3)
     settings = SampleSettings(seed=5, temperature=1.3, top_k=20, top_p=0.9, max_length=7)
     first, second = decode(gpu, SOURCES, settings), decode(gpu, SOURCES, settings)
-    assert [h[0]["tokens"] for h in first] == [h[0]["tokens"] for h in second]
-    assert all(1 <= len(h[0]["tokens"]) <= 7 for h in first)
+    assert [h[0].tokens for h in first] == [h[0].tokens for h in second]
+    assert all(1 <= len(h[0].tokens) <= 7 for h in first)
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ class BigramTable:
 
 
 def tokens_of(model, settings, source=(4,)):
-    return [h["tokens"] for h in decode(model, [list(source)], settings)[0]]
+    return [h.tokens for h in decode(model, [list(source)], settings)[0]]
 
 
 def test_greedy_follows_the_most_likely_chain_and_stops_at_eos():
@@ -79,10 +79,10 @@ def test_min_length_forbids_an_early_end():
 def test_max_length_cuts_and_marks_unfinished():
     table = BigramTable({BOS: {4: 1.0}, 4: {5: 1.0}, 5: {4: 1.0}})
     hyp = decode(table, [[4]], GreedySettings(max_length=5, no_repeat_ngram=0))[0][0]
-    assert hyp["tokens"] == [4, 5, 4, 5, 4] and hyp["finished"] is False  # the last step could only end: cut, not ended
-    assert len(hyp["logprobs"]) == len(hyp["attention"]) == len(hyp["alternatives"]) == 5  # no forced EOS among them
+    assert hyp.tokens == [4, 5, 4, 5, 4] and hyp.finished is False  # the last step could only end: cut, not ended
+    assert len(hyp.logprobs) == len(hyp.attention) == len(hyp.alternatives) == 5  # no forced EOS among them
     beam = decode(table, [[4]], BeamSettings(beam_size=2, max_length=5, no_repeat_ngram=0))[0][0]
-    assert beam["tokens"] == [4, 5, 4, 5, 4] and beam["finished"] is False
+    assert beam.tokens == [4, 5, 4, 5, 4] and beam.finished is False
 
 
 def test_no_repeat_ngram_blocks_a_loop():
@@ -105,9 +105,9 @@ def test_beam_finds_what_greedy_misses_and_orders_n_best():
     )
     assert tokens_of(table, GreedySettings())[0][0] == 4
     beam = decode(table, [[4]], BeamSettings(beam_size=3, n_best=3, length_penalty=0.0))[0]
-    assert beam[0]["tokens"] == [5]
-    assert math.isclose(beam[0]["score"], math.log(0.4), rel_tol=1e-5)
-    scores = [h["score"] for h in beam]
+    assert beam[0].tokens == [5]
+    assert math.isclose(beam[0].score, math.log(0.4), rel_tol=1e-5)
+    scores = [h.score for h in beam]
     assert scores == sorted(scores, reverse=True) and len(beam) == 3
 
 
@@ -116,8 +116,8 @@ def test_length_penalty_divides_the_score():
     alpha = 1.0
     best = decode(table, [[4]], BeamSettings(beam_size=2, n_best=2, length_penalty=alpha))[0]
     lp = lambda n: ((5 + n) / 6) ** alpha  # noqa: E731
-    assert [h["tokens"] for h in best] == [[5, 6], [4]]  # the longer reply wins under the penalty
-    assert math.isclose(best[0]["score"], math.log(0.5) / lp(2), rel_tol=1e-5)
+    assert [h.tokens for h in best] == [[5, 6], [4]]  # the longer reply wins under the penalty
+    assert math.isclose(best[0].score, math.log(0.5) / lp(2), rel_tol=1e-5)
 
 
 # --- tiny real models ------------------------------------------------------------------------
@@ -152,8 +152,8 @@ def test_wide_beam_equals_brute_force(seed):
     hyp = decode(
         model, [source], BeamSettings(beam_size=width, length_penalty=0.0, max_length=max_len, no_repeat_ngram=0)
     )[0][0]
-    assert tuple(hyp["tokens"]) == best
-    assert math.isclose(hyp["score"], scored[best], rel_tol=1e-4, abs_tol=1e-4)
+    assert tuple(hyp.tokens) == best
+    assert math.isclose(hyp.score, scored[best], rel_tol=1e-4, abs_tol=1e-4)
 
 
 @pytest.mark.parametrize("attention", ["dot", "general", "additive"])
@@ -161,12 +161,10 @@ def test_wide_beam_equals_brute_force(seed):
 def test_beam_of_one_top_k_one_and_zero_temperature_equal_greedy(attention, input_feeding):
     model = tiny_model(3, vocab=40, attention=attention, input_feeding=input_feeding)
     sources = [[5, 6, 7], [8, 9], [10, 11, 12, 13]]
-    greedy = [h[0]["tokens"] for h in decode(model, sources, GreedySettings(max_length=10))]
-    beam1 = [
-        h[0]["tokens"] for h in decode(model, sources, BeamSettings(beam_size=1, length_penalty=0.0, max_length=10))
-    ]
-    top1 = [h[0]["tokens"] for h in decode(model, sources, SampleSettings(top_k=1, top_p=1.0, max_length=10, seed=1))]
-    cold = [h[0]["tokens"] for h in decode(model, sources, SampleSettings(temperature=0.0, max_length=10))]
+    greedy = [h[0].tokens for h in decode(model, sources, GreedySettings(max_length=10))]
+    beam1 = [h[0].tokens for h in decode(model, sources, BeamSettings(beam_size=1, length_penalty=0.0, max_length=10))]
+    top1 = [h[0].tokens for h in decode(model, sources, SampleSettings(top_k=1, top_p=1.0, max_length=10, seed=1))]
+    cold = [h[0].tokens for h in decode(model, sources, SampleSettings(temperature=0.0, max_length=10))]
     assert greedy == beam1 == top1 == cold
 
 
@@ -180,14 +178,14 @@ def test_batched_replies_equal_one_at_a_time(make):
     together = decode(model, sources, make())
     alone = [decode(model, [s], make())[0] for s in sources]
     for a, b in zip(together, alone):
-        assert [h["tokens"] for h in a] == [h["tokens"] for h in b]
+        assert [h.tokens for h in a] == [h.tokens for h in b]
         for ha, hb in zip(a, b):
-            assert math.isclose(ha["score"], hb["score"], rel_tol=1e-4, abs_tol=1e-5)
+            assert math.isclose(ha.score, hb.score, rel_tol=1e-4, abs_tol=1e-5)
 
 
 def test_same_seed_same_reply():
     model = tiny_model(5, vocab=40)
-    runs = [decode(model, [[5, 6]], SampleSettings(seed=11, temperature=1.5))[0][0]["tokens"] for _ in range(2)]
+    runs = [decode(model, [[5, 6]], SampleSettings(seed=11, temperature=1.5))[0][0].tokens for _ in range(2)]
     assert runs[0] == runs[1]
 
 
@@ -269,11 +267,11 @@ def test_blocked_ngrams_never_appear_and_lengths_stay_in_bounds(source, n, max_l
     model = tiny_model(6, vocab=40)
     s = settings_from(strategy, no_repeat_ngram=n, max_length=max_length, min_length=min_length, seed=1, beam_size=3)
     for hyp in decode(model, [source], s)[0]:
-        tokens = hyp["tokens"]
+        tokens = hyp.tokens
         grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
         assert len(grams) == len(set(grams))
         assert len(tokens) <= max_length
-        assert len(tokens) >= min_length or not hyp["finished"]
+        assert len(tokens) >= min_length or not hyp.finished
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -292,7 +290,7 @@ def test_any_unicode_message_gets_a_reply(text, tokenizer):
     with_source=st.booleans(),
 )
 def test_one_row_ngram_blocking_bans_what_the_batched_form_bans(history, source, n, with_source):
-    from chatbot.decoding import banned_continuations, block_ngrams
+    from chatbot.decoding.rules import banned_continuations, block_ngrams
 
     logp = torch.zeros(1, V)
     block_ngrams(
@@ -319,7 +317,7 @@ def test_alternatives_are_each_steps_top_five_under_teacher_forcing(make):
     model = tiny_model(6, vocab=40)
     source, settings = [5, 6, 7], make()
     hyp = decode(model, [source], settings)[0][0]
-    tokens = hyp["tokens"] + ([EOS] if hyp["finished"] else [])
+    tokens = hyp.tokens + ([EOS] if hyp.finished else [])
     with torch.no_grad():
         logits, _ = model.scored_logits(
             torch.tensor([source]), torch.tensor([3]), torch.tensor([[BOS] + tokens[:-1]]), torch.tensor([tokens])
@@ -328,8 +326,8 @@ def test_alternatives_are_each_steps_top_five_under_teacher_forcing(make):
     expected[:, : BOS + 1] = float("-inf")  # never padding, unknown or start
     expected[0, EOS] = float("-inf")  # nor an empty reply (min_length 1)
     top = expected.topk(5, dim=-1)
-    assert len(hyp["alternatives"]) == len(tokens)
-    for step, alternatives in enumerate(hyp["alternatives"][: settings.max_length]):  # the last position may only end
+    assert len(hyp.alternatives) == len(tokens)
+    for step, alternatives in enumerate(hyp.alternatives[: settings.max_length]):  # the last position may only end
         assert [i for i, _ in alternatives] == top.indices[step].tolist()
         assert all(math.isclose(v, e, abs_tol=1e-4) for (_, v), e in zip(alternatives, top.values[step].tolist()))
-        assert math.isclose(hyp["logprobs"][step], expected[step, tokens[step]].item(), abs_tol=1e-4)
+        assert math.isclose(hyp.logprobs[step], expected[step, tokens[step]].item(), abs_tol=1e-4)

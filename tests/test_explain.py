@@ -76,11 +76,11 @@ def test_sampling_and_beam_search_are_walked_through_as_decoding_runs_them(overf
     # drawn as a tree: each step grows the hypotheses the step before kept (less the finished ones),
     # and every candidate's score is its parent's plus the log-probability of its piece
     for before, step in zip(beam["steps"], beam["steps"][1:]):
-        grown = [[*parent["pieces"], c["piece"]] for c in before["kept"] if c["piece"] != "</s>"
-                 for parent in [before["hypotheses"][c["parent"]]]]  # fmt: skip
+        grown = [c["pieces"] for c in before["kept"] if c["piece"] != "</s>"]
         assert [h["pieces"] for h in step["hypotheses"]] == grown
+        parents = {h["row"]: h for h in step["hypotheses"]}
         for c in step["kept"] + step["pruned"]:
-            assert c["score"] <= step["hypotheses"][c["parent"]]["score"] + 1e-3
+            assert c["score"] <= parents[c["parent"]]["score"] + 1e-3
     finished = beam["finished"]
     assert finished[0]["reply"] == beam["reply"]
     assert [f["rank_score"] for f in finished] == sorted((f["rank_score"] for f in finished), reverse=True)
@@ -108,6 +108,51 @@ def test_a_consensus_reply_is_walked_through_with_its_candidates_ranked(overfit_
     console.print(pages(walk)[-1])
     shown = console.export_text()
     assert chosen.text in shown and "agreement" in shown
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize(
+    "strategy, values",
+    [("greedy", {}), ("beam", {"beam_size": 3}), ("sample", {"candidates": 1}), ("sample", {"candidates": 6})],
+)
+def test_the_walk_through_replays_the_reply_the_chat_gave(
+    overfit_dir, tmp_path, sample_pairs, strategy, values, precision
+):
+    """f6 walks the very decode that replied: the chat's engine and precision, the settings and
+    seed it logged, the turns it read. Piece for piece the same reply, and each step's chosen piece
+    is what the strategy takes from the probabilities on its page."""
+    from chatbot.session import open_session
+
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", strategy, None, precision=precision)
+    for name, value in values.items():
+        session.update_setting(strategy, name, str(value))
+    conversation = [sample_pairs[i].source for i in (4, 6, 8)]  # each reads the turns before it
+    for text in conversation:
+        user_id = session.log_user(text)
+        exchange = session.respond(text, user_id=user_id)
+        turns = session.context_of(text, user_id, session.model)
+        decoding = session.storage.message(exchange.bot_id)["decoding"]
+        settings = settings_from(**json.loads(decoding))
+        walk = walk_through(
+            session.model, session.tokenizer, text, settings, [u.text for u in turns], [u.role == "bot" for u in turns]
+        )
+        pieces = session.tokenizer.pieces(exchange.reply.tokens) + ["</s>"] * exchange.reply.finished
+        assert walk["reply"] == exchange.reply.text and [p["piece"] for p in walk["path"]] == pieces
+        if strategy == "beam":  # each piece of the reply was a kept hypothesis's at its step
+            for n, step in enumerate(walk["steps"][: len(pieces)]):
+                assert pieces[: n + 1] in [c["pieces"] for c in step["kept"]]
+            continue
+        assert [step["chosen"] for step in walk["steps"]] == pieces
+        for step in walk["steps"]:
+            shown = dict(step["top"])
+            assert step["chosen"] in shown and math.isclose(shown[step["chosen"]], step["p"], abs_tol=1e-4)
+            if strategy == "greedy":
+                assert step["top"][0][0] == step["chosen"]  # the most likely piece on the page
+            else:
+                assert step["chosen"] in [n for n, _ in step["kept"]] or step["how"]["kind"] == "sample_one"
+        if values.get("candidates", 1) > 1:
+            assert walk["consensus"]["candidates"][0]["reply"] == exchange.reply.text
+    session.storage.close()
 
 
 def test_what_if_forces_a_piece_and_decodes_on_from_there(overfit_model, sample_pairs):

@@ -108,17 +108,17 @@ WITHOUT = {BOS: {4: 0.95, 5: 0.05}, 4: {EOS: 1.0}, 5: {EOS: 1.0}}
 def test_guidance_scores_what_the_message_adds(w, expected):
     table = TwinTable(WITH, WITHOUT)
     ((best,),) = decode(table, [[6, 7]], GreedySettings(guidance=w), gains=True)
-    assert best["tokens"] == [expected]
+    assert best.tokens == [expected]
     guided = torch.tensor([0.6, 0.4]).log() + w * (torch.tensor([0.6, 0.4]).log() - torch.tensor([0.95, 0.05]).log())
-    assert math.isclose(best["logprobs"][0], float(guided.log_softmax(-1)[expected - 4]), rel_tol=1e-5)
-    assert math.isclose(best["gains"][0], math.log((0.6, 0.4)[expected - 4] / (0.95, 0.05)[expected - 4]), rel_tol=1e-5)
+    assert math.isclose(best.logprobs[0], float(guided.log_softmax(-1)[expected - 4]), rel_tol=1e-5)
+    assert math.isclose(best.gains[0], math.log((0.6, 0.4)[expected - 4] / (0.95, 0.05)[expected - 4]), rel_tol=1e-5)
 
 
 def test_guidance_in_beam_search_and_sampling_and_batches():
     table = TwinTable(WITH, WITHOUT)
     beams = decode(table, [[6], [6, 7, 6]], BeamSettings(beam_size=2, n_best=2, guidance=2.0))
-    assert [[h["tokens"] for h in message] for message in beams] == [[[5], [4]], [[5], [4]]]
-    drawn = [decode(table, [[6]], SampleSettings(guidance=3.0, seed=s))[0][0]["tokens"][0] for s in range(200)]
+    assert [[h.tokens for h in message] for message in beams] == [[[5], [4]], [[5], [4]]]
+    drawn = [decode(table, [[6]], SampleSettings(guidance=3.0, seed=s))[0][0].tokens[0] for s in range(200)]
     assert drawn.count(5) > 150  # guided: 5 is far likelier than 4; unguided it would be 40%
 
 
@@ -127,17 +127,17 @@ def test_beam_search_ranks_its_candidates_by_what_the_message_adds():
     log p(reply | no message)): the stock "4" is likelier, but the message raised "5"."""
     table = TwinTable(WITH, WITHOUT)
     by_score = decode(table, [[6]], BeamSettings(beam_size=2, n_best=2, guidance=0.0, rerank=0.0))[0]
-    assert [h["tokens"] for h in by_score] == [[4], [5]]
+    assert [h.tokens for h in by_score] == [[4], [5]]
     gain = {4: math.log(0.6 / 0.95), 5: math.log(0.4 / 0.05)}  # the EOS after either: 1.0 with and without
     for r in (0.5, 1.0):
         ranked = decode(table, [[6]], BeamSettings(beam_size=2, n_best=2, guidance=0.0, rerank=r))[0]
-        assert [h["tokens"] for h in ranked] == [[5], [4]]
+        assert [h.tokens for h in ranked] == [[5], [4]]
         for h, before in zip(ranked, reversed(by_score)):
-            expected = (1 - r) * before["score"] + r * gain[h["tokens"][0]]
-            assert math.isclose(h["score"], expected, rel_tol=1e-5)
+            expected = (1 - r) * before.score + r * gain[h.tokens[0]]
+            assert math.isclose(h.score, expected, rel_tol=1e-5)
     unable = TwinTable(WITH, WITHOUT, unconditional=False)
     ((best,),) = decode(unable, [[6]], BeamSettings(beam_size=2, guidance=0.0, rerank=1.0))
-    assert best["tokens"] == [4]  # a model that never learned replies to no message ranks by score
+    assert best.tokens == [4]  # a model that never learned replies to no message ranks by score
 
 
 def test_a_reranked_beam_search_waits_for_a_full_beam_of_finished_replies():
@@ -146,15 +146,15 @@ def test_a_reranked_beam_search_waits_for_a_full_beam_of_finished_replies():
     without = {BOS: {4: 0.95, 5: 0.05}, 4: {EOS: 1.0}, 5: {6: 1.0}, 6: {EOS: 1.0}}
     table = TwinTable(with_message, without)
     ((by_score,),) = decode(table, [[6]], BeamSettings(beam_size=2, guidance=0.0, rerank=0.0))
-    assert by_score["tokens"] == [4]
+    assert by_score.tokens == [4]
     ((reranked,),) = decode(table, [[6]], BeamSettings(beam_size=2, guidance=0.0, rerank=1.0))
-    assert reranked["tokens"] == [5, 6]
+    assert reranked.tokens == [5, 6]
 
 
 def test_a_model_that_never_learned_replies_to_no_message_is_not_guided():
     table = TwinTable(WITH, WITHOUT, unconditional=False)
     ((best,),) = decode(table, [[6]], GreedySettings(guidance=5.0), gains=True)
-    assert best["tokens"] == [4] and best["gains"] is None
+    assert best.tokens == [4] and best.gains is None
 
 
 def test_the_context_model_learned_replies_to_no_message_and_its_replies_carry_the_messages_gain(

@@ -223,8 +223,7 @@ def generate(
     that batches do not share their random draws); with `with_context`, each with its turns before."""
     from dataclasses import replace
 
-    from chatbot.decoding import reply
-    from chatbot.strategies import sampled_rows
+    from chatbot.decoding import reply, sampled_rows
 
     if settings.name == "sample":  # consensus sampling runs many rows per message already
         batch = max(1, batch // sampled_rows(settings))

@@ -541,13 +541,14 @@ class ChatApp(App):
         from chatbot.explain_pages import pages, step_pages
 
         engine, tokenizer, _ = self.session.replier_for(message)
-        context = [t.text for t in self.session.context_of(message, user_id, engine)]
+        turns = self.session.context_of(message, user_id, engine)  # as the reply read them
         settings = self.session.current
         with contextlib.suppress(ChatbotError, TypeError):  # a reply logged by another version: today's settings
             settings = settings_from(**decoding) if decoding else settings
         walk = walk_through(
-            engine.model, tokenizer, message, settings, context, reply_text=reply_text, forced=forced, replier=engine
-        )
+            engine, tokenizer, message, settings, [turn.text for turn in turns], [turn.role == "bot" for turn in turns],
+            reply_text=reply_text, forced=forced,
+        )  # fmt: skip
         heading = t("walk.heading", message=printable(message)[:60])
         if forced:
             heading += t("walk.what_if_heading", reply=printable(walk["reply"])[:40])

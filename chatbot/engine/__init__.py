@@ -64,11 +64,11 @@ def load_engine(directory, device="cpu", precision: str = "fp32", reference: boo
     """(engine, tokenizer, config.json): a model directory as replies run it. `precision` fp32
     or bf16 runs those weights through the flat engine, int8 through the int8 engine;
     `reference` runs the model's own modules (fp32 or bf16 weights)."""
-    from chatbot.errors import ChatbotError
     from chatbot.modeldir import load_model
+    from chatbot.validation import reference_precision
 
-    if reference and precision == "int8":
-        raise ChatbotError("--reference runs the model's own float modules: use --precision fp32 or bf16 with it")
+    if reference:
+        precision = reference_precision(precision)
     model, tokenizer, config = load_model(directory, device, "bf16" if precision == "bf16" else "fp32")
     kind = "reference" if reference else "int8" if precision == "int8" else "flat"
     return build_engine(model, kind), tokenizer, config

@@ -1,0 +1,216 @@
+"""The rules on log-probabilities that every strategy decodes under, each a small object.
+
+`rules_for` composes them once from the settings (as transformers' LogitsProcessor list); the
+loop calls them in order at every step, before the strategy picks. A rule takes the step's
+log-probabilities (R, V), one row per hypothesis, and what it may read of the reply so far
+(`Context`), and returns them changed (in place or anew). Each can be tried alone on a table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from chatbot.tokenizer import BOS, EOS, PAD, UNK
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class Context:
+    """What a rule may read at a step."""
+
+    step: int  # pieces written so far
+    source: torch.Tensor  # (R, S) each row's message
+    history: torch.Tensor | None  # (R, step) each row's reply so far; None when `reply` holds the only row's
+    reply: list[int] | None = None  # the only row's reply so far (one message, one row: the chat's case)
+    message: list[int] | None = None  # ... and its message
+    gain: torch.Tensor | None = None  # (R, V) log p(. | message) - log p(. | no message), where the loop measures it
+    unforced: torch.Tensor | None = None  # what `Force` overrode at this step
+
+    def replies(self) -> torch.Tensor:
+        """Each row's reply so far, (R, step)."""
+        if self.history is None:
+            self.history = torch.tensor([self.reply], dtype=torch.long, device=self.source.device).view(1, -1)
+        return self.history
+
+
+def guided(logp: torch.Tensor, unguided_gain: torch.Tensor, weight: float) -> torch.Tensor:
+    """Guidance: log p(. | message) + w (log p(. | message) - log p(. | no message)),
+    renormalised: pieces the message makes likelier gain, pieces likely whatever was said (the
+    stock replies) lose. Evaluation scores replies with this same formula."""
+    return torch.log_softmax(logp + weight * unguided_gain, dim=-1)
+
+
+def only(logp: torch.Tensor, piece: int) -> torch.Tensor:
+    """Log-probabilities that allow one piece and nothing else."""
+    forced = torch.full_like(logp, NEG_INF)
+    forced[:, piece] = 0.0
+    return forced
+
+
+def only_eos(logp: torch.Tensor) -> torch.Tensor:
+    return only(logp, EOS)
+
+
+class Rule:
+    needs_gain = False  # the loop runs rows that read no message beside the real ones
+
+    def __call__(self, logp: torch.Tensor, ctx: Context) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class Guidance(Rule):
+    """Favour the pieces the message makes likelier (`guided`), by weight w."""
+
+    weight: float
+    needs_gain = True
+
+    def __call__(self, logp, ctx):
+        return guided(logp, ctx.gain, self.weight)
+
+
+@dataclass
+class NeverWrite(Rule):
+    """Pieces never written: padding, unknown, start, and what the tokenizer says (control pieces)."""
+
+    pieces: list[int]
+
+    def __post_init__(self):
+        self.default = self.pieces == [PAD, UNK, BOS]  # ids 0-2: a slice, cheaper than an index
+        self.index = None
+
+    def __call__(self, logp, ctx):
+        if self.default:
+            logp[:, PAD : BOS + 1] = NEG_INF
+            return logp
+        if self.index is None or self.index.device != logp.device:
+            self.index = torch.tensor(self.pieces, dtype=torch.long, device=logp.device)
+        return logp.index_fill_(1, self.index, NEG_INF)
+
+
+@dataclass
+class MinLength(Rule):
+    """No end before `length` pieces."""
+
+    length: int
+
+    def __call__(self, logp, ctx):
+        if ctx.step < self.length:
+            logp[:, EOS] = NEG_INF
+        return logp
+
+
+@dataclass
+class RepetitionPenalty(Rule):
+    """Pieces already in the reply made less likely: their log-probability times `penalty` (> 1),
+    renormalised (CTRL, Keskar et al. 2019)."""
+
+    penalty: float
+
+    def __call__(self, logp, ctx):
+        if not ctx.step:
+            return logp
+        seen = torch.zeros_like(logp, dtype=torch.bool).scatter_(1, ctx.replies(), True)
+        seen[:, EOS] = False
+        return torch.where(seen, logp * self.penalty, logp).log_softmax(-1)
+
+
+def block_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int, source: torch.Tensor | None) -> None:
+    """Set to -inf, in place in logp (R, V), every token that would complete an n-gram already in
+    `history` (R, t) or `source` (R, S)."""
+    t = history.size(1)
+    if n < 1 or t < n - 1:
+        return
+    prefix = history[:, t - (n - 1) :].unsqueeze(1)  # (R, 1, n-1)
+    for seq in (history, source):
+        if seq is None or seq.size(1) < n:
+            continue
+        windows = seq.unfold(1, n, 1)  # (R, W, n)
+        match = (windows[:, :, : n - 1] == prefix).all(-1)  # (R, W)
+        # the last token of each matching window gets min(its value, -inf); the others min(it, +inf)
+        logp.scatter_reduce_(1, windows[:, :, n - 1], torch.where(match, NEG_INF, float("inf")), "amin")
+
+
+def banned_continuations(history: list[int], n: int, source: list[int] | None) -> list[int]:
+    """`block_ngrams` for one row, on Python lists: the tokens that would complete an n-gram
+    already in `history` or `source`. For a single message (the chat's case) a scan of a few dozen
+    ints costs a fraction of the ten small tensor ops the batched form takes."""
+    if n < 1 or len(history) < n - 1:
+        return []
+    prefix = history[len(history) - (n - 1) :]
+    return [
+        seq[i + n - 1]
+        for seq in (history, source or [])
+        for i in range(len(seq) - n + 1)
+        if seq[i : i + n - 1] == prefix
+    ]
+
+
+@dataclass
+class NoRepeatNgram(Rule):
+    """Never repeat an n-gram of the reply (nor, with `source`, one of the message)."""
+
+    n: int
+    source: bool = False
+
+    def __call__(self, logp, ctx):
+        if ctx.reply is not None:
+            banned = banned_continuations(ctx.reply, self.n, ctx.message if self.source else None)
+            if banned:
+                logp[0, banned] = NEG_INF
+            return logp
+        block_ngrams(logp, ctx.history, self.n, ctx.source if self.source else None)
+        return logp
+
+
+@dataclass
+class Force(Rule):
+    """What if the model had written this piece here: at each step of `pieces` ({step: piece id})
+    only that piece is allowed. The log-probabilities it overrode stay in the context
+    (`Context.unforced`), for the walk-through to show what the model would have chosen from."""
+
+    pieces: dict[int, int]
+
+    def __call__(self, logp, ctx):
+        piece = self.pieces.get(ctx.step)
+        if piece is None:
+            return logp
+        ctx.unforced = logp.clone()
+        return only(logp, piece)
+
+
+@dataclass
+class EndAt(Rule):
+    """The last position can only end the reply."""
+
+    max_length: int
+
+    def __call__(self, logp, ctx):
+        return only_eos(logp) if ctx.step == self.max_length else logp
+
+
+def rules_for(settings, guidance: float, banned: list[int], forced: dict[int, int] | None = None) -> list[Rule]:
+    """The rules a reply decodes under, in the order they apply: guidance (weight `guidance`,
+    what the model allows: `guidance_of`), the pieces never written, the minimum length, the
+    repetition penalty, n-gram blocking, forced pieces, the maximum length."""
+    rules: list[Rule] = [Guidance(guidance)] if guidance else []
+    rules.append(NeverWrite(list(banned)))
+    if settings.min_length:
+        rules.append(MinLength(settings.min_length))
+    if settings.repetition_penalty != 1.0:
+        rules.append(RepetitionPenalty(settings.repetition_penalty))
+    if settings.no_repeat_ngram:
+        rules.append(NoRepeatNgram(settings.no_repeat_ngram, settings.block_source_ngrams))
+    if forced:
+        rules.append(Force(dict(forced)))
+    rules.append(EndAt(settings.max_length))
+    return rules
+
+
+def guidance_of(engine, settings) -> float:
+    """The guidance weight a reply runs with: the setting's, if the model learned replies to no
+    message (`ModelConfig.guides`), else 0."""
+    return settings.guidance if engine.cfg.guides else 0.0
