@@ -1,6 +1,8 @@
-"""Reply latency of two versions of the runtime side by side: the `chatbot` package (and its
-bundled model) as of an earlier git revision against the working tree's, imported into one
-process under different names and taking turns message by message, so that a machine whose
+"""Two versions of the runtime side by side: the `chatbot` package (and its bundled model) as of
+an earlier git revision against the working tree's, imported into one process under different
+names. First each version replies once to every message with each strategy (a fixed seed for
+sampling), and the replies are compared piece for piece: a change meant to keep behaviour keeps
+them all. Then their latencies are timed taking turns message by message, so that a machine whose
 speed drifts touches both alike. Prints a table and appends it to bench/results/reply_versions.jsonl.
 
     python bench/reply_versions.py --old 2f23bb7
@@ -30,6 +32,7 @@ from corpora import load_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD = "chatbot_old"
+STRATEGIES = ("greedy", "beam-5", "sample", "consensus")
 
 
 def unpack_old(revision: str, into: Path) -> Path:
@@ -86,13 +89,21 @@ def main() -> None:
             for strategy, settings in (
                 ("greedy", decoding.GreedySettings(**common)),
                 ("beam-5", decoding.BeamSettings(beam_size=5, **common)),
-                ("sample", decoding.SampleSettings(seed=1, **common)),
+                ("sample", decoding.SampleSettings(seed=1, candidates=1, **common)),
+                ("consensus", decoding.SampleSettings(seed=1, **common)),
             ):
                 runs[f"{strategy} {tag}"] = (
                     lambda m, model=model, tokenizer=tokenizer, s=settings, reply=decoding.reply: reply(
                         model, tokenizer, m, s
                     )
                 )
+        same = {}
+        for strategy in STRATEGIES:
+            old, new = runs[f"{strategy} old"], runs[f"{strategy} new"]
+            pairs = [(old(m), new(m)) for m in messages]
+            same[strategy] = sum(
+                [r[0].tokens for r in a] == [r[0].tokens for r in b] for a, b in pairs
+            )  # every message of the batch, piece for piece
         counters = cpu_times()
         timings = interleaved_latencies(runs, messages, args.repeats)
         steal = steal_share(counters, cpu_times())
@@ -106,9 +117,9 @@ def main() -> None:
         times = timings[name]
         summary[name] = {"median_ms": statistics.median(times) * 1000, "p95_ms": percentile(times, 0.95) * 1000}
         print(f"  {name:14s} median {summary[name]['median_ms']:7.1f} ms   p95 {summary[name]['p95_ms']:7.1f} ms")
-    for strategy in ("greedy", "beam-5", "sample"):
+    for strategy in STRATEGIES:
         old, new = summary[f"{strategy} old"]["median_ms"], summary[f"{strategy} new"]["median_ms"]
-        print(f"  {strategy}: {new / old - 1:+.1%} median")
+        print(f"  {strategy}: {new / old - 1:+.1%} median; the same replies to {same[strategy]} of {len(messages)}")
     if steal is not None:
         print(f"  CPU steal while measuring: {steal:.0%}")
     out = Path(__file__).parent / "results" / "reply_versions.jsonl"
@@ -125,6 +136,7 @@ def main() -> None:
                     "repeats": args.repeats,
                     "cpu_steal": steal,
                     "latency": summary,
+                    "same_replies": same,
                 }
             )
             + "\n"

@@ -154,6 +154,7 @@ def step_page(walk: dict, step: dict) -> Group:
         title(walk, "decoder", t("walk.step", step=step["step"] + 1, input=repr(piece(step["input"])))),
         Text.assemble((labels["attention"], "bold"), t("walk.attention")),
         attention_table(walk, step["scores"], step["attention"]),
+        *([Text(t("walk.int8_scores"), style="dim")] if walk["settings"].get("precision") == "int8" else []),
         Text(t("walk.context", label=labels["context_vector"])),
         Text(t("walk.norm", norm=f"{step['context_norm']:.2f}"), style="dim"),
         top,

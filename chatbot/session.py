@@ -43,6 +43,8 @@ class Exchange:
     reply: Reply
     inside: dict | None  # attention and probabilities, as the attention screen shows them
     context: list[str] = field(default_factory=list)  # the earlier turns the model read with the message
+    model_path: str = ""  # the model that replied: the session's, or the bundled one of the message's language
+    source_limit: int = 0  # the most message pieces that model reads
 
 
 @dataclass
@@ -263,7 +265,8 @@ class Session:
             )
         if log and conversation_id == self.conversation_id:
             self.add_reply_turn(Turn(bot_id, "bot", result.text), user_id, text)
-        return Exchange(user_id, bot_id, result, inside, [t.text for t in context])
+        context_texts = [t.text for t in context]
+        return Exchange(user_id, bot_id, result, inside, context_texts, model_path, model.cfg.max_source_tokens)
 
 
 def logged_decoding(result: Reply, precision: str) -> dict:

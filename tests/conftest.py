@@ -106,9 +106,9 @@ def random_model(tokenizer):
 @pytest.fixture(autouse=True)
 def errors_in_tmp(tmp_path, monkeypatch):
     """The chat's error file (tracebacks of unexpected errors) in the test's own directory."""
-    from chatbot.app import chat_app
+    from chatbot.app import errors
 
-    monkeypatch.setattr(chat_app, "error_file", lambda: tmp_path / "chat-errors.log")
+    monkeypatch.setattr(errors, "error_file", lambda: tmp_path / "chat-errors.log")
 
 
 @pytest.fixture(autouse=True)
