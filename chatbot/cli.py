@@ -190,6 +190,14 @@ def _running_flags(parser: argparse.ArgumentParser, threads: int | None = None) 
     )
 
 
+def taught_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-taught",
+        action="store_true",
+        help=tr("ignore what corrections and good ratings taught (the model alone; retraining makes it learn them)"),
+    )
+
+
 def chat_flags(parser: argparse.ArgumentParser) -> None:
     """What `chatbot chat` takes, and `chatbot serve` passes on to each tab's chat."""
     _running_flags(parser, threads=min(2, max_threads()))
@@ -197,6 +205,7 @@ def chat_flags(parser: argparse.ArgumentParser) -> None:
         "--db", type=Path, help=tr("chat log (default: $CHATBOT_DB, else chat.db in the user-data directory)")
     )
     parser.add_argument("--no-log", action="store_true", help=tr("write nothing to disk"))
+    taught_flag(parser)
     decoding_flags(parser)
 
 
@@ -523,9 +532,11 @@ def cmd_reply(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     precision = reply_precision(args.precision, device, args.reference)
     model, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
-    repliers = {"en": (model, tokenizer)}  # the bundled models of other languages answer their messages
+    repliers = {"en": (model, tokenizer, None)}  # the bundled models of other languages answer their messages
     for lang, path in bundled_companions(args.model).items():
-        repliers[lang] = load_engine(path, device, precision, reference=args.reference)[:2]
+        repliers[lang] = (*load_engine(path, device, precision, reference=args.reference)[:2], None)
+    if args.db is not None and not args.no_taught:
+        repliers = with_taught(args.db, repliers)
     if args.text is not None:
         answer(args, repliers, settings, [(1, (clean_text(args.text), []))])
         return 0
@@ -536,6 +547,30 @@ def cmd_reply(args: argparse.Namespace) -> int:
     while lines := reader.waiting(most):
         answer(args, repliers, settings, [(n.number, read_line(n.number, n.raw, args.conversations)) for n in lines])
     return 0
+
+
+def with_taught(db: Path, repliers: dict) -> dict:
+    """Each replier with what the log at `db` taught the messages it answers (`chatbot.taught`)."""
+    from chatbot.languages import language_of
+    from chatbot.storage import Storage
+    from chatbot.taught import Memory, TaughtReply
+
+    if not db.exists():
+        raise ChatbotError(tr("{path}: no such chat log", path=db))
+    storage = Storage(db)
+    try:
+        rows = storage.taught()
+    finally:
+        storage.close()
+    out = {}
+    for lang, (engine, tokenizer, _) in repliers.items():
+        mine = [
+            r for r in rows if (language_of(r["message"]) if language_of(r["message"]) in repliers else "en") == lang
+        ]
+        memory = Memory(engine.cfg.attentional_size)
+        memory.add(engine, tokenizer, [TaughtReply(r["id"], r["message"], r["reply"], r["context"]) for r in mine])
+        out[lang] = (engine, tokenizer, memory if len(memory) else None)
+    return out
 
 
 def answer(args: argparse.Namespace, repliers: dict, settings, items: list) -> None:
@@ -550,21 +585,21 @@ def answer(args: argparse.Namespace, repliers: dict, settings, items: list) -> N
             lang = language_of(message[0])
             by_language.setdefault(lang if lang in repliers else "en", []).append(i)
     for lang, wanted in by_language.items():
-        engine, vocabulary = repliers[lang]
-        replies.update(decode_lines(engine, vocabulary, settings, items, wanted))
+        engine, vocabulary, taught = repliers[lang]
+        replies.update(decode_lines(engine, vocabulary, settings, items, wanted, taught))
     for i, (_, message) in enumerate(items):
         print_reply(args, message, replies.get(i, []), settings)
     sys.stdout.flush()
 
 
-def decode_lines(engine, vocabulary, settings, items: list, wanted: list[int]) -> dict[int, list]:
+def decode_lines(engine, vocabulary, settings, items: list, wanted: list[int], taught=None) -> dict[int, list]:
     """Replies to the messages of `items` at `wanted`, together; if that fails, each alone, so
     one message the model cannot take costs its own reply only."""
     from chatbot.decoding import reply
 
     texts, contexts = [items[i][1][0] for i in wanted], [items[i][1][1] for i in wanted]
     try:
-        answered = dict(zip(wanted, reply(engine, vocabulary, texts, settings, contexts=contexts)))
+        answered = dict(zip(wanted, reply(engine, vocabulary, texts, settings, contexts=contexts, taught=taught)))
     except (ChatbotError, RuntimeError, ValueError) as err:
         if len(wanted) == 1:
             why = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
@@ -572,7 +607,7 @@ def decode_lines(engine, vocabulary, settings, items: list, wanted: list[int]) -
             return {}
         answered = {}
         for i in wanted:
-            answered.update(decode_lines(engine, vocabulary, settings, items, [i]))
+            answered.update(decode_lines(engine, vocabulary, settings, items, [i], taught))
         return answered
     for i, n_best in answered.items():
         if n_best and n_best[0].truncated:
@@ -622,7 +657,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     session = open_session(args.model, args.db, args.no_log, args.device, args.strategy, settings, load=False)
     from chatbot.app.chat_app import ChatApp
 
-    session.reference = args.reference
+    session.reference, session.taught = args.reference, not args.no_taught
     app = ChatApp(session, load=(args.device, args.precision, args.threads))
     try:
         app.run()
@@ -766,6 +801,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reply", help=tr("reply to TEXT, or to each line of standard input"))
     p.add_argument("text", nargs="?", metavar="TEXT")
     _running_flags(p)
+    p.add_argument("--db", type=Path, help=tr("a chat log: follow what its corrections and good ratings taught"))
+    taught_flag(p)
     p.add_argument(
         "--batch-size",
         type=ranged(int, 1, MAX_BATCH),

@@ -182,12 +182,14 @@ def walk_through(
     mine: Sequence[bool] | None = None,
     reply_text: str | None = None,
     forced: dict[int, str] | None = None,
+    taught=None,
 ) -> dict:
     """Every number of one reply to `message`, decoded by `engine` (or a model) as a reply is (see the
     module's docstring), the turns before it `context` (`mine`: which the model said). A sampling
     strategy without a seed gets one, recorded in the walk's settings. With `reply_text`, teacher
     forcing on that reply too; `forced` {step: piece} makes the reply take that piece at that step
-    (what-if) and decodes on from there."""
+    (what-if) and decodes on from there. `taught`: the memory of taught replies the reply
+    followed (`chatbot.taught`), as it was then."""
     engine = as_engine(engine)  # a model runs as its flat engine, as replies run it
     model = engine.model  # the reference modules: the encoder's steps, the scores, the context vector
     model.eval()
@@ -202,7 +204,7 @@ def walk_through(
     forced_ids = {step: tokenizer.sp.piece_to_id(name) for step, name in (forced or {}).items()}
     (chosen, *_) = reply(
         engine, tokenizer, [message], settings, contexts=[list(context)], mine=[mine], gains=True,
-        observers=[recorder], forced=forced_ids,
+        observers=[recorder], forced=forced_ids, taught=taught,
     )[0]  # fmt: skip
     walk = {
         "labels": LABELS,
@@ -300,6 +302,8 @@ def chosen_steps(recorder: StepRecorder, tokenizer: Tokenizer, chosen, readings:
             step["kept"] = [[name_of(tokenizer, i), round(p, 4)] for i, p in zip(kept_ids[row], kept_p[row]) if p > 0]
         if chosen.gains is not None:
             step["gain"] = round(chosen.gains[t], 4)  # log p(piece | message) - log p(piece | no message)
+        if chosen.taught and chosen.taught[t]:  # a taught reply weighed in: (its weight, its id in the log)
+            step["taught"] = {"weight": chosen.taught[t][0], "id": chosen.taught[t][1]}
         steps.append(step)
     return steps
 

@@ -162,6 +162,8 @@ def step_page(walk: dict, step: dict) -> Group:
     ]
     if "gain" in step:
         parts.append(Text(t("walk.gain", times=f"{math.exp(min(step['gain'], 50)):.1f}")))
+    if "taught" in step:
+        parts.append(Text(t("walk.taught", id=step["taught"]["id"], weight=f"{step['taught']['weight']:.2f}")))
     if "kept" in step:
         parts.append(Text(t("walk.kept") + ", ".join(f"{piece(n)} {p:.2f}" for n, p in step["kept"][:8])))
     return Group(*parts)

@@ -75,6 +75,9 @@ class Session:
     companions: dict[str, tuple] = field(default_factory=dict)  # language -> (engine, tokenizer, path) beside `model`
     companion_paths: dict[str, Path] = field(default_factory=dict)  # language -> a model loaded at its first message
     _companion_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    taught: bool = True  # follow what the log's corrections and good ratings taught (`chatbot.taught`)
+    memories: dict = field(default_factory=dict, repr=False)  # model path -> its `chatbot.taught.Memory`
+    _memory_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     loaded: threading.Event = field(default_factory=threading.Event, repr=False)  # set once `load` has ended
     load_error: str | None = None
 
@@ -129,6 +132,39 @@ class Session:
                 path = self.companion_paths[lang]
                 self.companions[lang] = (*self._load_engine(path, self.device), str(path))
         return self.companions[lang]
+
+    def memory_for(self, engine, tokenizer, model_path: str, before: str | None = None):
+        """What the log taught, as `engine` reads it (`chatbot.taught.Memory`): the corrections and
+        good ratings of the messages this model answers, built from the log when first needed
+        after a change; None when teaching is off or nothing was taught. `before` (a time): only
+        what was taught by then, as a reply decoded then saw it (the walk-through's)."""
+        if not self.taught or self.storage is None:
+            return None
+        from chatbot.taught import Memory, TaughtReply
+
+        def build(rows):
+            memory = Memory(engine.cfg.attentional_size)
+            mine = [r for r in rows if self.replier_path(r["message"]) == model_path]
+            memory.add(engine, tokenizer, [TaughtReply(r["id"], r["message"], r["reply"], r["context"]) for r in mine])
+            return memory if len(memory) else None
+
+        if before is not None:
+            return build([r for r in self.storage.taught() if (r["taught_at"] or "") <= before])
+        with self._memory_lock:
+            if model_path not in self.memories:
+                self.memories[model_path] = build(self.storage.taught())
+            return self.memories[model_path]
+
+    def replier_path(self, text: str) -> str:
+        """The model that answers `text`: the session's, or the bundled model of its language."""
+        from chatbot.languages import language_of
+
+        lang = language_of(text)
+        return str(self.companion_paths[lang]) if lang in self.companion_paths else self.model_path
+
+    def taught_changed(self) -> None:
+        """A correction or rating was saved: every memory is rebuilt from the log when next needed."""
+        self.memories = {}
 
     def wait_until_loaded(self) -> None:
         self.loaded.wait()
@@ -243,10 +279,11 @@ class Session:
 
         model, tokenizer, model_path = self.replier_for(text)
         context = self.context_of(text, user_id, model)
+        taught = self.memory_for(model, tokenizer, model_path)
         start = time.perf_counter()
         result = reply(
             model, tokenizer, [text], settings, on_text=stream, contexts=[[t.text for t in context]],
-            mine=[[t.role == "bot" for t in context]], gains=inspect,
+            mine=[[t.role == "bot" for t in context]], gains=inspect, taught=taught,
         )[0][0]  # fmt: skip
         result.seconds = time.perf_counter() - start
         bot_id, inside = None, inside_view(tokenizer, result) if inspect else None
@@ -272,7 +309,7 @@ class Session:
 def logged_decoding(result: Reply, precision: str) -> dict:
     """How a reply was decoded, as the log keeps it: the settings (a sampled reply's seed
     included), the weights' precision and, for consensus sampling, the chosen reply's agreement."""
-    decoding = {**result.settings, "precision": precision}
+    decoding = {**result.settings, "precision": precision, "taught": result.taught is not None}
     if result.agreement is not None:
         decoding["agreement"] = round(result.agreement, 4)
     return decoding
@@ -289,6 +326,8 @@ def inside_view(tokenizer: Tokenizer, result: Reply) -> dict:
         "alternatives": [[[tokenizer.pieces([i])[0], round(p, 4)] for i, p in step] for step in result.alternatives],
         # log p(piece | message) - log p(piece | no message), where the model can tell
         "gains": [round(g, 4) for g in result.gains] if result.gains else None,
+        # per piece, the taught reply that weighed in (weight, its id), where one did
+        "taught": result.taught,
     }
 
 

@@ -496,6 +496,31 @@ class Storage:
             marks.setdefault(r["message_id"], {})[r["kind"]] = r["rating"] if r["kind"] == "rating" else r["text"]
         return marks
 
+    def taught(self) -> list[dict]:
+        """What the person taught, oldest first: each reply they corrected (the correction) or
+        rated good (the reply as it was; the latest rating counts, a bad one never teaches), with
+        the message it answered: {"id" (the reply's), "message", "reply", "context" (the texts of
+        the turns the reply read, oldest first), "taught_at"}."""
+        rows = self._read(
+            "select b.id, u.text as message, coalesce("
+            "(select f.text from feedback f where f.message_id = b.id and f.kind = 'correction' order by f.id desc "
+            "limit 1), b.text) as reply, b.context, (select max(f.created_at) from feedback f "
+            "where f.message_id = b.id and f.kind in ('correction', 'rating')) as taught_at "
+            "from messages b join messages u on u.id = b.reply_to "
+            "where exists (select 1 from feedback f where f.message_id = b.id and f.kind = 'correction') "
+            "or (select f.rating from feedback f where f.message_id = b.id and f.kind = 'rating' order by f.id desc "
+            "limit 1) = 1 order by b.id"
+        )
+        texts = {}
+        ids = {i for r in rows for i in json.loads(r["context"] or "[]")}
+        if ids:
+            marks = ",".join("?" * len(ids))
+            texts = {
+                r["id"]: r["text"]
+                for r in self._read(f"select id, text from messages where id in ({marks})", list(ids))
+            }
+        return [{**r, "context": [texts[i] for i in json.loads(r["context"] or "[]") if i in texts]} for r in rows]
+
     def prefer(self, message_id: int, text: str, decoding: dict) -> int:
         """A choice among side-by-side replies: which text (and strategy) the user picked."""
         choice = json.dumps({"text": text, "decoding": decoding}, ensure_ascii=False)

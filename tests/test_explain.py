@@ -116,14 +116,14 @@ def test_a_consensus_reply_is_walked_through_with_its_candidates_ranked(overfit_
     [("greedy", {}), ("beam", {"beam_size": 3}), ("sample", {"candidates": 1}), ("sample", {"candidates": 6})],
 )
 def test_the_walk_through_replays_the_reply_the_chat_gave(
-    overfit_dir, tmp_path, sample_pairs, strategy, values, precision
+    context_dir, tmp_path, sample_pairs, strategy, values, precision
 ):
     """f6 walks the very decode that replied: the chat's engine and precision, the settings and
     seed it logged, the turns it read. Piece for piece the same reply, and each step's chosen piece
     is what the strategy takes from the probabilities on its page."""
     from chatbot.session import open_session
 
-    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", strategy, None, precision=precision)
+    session = open_session(context_dir, tmp_path / "chat.db", False, "cpu", strategy, None, precision=precision)
     for name, value in values.items():
         session.update_setting(strategy, name, str(value))
     conversation = [sample_pairs[i].source for i in (4, 6, 8)]  # each reads the turns before it
@@ -360,3 +360,46 @@ async def test_f6_walks_a_beam_reply_with_the_settings_it_was_decoded_with(overf
         chatbot.explain.walk_through = walk_through
     session.storage.close()
     assert [s.beam_size for s in walked] == [3]
+
+
+async def test_f6_on_each_reply_of_a_conversation_walks_the_decode_that_wrote_it(context_dir, tmp_path, sample_pairs):
+    """Two messages sent at once (the second waits for the first reply and reads it): f6 on each
+    reply, int8 consensus as the chat runs on a CPU, walks the very reply on screen."""
+    import chatbot.explain
+    from chatbot.app.chat_app import ChatApp
+    from chatbot.app.screens import WalkThroughScreen
+    from chatbot.app.widgets import MessageView
+    from chatbot.session import open_session
+
+    session = open_session(context_dir, tmp_path / "chat.db", False, "cpu", "sample", None, precision="int8")
+    session.update_setting("sample", "candidates", "6")
+    app = ChatApp(session, errors=tmp_path / "errors.log")
+    walks, walk_through = [], chatbot.explain.walk_through
+
+    def kept(*args, **kwargs):  # the real walk, its result kept
+        walks.append(walk_through(*args, **kwargs))
+        return walks[-1]
+
+    chatbot.explain.walk_through = kept
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            first, second = sample_pairs[4].source, sample_pairs[6].source
+            for text in (first, second):
+                app.query_one("#prompt").value = text
+                await pilot.press("enter")
+            await app.workers.wait_for_complete()
+            bots = [v for v in app.query(MessageView) if v.role == "bot"]
+            assert len(bots) == 2 and all(b.text for b in bots)
+            for bot in bots:
+                bot.focus()
+                await pilot.press("f6")
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                assert isinstance(app.screen, WalkThroughScreen)
+                assert walks[-1]["reply"] == bot.text
+                await pilot.press("escape")
+            assert walks[1]["context"][-2:] == [first, bots[0].text]  # the second read the first reply
+            assert not app.unexpected
+    finally:
+        chatbot.explain.walk_through = walk_through
+    session.storage.close()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from chatbot.consensus import unigram_f1
+from chatbot.decoding import guided as guided_logp
 from chatbot.decoding import ranking_score
 from chatbot.i18n import tr
 from chatbot.model import Seq2Seq
@@ -146,8 +147,7 @@ def reply_scores(
         chosen = logp.gather(1, targets.unsqueeze(1)).squeeze(1)  # (N,)
         guided = chosen
         if unconditional is not None and guidance:
-            guided = torch.log_softmax(logp + guidance * (logp - unconditional), -1).gather(1, targets.unsqueeze(1))
-            guided = guided.squeeze(1)
+            guided = guided_logp(logp, logp - unconditional, guidance).gather(1, targets.unsqueeze(1)).squeeze(1)
         gain = chosen - unconditional.gather(1, targets.unsqueeze(1)).squeeze(1) if unconditional is not None else None
         counts = (batch.tgt_out != PAD).sum(1).tolist()
         start = 0

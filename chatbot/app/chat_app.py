@@ -197,6 +197,7 @@ class ChatApp(ErrorReporting, Replying, Learning, History, App):
             return
         new = 0 if view.rating == rating else rating  # the same key again takes the rating back
         if self.guard(lambda: self.session.storage.rate(view.message_id, new)):
+            self.session.taught_changed()  # a good rating teaches; one taken back or bad no longer does
             view.rating = new
             view.refresh_text()
             self.notify(t({1: "notice.rated_good", -1: "notice.rated_bad", 0: "notice.rating_removed"}[new]))
@@ -209,6 +210,7 @@ class ChatApp(ErrorReporting, Replying, Learning, History, App):
         def save(text: str | None) -> None:
             text = clean_text(text or "")
             if text.strip() and self.guard(lambda: self.session.storage.correct(view.message_id, text)):
+                self.session.taught_changed()  # the next message that reads like this one gets it
                 view.correction = text
                 view.refresh_text()
                 self.notify(t("notice.correction_saved"))

@@ -51,7 +51,7 @@ class Learning:
             self.notify(t("notice.no_message_before"))
             return
         self.notify(t("notice.walking"))
-        self.walk_worker(user.text, user.message_id, bot.correction or bot.text, bot.decoding)
+        self.walk_worker(user.text, user.message_id, bot.correction or bot.text, bot.decoding, bot.message_id)
 
     @work(thread=True, exclusive=True, group="walk", exit_on_error=False)
     def walk_worker(
@@ -60,6 +60,7 @@ class Learning:
         user_id: int | None,
         reply_text: str,
         decoding: dict | None,
+        bot_id: int | None = None,
         forced: dict | None = None,
         page: int = 0,
     ) -> None:
@@ -69,14 +70,18 @@ class Learning:
         from chatbot.explain import walk_through
         from chatbot.explain_pages import pages, step_pages
 
-        engine, tokenizer, _ = self.session.replier_for(message)
+        engine, tokenizer, model_path = self.session.replier_for(message)
         turns = self.session.context_of(message, user_id, engine)  # as the reply read them
         settings = self.session.current
         with contextlib.suppress(ChatbotError, TypeError):  # a reply logged by another version: today's settings
             settings = settings_from(**decoding) if decoding else settings
+        taught = None
+        if decoding and decoding.get("taught") and bot_id is not None and self.session.storage is not None:
+            row = self.session.storage.message(bot_id)  # what was taught when it was decoded, no more
+            taught = self.session.memory_for(engine, tokenizer, model_path, before=row["created_at"])
         walk = walk_through(
             engine, tokenizer, message, settings, [turn.text for turn in turns], [turn.role == "bot" for turn in turns],
-            reply_text=reply_text, forced=forced,
+            reply_text=reply_text, forced=forced, taught=taught,
         )  # fmt: skip
         walk["settings"]["precision"] = self.session.precision  # as the chat replies
         heading = t("walk.heading", message=printable(message)[:60])
@@ -85,7 +90,7 @@ class Learning:
 
         def what_if(step: int, piece: str, at: int) -> None:
             self.notify(t("notice.walking"))
-            self.walk_worker(message, user_id, reply_text, decoding, {**(forced or {}), step: piece}, at)
+            self.walk_worker(message, user_id, reply_text, decoding, bot_id, {**(forced or {}), step: piece}, at)
 
         screen = WalkThroughScreen(pages(walk), heading, step_pages(walk), what_if, page)
         self.call_from_thread(self.push_screen, screen)

@@ -228,13 +228,16 @@ def short(piece: str, width: int = 6) -> str:
 def fill_heatmap(table: DataTable, view: dict) -> None:
     """Reply pieces (rows) by message pieces (columns), each cell the attention weight in
     percent, shaded by it, with each reply piece's probability, how many times likelier the
-    message made it than no message would (where the model can tell), and the model's top
-    alternatives. Percent keeps a column three characters wide, so a message of twenty pieces
-    fits 80 columns and a longer one scrolls sideways with the reply pieces held in view."""
-    gains = view.get("gains") or []
+    message made it than no message would (where the model can tell), where a taught reply
+    weighed in its log id and weight (`chatbot.taught`), and the model's top alternatives.
+    Percent keeps a column three characters wide, so a message of twenty pieces fits 80 columns
+    and a longer one scrolls sideways with the reply pieces held in view."""
+    gains, taught = view.get("gains") or [], view.get("taught") or []
     table.add_column(t("inside.piece"), key="piece")
     table.add_column("p", key="p")
     table.add_column("x msg", key="gain")
+    if any(taught):  # pieces a taught reply weighed in on: its log id and its weight
+        table.add_column(t("inside.taught"), key="taught")
     for i, piece in enumerate(view["source_pieces"]):
         table.add_column(Text(short(piece, 4)), key=f"s{i}")
     table.add_column(t("inside.alternatives"), key="alternatives")
@@ -253,7 +256,12 @@ def fill_heatmap(table: DataTable, view: dict) -> None:
         alternatives = view["alternatives"][i][:3] if i < len(view["alternatives"]) else []
         alts = " · ".join(f"{short(a, 10)} {math.exp(lp):.2f}" for a, lp in alternatives)
         gain = f"{math.exp(min(gains[i], 50)):.1f}" if i < len(gains) else ""
-        table.add_row(Text(short(piece, 10), style="bold"), p, gain, *cells, Text(alts))
+        lent = (
+            [f"#{taught[i][1]} {100 * taught[i][0]:.0f}%" if i < len(taught) and taught[i] else ""]
+            if any(taught)
+            else []
+        )
+        table.add_row(Text(short(piece, 10), style="bold"), p, gain, *lent, *cells, Text(alts))
 
 
 class AttentionScreen(Modal):

@@ -77,7 +77,9 @@ def run(
         logp = torch.log_softmax(logits.float(), dim=-1)
         if twins:
             logp, weights, gain = logp[:R], weights[:R], logp[:R] - logp[R:]  # (R, V), (R, S), (R, V)
-        context = Context(step, source, trace.history, trace.reply, sources[0] if R == 1 else None, gain)
+        context = Context(
+            step, source, trace.history, trace.reply, sources[0] if R == 1 else None, gain, query=feed[:R]
+        )
         for rule in rules:
             logp = rule(logp, context)
         choice = strategy.select(logp, step)
@@ -85,7 +87,7 @@ def run(
             both = torch.cat([choice.rows, choice.rows + R]) if twins else choice.rows  # a twin follows its row
             state = tuple(s.index_select(1, both) for s in state)
             feed = feed.index_select(0, both)
-        trace.extend(choice.tokens, logp, weights, choice.rows, gain, choice.top)
+        trace.extend(choice.tokens, logp, weights, choice.rows, context.gain, choice.top)
         for observe in observers:
             observe(Step(step, logp, weights, choice, context, lambda: strategy.shown(trace)))
         if strategy.update_finished(step, trace):

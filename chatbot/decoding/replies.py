@@ -43,6 +43,8 @@ class Reply:
     agreement: float | None = None  # consensus sampling: the reply's mean unigram F1 with the model's other replies
     candidates: list[tuple[str, float]] | None = None  # consensus sampling: each candidate, its agreement; best first
     hypothesis: Hypothesis | None = None  # as decoding found it: the rows it held, beam search's finalists
+    taught: list[tuple[float, int] | None] | None = None  # per piece: (weight, the taught reply's id) where one
+    # weighed in (`chatbot.taught`); None when no memory was given
 
 
 # --- piece ids in, hypotheses out ----------------------------------------------------------
@@ -57,6 +59,7 @@ def decode(
     gains: bool = False,
     words: Callable[[list[int]], list[str]] | None = None,
     forced: dict[int, int] | None = None,
+    taught=None,
 ) -> list[list[Hypothesis]]:
     """Decoding of a batch of messages (piece ids) by an engine (`chatbot.engine`): each message's
     hypotheses, best first (one, unless beam search is asked for more).
@@ -66,7 +69,8 @@ def decode(
     piece at that step (what-if). `observers` are called with every `Step`. `gains`: measure how
     much the message raised each piece's log-probability (`Hypothesis.gains`), while decoding
     where the strategy runs twin rows, else by teacher forcing the chosen reply afterwards.
-    `words`: a reply's pieces as the words consensus sampling compares.
+    `words`: a reply's pieces as the words consensus sampling compares. `taught`: a memory of
+    taught replies to follow where the message is near one (`chatbot.taught`).
 
     Runs with tensor-subclass dispatch off: before an op, torch asks every argument that is not a
     plain tensor whether it overrides torch functions, and asking the int8 layers' packed weights
@@ -75,7 +79,7 @@ def decode(
     """
     engine = as_engine(engine)
     strategy = make_strategy(settings, len(sources), engine.device, rerank_of(engine, settings), words)
-    rules = rules_for(settings, guidance_of(engine, settings), banned or [PAD, UNK, BOS], forced)
+    rules = rules_for(settings, guidance_of(engine, settings), banned or [PAD, UNK, BOS], forced, taught)
     gains = gains and getattr(engine.cfg, "unconditional", False)
     with torch.inference_mode(), torch._C.DisableTorchFunctionSubclass():
         results = run(engine, sources, strategy, rules, settings.max_length, observers, gains)
@@ -122,6 +126,15 @@ def prepare(
     return keep_end(ids, cfg.max_source_tokens), len(tokenizer.encode(text)) + marked > cfg.max_source_tokens
 
 
+def taught_pieces(lent: list, h: Hypothesis) -> list[tuple[float, int] | None]:
+    """Per piece of a hypothesis, the taught reply that weighed in at its step and how much."""
+    pieces = []
+    for step, row in zip(lent, h.rows[: len(h.logprobs)]):
+        weight = step[0][row] if step else 0.0
+        pieces.append((round(weight, 3), step[1][row]) if weight > 0 else None)
+    return pieces
+
+
 def reply(
     model,
     tokenizer: Tokenizer,
@@ -133,6 +146,7 @@ def reply(
     mine: Sequence[Sequence[bool]] | None = None,
     observers: Sequence[Observer] = (),
     forced: dict[int, int] | None = None,
+    taught=None,
 ) -> list[list[Reply]]:
     """Replies to each message (n-best lists; one reply unless beam search asks for more), by
     `model`: an engine (`chatbot.engine`), or a model, which runs as its flat engine.
@@ -140,8 +154,8 @@ def reply(
     `contexts`: for each message, the turns of its conversation before it, oldest first, and
     `mine`, for each of those turns, whether the model said it (default: turns alternate).
     `on_text(message_index, text_so_far)` streams each reply as it grows. `gains`: measure how
-    much each message raised each reply piece's probability (`Reply.gains`). `observers` and
-    `forced`: as `decode` takes them.
+    much each message raised each reply piece's probability (`Reply.gains`). `observers`,
+    `forced` and `taught`: as `decode` takes them.
     """
     if not messages:
         return []
@@ -156,9 +170,15 @@ def reply(
         for i, tokens in enumerate(step.shown()):
             on_text(i, tokenizer.decode(tokenizer.complete(tokens)))  # whole characters only
 
+    lent = []  # per step, what taught replies weighed in: ([weight per row], [reply id per row]) or None
+
+    def lending(step) -> None:
+        lent.append(step.context.taught)
+
+    watching = [*observers, *([stream] if on_text else []), *([lending] if taught is not None else [])]
     hypotheses = decode(
-        engine, sources, settings, [*observers, stream] if on_text else observers, tokenizer.never_written(), gains,
-        words=lambda ids: normalise(tokenizer.decode(ids)), forced=forced,
+        engine, sources, settings, watching, tokenizer.never_written(), gains,
+        words=lambda ids: normalise(tokenizer.decode(ids)), forced=forced, taught=taught,
     )  # fmt: skip
     for h in (h for hyps in hypotheses for h in hyps if not h.finished):
         whole = len(tokenizer.complete(h.tokens))
@@ -186,6 +206,7 @@ def reply(
                 agreement=h.agreement,
                 candidates=[(tokenizer.decode(c), a) for c, a in h.candidates] if h.candidates else None,
                 hypothesis=h,
+                taught=taught_pieces(lent, h) if taught is not None else None,
             )
             for h in hyps
         ]

@@ -28,6 +28,8 @@ class Context:
     message: list[int] | None = None  # ... and its message
     gain: torch.Tensor | None = None  # (R, V) log p(. | message) - log p(. | no message), where the loop measures it
     unforced: torch.Tensor | None = None  # what `Force` overrode at this step
+    query: torch.Tensor | None = None  # (R, A) the decoder's attentional state: what the output layer read
+    taught: tuple | None = None  # per row, the weight of taught pieces and the taught reply (`chatbot.taught`)
 
     def replies(self) -> torch.Tensor:
         """Each row's reply so far, (R, step)."""
@@ -192,11 +194,18 @@ class EndAt(Rule):
         return only_eos(logp) if ctx.step == self.max_length else logp
 
 
-def rules_for(settings, guidance: float, banned: list[int], forced: dict[int, int] | None = None) -> list[Rule]:
+def rules_for(
+    settings, guidance: float, banned: list[int], forced: dict[int, int] | None = None, taught=None
+) -> list[Rule]:
     """The rules a reply decodes under, in the order they apply: guidance (weight `guidance`,
-    what the model allows: `guidance_of`), the pieces never written, the minimum length, the
-    repetition penalty, n-gram blocking, forced pieces, the maximum length."""
+    what the model allows: `guidance_of`), taught replies (`taught`, a `chatbot.taught.Memory`),
+    the pieces never written, the minimum length, the repetition penalty, n-gram blocking, forced
+    pieces, the maximum length."""
     rules: list[Rule] = [Guidance(guidance)] if guidance else []
+    if taught is not None and len(taught):
+        from chatbot.taught import Taught
+
+        rules.append(Taught(taught))
     rules.append(NeverWrite(list(banned)))
     if settings.min_length:
         rules.append(MinLength(settings.min_length))

@@ -1,0 +1,168 @@
+"""Taught replies, used at the next message without retraining: a memory of the model's own
+decoder states (kNN-LM, Khandelwal et al. 2020; kNN-MT, 2021).
+
+When a person corrects a reply (or rates one good), the model reads the taught reply after its
+message, teacher-forced, and at every position keeps the decoder's attentional state (the vector
+its output layer reads) as a key, with the piece that came next as its value. While a reply is
+decoded, each step's attentional state looks up the nearest keys (cosine similarity); where they
+are near, the distribution of their pieces is mixed into the model's:
+
+    p(piece) = (1 - λ) p_model(piece) + λ p_taught(piece),   λ = MOST · ramp(similarity)
+
+A message worded like a taught one leads the decoder to states like the taught one's, so a
+rewording finds it too; an unrelated message's states are far from every key and λ is 0: the
+model speaks alone. The memory is rebuilt from the log (`Storage.taught`) whenever a model loads,
+so the log stays the only record; a correction saved in the chat is added at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from chatbot.decoding.rules import Context, Rule
+from chatbot.tokenizer import EOS
+
+START = 0.6  # cosine similarity of a message's first state to a taught one's from which it may follow it
+NEAR = 0.7  # cosine similarity from which a taught reply's pieces are mixed in at all
+SAME = 0.85  # ... and from which they are mixed in fully (MOST)
+MOST = 0.95  # the largest share of the distribution a taught reply takes
+NEIGHBOURS = 4  # keys each step's distribution is made of
+TEMPERATURE = 0.01  # of the softmax over the neighbours' similarities
+CANDIDATES = 8  # taught replies a message may follow, chosen at its first step
+MAX_PIECES = 200  # of a taught reply (decoding writes no more)
+
+
+@dataclass
+class TaughtReply:
+    id: int  # the reply's message id in the log
+    message: str
+    reply: str
+    context: list[str]
+
+
+class Table(NamedTuple):
+    """A memory's contents at one moment; replaced whole when replies are added, so a reply being
+    decoded reads one consistent table."""
+
+    replies: tuple[TaughtReply, ...]
+    keys: torch.Tensor  # (N, A) unit length
+    values: torch.Tensor  # (N,) the piece after each state
+    owner: torch.Tensor  # (N,) the taught reply (index into `replies`) each key came from
+    starts: torch.Tensor  # (M,) each reading's first key: what a message is matched by
+
+
+class Memory:
+    """The taught replies' states (a `Table`) and the gates of λ."""
+
+    def __init__(self, attentional_size: int, start=START, near: float = NEAR, same: float = SAME, most: float = MOST):
+        self.start, self.near, self.same, self.most = start, near, same, most  # the gates of λ (module constants)
+        empty = torch.zeros(0, dtype=torch.long)
+        self.table = Table((), torch.zeros(0, attentional_size), empty, empty, empty)
+
+    def __len__(self) -> int:
+        return len(self.table.replies)
+
+    @torch.inference_mode()
+    def add(self, engine, tokenizer, taught: list[TaughtReply], batch: int = 64) -> None:
+        """Read each taught reply after its message (with the turns it read, and alone: a later
+        conversation's turns differ) and keep its states."""
+        from chatbot.decoding.replies import prepare
+
+        replies, keys, values, owner, starts = list(self.table.replies), [], [], [], []
+        first = len(self.table.values)
+        for begin in range(0, len(taught), batch):
+            sources, targets, owners = [], [], []
+            for t in taught[begin : begin + batch]:
+                pieces = tokenizer.encode(t.reply)[: MAX_PIECES - 1] + [EOS]
+                for context in [t.context, []] if t.context and engine.cfg.context_turns else [[]]:
+                    sources.append(prepare(tokenizer, engine, t.message, context)[0])
+                    targets.append(pieces)
+                    owners.append(len(replies))
+                replies.append(t)
+            for who, target, state in zip(owners, targets, read_states(engine, sources, targets)):
+                starts.append(first)
+                first += len(target)
+                keys.append(torch.nn.functional.normalize(state.float(), dim=-1))
+                values.append(torch.tensor(target))
+                owner.append(torch.full((len(target),), who))
+        if not keys:
+            return
+        old = self.table
+        self.table = Table(
+            tuple(replies),
+            torch.cat([old.keys, *keys]),
+            torch.cat([old.values, *values]),
+            torch.cat([old.owner, *owner]),
+            torch.cat([old.starts, torch.tensor(starts)]),
+        )
+
+
+def read_states(engine, sources: list[list[int]], targets: list[list[int]]) -> list[torch.Tensor]:
+    """The decoder's attentional state before each piece of each target (teacher forcing):
+    (len(target), A) per pair."""
+    from chatbot.decoding.loop import encode_rows
+
+    B = len(sources)
+    _, memory, state = encode_rows(engine, sources, torch.arange(B, device=engine.device), twins=False)
+    T = max(len(t) for t in targets)
+    forced = torch.tensor([t + [EOS] * (T - len(t)) for t in targets], dtype=torch.long, device=engine.device)
+    tokens, feed, steps = torch.full((B,), 2, dtype=torch.long, device=engine.device), engine.initial_feed(B), []
+    for t in range(T):
+        _, state, _, feed = engine.step(tokens, state, memory, feed)
+        steps.append(feed)
+        tokens = forced[:, t]
+    stacked = torch.stack(steps, dim=1).cpu()  # (B, T, A)
+    return [stacked[i, : len(target)] for i, target in enumerate(targets)]
+
+
+class Taught(Rule):
+    """The memory's pieces mixed into each step's distribution (see the module's docstring).
+    At the first step each message picks the taught replies it may follow (its state near their
+    first key); later steps search only those replies' keys. `ctx.taught` gets, per row, the
+    weight λ and the taught reply's log id, for the walk-through and the inside view."""
+
+    def __init__(self, memory: Memory):
+        self.memory, self.table, self.allowed = memory, memory.table, None  # one table for the whole reply
+
+    def __call__(self, logp: torch.Tensor, ctx: Context) -> torch.Tensor:
+        memory, table = self.memory, self.table
+        query = torch.nn.functional.normalize(ctx.query.float(), dim=-1).cpu()  # (R, A)
+        if ctx.step == 0:
+            self.allowed = self.candidates(query)
+        if self.allowed is None:
+            return logp
+        keys, allowed = self.allowed
+        sims = (query @ table.keys[keys].T).masked_fill(~allowed, -1.0)  # (R, K)
+        top, index = sims.topk(min(NEIGHBOURS, sims.size(1)), dim=-1)  # (R, n)
+        weight = memory.most * ((top[:, :1] - memory.near) / (memory.same - memory.near)).clamp(0.0, 1.0)  # (R, 1) λ
+        if not bool((weight > 0).any()):
+            return logp
+        chosen = keys[index]  # (R, n) key ids
+        p_taught = torch.zeros_like(logp).scatter_add_(
+            1, table.values[chosen].to(logp.device), torch.softmax(top / TEMPERATURE, dim=-1).to(logp.device)
+        )
+        ctx.taught = (weight[:, 0].tolist(), [table.replies[int(table.owner[k])].id for k in chosen[:, 0]])
+        weight = weight.to(logp.device)
+        mixed = torch.logaddexp(torch.log1p(-weight) + logp, torch.log(weight) + torch.log(p_taught))
+        if ctx.gain is not None:  # what the message adds now includes what it was taught
+            ctx.gain = ctx.gain + torch.where(torch.isfinite(logp), mixed - logp, torch.zeros_like(logp))
+        return mixed
+
+    def candidates(self, query: torch.Tensor):
+        """Per row, the keys of the taught replies its message may follow: (key ids (K,), allowed
+        (R, K)); None when no message is near any."""
+        table = self.table
+        if not len(table.replies):
+            return None
+        sims = query @ table.keys[table.starts].T  # (R, M'): to each reading's first state
+        best, which = sims.topk(min(CANDIDATES, sims.size(1)), dim=-1)
+        near = best >= self.memory.start  # (R, c)
+        if not bool(near.any()):
+            return None
+        owners = table.owner[table.starts[which]]  # (R, c) taught replies
+        keys = torch.nonzero(torch.isin(table.owner, torch.unique(owners[near]))).flatten()  # (K,)
+        allowed = ((table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)).any(1)  # (R, K)
+        return keys, allowed

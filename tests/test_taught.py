@@ -1,0 +1,127 @@
+"""Teaching by correction: a corrected reply is what the model says the next time, in the chat, in
+`chatbot reply --db`, after a restart, and not with --no-taught; messages it was not taught
+about are answered as before."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+
+from chatbot.decoding import reply, settings_from
+from chatbot.decoding.rules import Context
+from chatbot.storage import Storage
+from chatbot.taught import Memory, Taught, TaughtReply
+
+OTTER = "the otter holds hands while it sleeps."
+
+
+def test_the_taught_rule_mixes_in_the_nearest_keys_pieces_by_their_similarity():
+    """On a hand-made memory: a query on a key gets its piece at weight MOST; a query far from
+    every key leaves the distribution as it was."""
+    memory = Memory(attentional_size=2)
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    memory.table = memory.table._replace(
+        replies=(TaughtReply(7, "m", "r", []),), keys=keys, values=torch.tensor([5, 3]),
+        owner=torch.tensor([0, 0]), starts=torch.tensor([0]),
+    )  # fmt: skip
+    logp = torch.log_softmax(torch.zeros(1, 8), -1)
+    rule = Taught(memory)
+    near = rule(logp.clone(), Context(0, torch.zeros(1, 1), None, [], [], query=torch.tensor([[1.0, 0.0]])))
+    assert abs(near[0, 5].exp().item() - (memory.most + (1 - memory.most) / 8)) < 1e-5
+    far = Taught(memory)(logp.clone(), Context(0, torch.zeros(1, 1), None, [], [], query=torch.tensor([[-1.0, 0.2]])))
+    assert torch.equal(far, logp)
+
+
+def test_a_taught_reply_answers_its_message_and_nothing_else_changes(overfit_model, sample_pairs):
+    model, tokenizer = overfit_model
+    message = sample_pairs[0].source
+    memory = Memory(model.cfg.attentional_size)
+    memory.add(model, tokenizer, [TaughtReply(1, message, OTTER, [])])
+    greedy = settings_from("greedy")
+    assert reply(model, tokenizer, [message], greedy)[0][0].text != OTTER
+    (taught,) = reply(model, tokenizer, [message], greedy, taught=memory)[0]
+    assert taught.text == OTTER and all(p is not None and p[1] == 1 for p in taught.taught)
+    for strategy in ("beam", "sample"):
+        assert "otter" in reply(model, tokenizer, [message], settings_from(strategy, seed=1), taught=memory)[0][0].text
+    others = [p.source for p in sample_pairs[1:30]]
+    assert [r[0].text for r in reply(model, tokenizer, others, greedy, taught=memory)] == [
+        r[0].text for r in reply(model, tokenizer, others, greedy)
+    ]
+
+
+def teach(db, message: str, correction: str, model, tokenizer) -> None:
+    """A reply corrected as ctrl+r records it."""
+    store = Storage(db)
+    conversation = store.new_conversation("taught")
+    u = store.add_message(conversation, "user", message)
+    r = reply(model, tokenizer, [message], settings_from("greedy"))[0][0]
+    b = store.add_message(conversation, "bot", r.text, decoding=r.settings, reply_to=u)
+    store.correct(b, correction)
+    store.close()
+
+
+def test_the_chat_follows_a_correction_in_a_new_conversation_and_after_a_restart(
+    overfit_dir, overfit_model, tmp_path, sample_pairs
+):
+    from chatbot.session import open_session
+
+    model, tokenizer = overfit_model
+    message = sample_pairs[2].source
+    teach(tmp_path / "chat.db", message, OTTER, model, tokenizer)
+    for taught in (True, False):
+        session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
+        session.taught = taught
+        session.new_conversation()
+        exchange = session.respond(message, user_id=session.log_user(message))
+        assert (exchange.reply.text == OTTER) == taught
+        logged = session.storage.message(exchange.bot_id)
+        assert ('"taught": true' in logged["decoding"]) == taught
+        session.storage.close()
+
+
+async def test_ctrl_r_then_the_same_message_gets_the_correction(overfit_dir, tmp_path, sample_pairs):
+    from chatbot.app.chat_app import ChatApp
+    from chatbot.app.screens import TextPrompt
+    from chatbot.app.widgets import MessageView
+    from chatbot.session import open_session
+
+    session = open_session(overfit_dir, tmp_path / "chat.db", False, "cpu", "greedy", None)
+    app = ChatApp(session, errors=tmp_path / "errors.log")
+    message = sample_pairs[5].source
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.query_one("#prompt").value = message
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)
+        prompt = app.screen.query_one("Input")
+        prompt.value = OTTER
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("ctrl+n")  # a new conversation
+        app.query_one("#prompt").value = message
+        await pilot.press("enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        bot = [v for v in app.query(MessageView) if v.role == "bot"][-1]
+        assert bot.text == OTTER and bot.inside["taught"][0] is not None
+        assert not app.unexpected
+    session.storage.close()
+
+
+def test_reply_with_a_log_follows_what_it_taught(overfit_dir, overfit_model, tmp_path, sample_pairs):
+    model, tokenizer = overfit_model
+    message = sample_pairs[3].source
+    teach(tmp_path / "chat.db", message, OTTER, model, tokenizer)
+
+    def run(*flags):
+        args = [sys.executable, "-m", "chatbot", "reply", message, "--model", str(overfit_dir), "--strategy", "greedy"]
+        return subprocess.run([*args, *flags], capture_output=True, text=True)
+
+    assert run("--db", str(tmp_path / "chat.db")).stdout.strip() == OTTER
+    assert run("--db", str(tmp_path / "chat.db"), "--no-taught").stdout.strip() != OTTER
+    missing = run("--db", str(tmp_path / "nowhere.db"))
+    assert missing.returncode == 1 and "no such chat log" in missing.stderr and "Traceback" not in missing.stderr
