@@ -65,6 +65,10 @@ class Memory:
     def __len__(self) -> int:
         return len(self.table.replies)
 
+    def rule(self) -> Taught:
+        """The decoding rule that follows this memory, for one reply (`chatbot.decoding.rules`)."""
+        return Taught(self)
+
     @torch.inference_mode()
     def add(self, engine, tokenizer, taught: list[TaughtReply], batch: int = 64) -> None:
         """Read each taught reply after its message (with the turns it read, and alone: a later

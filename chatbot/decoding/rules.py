@@ -203,9 +203,7 @@ def rules_for(
     pieces, the maximum length."""
     rules: list[Rule] = [Guidance(guidance)] if guidance else []
     if taught is not None and len(taught):
-        from chatbot.taught import Taught
-
-        rules.append(Taught(taught))
+        rules.append(taught.rule())
     rules.append(NeverWrite(list(banned)))
     if settings.min_length:
         rules.append(MinLength(settings.min_length))
