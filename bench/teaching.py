@@ -13,9 +13,9 @@ import csv
 import datetime
 import json
 import statistics
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -63,7 +63,8 @@ def measure(engine, tokenizer, facts, unrelated, settings, memory) -> dict:
         out[name] = {
             "recall": sum(holds(r, f["key"]) for r, f in zip(same, facts)) / len(facts),
             "reworded": sum(holds(r, f["key"]) for r, (f, _) in zip(again, reworded)) / len(reworded),
-            "examples": [[f["message"], r] for f, r in zip(facts, same)][:3] + [[m, r] for (_, m), r in zip(reworded, again)][:3],
+            "examples": [[f["message"], r] for f, r in zip(facts, same)][:3]
+            + [[m, r] for (_, m), r in zip(reworded, again)][:3],
         }
     common = common_words()
     taught_pairs = {p for f in facts for p in bigrams(f["correction"]) if not set(p) <= common}
@@ -148,15 +149,22 @@ def main() -> None:
             probe = [p.source for p in load_pairs("chitchat", "test")[:30]]
             for strategy in ("greedy", "sample"):
                 settings = settings_from(strategy, seed=1 if strategy == "sample" else None, max_length=30)
-                off, on = latency(engine, tokenizer, probe, settings, None), latency(engine, tokenizer, probe, settings, big)
+                off, on = (
+                    latency(engine, tokenizer, probe, settings, None),
+                    latency(engine, tokenizer, probe, settings, big),
+                )
                 figures = {}
                 for name, times in (("without", off), ("with", on)):
                     times = sorted(times)
-                    figures[name] = {"p50_ms": statistics.median(times) * 1000, "p95_ms": times[int(0.95 * (len(times) - 1))] * 1000}
+                    figures[name] = {
+                        "p50_ms": statistics.median(times) * 1000,
+                        "p95_ms": times[int(0.95 * (len(times) - 1))] * 1000,
+                    }
                 results["latency"][strategy] = figures
+                off, on = figures["without"], figures["with"]
                 print(
-                    f"latency {strategy}, {len(pairs):,} taught replies: p50 {figures['without']['p50_ms']:.1f} -> "
-                    f"{figures['with']['p50_ms']:.1f} ms, p95 {figures['without']['p95_ms']:.1f} -> {figures['with']['p95_ms']:.1f} ms"
+                    f"latency {strategy}, {len(pairs):,} taught replies: p50 {off['p50_ms']:.1f} -> "
+                    f"{on['p50_ms']:.1f} ms, p95 {off['p95_ms']:.1f} -> {on['p95_ms']:.1f} ms"
                 )
     out = Path(__file__).parent / "results" / "teaching.jsonl"
     with open(out, "a", encoding="utf-8") as f:
