@@ -185,7 +185,43 @@ def guidance_sweep() -> list[str]:
     return out + [""]
 
 
-SECTIONS = [reply_latency, reply_versions, guidance_sweep, chat_startup, train_throughput, retrain]
+def teaching() -> list[str]:
+    history = runs("teaching")
+    if not history:
+        return []
+    out = [
+        "## Teaching by correction",
+        "",
+        "`python bench/teaching.py`: the facts of `bench/data/taught_facts.jsonl` taught as corrections, asked again, "
+        "reworded, and beside unrelated messages, with the taught memory off (before) and on (`docs/teaching.md`).",
+        "",
+        "| date | model, strategy | facts | recall before -> taught | reworded | leak into unrelated messages |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in history[-HISTORY:]:
+        for name, r in run["results"].items():
+            if name == "latency":
+                continue
+            b, t = r["before"], r["taught"]
+            out.append(
+                f"| {run['date']} | {name} | {r.get('facts', '')} | {b['recall']:.0%} -> {t['recall']:.0%} | "
+                f"{b['reworded']:.0%} -> {t['reworded']:.0%} | "
+                + (f"{r['leak']:.0%} of {r['unrelated']}" if r.get("unrelated") else "not measured")
+                + " |"
+            )
+        latency = run["results"].get("latency")
+        if latency:
+            for strategy in ("greedy", "sample"):
+                off, on = latency[strategy]["without"], latency[strategy]["with"]
+                out.append(
+                    f"| {run['date']} | latency, {strategy}, {latency['taught_replies']:,} taught replies | | "
+                    f"p50 {off['p50_ms']:.1f} -> {on['p50_ms']:.1f} ms | p95 {off['p95_ms']:.1f} -> "
+                    f"{on['p95_ms']:.1f} ms | |"
+                )
+    return out + [""]
+
+
+SECTIONS = [reply_latency, reply_versions, guidance_sweep, chat_startup, train_throughput, retrain, teaching]
 
 
 def write() -> Path:

@@ -23,6 +23,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import write as write_report  # noqa: E402  bench/report.py, beside this script
+
 from chatbot.consensus import normalise  # noqa: E402
 from chatbot.decoding import reply, settings_from  # noqa: E402
 from chatbot.engine import load_engine  # noqa: E402
@@ -128,7 +130,7 @@ def main() -> None:
         for strategy in args.strategies:
             settings = settings_from(strategy, seed=1 if strategy == "sample" else None)
             figures = measure(engine, tokenizer, chosen, unrelated, settings, memory)
-            figures["memory_seconds"] = built
+            figures["memory_seconds"], figures["facts"], figures["unrelated"] = built, len(chosen), len(unrelated)
             results[f"{lang} {strategy}"] = figures
             b, t = figures["before"], figures["taught"]
             print(
@@ -170,6 +172,7 @@ def main() -> None:
     with open(out, "a", encoding="utf-8") as f:
         record = {"date": datetime.date.today().isoformat(), "threads": args.threads, "precision": args.precision}
         f.write(json.dumps({**record, "results": results}, ensure_ascii=False) + "\n")
+    write_report()  # bench/RESULTS.md
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ class Table(NamedTuple):
     values: torch.Tensor  # (N,) the piece after each state
     owner: torch.Tensor  # (N,) the taught reply (index into `replies`) each key came from
     starts: torch.Tensor  # (M,) each reading's first key: what a message is matched by
+    firsts: torch.Tensor  # (M, A) those keys, gathered once
+    ends: torch.Tensor  # (M,) one past each reading's last key
 
 
 class Memory:
@@ -60,7 +62,9 @@ class Memory:
     def __init__(self, attentional_size: int, start=START, near: float = NEAR, same: float = SAME, most: float = MOST):
         self.start, self.near, self.same, self.most = start, near, same, most  # the gates of λ (module constants)
         empty = torch.zeros(0, dtype=torch.long)
-        self.table = Table((), torch.zeros(0, attentional_size), empty, empty, empty)
+        self.table = Table(
+            (), torch.zeros(0, attentional_size), empty, empty, empty, torch.zeros(0, attentional_size), empty
+        )
 
     def __len__(self) -> int:
         return len(self.table.replies)
@@ -95,12 +99,15 @@ class Memory:
         if not keys:
             return
         old = self.table
+        all_keys, all_starts = torch.cat([old.keys, *keys]), torch.cat([old.starts, torch.tensor(starts)])
         self.table = Table(
             tuple(replies),
-            torch.cat([old.keys, *keys]),
+            all_keys,
             torch.cat([old.values, *values]),
             torch.cat([old.owner, *owner]),
-            torch.cat([old.starts, torch.tensor(starts)]),
+            all_starts,
+            all_keys[all_starts],
+            torch.cat([all_starts[1:], torch.tensor([len(all_keys)])]),
         )
 
 
@@ -138,35 +145,47 @@ class Taught(Rule):
             self.allowed = self.candidates(query)
         if self.allowed is None:
             return logp
-        keys, allowed = self.allowed
-        sims = (query @ table.keys[keys].T).masked_fill(~allowed, -1.0)  # (R, K)
+        keys, near_keys, allowed = self.allowed
+        sims = (query @ near_keys.T).masked_fill(~allowed, -1.0)  # (R, K)
         top, index = sims.topk(min(NEIGHBOURS, sims.size(1)), dim=-1)  # (R, n)
         weight = memory.most * ((top[:, :1] - memory.near) / (memory.same - memory.near)).clamp(0.0, 1.0)  # (R, 1) λ
         if not bool((weight > 0).any()):
             return logp
         chosen = keys[index]  # (R, n) key ids
-        p_taught = torch.zeros_like(logp).scatter_add_(
-            1, table.values[chosen].to(logp.device), torch.softmax(top / TEMPERATURE, dim=-1).to(logp.device)
-        )
         ctx.taught = (weight[:, 0].tolist(), [table.replies[int(table.owner[k])].id for k in chosen[:, 0]])
-        weight = weight.to(logp.device)
-        mixed = torch.logaddexp(torch.log1p(-weight) + logp, torch.log(weight) + torch.log(p_taught))
+        rows = torch.nonzero(weight[:, 0] > 0).flatten()  # only the rows a taught reply weighs in on
+        w = weight[rows].to(logp.device)  # (r, 1)
+        pieces = table.values[chosen[rows]].to(logp.device)  # (r, n) the neighbours' pieces
+        share = torch.softmax(top[rows] / TEMPERATURE, dim=-1).to(logp.device)  # (r, n)
+        p_taught = ((pieces.unsqueeze(2) == pieces.unsqueeze(1)) * share.unsqueeze(1)).sum(-1)  # (r, n) per piece
+        # p = (1 - λ) p_model + λ p_taught: every piece scaled by 1 - λ, the neighbours' pieces raised
+        base = logp[rows] + torch.log1p(-w)  # (r, V)
+        raised = torch.logaddexp(base.gather(1, pieces), torch.log(w * p_taught))  # (r, n)
+        mixed = logp.clone()
+        mixed[rows] = base.scatter(1, pieces, raised)
         if ctx.gain is not None:  # what the message adds now includes what it was taught
-            ctx.gain = ctx.gain + torch.where(torch.isfinite(logp), mixed - logp, torch.zeros_like(logp))
+            gain = ctx.gain.clone()
+            gain[rows] = (gain[rows] + torch.log1p(-w)).scatter(
+                1, pieces, gain[rows].gather(1, pieces) + raised - logp[rows].gather(1, pieces)
+            )
+            ctx.gain = gain
         return mixed
 
     def candidates(self, query: torch.Tensor):
-        """Per row, the keys of the taught replies its message may follow: (key ids (K,), allowed
-        (R, K)); None when no message is near any."""
+        """Per row, the keys of the taught replies its message may follow: (key ids (K,), those
+        keys (K, A), allowed (R, K)); None when no message is near any. The rows of one message
+        start from one state: each distinct state is compared once."""
         table = self.table
         if not len(table.replies):
             return None
-        sims = query @ table.keys[table.starts].T  # (R, M'): to each reading's first state
-        best, which = sims.topk(min(CANDIDATES, sims.size(1)), dim=-1)
+        states, row_state = torch.unique(query, dim=0, return_inverse=True)  # (U, A), (R,)
+        best, which = (states @ table.firsts.T).topk(min(CANDIDATES, len(table.firsts)), dim=-1)  # (U, c)
+        best, which = best[row_state], which[row_state]  # (R, c)
         near = best >= self.memory.start  # (R, c)
         if not bool(near.any()):
             return None
-        owners = table.owner[table.starts[which]]  # (R, c) taught replies
-        keys = torch.nonzero(torch.isin(table.owner, torch.unique(owners[near]))).flatten()  # (K,)
+        readings = torch.unique(which[near])  # the readings some row may follow
+        keys = torch.cat([torch.arange(int(table.starts[m]), int(table.ends[m])) for m in readings])  # (K,)
+        owners = table.owner[table.starts[which]]  # (R, c) the taught replies near each row
         allowed = ((table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)).any(1)  # (R, K)
-        return keys, allowed
+        return keys, table.keys[keys], allowed
