@@ -11,8 +11,8 @@ are near, the distribution of their pieces is mixed into the model's:
 
 A message worded like a taught one leads the decoder to states like the taught one's, so a
 rewording finds it too; an unrelated message's states are far from every key and λ is 0: the
-model speaks alone. The memory is rebuilt from the log (`Storage.taught`) whenever a model loads,
-so the log stays the only record; a correction saved in the chat is added at once.
+model speaks alone. The memory is built from the log (`Storage.taught`) when a model first
+replies, and again after any correction or rating, so the log stays the only record.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 
 from chatbot.decoding.rules import Context, Rule
-from chatbot.tokenizer import EOS
+from chatbot.tokenizer import BOS, EOS
 
 START = 0.6  # cosine similarity of a message's first state to a taught one's from which it may follow it
 NEAR = 0.7  # cosine similarity from which a taught reply's pieces are mixed in at all
@@ -120,7 +120,7 @@ def read_states(engine, sources: list[list[int]], targets: list[list[int]]) -> l
     _, memory, state = encode_rows(engine, sources, torch.arange(B, device=engine.device), twins=False)
     T = max(len(t) for t in targets)
     forced = torch.tensor([t + [EOS] * (T - len(t)) for t in targets], dtype=torch.long, device=engine.device)
-    tokens, feed, steps = torch.full((B,), 2, dtype=torch.long, device=engine.device), engine.initial_feed(B), []
+    tokens, feed, steps = torch.full((B,), BOS, dtype=torch.long, device=engine.device), engine.initial_feed(B), []
     for t in range(T):
         _, state, _, feed = engine.step(tokens, state, memory, feed)
         steps.append(feed)
