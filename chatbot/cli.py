@@ -553,7 +553,7 @@ def with_taught(db: Path, repliers: dict) -> dict:
     """Each replier with what the log at `db` taught the messages it answers (`chatbot.taught`)."""
     from chatbot.languages import language_of
     from chatbot.storage import Storage
-    from chatbot.taught import Memory, TaughtReply
+    from chatbot.taught import memory_from_log
 
     if not db.exists():
         raise ChatbotError(tr("{path}: no such chat log", path=db))
@@ -562,15 +562,15 @@ def with_taught(db: Path, repliers: dict) -> dict:
         rows = storage.taught()
     finally:
         storage.close()
-    out = {}
-    for lang, (engine, tokenizer, _) in repliers.items():
-        mine = [
-            r for r in rows if (language_of(r["message"]) if language_of(r["message"]) in repliers else "en") == lang
-        ]
-        memory = Memory(engine.cfg.attentional_size)
-        memory.add(engine, tokenizer, [TaughtReply(r["id"], r["message"], r["reply"], r["context"]) for r in mine])
-        out[lang] = (engine, tokenizer, memory if len(memory) else None)
-    return out
+    answered_by = [lang if lang in repliers else "en" for lang in (language_of(r["message"]) for r in rows)]
+    return {
+        lang: (
+            engine,
+            tokenizer,
+            memory_from_log(engine, tokenizer, [r for r, by in zip(rows, answered_by) if by == lang]),
+        )
+        for lang, (engine, tokenizer, _) in repliers.items()
+    }
 
 
 def answer(args: argparse.Namespace, repliers: dict, settings, items: list) -> None:

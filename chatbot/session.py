@@ -140,13 +140,12 @@ class Session:
         what was taught by then, as a reply decoded then saw it (the walk-through's)."""
         if not self.taught or self.storage is None:
             return None
-        from chatbot.taught import Memory, TaughtReply
+        from chatbot.taught import memory_from_log
 
         def build(rows):
-            memory = Memory(engine.cfg.attentional_size)
-            mine = [r for r in rows if self.replier_path(r["message"]) == model_path]
-            memory.add(engine, tokenizer, [TaughtReply(r["id"], r["message"], r["reply"], r["context"]) for r in mine])
-            return memory if len(memory) else None
+            return memory_from_log(
+                engine, tokenizer, [r for r in rows if self.replier_path(r["message"]) == model_path]
+            )
 
         if before is not None:
             return build([r for r in self.storage.taught() if (r["taught_at"] or "") <= before])

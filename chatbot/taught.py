@@ -22,8 +22,9 @@ from typing import NamedTuple
 
 import torch
 
+from chatbot.decoding.loop import teacher_forced
 from chatbot.decoding.rules import Context, Rule
-from chatbot.tokenizer import BOS, EOS
+from chatbot.tokenizer import EOS
 
 START = 0.6  # cosine similarity of a message's first state to a taught one's from which it may follow it
 NEAR = 0.7  # cosine similarity from which a taught reply's pieces are mixed in at all
@@ -114,19 +115,16 @@ class Memory:
 def read_states(engine, sources: list[list[int]], targets: list[list[int]]) -> list[torch.Tensor]:
     """The decoder's attentional state before each piece of each target (teacher forcing):
     (len(target), A) per pair."""
-    from chatbot.decoding.loop import encode_rows
-
-    B = len(sources)
-    _, memory, state = encode_rows(engine, sources, torch.arange(B, device=engine.device), twins=False)
-    T = max(len(t) for t in targets)
-    forced = torch.tensor([t + [EOS] * (T - len(t)) for t in targets], dtype=torch.long, device=engine.device)
-    tokens, feed, steps = torch.full((B,), BOS, dtype=torch.long, device=engine.device), engine.initial_feed(B), []
-    for t in range(T):
-        _, state, _, feed = engine.step(tokens, state, memory, feed)
-        steps.append(feed)
-        tokens = forced[:, t]
-    stacked = torch.stack(steps, dim=1).cpu()  # (B, T, A)
+    stacked = torch.stack([feed for _, feed, _ in teacher_forced(engine, sources, targets)], dim=1).cpu()  # (B, T, A)
     return [stacked[i, : len(target)] for i, target in enumerate(targets)]
+
+
+def memory_from_log(engine, tokenizer, rows: list[dict]) -> Memory | None:
+    """A memory of what the log taught (`Storage.taught` rows, those this model answers), as
+    `engine` reads it; None when they are none."""
+    memory = Memory(engine.cfg.attentional_size)
+    memory.add(engine, tokenizer, [TaughtReply(r["id"], r["message"], r["reply"], r["context"]) for r in rows])
+    return memory if len(memory) else None
 
 
 class Taught(Rule):

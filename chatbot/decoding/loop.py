@@ -52,6 +52,22 @@ def encode_rows(engine, sources: list[list[int]], rows_of: torch.Tensor, twins: 
     return src, memory, state
 
 
+def teacher_forced(engine, sources: list[list[int]], targets: list[list[int]], twins: bool = False):
+    """Step the engine through given replies (teacher forcing), each message with its target,
+    EOS-padded to the longest: yields, per position t, the logits (B (or 2B, with `twins`), V),
+    the attentional states (B (or 2B), A) that computed them, and the pieces targets[:, t] (B,)."""
+    device, B = engine.device, len(sources)
+    _, memory, state = encode_rows(engine, sources, torch.arange(B, device=device), twins)
+    T = max(len(t) for t in targets)
+    forced = torch.tensor([t + [EOS] * (T - len(t)) for t in targets], dtype=torch.long, device=device)  # (B, T)
+    tokens = torch.full((2 * B if twins else B,), BOS, dtype=torch.long, device=device)
+    feed = engine.initial_feed(len(tokens))
+    for t in range(T):
+        logits, state, _, feed = engine.step(tokens, state, memory, feed)
+        yield logits, feed, forced[:, t]
+        tokens = forced[:, t].repeat(2) if twins else forced[:, t]
+
+
 def run(
     engine,
     sources: list[list[int]],

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from chatbot.consensus import normalise
-from chatbot.decoding.loop import Observer, encode_rows, run
+from chatbot.decoding.loop import Observer, run, teacher_forced
 from chatbot.decoding.rules import guidance_of, rules_for
 from chatbot.decoding.strategies import make_strategy, rerank_of
 from chatbot.decoding.trace import Hypothesis
@@ -95,18 +95,10 @@ def forced_gains(engine, sources: list[list[int]], replies: list[list[int]]) -> 
     """How much each message raised each piece of its reply: log p(piece | message) - log p(piece
     | no message), the model reading the given pieces (teacher forcing); what the twin rows
     measure while decoding, for replies chosen after it."""
-    device, B = engine.device, len(sources)
-    _, memory, state = encode_rows(engine, sources, torch.arange(B, device=device), twins=True)
-    feed = engine.initial_feed(2 * B)
-    T = max(len(r) for r in replies)
-    forced = torch.tensor([r + [EOS] * (T - len(r)) for r in replies], dtype=torch.long, device=device)  # (B, T)
-    tokens = torch.full((2 * B,), BOS, dtype=torch.long, device=device)
-    steps = []
-    for t in range(T):
-        logits, state, _, feed = engine.step(tokens, state, memory, feed)
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(1, forced[:, t].repeat(2).unsqueeze(1)).squeeze(1)
+    B, steps = len(sources), []
+    for logits, _, target in teacher_forced(engine, sources, replies, twins=True):
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(1, target.repeat(2).unsqueeze(1)).squeeze(1)
         steps.append(logp[:B] - logp[B:])
-        tokens = forced[:, t].repeat(2)
     measured = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in replies]  # (B, T)
     return [g[: len(r)] for g, r in zip(measured, replies)]
 
