@@ -45,6 +45,7 @@ class Exchange:
     context: list[str] = field(default_factory=list)  # the earlier turns the model read with the message
     model_path: str = ""  # the model that replied: the session's, or the bundled one of the message's language
     source_limit: int = 0  # the most message pieces that model reads
+    decoding: dict = field(default_factory=dict)  # how it was decoded, as logged (`logged_decoding`)
 
 
 @dataclass
@@ -286,13 +287,14 @@ class Session:
         )[0][0]  # fmt: skip
         result.seconds = time.perf_counter() - start
         bot_id, inside = None, inside_view(tokenizer, result) if inspect else None
+        decoding = logged_decoding(result, self.precision)
         if log and self.storage is not None and user_id is not None:
             bot_id = self.storage.add_message(
                 conversation_id,
                 "bot",
                 result.text,
                 model=model_path,
-                decoding=logged_decoding(result, self.precision),
+                decoding=decoding,
                 latency_ms=round(result.seconds * 1000, 2),
                 score=result.score,
                 attention=inside,
@@ -302,7 +304,8 @@ class Session:
         if log and conversation_id == self.conversation_id:
             self.add_reply_turn(Turn(bot_id, "bot", result.text), user_id, text)
         context_texts = [t.text for t in context]
-        return Exchange(user_id, bot_id, result, inside, context_texts, model_path, model.cfg.max_source_tokens)
+        limit = model.cfg.max_source_tokens
+        return Exchange(user_id, bot_id, result, inside, context_texts, model_path, limit, decoding)
 
 
 def logged_decoding(result: Reply, precision: str) -> dict:

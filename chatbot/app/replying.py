@@ -16,7 +16,7 @@ from chatbot.app.guard import guarded
 from chatbot.app.widgets import MessageView, PromptInput
 from chatbot.errors import ChatbotError
 from chatbot.i18n import t
-from chatbot.session import Cancelled, logged_decoding
+from chatbot.session import Cancelled
 from chatbot.settings import MAX_MESSAGE_CHARS
 from chatbot.validation import clean_text
 
@@ -119,8 +119,7 @@ class Replying:
         except ChatbotError as err:
             self.call_from_thread(self.finish_reply, view, "", None, t("caption.not_logged", error=err))
             return
-        r = exchange.reply
-        decoding = logged_decoding(r, self.session.precision)
+        r, decoding = exchange.reply, exchange.decoding
         caption = reply_caption(decoding, r.seconds * 1000, r.score)
         if exchange.model_path != self.session.model_path:  # the bundled model of the message's language
             caption += t("caption.model", name=Path(exchange.model_path).name)

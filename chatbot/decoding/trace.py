@@ -80,6 +80,7 @@ class Trace:
         self.attention, self.alt_ids, self.alt_logps = [], [], []  # per step, by parent row: (R, S), (R, A), (R, A)
         self.unranked = []  # per step (R, V): log-probabilities, stacked by `finish`; alternatives ranked when read
         self.gains = []  # per step (R,): how much the message raised the chosen piece's log-probability
+        self.kept = None  # after `keep_rows`: the rows kept, as the observers saw them
 
     def extend(self, chosen, logp, weights, rows=None, gain=None, top=None) -> None:
         """Row i continues row rows[i] (row i itself when rows is None) with token chosen[i]; the
@@ -115,7 +116,7 @@ class Trace:
         self.rows = len(rows)
         for name in ("tokens", "attention", "logps", "alt_ids", "alt_logps", "unranked", "gains"):
             setattr(self, name, [step[index] for step in getattr(self, name)])
-        self.kept = rows  # the rows as the observers saw them
+        self.kept = rows
 
     def finish(self) -> None:
         """Stack the steps, once, for reading hypotheses back: pointers, tokens and their
@@ -144,7 +145,7 @@ class Trace:
         """The reply held by `row` after step `last_step`: `length` tokens, plus the EOS step when it
         finished; score defaults to the sum of its log-probabilities."""
         keep = length + 1 if finished else length
-        seen = getattr(self, "kept", None)  # rows renumbered by `keep_rows`: as the observers saw them
+        seen = self.kept  # rows renumbered by `keep_rows`: as the observers saw them
         if isinstance(self.unranked, torch.Tensor):  # one message, greedy or sampling: the row never moved
             rows = parents = [row] * (last_step + 1)
             attention = self.attention[:keep, row].tolist()
