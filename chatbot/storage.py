@@ -206,6 +206,11 @@ def damaged(path: Path, reason: str) -> ChatbotError:
     )
 
 
+# SQL: the latest rating of the reply `b` (a reply has one at most; a taken-back one is none)
+LATEST_RATING = (
+    "(select f.rating from feedback f where f.message_id = b.id and f.kind = 'rating' order by f.id desc limit 1)"
+)
+
 QUICK_CHECK_SECONDS = 3.0  # a log too big to check in this time is opened unchecked
 
 
@@ -508,8 +513,7 @@ class Storage:
             "where f.message_id = b.id and f.kind in ('correction', 'rating')) as taught_at "
             "from messages b join messages u on u.id = b.reply_to "
             "where exists (select 1 from feedback f where f.message_id = b.id and f.kind = 'correction') "
-            "or (select f.rating from feedback f where f.message_id = b.id and f.kind = 'rating' order by f.id desc "
-            "limit 1) = 1 order by b.id"
+            f"or {LATEST_RATING} = 1 order by b.id"
         )
         texts = {}
         ids = {i for r in rows for i in json.loads(r["context"] or "[]")}

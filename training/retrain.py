@@ -24,7 +24,7 @@ from chatbot.errors import ChatbotError
 from chatbot.i18n import tr
 from chatbot.modeldir import load_model, output_directory
 from chatbot.private_files import write_private
-from chatbot.storage import check_schema, inspect_log, refuse_odd_file
+from chatbot.storage import LATEST_RATING, check_schema, inspect_log, refuse_odd_file
 from corpora import Pair, load_pairs
 from corpora.pairs import MAX_CONTEXT, stable_percent
 
@@ -84,8 +84,7 @@ def logged_pairs(conn: sqlite3.Connection, human_turns: bool = True) -> list[Log
     rated = conn.execute(
         "select u.text as source, u.id as source_id, b.text as reply, b.id as message_id "
         "from messages b join messages u on u.id = b.reply_to "
-        "where (select rating from feedback f where f.message_id = b.id and f.kind = 'rating' "
-        "order by f.id desc limit 1) = 1 "
+        f"where {LATEST_RATING} = 1 "
         "order by b.id"
     )
     pairs += [LoggedPair(r["source"], r["reply"], "rated good", r["message_id"], before(r)) for r in rated]
