@@ -202,6 +202,9 @@ def teaching() -> list[str]:
         for name, r in run["results"].items():
             if name == "latency":
                 continue
+            if name.endswith("retrain"):
+                out += retrained_rows(run["date"], name, r)
+                continue
             b, t = r["before"], r["taught"]
             out.append(
                 f"| {run['date']} | {name} | {r.get('facts', '')} | {b['recall']:.0%} -> {t['recall']:.0%} | "
@@ -219,6 +222,25 @@ def teaching() -> list[str]:
                     f"{on['p95_ms']:.1f} ms | |"
                 )
     return out + [""]
+
+
+def retrained_rows(date: str, name: str, r: dict) -> list[str]:
+    """After `chatbot retrain` with its defaults on the taught log, the new model alone (memory off)."""
+    report = r["retrain"]
+    test = 100 * (report["test_after"] / report["test_before"] - 1) if report.get("test_before") else None
+    note = f"{r['seconds'] / 60:.1f} min, {report['epochs']} epochs" + (
+        f", chitchat test ppl {test:+.1f}%" if test is not None else ""
+    )
+    if "bad_still_said" in r:
+        note += f", replies rated bad still given {report['bad_said_before']:.0%} -> {r['bad_still_said']:.0%}"
+    rows = []
+    for strategy, f in r.items():
+        if isinstance(f, dict) and "recall" in f:
+            rows.append(
+                f"| {date} | {name}ed ({note}), {strategy}, memory off | {report['taught']} | "
+                f"{report['taught_recall_before']:.0%} -> {f['recall']:.0%} | {f['reworded']:.0%} | {f['leak']:.0%} |"
+            )
+    return rows
 
 
 SECTIONS = [reply_latency, reply_versions, guidance_sweep, chat_startup, train_throughput, retrain, teaching]

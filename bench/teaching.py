@@ -13,7 +13,9 @@ import csv
 import datetime
 import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -28,6 +30,7 @@ from report import write as write_report  # noqa: E402  bench/report.py, beside 
 from chatbot.consensus import normalise  # noqa: E402
 from chatbot.decoding import reply, settings_from  # noqa: E402
 from chatbot.engine import load_engine  # noqa: E402
+from chatbot.storage import Storage  # noqa: E402
 from chatbot.taught import Memory, TaughtReply  # noqa: E402
 from corpora import load_pairs  # noqa: E402
 
@@ -52,16 +55,19 @@ def holds(text: str, keys: list[str]) -> bool:
     return all(k in lowered for k in keys)
 
 
-def measure(engine, tokenizer, facts, unrelated, settings, memory) -> dict:
-    def answer(messages, taught):
-        return [r[0].text for r in reply(engine, tokenizer, messages, settings, taught=taught)] if messages else []
+def measure(engine, tokenizer, facts, unrelated, settings, memory, before=None) -> dict:
+    """Recall, reworded recall and leak of `engine` with `memory` ("taught") against `before`
+    (default: the same engine without it)."""
+
+    def answer(messages, taught, model=engine):
+        return [r[0].text for r in reply(model, tokenizer, messages, settings, taught=taught)] if messages else []
 
     out = {}
     asked = [f["message"] for f in facts]
     reworded = [(f, m) for f in facts for m in f["reworded"]]
-    for name, taught in (("before", None), ("taught", memory)):
-        same = answer(asked, taught)
-        again = answer([m for _, m in reworded], taught)
+    for name, taught, model in (("before", None, before or engine), ("taught", memory, engine)):
+        same = answer(asked, taught, model)
+        again = answer([m for _, m in reworded], taught, model)
         out[name] = {
             "recall": sum(holds(r, f["key"]) for r, f in zip(same, facts)) / len(facts),
             "reworded": sum(holds(r, f["key"]) for r, (f, _) in zip(again, reworded)) / len(reworded),
@@ -71,15 +77,79 @@ def measure(engine, tokenizer, facts, unrelated, settings, memory) -> dict:
     common = common_words()
     taught_pairs = {p for f in facts for p in bigrams(f["correction"]) if not set(p) <= common}
     taught_keys = [k for f in facts for k in f["key"]]
-    plain, with_memory = answer(unrelated, None), answer(unrelated, memory)
+    plain, with_memory = answer(unrelated, None, before or engine), answer(unrelated, memory)
     leaked = [
         (m, r)
         for m, p, r in zip(unrelated, plain, with_memory)
         if r != p and (any(k in r.lower() for k in taught_keys) or bigrams(r) & taught_pairs)
     ]
     out["leak"] = len(leaked) / max(1, len(unrelated))
-    out["leaked"] = leaked[:5]
+    out["leaked"] = leaked[:8]
     return out
+
+
+def taught_log(db: Path, engine, tokenizer, facts, bad: list[str]) -> list[str]:
+    """A log as the chat writes it when a person corrects each fact's reply with ctrl+r (one
+    conversation per fact: the message, the model's greedy reply, the correction) and rates the
+    greedy replies to the `bad` messages bad (ctrl+g); returns those replies."""
+    store = Storage(db)
+    rated = [r[0].text for r in reply(engine, tokenizer, bad, settings_from("greedy"))] if bad else []
+    for message, text in zip(bad, rated):
+        conversation = store.new_conversation(message)
+        u = store.add_message(conversation, "user", message)
+        store.rate(store.add_message(conversation, "bot", text, reply_to=u), -1)
+    for f in facts:
+        conversation = store.new_conversation(f["message"])
+        u = store.add_message(conversation, "user", f["message"])
+        r = reply(engine, tokenizer, [f["message"]], settings_from("greedy"))[0][0]
+        b = store.add_message(conversation, "bot", r.text, decoding=r.settings, reply_to=u)
+        store.correct(b, f["correction"])
+    store.close()
+    return rated
+
+
+def after_retrain(directory, facts, unrelated, bad, args, replay: str) -> dict:
+    """Teach the facts and rate the replies to `bad` bad in a fresh log, run `chatbot retrain` on
+    it with its defaults, then ask the new model alone (no taught memory) what the bench asks the
+    taught one, and how many of the bad replies it still gives (greedy)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        engine, tokenizer, _ = load_engine(directory, precision=args.precision)
+        db, out = Path(tmp) / "chat.db", Path(tmp) / "retrained"
+        rated = taught_log(db, engine, tokenizer, facts, bad)
+        command = [sys.executable, "-m", "chatbot", "retrain", "--db", str(db), "--model", str(directory)]
+        command += ["--out", str(out), "--replay", replay, "--threads", str(args.threads), "--quiet", "--force"]
+        command += args.retrain_flags
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        seconds = time.perf_counter() - start
+        print(done.stdout, done.stderr[-2000:] if done.returncode else "", sep="")
+        if done.returncode:
+            sys.exit(f"chatbot retrain failed ({done.returncode})")
+        report = json.loads((out / "retrain.json").read_text())["results"]
+        new, _, _ = load_engine(out, precision=args.precision)
+        figures = {"seconds": seconds, "retrain": report}
+        if bad:
+            now = [r[0].text for r in reply(new, tokenizer, bad, settings_from("greedy"))]
+            figures["bad_still_said"] = sum(normalise(a) == normalise(b) for a, b in zip(now, rated)) / len(bad)
+            figures["bad_examples"] = [[m, b, a] for m, b, a in zip(bad, rated, now)][:5]
+        for strategy in args.strategies:
+            settings = settings_from(strategy, seed=1 if strategy == "sample" else None)
+            measured = measure(new, tokenizer, facts, unrelated, settings, None, before=engine)
+            figures[strategy] = {"recall": measured["taught"]["recall"], "reworded": measured["taught"]["reworded"]}
+            figures[strategy].update(leak=measured["leak"], examples=measured["taught"]["examples"])
+            figures[strategy]["leaked"] = measured["leaked"]
+    return figures
+
+
+def bad_messages(lang: str, args) -> list[str]:
+    """Messages whose greedy replies the bench rates bad: test messages after the unrelated ones."""
+    if lang == "en":
+        return [p.source for p in load_pairs("chitchat", "test")[args.unrelated : args.unrelated + args.bad]]
+    if not args.korean_csv:
+        return []
+    with open(args.korean_csv, encoding="utf-8") as f:
+        rows = [row["Q"] for row in csv.DictReader(f)]
+    return rows[-args.unrelated - args.bad : -args.unrelated]
 
 
 def latency(engine, tokenizer, messages, settings, memory, repeats: int = 3) -> list[float]:
@@ -104,13 +174,20 @@ def main() -> None:
     parser.add_argument("--near", type=float)
     parser.add_argument("--same", type=float)
     parser.add_argument("--latency", type=int, default=10_000, help="taught replies in the latency run (0: none)")
+    parser.add_argument("--bad", type=int, default=20, help="replies rated bad before retraining, per language")
+    parser.add_argument("--langs", nargs="+", default=list(MODELS))
+    parser.add_argument("--no-memory", action="store_true", help="skip the taught memory's half")
+    parser.add_argument(
+        "--retrain", action="store_true", help="also: retrain on the corrections, ask the new model alone"
+    )
+    parser.add_argument("--retrain-flags", nargs=argparse.REMAINDER, default=[], help="passed to chatbot retrain")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     facts = [json.loads(line) for line in args.facts.read_text(encoding="utf-8").splitlines() if line.strip()]
     results = {}
     for lang, directory in MODELS.items():
         chosen = [f for f in facts if f["lang"] == lang]
-        if not chosen:
+        if not chosen or lang not in args.langs:
             continue
         engine, tokenizer, _ = load_engine(directory, precision=args.precision)
         if lang == "en":
@@ -120,6 +197,27 @@ def main() -> None:
                 unrelated = [row["Q"] for row in csv.DictReader(f)][-args.unrelated :]
         else:
             unrelated = []
+        if args.retrain:
+            replay = "chitchat" if lang == "en" else str(args.korean_csv or "")
+            figures = after_retrain(directory, chosen, unrelated, bad_messages(lang, args), args, replay)
+            results[f"{lang} retrain"] = figures
+            for strategy in args.strategies:
+                f = figures[strategy]
+                print(
+                    f"{lang} retrained, {strategy:7s} recall {f['recall']:.0%}  reworded {f['reworded']:.0%}  "
+                    f"leak {f['leak']:.0%}  ({figures['seconds'] / 60:.1f} min, {figures['retrain']['epochs']} epochs, "
+                    f"{figures['retrain']['steps']} steps)"
+                )
+            if "bad_still_said" in figures:
+                print(f"{lang} retrained: greedy replies rated bad still given {figures['bad_still_said']:.0%}")
+                for m, b, a in figures["bad_examples"]:
+                    print(f"    {m!r}: {b!r} (rated bad) -> {a!r}")
+                for m, r in f["examples"]:
+                    print(f"    {m!r} -> {r!r}")
+                for m, r in f["leaked"]:
+                    print(f"    leaked: {m!r} -> {r!r}")
+        if args.no_memory:
+            continue
         memory = Memory(engine.cfg.attentional_size)
         for name in ("start", "near", "same"):
             if getattr(args, name) is not None:
@@ -142,7 +240,7 @@ def main() -> None:
                 print(f"    {m!r} -> {r!r}")
             for m, r in figures["leaked"]:
                 print(f"    leaked: {m!r} -> {r!r}")
-        if lang == "en" and args.latency:
+        if lang == "en" and args.latency and not args.no_memory:
             pairs = load_pairs("chitchat", "train")[: args.latency]
             big = Memory(engine.cfg.attentional_size)
             start = time.perf_counter()

@@ -531,12 +531,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     device = resolve_device(args.device)
     precision = reply_precision(args.precision, device, args.reference)
-    model, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
+    model, tokenizer, config = load_engine(args.model, device, precision, reference=args.reference)
     repliers = {"en": (model, tokenizer, None)}  # the bundled models of other languages answer their messages
     for lang, path in bundled_companions(args.model).items():
         repliers[lang] = (*load_engine(path, device, precision, reference=args.reference)[:2], None)
     if args.db is not None and not args.no_taught:
-        repliers = with_taught(args.db, repliers)
+        repliers = with_taught(args.db, repliers, config)
     if args.text is not None:
         answer(args, repliers, settings, [(1, (clean_text(args.text), []))])
         return 0
@@ -549,11 +549,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_taught(db: Path, repliers: dict) -> dict:
-    """Each replier with what the log at `db` taught the messages it answers (`chatbot.taught`)."""
+def with_taught(db: Path, repliers: dict, config: dict) -> dict:
+    """Each replier with what the log at `db` taught the messages it answers (`chatbot.taught`),
+    but what the replying model (`config`) learned by retraining."""
     from chatbot.languages import language_of
     from chatbot.storage import Storage
-    from chatbot.taught import memory_from_log
+    from chatbot.taught import learned, memory_from_log
 
     if not db.exists():
         raise ChatbotError(tr("{path}: no such chat log", path=db))
@@ -567,7 +568,12 @@ def with_taught(db: Path, repliers: dict) -> dict:
         lang: (
             engine,
             tokenizer,
-            memory_from_log(engine, tokenizer, [r for r, by in zip(rows, answered_by) if by == lang]),
+            memory_from_log(
+                engine,
+                tokenizer,
+                [r for r, by in zip(rows, answered_by) if by == lang],
+                learned(config) if lang == "en" else set(),
+            ),
         )
         for lang, (engine, tokenizer, _) in repliers.items()
     }
@@ -860,13 +866,39 @@ def build_parser() -> argparse.ArgumentParser:
         help=tr("corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)"),
     )
     p.add_argument(
-        "--replay-ratio", type=ranged(float, 0, 100), default=2.0, help=tr("replayed pairs per logged pair; 0 to 100")
+        "--replay-ratio", type=ranged(float, 0, 100), default=10.0, help=tr("replayed pairs per logged pair; 0 to 100")
     )
     p.add_argument("--no-human-turns", action="store_true", help=tr("do not learn the human's own turns as replies"))
+    p.add_argument(
+        "--no-anchor",
+        action="store_true",
+        help=tr("learn the replayed pairs' own replies instead of the parent model's distribution on them"),
+    )
     p.add_argument("--export", type=Path, help=tr("only write the logged pairs to this TSV file"))
-    add_ranged(p, "--max-minutes", R)
-    add_ranged(p, "--epochs", R, tr("passes over the logged pairs, each with fresh replayed pairs"), default=12)
-    add_ranged(p, "--lr", R, tr("peak learning rate (near where the base training ended)"), default=2e-4)
+    add_ranged(p, "--max-minutes", R, tr("training's wall-clock budget"), default=12.0)
+    add_ranged(
+        p,
+        "--epochs",
+        R,
+        tr("most passes over the logged pairs (fresh replayed pairs in each); it stops once all taught is recalled"),
+        default=150,
+    )
+    add_ranged(p, "--lr", R, tr("peak learning rate"), default=3e-4)
+    add_ranged(
+        p, "--max-tokens", R, tr("padded tokens per batch: small batches, more steps on a small log"), default=1500
+    )
+    p.add_argument(
+        "--unlikelihood",
+        type=ranged(float, 0, 100),
+        default=0.1,
+        help=tr("weight of the unlikelihood of replies rated bad (0: ignore bad ratings); 0 to 100"),
+    )
+    p.add_argument(
+        "--taught-weight",
+        type=ranged(int, 1, 100),
+        default=1,
+        help=tr("times each correction and good reply is trained per epoch, against one of each human turn; 1 to 100"),
+    )
     add_ranged(p, "--dropout", MODEL_RANGES, tr("dropout while fine-tuning (default: the model's own)"))
     add_ranged(p, "--eval-every", R, default=50)
     add_ranged(p, "--patience", R, default=4)

@@ -141,11 +141,14 @@ class Session:
         what was taught by then, as a reply decoded then saw it (the walk-through's)."""
         if not self.taught or self.storage is None:
             return None
-        from chatbot.taught import memory_from_log
+        from chatbot.modeldir import read_config
+        from chatbot.taught import learned, memory_from_log
+
+        retired = learned(read_config(model_path))  # what retraining made this model say alone
 
         def build(rows):
             return memory_from_log(
-                engine, tokenizer, [r for r in rows if self.replier_path(r["message"]) == model_path]
+                engine, tokenizer, [r for r in rows if self.replier_path(r["message"]) == model_path], retired
             )
 
         if before is not None:

@@ -119,9 +119,16 @@ def read_states(engine, sources: list[list[int]], targets: list[list[int]]) -> l
     return [stacked[i, : len(target)] for i, target in enumerate(targets)]
 
 
-def memory_from_log(engine, tokenizer, rows: list[dict]) -> Memory | None:
+def learned(config: dict) -> set[tuple[int, str]]:
+    """(reply id, taught text) of what a retrained model (its config.json) learned to say alone:
+    the memory leaves those out. A later correction of the same reply is a new text: it stays."""
+    return {(entry["id"], entry["reply"]) for entry in config.get("lineage", {}).get("learned", [])}
+
+
+def memory_from_log(engine, tokenizer, rows: list[dict], retired: set[tuple[int, str]] = frozenset()) -> Memory | None:
     """A memory of what the log taught (`Storage.taught` rows, those this model answers), as
-    `engine` reads it; None when they are none."""
+    `engine` reads it, but the `retired` (`learned`) entries; None when none are left."""
+    rows = [r for r in rows if (r["id"], r["reply"]) not in retired]
     memory = Memory(engine.cfg.attentional_size)
     memory.add(engine, tokenizer, [TaughtReply(r["id"], r["message"], r["reply"], r["context"]) for r in rows])
     return memory if len(memory) else None

@@ -13,6 +13,7 @@ import json
 import random
 import sqlite3
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from chatbot.errors import ChatbotError
 from chatbot.i18n import tr
 from chatbot.modeldir import load_model, output_directory
 from chatbot.private_files import write_private
-from chatbot.storage import LATEST_RATING, check_schema, inspect_log, refuse_odd_file
+from chatbot.storage import LATEST_RATING, Storage, check_schema, inspect_log, refuse_odd_file
 from corpora import Pair, load_pairs
 from corpora.pairs import MAX_CONTEXT, stable_percent
 
@@ -100,6 +101,19 @@ def logged_pairs(conn: sqlite3.Connection, human_turns: bool = True) -> list[Log
     return pairs
 
 
+def rated_bad(conn: sqlite3.Connection) -> list[LoggedPair]:
+    """Replies whose latest rating is bad and that were not corrected, with their messages: what
+    the model should say less."""
+    before = earlier_turns(conn)
+    rows = conn.execute(
+        "select u.text as source, u.id as source_id, b.text as reply, b.id as message_id "
+        "from messages b join messages u on u.id = b.reply_to "
+        f"where {LATEST_RATING} = -1 and not exists "
+        "(select 1 from feedback f where f.message_id = b.id and f.kind = 'correction') order by b.id"
+    )
+    return [LoggedPair(r["source"], r["reply"], "rated bad", r["message_id"], before(r)) for r in rows]
+
+
 def earlier_turns(conn: sqlite3.Connection):
     """A function of a row with `source_id`: the texts of the messages before that message in its
     conversation, oldest first (at most MAX_CONTEXT of them), as training pairs carry them."""
@@ -147,6 +161,7 @@ def retrain(args) -> int:
     conn = open_log(args.db)
     try:
         pairs, dropped = clean(logged_pairs(conn, human_turns=not args.no_human_turns))
+        bad = rated_bad(conn)
     except sqlite3.DatabaseError as err:
         raise ChatbotError(tr("{db}: cannot read the chat log ({reason})", db=args.db, reason=err)) from None
     finally:
@@ -176,15 +191,26 @@ def retrain(args) -> int:
     with output_directory(out):  # a second retrain into `out` is refused while this one runs
         if (out / "config.json").exists():
             raise ChatbotError(tr("{out}: already holds a model; choose a new directory", out=out))
-        return fine_tune(args, out, pairs, counts)
+        return fine_tune(args, out, pairs, counts, bad)
 
 
-def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter) -> int:
-    """Fine-tune `args.model` on the logged pairs into `out`, report, and register it if better."""
-    from chatbot.decoding import GreedySettings, reply
+TAUGHT_KINDS = ("correction", "rated good")
+LEAK_MESSAGES = 300  # chitchat test messages whose greedy replies are checked for taught words
+RECALL_EVERY_SECONDS = 0.15  # recall is checked after an epoch once this share of the run's time allows
+
+
+def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: list[LoggedPair]) -> int:
+    """Fine-tune `args.model` on the logged pairs into `out` until it says what it was taught,
+    report, and register it if it learned anything.
+
+    Every correction and good reply is trained (a person wants each one learned), weighted
+    `--taught-weight` times against the human's turns and the replayed pairs; a stable 10% of the
+    human's turns is held out. Training stops at the first epoch after which the model's greedy
+    reply holds every taught reply's content words (`training.recall`), or after `--epochs`.
+    Replies rated bad are made less likely by unlikelihood (`--unlikelihood`)."""
     from chatbot.device import resolve_device, set_threads
-    from chatbot.storage import Storage
-    from training.evaluate import evaluate_pairs, perplexity_note
+    from training.evaluate import evaluate_pairs
+    from training.recall import common_words, greedy_replies, leak, recalled, still_said
     from training.train import TrainConfig, Trainer
 
     set_threads(args.threads)
@@ -194,23 +220,28 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter) -> int:
         if not 0.0 <= args.dropout < 1.0:
             raise ChatbotError(tr("dropout must lie in [0, 1)"))
         model.cfg.dropout = args.dropout
-    held = [p for p in pairs if held_out(p)]
-    train_logged = [p for p in pairs if not held_out(p)]
-    if not held:  # too few pairs for a hash slice: hold out the last one
-        held, train_logged = pairs[-1:], pairs[:-1] or pairs
-    held_pairs = [Pair(p.source, p.reply, p.context) for p in held]
+    taught_logged = [p for p in pairs if p.kind in TAUGHT_KINDS]
+    turns = [p for p in pairs if p.kind not in TAUGHT_KINDS]
+    held = [p for p in turns if held_out(p)]
+    turns = [p for p in turns if not held_out(p)]
+    taught, held_pairs = as_pairs(taught_logged), as_pairs(held)
     rng = random.Random(args.seed)
-    replay, per_epoch = [], round(len(train_logged) * args.replay_ratio)
-    if args.replay and args.replay_ratio > 0:
-        # fresh base pairs in every epoch: a few hundred base pairs repeated epoch after epoch
-        # get memorised while the rest of the corpus is forgotten
-        base = load_pairs(args.replay, "train")
-        replay = rng.sample(base, min(len(base), per_epoch * args.epochs))
-    train_pairs = [Pair(p.source, p.reply, p.context) for p in train_logged]
+    base = load_pairs(args.replay, "train") if args.replay else []
+    common = common_words(base[:20000])
+    train_pairs = taught * args.taught_weight + as_pairs(turns)
+    per_epoch = round(len(train_pairs) * args.replay_ratio) if base else 0
+    replay = rng.sample(base, min(len(base), per_epoch * args.epochs))  # fresh base pairs every epoch
     test = load_pairs("chitchat", "test") if not args.skip_chitchat else []
-    before_held = evaluate_pairs(model, tokenizer, held_pairs)["word_ppl"]
+    unrelated = test[:LEAK_MESSAGES]
     shown = None if args.quiet else tr("chitchat test")  # a progress bar on a terminal: 2,211 pairs take a while
-    before_test = evaluate_pairs(model, tokenizer, test, show=shown)["word_ppl"] if test else None
+    bad_pairs = as_pairs(bad)
+    before = {
+        "recall": recalled(model, tokenizer, taught, common),
+        "bad": still_said(model, tokenizer, bad_pairs),
+        "held": evaluate_pairs(model, tokenizer, held_pairs)["word_ppl"] if held_pairs else None,
+        "test": evaluate_pairs(model, tokenizer, test, show=shown)["word_ppl"] if test else None,
+        "unrelated": greedy_replies(model, tokenizer, unrelated),
+    }
     lineage = {
         "parent": str(Path(args.model).resolve()),
         "database": str(Path(args.db).resolve()),
@@ -230,76 +261,63 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter) -> int:
         seed=args.seed,
         device=args.device,
         threads=args.threads,
-        max_tokens=parent_config.get("train", {}).get("max_tokens", 6000),
+        max_tokens=args.max_tokens,
         log_every=10,
         keep="last",
         dropout_from_epoch=0,  # a few small epochs over the same pairs: regularise from the start
         average_from=1.0,  # a short fine-tune keeps its last weights, as its figures were measured
+        blank_source=0.0,
     )
     trainer = Trainer(
         out,
         model.cfg,
         cfg,
-        pairs=(train_pairs, held_pairs),
+        pairs=(train_pairs, held_pairs or taught),  # validation: the held-out turns, else how the taught fit
         base=(model, tokenizer),
         extra={"lineage": {**lineage, "settings": vars_of(args)}},
         quiet=args.quiet,
         replay=replay,
         replay_per_epoch=per_epoch,
+        after_epoch=RecallStop(tokenizer, taught, common) if taught else None,
+        anchored=not args.no_anchor,
+        negatives=as_pairs(bad),
+        unlikelihood=args.unlikelihood,
     )
     trainer.train()
     new_model, _, _ = load_model(out, device)
-    held_result = evaluate_pairs(new_model, tokenizer, held_pairs)
-    after_held = held_result["word_ppl"]
-    after_test = evaluate_pairs(new_model, tokenizer, test, show=shown)["word_ppl"] if test else None
-    note = perplexity_note(held_result)
-    change = 100 * (after_held / before_held - 1)
-    print(
-        tr(
-            "held-out logged pairs ({count}): word ppl {before:.1f} -> {after:.1f} ({change:+.1f}%)",
-            count=len(held_pairs),
-            before=before_held,
-            after=after_held,
-            change=change,
-        )
-        + (f"; {note}" if note else "")
-    )
-    if test:
-        change = 100 * (after_test / before_test - 1)
-        print(
-            tr(
-                "chitchat test ({count}): word ppl {before:.1f} -> {after:.1f} ({change:+.1f}%)",
-                count=len(test),
-                before=before_test,
-                after=after_test,
-                change=change,
-            )
-        )
-    shown = held[:3] + train_logged[:2]
-    messages, contexts = [p.source for p in shown], [p.context for p in shown]
-    old = reply(model, tokenizer, messages, GreedySettings(), contexts=contexts)
-    new = reply(new_model, tokenizer, messages, GreedySettings(), contexts=contexts)
-    for message, o, n in zip(messages, old, new):
-        print(
-            tr(
-                "  {message!r}\n    before: {before}\n    after:  {after}",
-                message=message,
-                before=o[0].text,
-                after=n[0].text,
-            )
-        )
-    results = {
-        "held_out_before": before_held,
-        "held_out_after": after_held,
-        "test_before": before_test,
-        "test_after": after_test,
+    after = {
+        "recall": recalled(new_model, tokenizer, taught, common),
+        "bad": still_said(new_model, tokenizer, bad_pairs),
+        "held": evaluate_pairs(new_model, tokenizer, held_pairs)["word_ppl"] if held_pairs else None,
+        "test": evaluate_pairs(new_model, tokenizer, test, show=shown)["word_ppl"] if test else None,
+        "unrelated": greedy_replies(new_model, tokenizer, unrelated),
     }
+    results = {
+        "taught": len(taught),
+        "taught_recall_before": share(before["recall"]),
+        "taught_recall_after": share(after["recall"]),
+        "rated_bad": len(bad_pairs),
+        "bad_said_before": share(before["bad"]),
+        "bad_said_after": share(after["bad"]),
+        "leak": leak(before["unrelated"], after["unrelated"], [p.reply for p in taught], common) if test else None,
+        "held_out_before": before["held"],
+        "held_out_after": after["held"],
+        "test_before": before["test"],
+        "test_after": after["test"],
+        "steps": trainer.step,
+        "epochs": trainer.epoch,
+    }
+    learned = [{"id": p.message_id, "reply": p.reply} for p, ok in zip(taught_logged, after["recall"]) if ok]
+    report(results, len(held_pairs), len(unrelated))
+    for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
+        print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
+    lineage["learned"] = learned  # what the chat's taught memory leaves out when this model replies
+    write_lineage(out, lineage)
     (out / "retrain.json").write_text(json.dumps({**lineage, "results": results}, indent=2) + "\n")
-    if after_held >= before_held and not args.force:
+    if not (improved(results) or args.force):
         print(
             tr(
-                "the new model is worse on the held-out logged pairs: not registered "
-                "(--force registers it anyway); it is in {out}",
+                "the new model learned nothing it was taught: not registered (--force registers it); it is in {out}",
                 out=out,
             )
         )
@@ -309,6 +327,102 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter) -> int:
     store.close()
     print(tr("registered {out}: chat with it by `chatbot chat --model {out}`", out=out))
     return 0
+
+
+class RecallStop:
+    """Ends fine-tuning after the first epoch at which the model recalls every taught reply. The
+    check is a greedy decode of each taught message; with many taught pairs and short epochs it
+    runs only as often as it costs less than a share of the training time."""
+
+    def __init__(self, tokenizer, taught: list[Pair], common: frozenset[str]):
+        self.tokenizer, self.taught, self.common = tokenizer, taught, common
+        self.seconds, self.last = 0.0, time.monotonic()
+
+    def __call__(self, model) -> str | None:
+        from training.recall import recalled
+
+        since = time.monotonic() - self.last
+        if self.seconds > RECALL_EVERY_SECONDS * since:
+            return None
+        start = time.monotonic()
+        model.eval()
+        ok = recalled(model, self.tokenizer, self.taught, self.common)
+        model.train()
+        self.seconds, self.last = time.monotonic() - start, time.monotonic()
+        return tr("every taught reply recalled") if all(ok) else None
+
+
+def as_pairs(logged: list[LoggedPair]) -> list[Pair]:
+    return [Pair(p.source, p.reply, p.context) for p in logged]
+
+
+def share(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
+def improved(results: dict) -> bool:
+    """Worth registering: it recalls more of what it was taught, gives fewer of the replies rated
+    bad, or (neither logged) reads the held-out turns better."""
+    if results["taught"] or results["rated_bad"]:
+        return (results["taught_recall_after"] or 0) > (results["taught_recall_before"] or 0) or (
+            results["bad_said_after"] or 0
+        ) < (results["bad_said_before"] or 0)
+    return results["held_out_before"] is not None and results["held_out_after"] < results["held_out_before"]
+
+
+def report(results: dict, held: int, unrelated: int) -> None:
+    if results["taught"]:
+        print(
+            tr(
+                "taught replies recalled ({count}): {before:.0%} -> {after:.0%} (greedy, the taught memory off)",
+                count=results["taught"],
+                before=results["taught_recall_before"],
+                after=results["taught_recall_after"],
+            )
+        )
+    if results["rated_bad"]:
+        print(
+            tr(
+                "replies rated bad still given ({count}): {before:.0%} -> {after:.0%} (greedy)",
+                count=results["rated_bad"],
+                before=results["bad_said_before"],
+                after=results["bad_said_after"],
+            )
+        )
+    if results["held_out_before"] is not None:
+        change = 100 * (results["held_out_after"] / results["held_out_before"] - 1)
+        print(
+            tr(
+                "held-out logged pairs ({count}): word ppl {before:.1f} -> {after:.1f} ({change:+.1f}%)",
+                count=held,
+                before=results["held_out_before"],
+                after=results["held_out_after"],
+                change=change,
+            )
+        )
+    if results["test_before"] is not None:
+        change = 100 * (results["test_after"] / results["test_before"] - 1)
+        print(
+            tr(
+                "chitchat test: word ppl {before:.1f} -> {after:.1f} ({change:+.1f}%); taught words leak into "
+                "{leak:.1%} of {count} test replies",
+                before=results["test_before"],
+                after=results["test_after"],
+                change=change,
+                leak=results["leak"],
+                count=unrelated,
+            )
+        )
+
+
+def write_lineage(out: Path, lineage: dict) -> None:
+    """The lineage in the new model's config.json, with what it learned (atomic, like every save)."""
+    from chatbot.modeldir import atomic_write, read_config
+
+    config = read_config(out)
+    config["lineage"] = {**config.get("lineage", {}), **lineage}
+    text = json.dumps(config, indent=2) + "\n"
+    atomic_write(out / "config.json", lambda p: Path(p).write_text(text))
 
 
 def vars_of(args) -> dict:

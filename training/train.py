@@ -13,6 +13,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from chatbot.errors import ChatbotError
 from chatbot.i18n import tr
 from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.modeldir import TOKENIZER, WEIGHTS, atomic_write, load_training_state, read_config, save_model
-from chatbot.tokenizer import Tokenizer, train_tokenizer
+from chatbot.tokenizer import PAD, Tokenizer, train_tokenizer
 from corpora import Pair, load_pairs
 from training.data import Batch, blank_sources, bucketed_batches, collate, encode_pairs
 from training.distributed import Distributed
@@ -62,6 +63,37 @@ def loss_on(
     return loss, targets.numel()
 
 
+def anchored_loss(
+    model: Seq2Seq, parent: Seq2Seq, batch: Batch, replayed: torch.Tensor, device, precision: str, forward=None
+) -> tuple[torch.Tensor, int]:
+    """Fine-tuning's loss: cross-entropy on the new pairs' pieces, and on the replayed pairs' the
+    KL divergence from the parent model's distribution (Learning without Forgetting, Li & Hoiem
+    2016): the replayed pairs keep all the parent said there, not one reply of it.
+    replayed: (B,) which rows of the batch are replayed pairs."""
+    with autocast(device, precision):
+        logits, targets = model.scored_logits(*batch, forward=forward)  # (N, V), (N,)
+        with torch.no_grad():
+            parent_logits, _ = parent.scored_logits(*batch)
+    rows = (batch.tgt_out != PAD).nonzero()[:, 0]  # (N,) the row of each real target piece
+    old = replayed.to(rows.device)[rows]  # (N,)
+    logp = logits.float().log_softmax(-1)
+    new_loss = F.nll_loss(logp[~old], targets[~old], reduction="sum")
+    kept = F.kl_div(logp[old], parent_logits[old].float().log_softmax(-1), log_target=True, reduction="sum")
+    return (new_loss + kept) / targets.numel(), targets.numel()
+
+
+def unlikelihood_on(model: Seq2Seq, batch: Batch, device, precision: str, forward=None) -> torch.Tensor:
+    """Unlikelihood (Welleck et al. 2019; Li et al. 2020): the mean of -log(1 - p) over the pieces
+    of replies the model should say less, each given its message and the pieces before it."""
+    with autocast(device, precision):
+        logits, targets = model.scored_logits(*batch, forward=forward)
+    p = logits.float().softmax(-1).gather(1, targets[:, None]).squeeze(1)  # (N,)
+    return -torch.log1p(-p.clamp(max=1 - 1e-6)).mean()
+
+
+NEGATIVES_PER_STEP = 16  # bad replies in each step's unlikelihood term
+
+
 class Trainer:
     """Holds everything a run needs, so a checkpoint is just `state_dict()` of it."""
 
@@ -77,12 +109,20 @@ class Trainer:
         extra: dict | None = None,
         replay: list[Pair] | None = None,
         replay_per_epoch: int = 0,
+        after_epoch: Callable[[Seq2Seq], str | None] | None = None,
+        negatives: list[Pair] | None = None,
+        unlikelihood: float = 1.0,
+        anchored: bool = False,
     ):
         """`pairs` (train, valid) replaces the corpus; `base` (model, tokenizer) starts from a trained
         model instead of a new tokenizer and random weights (fine-tuning); `extra` joins config.json;
-        each epoch adds the next `replay_per_epoch` pairs of `replay` to the training pairs."""
+        each epoch adds the next `replay_per_epoch` pairs of `replay` to the training pairs;
+        `after_epoch(model)` may end the run after any epoch by returning why; every step adds
+        `unlikelihood` times the unlikelihood of a few of the `negatives` (replies rated bad);
+        `anchored`: the replayed pairs are learned from `base`'s distribution (`anchored_loss`)."""
         self.start = time.monotonic()
         self.extra = extra or {}
+        self.after_epoch = after_epoch
         self.dist = Distributed.from_environment(cfg.device)
         self.out, self.cfg, self.quiet = Path(out), cfg, quiet or not self.dist.is_main
         self.device = self.dist.device or resolve_device(cfg.device)
@@ -124,8 +164,12 @@ class Trainer:
             model_cfg.unconditional = cfg.blank_source > 0
         self.model_cfg = model_cfg
         self.model = Seq2Seq(model_cfg).to(self.device)
+        self.parent = None
         if base is not None:
             self.model.load_state_dict(base[0].state_dict())
+            if anchored:
+                self.parent = Seq2Seq(model_cfg).to(self.device).eval()
+                self.parent.load_state_dict(base[0].state_dict())
         self.forward = self.dist.wrap(self.model)  # what the forward pass runs through
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         lengths = dict(max_source=model_cfg.max_source_tokens, context_turns=model_cfg.context_turns)
@@ -134,6 +178,8 @@ class Trainer:
             replay or [], self.tokenizer, max_reply=model_cfg.max_reply_tokens, **lengths
         )
         self.replay_per_epoch = min(replay_per_epoch, len(self.replay_examples))
+        self.negatives = encode_pairs(negatives or [], self.tokenizer, max_reply=model_cfg.max_reply_tokens, **lengths)
+        self.unlikelihood = unlikelihood
         self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, **lengths)
         self.valid_words = reply_words(self.valid_pairs)
         self.steps_per_epoch = len(self.batches(0))
@@ -183,6 +229,13 @@ class Trainer:
             return self.train_examples
         start = epoch * n % len(self.replay_examples)
         return self.train_examples + (self.replay_examples[start:] + self.replay_examples[:start])[:n]
+
+    def negative_loss(self) -> torch.Tensor:
+        """The unlikelihood of this step's share of the bad replies, taken in turn."""
+        n = min(NEGATIVES_PER_STEP, len(self.negatives))
+        start = self.step * n % len(self.negatives)
+        chosen = (self.negatives[start:] + self.negatives[:start])[:n]
+        return unlikelihood_on(self.model, collate(chosen).to(self.device), self.device, self.precision, self.forward)
 
     def batches(self, epoch: int) -> list[list[int]]:
         """This rank's share of the epoch's bucketed batches (indices into `epoch_examples`)."""
@@ -375,12 +428,21 @@ class Trainer:
                     stop = "time"
                     break
                 rng = random.Random(cfg.seed * 1_000_003 + self.epoch * 10_007 + self.batch_index)  # the same on resume
-                chosen = blank_sources([examples[i] for i in batches[self.batch_index]], cfg.blank_source, rng)
+                indices = batches[self.batch_index]
+                chosen = blank_sources([examples[i] for i in indices], cfg.blank_source, rng)
                 batch = collate(chosen).to(self.device)
                 lr = learning_rate(cfg, self.step, self.progress())
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                loss, tokens = loss_on(model, batch, cfg, self.device, self.precision, forward=self.forward)
+                if self.parent is not None:
+                    replayed = torch.tensor([i >= len(self.train_examples) for i in indices])
+                    loss, tokens = anchored_loss(
+                        model, self.parent, batch, replayed, self.device, self.precision, self.forward
+                    )
+                else:
+                    loss, tokens = loss_on(model, batch, cfg, self.device, self.precision, forward=self.forward)
+                if self.negatives and self.unlikelihood:
+                    loss = loss + self.unlikelihood * self.negative_loss()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -412,6 +474,8 @@ class Trainer:
                     break
             else:
                 self.epoch, self.batch_index = self.epoch + 1, 0
+                if self.after_epoch is not None and self.epoch < cfg.epochs:
+                    stop = self.after_epoch(model)
         bar.close()
         if self.step == 0:  # the budget ran out before the first step: random weights are no model
             if self.dist.is_main:
@@ -424,13 +488,13 @@ class Trainer:
                     minutes=cfg.max_minutes,
                 )
             )
-        if stop in (None, "time") and (self.step % cfg.eval_every or self.step == 0):
+        if stop != "patience" and (self.step % cfg.eval_every or self.step == 0):
             self.evaluate_and_checkpoint()  # the last steps, not yet validated
         why = {
             None: tr("{epochs} epochs done", epochs=cfg.epochs),
             "time": tr("time budget reached"),
             "patience": tr("no better validation loss in {patience} evaluations", patience=cfg.patience),
-        }[stop]
+        }.get(stop, stop)
         self.say(tr("stopped: {why}; best valid loss {loss:.4f}", why=why, loss=self.best_loss))
         if self.dist.world > 1:
             digest = weights_digest(self.model)
