@@ -16,7 +16,7 @@ import pytest
 from chatbot.decoding import GreedySettings, reply
 from chatbot.modeldir import load_model
 from chatbot.storage import Storage
-from training.retrain import LoggedPair, clean, held_out, logged_pairs, open_log
+from training.retrain import clean, logged_pairs, open_log
 
 CORRECTIONS = {
     "what is your favorite animal?": "the otter, because it holds hands while sleeping.",
@@ -107,6 +107,8 @@ def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, ov
         "100",
         "--dropout",
         "0.02",
+        "--unlikelihood",
+        "1",
         "--device",
         "cpu",
         "--threads",
@@ -115,17 +117,18 @@ def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, ov
         "--quiet",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "held-out logged pairs" in result.stdout
+    assert "taught replies recalled (32)" in result.stdout and "replies rated bad still given (2)" in result.stdout
     model, tokenizer, config = load_model(out)
-    trained = {m: c for m, c in CORRECTIONS.items() if not held_out(LoggedPair(m, c, "correction", 0))}
-    assert len(trained) >= 3
     logged = {p.source: p for p in logged_pairs(open_log(chat_log)) if p.kind == "correction"}
-    assert all(len(logged[m].context) >= 2 for m in trained)  # each correction learned with the turns before it
-    contexts = [logged[m].context for m in trained]
-    replies = reply(model, tokenizer, list(trained), GreedySettings(), contexts=contexts)
-    assert [r[0].text for r in replies] == list(trained.values())
+    assert all(len(logged[m].context) >= 2 for m in CORRECTIONS)  # each correction learned with the turns before it
+    contexts = [logged[m].context for m in CORRECTIONS]
+    replies = reply(model, tokenizer, list(CORRECTIONS), GreedySettings(), contexts=contexts)
+    assert [r[0].text for r in replies] == list(CORRECTIONS.values())  # every correction, none held out
     results = json.loads((out / "retrain.json").read_text())["results"]
-    assert results["held_out_after"] < results["held_out_before"]
+    assert results["taught_recall_after"] == 1.0 > results["taught_recall_before"]
+    assert results["bad_said_before"] == 1.0 and results["bad_said_after"] == 0.0  # unlikelihood took
+    learned = {(e["id"], e["reply"]) for e in config["lineage"]["learned"]}
+    assert {(logged[m].message_id, c) for m, c in CORRECTIONS.items()} <= learned
     assert config["model"]["dropout"] == 0.02  # the parent's was 0.0
     lineage = config["lineage"]
     assert lineage["parent"] == str(overfit_dir.resolve()) and lineage["message_ids"]

@@ -125,3 +125,29 @@ def test_reply_with_a_log_follows_what_it_taught(overfit_dir, overfit_model, tmp
     assert run("--db", str(tmp_path / "chat.db"), "--no-taught").stdout.strip() != OTTER
     missing = run("--db", str(tmp_path / "nowhere.db"))
     assert missing.returncode == 1 and "no such chat log" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_what_a_retrained_model_learned_retires_from_its_memory(overfit_dir, overfit_model, tmp_path, sample_pairs):
+    """A model whose lineage says it learned a taught reply (as `chatbot retrain` writes it) gets
+    no memory entry for it; a later correction of the same reply is new and is followed again."""
+    import json
+    import shutil
+
+    model, tokenizer = overfit_model
+    message, db = sample_pairs[3].source, tmp_path / "chat.db"
+    teach(db, message, OTTER, model, tokenizer)
+    retrained = shutil.copytree(overfit_dir, tmp_path / "retrained")
+    config = json.loads((retrained / "config.json").read_text())
+    (entry,) = Storage(db).taught()
+    config["lineage"] = {"learned": [{"id": entry["id"], "reply": OTTER}]}
+    (retrained / "config.json").write_text(json.dumps(config))
+
+    def run():
+        args = ["reply", message, "--model", str(retrained), "--strategy", "greedy", "--db", str(db)]
+        return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True, text=True).stdout.strip()
+
+    assert run() != OTTER  # retired: this copy never learned it, so it says what it said before
+    store = Storage(db)
+    store.correct(entry["id"], "penguins slide on their bellies.")
+    store.close()
+    assert run() == "penguins slide on their bellies."
