@@ -12,7 +12,8 @@ are near, the distribution of their pieces is mixed into the model's:
 A message worded like a taught one leads the decoder to states like the taught one's, so a
 rewording finds it too; an unrelated message's states are far from every key and λ is 0: the
 model speaks alone. The memory is built from the log (`Storage.taught`) when a model first
-replies, and again after any correction or rating, so the log stays the only record.
+replies, and again after any correction or rating, so the log stays the only record. What a
+model learned by `chatbot retrain` (its lineage's `learned`) is left out of its memory.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """`chatbot retrain`: logged dialogs become training pairs, and the current model is fine-tuned on
-them with some of its original corpus replayed so it does not forget.
+them until it says what it was taught, with some of its original corpus replayed so it does not
+forget (`docs/teaching.md` says how each default was chosen).
 
 The log is opened read-only (WAL lets a running chat keep writing); the parent model directory
-is never written; the new one records its lineage and is registered only if it is better on the
-held-out logged pairs (or `--force`). The new weights are those at the end of fine-tuning: a log
-holds few pairs, so the held-out slice judges the result rather than picking a checkpoint.
+is never written; the new one records its lineage, with the taught replies it learned (the
+chat's taught memory leaves those out), and is registered only if it learned something (or
+`--force`). The new weights are those at the end of fine-tuning.
 """
 
 from __future__ import annotations
