@@ -146,13 +146,17 @@ def retrain() -> list[str]:
         "",
         "`python bench/retrain_target.py [--style casual]`: chitchat valid pairs logged as corrections through the "
         "chat's own storage, then `chatbot retrain`; word-level perplexity before and after on the held-out logged "
-        "pairs and on the chitchat test split.",
+        "pairs (runs before every correction was trained) or the share of taught replies recalled, and on the "
+        "chitchat test split.",
         "",
-        "| date | pairs | style | epochs | minutes | held-out before -> after | test before -> after |",
+        "| date | pairs | style | epochs | minutes | held-out ppl or taught recall | test before -> after |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in history[-HISTORY:]:
-        held = change(run["held_out_before"], run["held_out_after"])
+        if run.get("held_out_before") is not None:
+            held = change(run["held_out_before"], run["held_out_after"])
+        else:
+            held = f"recall {run['taught_recall_before']:.0%} -> {run['taught_recall_after']:.0%}"
         test = change(run["test_before"], run["test_after"])
         out.append(
             f"| {run['date']} | {run['pairs']} | {run.get('style', '')} | {run.get('epochs', '')} | "
