@@ -400,7 +400,7 @@ def generation_row(m: dict) -> str:
         "F1 {f1:.3f}, distinct-1/2 {distinct_1:.3f}/{distinct_2:.3f}, {mean_words:.1f} words, "
         "generic {generic_rate:.1%}",
         **m,
-    )
+    ) + (tr(", repeating {repetition_rate:.1%}", **m) if "repetition_rate" in m else "")
 
 
 def evaluation_report(out: dict) -> str:

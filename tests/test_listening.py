@@ -17,7 +17,7 @@ from chatbot.model import Memory, ModelConfig
 from chatbot.tokenizer import BOS, EOS
 from corpora import Pair
 from training.data import blank_sources, encode_pairs
-from training.evaluate import CANDIDATES, candidate_sets, generic_rate, hits_at_1
+from training.evaluate import CANDIDATES, candidate_sets, generic_rate, hits_at_1, repetition_rate
 
 V = 8  # 0-3 pad, unk, bos, eos; 4-7 words
 
@@ -185,6 +185,15 @@ def test_generic_rate_counts_replies_among_the_ten_most_frequent():
     replies = ["i don't know."] * 5 + ["I don't know. "] * 5 + [f"reply {i}" for i in range(20)]
     top = 1 + 9  # "i don't know." and nine replies seen once
     assert generic_rate(replies) == pytest.approx((10 + top - 1) / 30)
+
+
+def test_repetition_rate_counts_a_content_word_or_a_word_pair_said_twice():
+    common = {"i", "have", "and", "also", "like", "really", "love", "so"}
+    repeating = ["I have a dog and I also like the dog", "I really love food and food.", "Its blue, green, blue"]
+    repeating.append("I think I think so")  # "i think" twice: a word pair, though made of common words
+    fine = ["I have a dog.", "I really, really love it", "나 요즘 너무 우울해"]  # common words may come back
+    assert repetition_rate(repeating + fine, common) == pytest.approx(4 / 7)
+    assert repetition_rate([], common) == 0.0
 
 
 def test_candidates_are_the_own_reply_and_19_others_with_different_text():

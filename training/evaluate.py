@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chatbot.consensus import unigram_f1
+from chatbot.consensus import normalise, unigram_f1
 from chatbot.decoding import guided as guided_logp
 from chatbot.decoding import ranking_score
 from chatbot.i18n import tr
@@ -205,14 +205,34 @@ def generic_rate(replies: list[str]) -> float:
     return sum(r.lower().strip() in top for r in replies) / len(replies) if replies else 0.0
 
 
+COMMON_WORDS = 100  # the real replies' most frequent words are not content words
+
+
+def repetition_rate(replies: list[str], common: set[str]) -> float:
+    """The share of replies that say a content word (a normalised word not in `common`) or a word
+    pair twice: "I have a dog and I also like the dog", "blue, green, blue"."""
+
+    def repeats(text: str) -> bool:
+        words = normalise(text)
+        content = [w for w in words if w not in common]
+        pairs = list(zip(words, words[1:]))
+        return len(set(content)) < len(content) or len(set(pairs)) < len(pairs)
+
+    return sum(map(repeats, replies)) / len(replies) if replies else 0.0
+
+
 def generation_measures(replies: list[str], pairs: list[Pair]) -> dict:
-    """F1 against the real replies, distinct-1/2, mean length in words, generic rate."""
+    """F1 against the real replies, distinct-1/2, mean length in words, generic rate, repetition
+    rate (content words: those outside the real replies' 100 most frequent)."""
+    counts = Counter(w for p in pairs for w in normalise(p.reply))
+    common = {w for w, _ in counts.most_common(COMMON_WORDS)}
     return {
         "f1": sum(unigram_f1(r, p.reply) for r, p in zip(replies, pairs)) / len(pairs),
         "distinct_1": distinct_n(replies, 1),
         "distinct_2": distinct_n(replies, 2),
         "mean_words": sum(len(r.split()) for r in replies) / len(replies),
         "generic_rate": generic_rate(replies),
+        "repetition_rate": repetition_rate(replies, common),
     }
 
 
