@@ -79,7 +79,14 @@ def test_every_numeric_flag_of_every_command_meets_odd_numbers_with_one_line(tmp
             code, lines = run([command, *baseline(command, tmp_path), flag, value], capsys)
             assert code != 0 and len(lines) == 1 and "Traceback" not in lines[0], (command, flag, value, lines)
             if accepts(kind, value):  # a documented valid value: within the range --help states
-                assert name in ranges or flag in ("--threads", "--batch-size", "--nproc", "--replay-ratio"), flag
+                assert name in ranges or flag in (
+                    "--threads",
+                    "--batch-size",
+                    "--nproc",
+                    "--replay-ratio",
+                    "--unlikelihood",
+                    "--taught-weight",
+                ), flag
                 if name in ranges:
                     _, low, high = ranges[name]
                     assert low <= float(value) <= high, (flag, value)
