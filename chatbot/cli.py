@@ -905,7 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ranged(p, "--seed", R, default=1)
     device_flags(p)
     p.add_argument(
-        "--force", action="store_true", help=tr("register the new model even if it is worse on held-out logged pairs")
+        "--force", action="store_true", help=tr("register the new model even if it learned nothing it was taught")
     )
     p.add_argument(
         "--no-benchmark", dest="skip_chitchat", action="store_true", help=tr("skip the chitchat test perplexity")
