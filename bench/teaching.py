@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -33,20 +32,9 @@ from chatbot.engine import load_engine  # noqa: E402
 from chatbot.storage import Storage  # noqa: E402
 from chatbot.taught import Memory, TaughtReply  # noqa: E402
 from corpora import load_pairs  # noqa: E402
+from training.recall import common_words, word_pairs  # noqa: E402
 
 MODELS = {"en": ROOT / "chatbot" / "default_model", "ko": ROOT / "chatbot" / "default_model_ko"}
-
-
-def bigrams(text: str) -> set[tuple[str, str]]:
-    words = normalise(text)
-    return set(zip(words, words[1:]))
-
-
-def common_words(n: int = 300) -> set[str]:
-    """The chitchat training replies' most frequent words: word pairs made of them alone ("i love",
-    "my favorite") say nothing of where a reply came from."""
-    counts = Counter(w for p in load_pairs("chitchat", "train")[:20000] for w in normalise(p.reply))
-    return {w for w, _ in counts.most_common(n)}
 
 
 def holds(text: str, keys: list[str]) -> bool:
@@ -74,14 +62,14 @@ def measure(engine, tokenizer, facts, unrelated, settings, memory, before=None) 
             "examples": [[f["message"], r] for f, r in zip(facts, same)][:3]
             + [[m, r] for (_, m), r in zip(reworded, again)][:3],
         }
-    common = common_words()
-    taught_pairs = {p for f in facts for p in bigrams(f["correction"]) if not set(p) <= common}
+    common = common_words(load_pairs("chitchat", "train")[:20000])  # as chatbot retrain's leak counts them
+    taught_pairs = {p for f in facts for p in word_pairs(f["correction"], common)}
     taught_keys = [k for f in facts for k in f["key"]]
     plain, with_memory = answer(unrelated, None, before or engine), answer(unrelated, memory)
     leaked = [
         (m, r)
         for m, p, r in zip(unrelated, plain, with_memory)
-        if r != p and (any(k in r.lower() for k in taught_keys) or bigrams(r) & taught_pairs)
+        if r != p and (any(k in r.lower() for k in taught_keys) or word_pairs(r, common) & taught_pairs)
     ]
     out["leak"] = len(leaked) / max(1, len(unrelated))
     out["leaked"] = leaked[:8]

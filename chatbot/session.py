@@ -144,9 +144,8 @@ class Session:
         from chatbot.modeldir import read_config
         from chatbot.taught import learned, memory_from_log
 
-        retired = learned(read_config(model_path))  # what retraining made this model say alone
-
         def build(rows):
+            retired = learned(read_config(model_path))  # what retraining made this model say alone
             return memory_from_log(
                 engine, tokenizer, [r for r in rows if self.replier_path(r["message"]) == model_path], retired
             )

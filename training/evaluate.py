@@ -22,6 +22,7 @@ from chatbot.model import Seq2Seq
 from chatbot.tokenizer import EOS, PAD, Tokenizer
 from corpora import Pair
 from training.data import Example, collate, encode_pairs, length_batches
+from training.recall import common_words
 
 
 def reply_words(pairs: list[Pair]) -> int:
@@ -224,8 +225,7 @@ def repetition_rate(replies: list[str], common: set[str]) -> float:
 def generation_measures(replies: list[str], pairs: list[Pair]) -> dict:
     """F1 against the real replies, distinct-1/2, mean length in words, generic rate, repetition
     rate (content words: those outside the real replies' 100 most frequent)."""
-    counts = Counter(w for p in pairs for w in normalise(p.reply))
-    common = {w for w, _ in counts.most_common(COMMON_WORDS)}
+    common = common_words(pairs, COMMON_WORDS)
     return {
         "f1": sum(unigram_f1(r, p.reply) for r, p in zip(replies, pairs)) / len(pairs),
         "distinct_1": distinct_n(replies, 1),

@@ -236,13 +236,18 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
     unrelated = test[:LEAK_MESSAGES]
     shown = None if args.quiet else tr("chitchat test")  # a progress bar on a terminal: 2,211 pairs take a while
     bad_pairs = as_pairs(bad)
-    before = {
-        "recall": recalled(model, tokenizer, taught, common),
-        "bad": still_said(model, tokenizer, bad_pairs),
-        "held": evaluate_pairs(model, tokenizer, held_pairs)["word_ppl"] if held_pairs else None,
-        "test": evaluate_pairs(model, tokenizer, test, show=shown)["word_ppl"] if test else None,
-        "unrelated": greedy_replies(model, tokenizer, unrelated),
-    }
+
+    def measured(m) -> dict:
+        """What the report compares, for the parent and the new model alike."""
+        return {
+            "recall": recalled(m, tokenizer, taught, common),
+            "bad": still_said(m, tokenizer, bad_pairs),
+            "held": evaluate_pairs(m, tokenizer, held_pairs)["word_ppl"] if held_pairs else None,
+            "test": evaluate_pairs(m, tokenizer, test, show=shown)["word_ppl"] if test else None,
+            "unrelated": greedy_replies(m, tokenizer, unrelated),
+        }
+
+    before = measured(model)
     lineage = {
         "parent": str(Path(args.model).resolve()),
         "database": str(Path(args.db).resolve()),
@@ -281,18 +286,12 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
         replay_per_epoch=per_epoch,
         after_epoch=RecallStop(tokenizer, taught, common) if taught else None,
         anchored=not args.no_anchor,
-        negatives=as_pairs(bad),
+        negatives=bad_pairs,
         unlikelihood=args.unlikelihood,
     )
     trainer.train()
     new_model, _, _ = load_model(out, device)
-    after = {
-        "recall": recalled(new_model, tokenizer, taught, common),
-        "bad": still_said(new_model, tokenizer, bad_pairs),
-        "held": evaluate_pairs(new_model, tokenizer, held_pairs)["word_ppl"] if held_pairs else None,
-        "test": evaluate_pairs(new_model, tokenizer, test, show=shown)["word_ppl"] if test else None,
-        "unrelated": greedy_replies(new_model, tokenizer, unrelated),
-    }
+    after = measured(new_model)
     results = {
         "taught": len(taught),
         "taught_recall_before": share(before["recall"]),
