@@ -122,6 +122,12 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
     add_ranged(g, "--max-source-tokens", RANGES)
     add_ranged(g, "--max-reply-tokens", RANGES)
     add_ranged(g, "--context-turns", RANGES, tr("earlier turns of a conversation read with the message (default 2)"))
+    g.add_argument(
+        "--copy-attention",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=tr("a gate mixes the softmax with the attention over the message's pieces: names can be copied"),
+    )
 
 
 def _train_flags(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +148,8 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help=tr(
             "start from this trained model's weights and tokenizer "
-            "(its model settings, except --output-rank, --dropout and --teacher-forcing)"
+            "(its model settings, except --output-rank, --dropout, --teacher-forcing, --copy-attention, "
+            "--context-turns and --max-source-tokens)"
         ),
     )
     parser.add_argument(
@@ -283,12 +290,13 @@ def holding(out: Path):
 
 def starting_model(args: argparse.Namespace):
     """The model named by --from, in the shape this run trains: its own settings, with the few a
-    continued training may change (the output layer's rank, dropout, teacher forcing)."""
+    continued training may change (the output layer's rank, dropout, teacher forcing, a copy gate,
+    how much of the conversation it reads)."""
     from chatbot.model import ModelConfig
     from chatbot.modeldir import load_model
 
     trained, tokenizer, _ = load_model(args.start_from, precision="fp32")
-    changeable = {"output_rank", "dropout", "teacher_forcing"}
+    changeable = {"output_rank", "dropout", "teacher_forcing", "copy_attention", "context_turns", "max_source_tokens"}
     fixed = [
         f.name for f in fields(ModelConfig) if f.name not in changeable and getattr(args, f.name, None) is not None
     ]
@@ -333,10 +341,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from corpora import load_pairs
     from training.evaluate import CANDIDATES, evaluate_pairs, generate, generation_measures, hits_at_1, perplexity_note
 
-    if (args.corpus is None) == (args.pairs is None):
-        raise ChatbotError(tr("give either --corpus NAME --split SPLIT or --pairs FILE.tsv"))
+    if args.corpus is not None and args.pairs is not None or args.corpus is args.pairs is args.probes is None:
+        raise ChatbotError(tr("give either --corpus NAME --split SPLIT or --pairs FILE.tsv, or --probes FILE"))
     set_threads(args.threads)
     device = resolve_device(args.device)
+    probed = probe_figures(args, device) if args.probes is not None else None
+    if args.corpus is args.pairs is None:
+        print(json.dumps(probed) if args.json else probe_report(probed))
+        return 0
     # the model's own figure: the weights as trained, unless a reply precision is asked for
     precision = reply_precision("fp32" if args.precision == "auto" else args.precision, device, args.reference)
     engine, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
@@ -387,11 +399,76 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             else:  # a model that reads the message alone: the same replies
                 measures["with_context"] = dict(measures)
             out["generate"][name] = {"settings": settings.to_dict(), **measures}
+    out.update(probed or {})
     if args.json:
         print(json.dumps(out))
     else:
-        print(evaluation_report(out))
+        print(evaluation_report(out) + ("\n" + probe_report(probed) if probed else ""))
     return 0
+
+
+def probe_figures(args: argparse.Namespace, device) -> dict:
+    """The behavioural probes of `--probes` (`training.probes`), each answered by the model that
+    answers its language in the chat, with the strategy asked for (default: the chat's)."""
+    from chatbot.decoding import reply
+    from chatbot.device import reply_precision
+    from chatbot.engine import load_engine
+    from chatbot.languages import bundled_companions, language_of
+    from chatbot.settings import DEFAULT_STRATEGY, settings_from
+    from corpora import load_pairs
+    from training.evaluate import COMMON_WORDS
+    from training.probes import read_probes, run_probes
+    from training.recall import common_words
+
+    probes = read_probes(args.probes)
+    strategy = args.strategy or DEFAULT_STRATEGY
+    settings = settings_from(
+        strategy, guidance=args.guidance, rerank=args.rerank, candidates=args.candidates, seed=1
+    )  # seeded: the same replies on every run, and from `chatbot reply --seed 1`
+    precision = reply_precision(args.precision, device, args.reference)
+    engine, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
+    repliers = {"en": (engine, tokenizer)}
+    for lang, path in bundled_companions(args.model).items():
+        repliers[lang] = load_engine(path, device, precision, reference=args.reference)[:2]
+    one_at_a_time = strategy == "sample"  # as `chatbot reply` samples: a seeded reply whatever comes beside it
+
+    def answer(asked: list) -> list[str]:
+        replies = [""] * len(asked)
+        by_language: dict[str, list[int]] = {}
+        for i, probe in enumerate(asked):
+            lang = language_of(probe.turns[-1])
+            by_language.setdefault(lang if lang in repliers else "en", []).append(i)
+        for lang, wanted in by_language.items():
+            model, vocabulary = repliers[lang]
+            size = 1 if one_at_a_time else 32
+            for start in range(0, len(wanted), size):
+                chunk = wanted[start : start + size]
+                messages = [asked[i].turns[-1] for i in chunk]
+                contexts = [asked[i].turns[:-1] for i in chunk]
+                for i, n_best in zip(chunk, reply(model, vocabulary, messages, settings, contexts=contexts)):
+                    replies[i] = n_best[0].text
+        return replies
+
+    common = common_words(load_pairs("chitchat", "train"), COMMON_WORDS)
+    return {"probes_strategy": settings.to_dict(), **run_probes(probes, answer, common)}
+
+
+def probe_report(probed: dict) -> str:
+    """The probes' pass rates by kind and overall, then every failure, for people."""
+    rates = ", ".join(f"{kind} {rate:.2f}" for kind, rate in probed["probes"].items())
+    lines = [
+        tr(
+            "probes ({strategy}): {all:.2f} of {count} pass ({rates})",
+            strategy=probed["probes_strategy"]["strategy"],
+            all=probed["probes_all"],
+            count=probed["probes_count"],
+            rates=rates,
+        )
+    ]
+    for failure in probed["probe_failures"]:
+        said = " / ".join(failure["turns"])
+        lines.append(f"  {failure['kind']} ({', '.join(failure['failed'])}): {said} -> {failure['reply']}")
+    return "\n".join(lines)
 
 
 def generation_row(m: dict) -> str:
@@ -801,6 +878,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_ranged(p, "--guidance", DECODING_RANGES, tr("guidance weight (default: the chat's)"))
     add_ranged(p, "--rerank", DECODING_RANGES, tr("beam's ranking by what the message adds (default: the chat's)"))
     add_ranged(p, "--candidates", DECODING_RANGES, tr("sampling's candidates (default: the chat's; 1: one draw)"))
+    p.add_argument(
+        "--probes",
+        type=Path,
+        metavar="FILE",
+        help=tr("behavioural probes (JSONL) to answer and test: pass rates by kind, and the failures"),
+    )
+    p.add_argument(
+        "--strategy", choices=("greedy", "beam", "sample"), help=tr("the probes' strategy (default: the chat's)")
+    )
     p.add_argument("--quiet", action="store_true", help=tr("no progress bars (shown on a terminal's standard error)"))
     p.set_defaults(run=cmd_evaluate)
 

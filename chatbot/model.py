@@ -1,5 +1,6 @@
 """Seq2seq with attention: a bidirectional LSTM encoder, an LSTM decoder that attends over every
-encoder state, and a softmax over the SentencePiece vocabulary.
+encoder state, and a softmax over the SentencePiece vocabulary, mixed, with copy attention, with
+the attention over the source's own pieces.
 
 This file is the model as a reader should meet it: each part a small module, the shapes in the
 comments, and `greedy_reply` at the bottom, the whole decoding loop in a dozen lines. Training
@@ -26,12 +27,13 @@ from chatbot.tokenizer import BOS, EOS, PAD
 
 
 class Memory(NamedTuple):
-    """What the decoder attends to: encoder states, their projected keys and the padding mask
-    (as a bias on the attention scores)."""
+    """What the decoder attends to: encoder states, their projected keys, the padding mask (as a
+    bias on the attention scores) and the source's pieces (what copy attention writes back)."""
 
     states: torch.Tensor  # (B, S, H)
     keys: torch.Tensor  # (B, S, H) for dot/general, (B, S, H) projected for additive
     bias: torch.Tensor  # (B, 1, S) added to the attention scores: 0 on real tokens, -inf on padding
+    tokens: torch.Tensor  # (B, S) the source's piece ids, PAD on padding
 
     def index_select(self, index: torch.Tensor) -> Memory:
         """Reorder or repeat along the batch, as beam search does."""
@@ -218,6 +220,38 @@ class LowRankLinear(nn.Module):
         self.up.bias.copy_(bias)
 
 
+class Copy(nn.Module):
+    """Copy attention (a pointer-generator, See et al. 2017): the next piece is written from the
+    vocabulary with probability g, or copied from the source with probability 1 - g, each source
+    position by its attention weight. The source and the reply share one vocabulary, so a copied
+    position adds its weight to its own piece id:
+
+        p(w) = g softmax(logits)_w + (1 - g) sum of a_i over the positions i whose piece is w
+
+    A name said two turns back ("my name is Sam") can so be written back although the softmax
+    alone gives it little. The model's "logits" become log p(w): a log-softmax leaves them as
+    they are, so training's loss, perplexity and every decoding strategy read them unchanged."""
+
+    GATE_BIAS = 2.0  # starts writing from the vocabulary (g = 0.88): a trained model it is added to keeps its replies
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate = nn.Linear(cfg.attentional_size, 1)
+
+    def generate_share(self, attentional: torch.Tensor) -> torch.Tensor:
+        """attentional (N, A) -> g (N, 1), the share written from the vocabulary."""
+        return torch.sigmoid(self.gate(attentional).float())
+
+    def forward(
+        self, logits: torch.Tensor, attentional: torch.Tensor, weights: torch.Tensor, tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """logits (N, V), attentional (N, A), attention weights (N, S), source pieces (N, S) -> log p (N, V), fp32."""
+        g = self.generate_share(attentional)  # (N, 1)
+        written = torch.softmax(logits.float(), dim=-1) * g  # (N, V)
+        mixed = written.scatter_add(1, tokens, weights.float() * (1 - g))  # (N, V); padding adds 0 to PAD
+        return torch.log(mixed.clamp_min(1e-30))
+
+
 class Seq2Seq(nn.Module):
     """The whole model. `forward` scores a reply under teacher forcing; decoding uses `encode`
     once and `step` for each new token."""
@@ -236,6 +270,7 @@ class Seq2Seq(nn.Module):
             self.out = nn.Linear(cfg.attentional_size, cfg.vocab_size, bias=True)
         if cfg.tie_embeddings:
             self.out.weight = self.embedding.weight
+        self.copy = Copy(cfg) if cfg.copy_attention else None
         self._init_weights()
 
     def _init_weights(self):
@@ -246,11 +281,14 @@ class Seq2Seq(nn.Module):
                 nn.init.uniform_(p, -0.1, 0.1)
         with torch.no_grad():
             self.embedding.weight[PAD].zero_()
+            if self.copy is not None:
+                self.copy.gate.bias.fill_(Copy.GATE_BIAS)
 
     @torch.no_grad()
     def initialize_from(self, other: Seq2Seq) -> None:
         """Start from another trained model's weights. Only the output layer may differ in shape:
-        a low-rank one becomes the best approximation of the other's (a full one, their product)."""
+        a low-rank one becomes the best approximation of the other's (a full one, their product).
+        A copy gate the other lacks starts as a new one does."""
         ours, theirs = self.state_dict(), other.state_dict()
         shared = {k: v for k, v in theirs.items() if not k.startswith("out.")}
         for name, tensor in shared.items():
@@ -301,7 +339,7 @@ class Seq2Seq(nn.Module):
         states, final = self.encoder(self.embed(src), lengths)  # (B, S, H), (L, B, H)
         mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.to(src.device).unsqueeze(1)  # (B, S)
         bias = torch.zeros(mask.shape, device=src.device).masked_fill(~mask, float("-inf")).unsqueeze(1)  # (B, 1, S)
-        memory = Memory(states, self.decoder.attention.keys(states), bias)
+        memory = Memory(states, self.decoder.attention.keys(states), bias, src)
         return memory, self.bridge(final)
 
     def initial_feed(self, batch_size: int) -> torch.Tensor:
@@ -311,9 +349,16 @@ class Seq2Seq(nn.Module):
     def step(
         self, tokens: torch.Tensor, state: State, memory: Memory, feed: torch.Tensor
     ) -> tuple[torch.Tensor, State, torch.Tensor, torch.Tensor]:
-        """One decoding step: tokens (B,) -> logits (B, V), state, attention (B, S), feed (B, A)."""
+        """One decoding step: tokens (B,) -> logits (B, V) (with copy attention, log p), state,
+        attention (B, S), feed (B, A)."""
         attentional, state, weights = self.decoder.step(self.embed(tokens), state, memory, feed)
-        return self.out(attentional), state, weights, attentional
+        return self.project(attentional, weights, memory.tokens), state, weights, attentional
+
+    def project(self, attentional: torch.Tensor, weights: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """attentional states (N, A), their attention (N, S) and source pieces (N, S) -> logits
+        (N, V): the output layer's, or with copy attention log p of the mixture (`Copy`)."""
+        logits = self.out(attentional)
+        return logits if self.copy is None else self.copy(logits, attentional, weights, tokens)
 
     def forward(
         self, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor
@@ -337,7 +382,7 @@ class Seq2Seq(nn.Module):
             if t + 1 < tgt_in.size(1):
                 token = tgt_in[:, t + 1]
                 if self.training and random.random() >= self.cfg.teacher_forcing:
-                    token = self.out(feed).argmax(-1).detach()
+                    token = self.project(feed, weights, src).argmax(-1).detach()
         return torch.stack(outputs, dim=1), torch.stack(all_weights, dim=1)
 
     def scored_logits(
@@ -346,9 +391,10 @@ class Seq2Seq(nn.Module):
         """Logits (N, V) and targets (N,) of the N real target tokens; padding is never projected.
 
         `forward` is the module to run the forward pass through (a DistributedDataParallel wrapper)."""
-        attentional, _ = (forward or self)(src, lengths, tgt_in)
+        attentional, weights = (forward or self)(src, lengths, tgt_in)
         mask = tgt_out != PAD  # (B, T)
-        return self.out(attentional[mask]), tgt_out[mask]
+        tokens = src.unsqueeze(1).expand(-1, mask.size(1), -1)[mask]  # (N, S) each target's source pieces
+        return self.project(attentional[mask], weights[mask], tokens), tgt_out[mask]
 
 
 @torch.no_grad()

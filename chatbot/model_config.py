@@ -32,6 +32,7 @@ RANGES = {
     "context_turns": (int, 0, 8),
     "unconditional": (bool, None, None),
     "guided": (bool, None, None),
+    "copy_attention": (bool, None, None),
 }
 
 
@@ -52,6 +53,7 @@ class ModelConfig:
     context_turns: int = 2  # earlier turns of the conversation read with the message (0: the message alone)
     unconditional: bool = False  # it also learned replies to no message (training's blank_source), for guidance
     guided: bool = True  # guidance and reranking apply to it; off where they were measured to harm its replies
+    copy_attention: bool = False  # a gate mixes the softmax with the attention over the source's pieces (`Copy`)
 
     @property
     def guides(self) -> bool:
@@ -110,7 +112,8 @@ class ModelConfig:
         attention = {"dot": 0, "general": H * H, "additive": 2 * H * H + 2 * H}[self.attention]
         bridge, combine = 2 * (H * H + H), 2 * H * A
         out = V if self.tie_embeddings else (A * r + r * V + V if r else A * V + V)
-        return V * E + encoder + bridge + decoder + attention + combine + out
+        copy = A + 1 if self.copy_attention else 0
+        return V * E + encoder + bridge + decoder + attention + combine + out + copy
 
     def to_dict(self) -> dict:
         return asdict(self)

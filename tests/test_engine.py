@@ -20,6 +20,8 @@ VARIANTS = [
     dict(attention="dot", layers=2),
     dict(attention="general", output_rank=12),
     dict(attention="additive", tie_embeddings=True, embedding_dim=32),
+    dict(attention="general", output_rank=12, copy_attention=True),
+    dict(attention="dot", input_feeding=True, copy_attention=True),
 ]
 INT8_TOLERANCE = 0.05  # on log-probabilities: activations are rounded to 7 bits per row, weights to 8
 

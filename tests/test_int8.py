@@ -80,13 +80,14 @@ def test_encoder_is_the_float_encoder_up_to_int8_rounding(layers):
 
 
 @pytest.mark.parametrize("output_rank", [0, 16])
+@pytest.mark.parametrize("copy_attention", [False, True])
 @torch.inference_mode()
-def test_decoding_steps_score_what_teacher_forcing_scores(random_model, output_rank):
+def test_decoding_steps_score_what_teacher_forcing_scores(random_model, output_rank, copy_attention):
     """Perplexity measured on the int8 engine's scorer (teacher forcing, whole replies at once)
     is, up to activation rounding, the perplexity of the engine that decodes (one int8 step at a
     time), and the engine leaves the float model as it was."""
-    if output_rank:
-        random_model = random_model.with_settings(output_rank=output_rank)
+    if output_rank or copy_attention:
+        random_model = random_model.with_settings(output_rank=output_rank, copy_attention=copy_attention)
     before = {k: v.clone() for k, v in random_model.state_dict().items()}
     engine = Int8Engine(random_model)
     scorer = engine.scorer

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from chatbot.model import ATTENTION_KINDS, ModelConfig, Seq2Seq
+from chatbot.tokenizer import BOS
 from training.data import collate, encode_pairs
 
 
@@ -111,3 +112,22 @@ def test_starting_from_a_model_keeps_everything_but_the_output_layer_exactly(ran
         assert torch.allclose(back.out.weight, thin.out.up.weight @ thin.out.down.weight)
     with pytest.raises(Exception, match="only the output layer"):
         Seq2Seq(replace(random_model.cfg, hidden_size=32)).initialize_from(random_model)
+
+
+def test_copy_attention_writes_back_a_source_piece_the_softmax_never_would(random_model, tokenizer, sample_pairs):
+    """The mixture is a distribution (it sums to 1); a piece of the message gets at least its
+    attention weight times the copy share, however unlikely the softmax makes it; and a model
+    that gains a copy gate keeps every other weight."""
+    model = random_model.with_settings(copy_attention=True).eval()
+    for name, tensor in random_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    batch = collate(encode_pairs(sample_pairs[:4], tokenizer, 64, 48))
+    with torch.no_grad():
+        logp, _ = model.scored_logits(*batch)
+        assert torch.allclose(logp.exp().sum(-1), torch.ones(len(logp)), atol=1e-5)
+        rare = batch.src[0, 1].item()  # a piece of the first message
+        model.out.bias[rare] = -1e4  # the softmax alone gives it nothing
+        memory, state = model.encode(batch.src[:1], batch.src_lengths[:1])
+        logits, _, weights, feed = model.step(torch.tensor([BOS]), state, memory, model.initial_feed(1))
+        copied = (1 - model.copy.generate_share(feed)) * weights[0, batch.src[0] == rare].sum()
+    assert logits[0, rare].exp() >= copied * 0.999 > 0

@@ -77,7 +77,7 @@ def step_function(model: Seq2Seq, cell, from_tokens: bool, attentional_state, ou
     embeddings; `attentional_state` (weights (B, 1, S), h, memory) -> (B, A); `out` (B, A) ->
     logits (B, V)."""
     embedding, embeddings, cat = torch.embedding, model.embedding.weight, torch.cat
-    attend, input_feeding = attention_function(model), model.cfg.input_feeding
+    attend, input_feeding, copy = attention_function(model), model.cfg.input_feeding, model.copy
 
     def step(tokens, state, memory, feed):
         if from_tokens:
@@ -87,7 +87,10 @@ def step_function(model: Seq2Seq, cell, from_tokens: bool, attentional_state, ou
             h, state = cell(cat([x, feed], 1) if input_feeding else x, state)
         weights = attend(h, memory)  # (B, 1, S)
         attentional = attentional_state(weights, h, memory)  # (B, A)
-        return out(attentional), state, weights[:, 0], attentional
+        logits = out(attentional)  # (B, V)
+        if copy is not None:  # log p of the mixture with the source's pieces (`chatbot.model.Copy`)
+            logits = copy(logits, attentional, weights[:, 0], memory.tokens)
+        return logits, state, weights[:, 0], attentional
 
     return step
 

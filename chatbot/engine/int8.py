@@ -316,6 +316,7 @@ class Int8Memory(NamedTuple):
     states: torch.Tensor  # (B, S, H)
     keys: torch.Tensor  # (B, S, H)
     bias: torch.Tensor  # (B, 1, S)
+    tokens: torch.Tensor  # (B, S)
     values: torch.Tensor  # (B, S, A)
 
     def index_select(self, index: torch.Tensor) -> Int8Memory:
@@ -376,4 +377,4 @@ class Int8Engine(ModelEngine):
         mask = torch.arange(src.size(1), device=src.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, S)
         bias = torch.zeros(mask.shape, device=src.device).masked_fill(~mask, float("-inf")).unsqueeze(1)  # (B, 1, S)
         state = (torch.tanh(self.bridge_h(final)), self.bridge_c(final))
-        return Int8Memory(states, self.key(states), bias, self.context(states)), state
+        return Int8Memory(states, self.key(states), bias, src, self.context(states)), state
