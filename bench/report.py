@@ -247,7 +247,43 @@ def retrained_rows(date: str, name: str, r: dict) -> list[str]:
     return rows
 
 
-SECTIONS = [reply_latency, reply_versions, guidance_sweep, chat_startup, train_throughput, retrain, teaching]
+def reply_quality() -> list[str]:
+    history = runs("reply_quality")
+    if not history:
+        return []
+    out = [
+        "## Reply quality by strategy",
+        "",
+        "`python bench/reply_quality.py`: the English probes of `corpora/probes.jsonl` and replies to the first "
+        "chitchat test messages with their turns, one message at a time (`docs/performance.md`).",
+        "",
+        "| date | model | strategy | probes | memory | answer | mood-bad | echo | repetition (probes) | F1 | "
+        "repeating | generic | p50 / p95 ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in history[-HISTORY:]:
+        for name, r in run["results"].items():
+            k = r["probes"]
+            out.append(
+                f"| {run['date']} | {run['model']}, {run['precision']}, {run['threads']} threads | {name} | "
+                f"{r['probes_all']:.2f} | {k.get('memory', 0):.2f} | {k.get('answer', 0):.2f} | "
+                f"{k.get('mood-bad', 0):.2f} | {k.get('echo', 0):.2f} | {k.get('repetition', 0):.2f} | {r['f1']:.3f} | "
+                f"{r['repetition_rate']:.1%} | {r['generic_rate']:.1%} | "
+                f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f}{steal(run)} |"
+            )
+    return out + [""]
+
+
+SECTIONS = [
+    reply_latency,
+    reply_versions,
+    guidance_sweep,
+    chat_startup,
+    train_throughput,
+    retrain,
+    teaching,
+    reply_quality,
+]
 
 
 def write() -> Path:

@@ -430,7 +430,6 @@ def probe_figures(args: argparse.Namespace, device) -> dict:
     repliers = {"en": (engine, tokenizer)}
     for lang, path in bundled_companions(args.model).items():
         repliers[lang] = load_engine(path, device, precision, reference=args.reference)[:2]
-    one_at_a_time = strategy == "sample"  # as `chatbot reply` samples: a seeded reply whatever comes beside it
 
     def answer(asked: list) -> list[str]:
         replies = [""] * len(asked)
@@ -440,13 +439,9 @@ def probe_figures(args: argparse.Namespace, device) -> dict:
             by_language.setdefault(lang if lang in repliers else "en", []).append(i)
         for lang, wanted in by_language.items():
             model, vocabulary = repliers[lang]
-            size = 1 if one_at_a_time else 32
-            for start in range(0, len(wanted), size):
-                chunk = wanted[start : start + size]
-                messages = [asked[i].turns[-1] for i in chunk]
-                contexts = [asked[i].turns[:-1] for i in chunk]
-                for i, n_best in zip(chunk, reply(model, vocabulary, messages, settings, contexts=contexts)):
-                    replies[i] = n_best[0].text
+            for i in wanted:  # one at a time, as the chat replies (int8 rounds a batch's activations together)
+                message, turns = asked[i].turns[-1], asked[i].turns[:-1]
+                replies[i] = reply(model, vocabulary, [message], settings, contexts=[turns])[0][0].text
         return replies
 
     common = common_words(load_pairs("chitchat", "train"), COMMON_WORDS)

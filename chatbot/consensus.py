@@ -35,13 +35,42 @@ def unigram_f1(guess: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def agreement(candidates: list[list[str]], evidence: list[list[str]]) -> list[float]:
-    """Each candidate's mean unigram F1 with the evidence replies (lists of normalised words).
+def word_pairs(words: list[str]) -> list[str]:
+    """Each two neighbouring words as one item ("my favorite", "favorite color")."""
+    return [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+
+MIN_REPEATED_LETTERS = 4  # "I think I ..." and "to go to" repeat short words naturally; "blue ... blue" does not
+
+
+def repeats(words: list[str]) -> bool:
+    """A reply that says a word of four letters or more, or a word pair, twice: "I have a dog
+    and I also like the dog", "blue, green, blue". (The evaluation's repetition rate counts
+    content words by the corpus's frequencies instead; decoding has no corpus.)"""
+    long = [w for w in words if len(w) >= MIN_REPEATED_LETTERS]
+    pairs = word_pairs(words)
+    return len(set(long)) < len(long) or len(set(pairs)) < len(pairs)
+
+
+def agreement(candidates: list[list[str]], evidence: list[list[str]], pairs: float = 0.0) -> list[float]:
+    """Each candidate's mean agreement with the evidence replies (lists of normalised words):
+    unigram F1, or with `pairs` w, (1 - w) unigram F1 + w F1 of the word pairs. Word pairs reward
+    a reply for saying things the way the evidence says them, where single words reward a list
+    of the topic's words ("blue, green, blue").
 
     The bags of words become count vectors over the words they use, so all candidate-evidence
     pairs are scored in one tensor operation: F1 = 2 |shared| / (|candidate| + |evidence reply|)."""
     if not evidence:
         return [0.0] * len(candidates)
+    single = bag_f1(candidates, evidence)
+    if not pairs:
+        return single
+    paired = bag_f1([word_pairs(c) for c in candidates], [word_pairs(e) for e in evidence])
+    return [(1 - pairs) * a + pairs * b for a, b in zip(single, paired)]
+
+
+def bag_f1(candidates: list[list[str]], evidence: list[list[str]]) -> list[float]:
+    """Each candidate's mean F1 over the evidence, as bags of items."""
     index: dict[str, int] = {}
     for words in (*candidates, *evidence):
         for w in words:

@@ -115,8 +115,10 @@ def read_step(model: Seq2Seq, token: int, state, memory, feed) -> dict:
     weights = torch.softmax(scores, -1)  # (1, 1, S)
     context = torch.bmm(weights, memory.states)  # (1, 1, H)
     attentional = torch.tanh(decoder.combine(torch.cat([context, out], -1)))[:, 0]  # (1, A)
+    logits = model.project(attentional, weights[:, 0], memory.tokens)  # (1, V); with copy attention, log p
     return {
-        "logp": torch.log_softmax(model.out(attentional).float(), -1)[0],  # (V,)
+        "logp": torch.log_softmax(logits.float(), -1)[0],  # (V,)
+        "gate": float(model.copy.generate_share(attentional)) if model.copy is not None else None,
         "state": state,
         "scores": scores[0, 0],
         "weights": weights[0, 0],
@@ -127,13 +129,28 @@ def read_step(model: Seq2Seq, token: int, state, memory, feed) -> dict:
 
 
 def read_pieces(model: Seq2Seq, memory, state, pieces: list[int]) -> list[dict]:
-    """`read_step` at every position of a reply: the piece before it given, from BOS on."""
+    """`read_step` at every position of a reply: the piece before it given, from BOS on; with copy
+    attention, what of each piece's probability the message gave (`copied`)."""
     feed, token, readings = model.initial_feed(1), BOS, []
     for piece in pieces:
         out = read_step(model, token, state, memory, feed)
+        if out["gate"] is not None:
+            out["copied"] = copied(out, memory.tokens[0], piece)
         readings.append(out)
         token, state, feed = piece, out["state"], out["feed"]
     return readings
+
+
+def copied(reading: dict, source: torch.Tensor, piece: int) -> dict:
+    """Copy attention at one step: the gate (the share written from the vocabulary), the message's
+    positions that hold `piece`, and the share of the piece's probability they gave."""
+    positions = (source == piece).nonzero().flatten()
+    given = (1 - reading["gate"]) * float(reading["weights"][positions].sum())
+    return {
+        "gate": round(reading["gate"], 4),
+        "positions": positions.tolist(),
+        "share": round(min(1.0, given / max(math.exp(float(reading["logp"][piece])), 1e-30)), 4),
+    }
 
 
 KEPT_SHOWN = 20  # pieces of the set a sampled piece was drawn from, listed on its page
@@ -302,6 +319,8 @@ def chosen_steps(recorder: StepRecorder, tokenizer: Tokenizer, chosen, readings:
             step["kept"] = [[name_of(tokenizer, i), round(p, 4)] for i, p in zip(kept_ids[row], kept_p[row]) if p > 0]
         if chosen.gains is not None:
             step["gain"] = round(chosen.gains[t], 4)  # log p(piece | message) - log p(piece | no message)
+        if "copied" in reading:  # copy attention: the gate, and what the message gave this piece
+            step["copy"] = reading["copied"]
         if chosen.taught and chosen.taught[t]:  # a taught reply weighed in: (its weight, its id in the log)
             step["taught"] = {"weight": chosen.taught[t][0], "id": chosen.taught[t][1]}
         steps.append(step)

@@ -162,6 +162,11 @@ def step_page(walk: dict, step: dict) -> Group:
     ]
     if "gain" in step:
         parts.append(Text(t("walk.gain", times=f"{math.exp(min(step['gain'], 50)):.1f}")))
+    if "copy" in step:
+        c = step["copy"]
+        where = ", ".join(f"{i} {piece(walk['pieces'][i]['piece'])}" for i in c["positions"][:4]) or "-"
+        shares = {"gate": f"{c['gate']:.0%}", "copy": f"{1 - c['gate']:.0%}", "share": f"{c['share']:.0%}"}
+        parts.append(Text(t("walk.copy", where=where, **shares)))
     if "taught" in step:
         parts.append(Text(t("walk.taught", id=step["taught"]["id"], weight=f"{step['taught']['weight']:.2f}")))
     if "kept" in step:

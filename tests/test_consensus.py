@@ -4,11 +4,13 @@ is not the consensus, and on a tiny trained model."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatbot.consensus import agreement, unigram_f1
+from chatbot.consensus import agreement, repeats, unigram_f1, word_pairs
 from chatbot.decoding import GreedySettings, SampleSettings, decode, forced_gains, reply
 from chatbot.decoding.strategies import EVIDENCE_PER_CANDIDATE, choose_by_consensus, sampled_rows
 from chatbot.engine import as_engine
@@ -23,6 +25,29 @@ words = st.lists(st.sampled_from(["i", "you", "like", "cats", "dogs", "yes"]), m
 def test_agreement_is_the_mean_f1_with_every_evidence_reply(candidates, evidence):
     expected = [sum(unigram_f1(" ".join(c), " ".join(e)) for e in evidence) / len(evidence) for c in candidates]
     assert agreement(candidates, evidence) == pytest.approx(expected, abs=1e-6)
+
+
+def test_word_pairs_favour_a_reply_said_as_the_evidence_says_it_over_a_list_of_its_words():
+    evidence = [r.split() for r in ("my favorite color is blue", "i like blue and green", "my favorite is green")]
+    fluent, listing = ["my", "favorite", "color", "is", "green"], ["blue", "green", "blue", "and", "green", "color"]
+    single, paired = agreement([fluent, listing], evidence), agreement([fluent, listing], evidence, pairs=0.5)
+    assert paired[0] - paired[1] > single[0] - single[1]
+
+    def bag_f1(a: list, b: list) -> float:
+        shared = sum((Counter(a) & Counter(b)).values())
+        return 2 * shared / (len(a) + len(b)) if shared else 0.0
+
+    expected = [0.5 * s + 0.5 * sum(bag_f1(word_pairs(c), word_pairs(e)) for e in evidence) / 3
+                for s, c in zip(single, (fluent, listing))]  # fmt: skip
+    assert paired == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "reply, repeated",
+    [("blue green blue", True), ("i like it and i like you", True), ("i think i will go to the park", False)],
+)
+def test_a_candidate_repeats_a_long_word_or_a_word_pair(reply, repeated):
+    assert repeats(reply.split()) == repeated
 
 
 def test_each_message_gets_its_candidate_that_the_evidence_agrees_with_most():

@@ -46,7 +46,7 @@ class BigramTable:
         mask = torch.arange(S).unsqueeze(0) < lengths.unsqueeze(1)
         states = torch.zeros(B, S, 1)
         bias = torch.zeros(B, 1, S).masked_fill(~mask.unsqueeze(1), float("-inf"))
-        return Memory(states, states, bias), (torch.zeros(1, B, 1), torch.zeros(1, B, 1))
+        return Memory(states, states, bias, src), (torch.zeros(1, B, 1), torch.zeros(1, B, 1))
 
     def initial_feed(self, rows):
         return torch.zeros(rows, 1)

@@ -403,3 +403,25 @@ async def test_f6_on_each_reply_of_a_conversation_walks_the_decode_that_wrote_it
     finally:
         chatbot.explain.walk_through = walk_through
     session.storage.close()
+
+
+def test_a_copy_model_is_walked_through_with_its_gate_and_what_it_copied(random_model, tokenizer, sample_pairs):
+    """With copy attention each step shows the gate and the share of the chosen piece's probability
+    the message gave, from the message positions holding that piece; the probabilities shown are
+    the mixture's, the ones decoding chose by, and a page says so."""
+    model = random_model.with_settings(copy_attention=True).eval()
+    with torch.no_grad():
+        model.copy.gate.bias.fill_(-4.0)  # copy nearly always: the reply is made of the message's pieces
+    message = sample_pairs[2].source
+    walk = walk_through(model, tokenizer, message, GreedySettings(max_length=6), reply_text=sample_pairs[2].reply)
+    expected = reply(ReferenceEngine(model), tokenizer, [message], GreedySettings(max_length=6))[0][0]
+    ids = [p["id"] for p in walk["pieces"]]
+    assert walk["reply_ids"] == expected.tokens
+    for step, piece, logprob in zip(walk["steps"], expected.tokens, expected.token_logprobs):
+        copy = step["copy"]
+        assert math.isclose(step["logprob"], logprob, abs_tol=1e-4)
+        assert 0 < copy["gate"] < 0.05 and copy["positions"] == [i for i, p in enumerate(ids) if p == piece]
+        assert copy["positions"] and copy["share"] > 0.5  # a copied piece, its probability mostly the message's
+    console = Console(width=80, record=True)
+    console.print(pages(walk)[2 + len(walk["encoder"])])
+    assert "copy attention" in console.export_text()

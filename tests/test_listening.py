@@ -86,7 +86,7 @@ class TwinTable:
         blank = ((lengths == 1) & (src[:, 0] == EOS)).float()  # (B,)
         states = blank.view(B, 1, 1).expand(B, S, 1).contiguous()  # the decoder can tell which it read
         bias = torch.zeros(B, 1, S).masked_fill(~(torch.arange(S) < lengths.unsqueeze(1)).unsqueeze(1), float("-inf"))
-        return Memory(states, states, bias), (torch.zeros(1, B, 1), torch.zeros(1, B, 1))
+        return Memory(states, states, bias, src), (torch.zeros(1, B, 1), torch.zeros(1, B, 1))
 
     def initial_feed(self, rows):
         return torch.zeros(rows, 1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from chatbot.consensus import agreement
+from chatbot.consensus import agreement, repeats
 from chatbot.decoding.rules import NEG_INF, only_eos
 from chatbot.decoding.trace import TOP_ALTERNATIVES, Hypothesis, Trace
 from chatbot.settings import BeamSettings, SampleSettings, Settings
@@ -24,6 +24,8 @@ from chatbot.tokenizer import EOS
 
 NUCLEUS_SEARCH = 256  # tokens ranked before top-p falls back to sorting the vocabulary
 EVIDENCE_PER_CANDIDATE = 2  # consensus sampling: replies drawn from the model to judge each candidate by
+CONSENSUS_PAIRS = 0.0  # the weight of word pairs in consensus's agreement (`chatbot.consensus.agreement`)
+REPETITION_LAST = False  # consensus ranks the candidates that repeat themselves after those that do not
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -218,8 +220,9 @@ def choose_by_consensus(
     for b in range(messages):
         pieces = [strip(r) for r in replies[b * per_message : (b + 1) * per_message]]
         rows = [words(p) for p in pieces]
-        agree = agreement(rows[:candidates], rows[candidates:])
-        order = sorted(range(candidates), key=lambda i: -agree[i])  # stable: of equals, the first drawn
+        agree = agreement(rows[:candidates], rows[candidates:], CONSENSUS_PAIRS)
+        repeated = [REPETITION_LAST and repeats(r) for r in rows[:candidates]]
+        order = sorted(range(candidates), key=lambda i: (repeated[i], -agree[i]))  # stable: of equals, the first drawn
         chosen.append(b * per_message + order[0])
         ranked.append([(pieces[i], agree[i]) for i in order])
     return chosen, ranked
