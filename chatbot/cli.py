@@ -410,14 +410,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def probe_figures(args: argparse.Namespace, device) -> dict:
     """The behavioural probes of `--probes` (`training.probes`), each answered by the model that
     answers its language in the chat, with the strategy asked for (default: the chat's)."""
-    from chatbot.decoding import reply
+    from functools import partial
+
     from chatbot.device import reply_precision
     from chatbot.engine import load_engine
-    from chatbot.languages import bundled_companions, language_of
+    from chatbot.languages import bundled_companions
     from chatbot.settings import DEFAULT_STRATEGY, settings_from
     from corpora import load_pairs
     from training.evaluate import COMMON_WORDS
-    from training.probes import read_probes, run_probes
+    from training.probes import answer_alone, read_probes, run_probes
     from training.recall import common_words
 
     probes = read_probes(args.probes)
@@ -430,21 +431,8 @@ def probe_figures(args: argparse.Namespace, device) -> dict:
     repliers = {"en": (engine, tokenizer)}
     for lang, path in bundled_companions(args.model).items():
         repliers[lang] = load_engine(path, device, precision, reference=args.reference)[:2]
-
-    def answer(asked: list) -> list[str]:
-        replies = [""] * len(asked)
-        by_language: dict[str, list[int]] = {}
-        for i, probe in enumerate(asked):
-            lang = language_of(probe.turns[-1])
-            by_language.setdefault(lang if lang in repliers else "en", []).append(i)
-        for lang, wanted in by_language.items():
-            model, vocabulary = repliers[lang]
-            for i in wanted:  # one at a time, as the chat replies (int8 rounds a batch's activations together)
-                message, turns = asked[i].turns[-1], asked[i].turns[:-1]
-                replies[i] = reply(model, vocabulary, [message], settings, contexts=[turns])[0][0].text
-        return replies
-
     common = common_words(load_pairs("chitchat", "train"), COMMON_WORDS)
+    answer = partial(answer_alone, repliers, settings)
     return {"probes_strategy": settings.to_dict(), **run_probes(probes, answer, common)}
 
 

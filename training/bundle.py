@@ -11,6 +11,7 @@ import argparse
 import json
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -18,21 +19,28 @@ import torch
 from chatbot.decoding import guidance_of, rerank_of
 from chatbot.device import inference_precision
 from chatbot.engine import load_engine
+from chatbot.languages import language_of
 from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_model, output_directory, save_weights
 from chatbot.paths import BUNDLED_MODEL
 from chatbot.settings import DEFAULT_GUIDANCE, settings_from
 from corpora import load_pairs
-from training.evaluate import evaluate_pairs, generate, generation_measures, hits_at_1
+from training.evaluate import COMMON_WORDS, evaluate_pairs, generate, generation_measures, hits_at_1
 from training.plots import plot_metrics
+from training.probes import answer_alone, read_probes, run_probes
+from training.recall import common_words
 
 SAMPLES = 10  # sample replies per strategy: test pairs 0, n/10, 2n/10, ... (not chosen by hand)
 STRATEGIES = ("greedy", "beam", "sample")
 
 
-def measure(directory: Path, pairs, guidance: float, threads: int) -> dict:
+PROBED = ("sample", "greedy")  # the default strategy and the plainest
+
+
+def measure(directory: Path, pairs, guidance: float, threads: int, probes=()) -> dict:
     """Every figure of a model directory on `pairs`: perplexities (with and without context, in
     float32 as stored and with the int8 weights replies use), hits@1, and per strategy the
-    generation measures for single messages and with context, plus the replies themselves."""
+    generation measures for single messages and with context, plus the replies themselves; and
+    the pass rates of `probes` (`training.probes`) by the default strategy and greedy search."""
     torch.set_num_threads(threads)
     model, tokenizer, config = load_model(directory)
     replier, _, _ = load_engine(directory, precision=inference_precision("auto", torch.device("cpu")))
@@ -65,7 +73,28 @@ def measure(directory: Path, pairs, guidance: float, threads: int) -> dict:
             "replies_per_s": len(pairs) / seconds,
         }
         figures["replies"][name] = {"single": single, "with_context": context}
+    if probes:
+        common = common_words(load_pairs("chitchat", "train"), COMMON_WORDS)
+        figures["probes"] = {}
+        for name in PROBED:
+            settings = settings_from(name, guidance=w, rerank=rerank, seed=1 if name == "sample" else None)
+            with torch.inference_mode():
+                result = run_probes(probes, partial(answer_alone, {"en": (replier, tokenizer)}, settings), common)
+            figures["probes"][name] = {k: result[k] for k in ("probes_all", "probes", "probes_count")}
     return figures
+
+
+def probe_rows(after: dict, before: dict | None) -> list[str]:
+    """The probes' pass rates, by strategy and kind, beside the model before's where it has them."""
+    rows = []
+    for name, f in after.get("probes", {}).items():
+        old = (before or {}).get("probes", {}).get(name)
+        rates = {"all": f["probes_all"], **f["probes"]}
+        olds = {"all": old["probes_all"], **old["probes"]} if old else {}
+        for kind, rate in rates.items():
+            was = f" {olds[kind]:.2f} |" if kind in olds else (" |" if before else "")
+            rows.append(f"| {name} | {kind} | {rate:.2f} |{was}")
+    return rows
 
 
 def strategy_rows(figures: dict, label: str) -> list[str]:
@@ -142,6 +171,16 @@ def card(args, config: dict, model, trained, after: dict, before: dict | None, p
         if key in hits:
             old = f" {before['hits_at_1'].get(key, float('nan')):.3f} |" if before else ""
             lines.append(f"| hits@1 of 20 by {key.replace('_', ' ')} | {hits[key]:.3f} |{old}")
+    if after.get("probes"):
+        count = next(iter(after["probes"].values()))["probes_count"]
+        lines += [
+            "",
+            f"## Behavioural probes ({count} of `corpora/probes.jsonl`, its language's; int8, as the chat replies)",
+            "",
+            "| strategy | kind | this model | " + ("the one before |" if before else ""),
+            "| --- | --- | --- | " + ("--- |" if before else ""),
+            *probe_rows(after, before),
+        ]
     lines += [
         "",
         "## Replies to the test messages",
@@ -198,6 +237,8 @@ def main() -> None:
         "--unguided", action="store_true", help="replies never guided nor reranked: where that harms this model's"
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--probes", type=Path, help="behavioural probes (JSONL): those in the model's language count")
+    parser.add_argument("--language", choices=("en", "ko"), default="en", help="the model's language, for --probes")
     parser.add_argument("--notes", type=Path, help="a Markdown file appended to the card: what was tried, and why")
     parser.add_argument(
         "--output-rank", type=int, default=0, help="store the output layer at this rank (0: as trained)"
@@ -208,10 +249,11 @@ def main() -> None:
     )
     torch.set_num_threads(args.threads)
     pairs = load_pairs(args.corpus, "test")
+    probes = [p for p in read_probes(args.probes) if language_of(p.turns[-1]) == args.language] if args.probes else []
     if args.before_figures:
         before = json.loads(args.before_figures.read_text())
     else:
-        before = measure(args.before, pairs, args.guidance, args.threads) if args.before else None
+        before = measure(args.before, pairs, args.guidance, args.threads, probes) if args.before else None
     trained, tokenizer, config = load_model(args.model)
     model = trained.with_settings(output_rank=args.output_rank) if args.output_rank else trained
     if args.unguided:
@@ -224,7 +266,7 @@ def main() -> None:
         for name in (TOKENIZER, "metrics.jsonl"):
             shutil.copyfile(args.model / name, args.out / name)
         plot_metrics(args.out / "metrics.jsonl", args.out / "training.png")  # a run stopped by hand never drew it
-        after = measure(args.out, pairs, args.guidance, args.threads)
+        after = measure(args.out, pairs, args.guidance, args.threads, probes)
         lines = card(args, config, model, trained, after, before, pairs)
         if args.notes:
             lines += [args.notes.read_text(encoding="utf-8").strip(), ""]

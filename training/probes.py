@@ -85,6 +85,20 @@ def repeats(reply: str, common: frozenset[str]) -> bool:
     return len(set(content)) < len(content) or len(set(pairs)) < len(pairs)
 
 
+def answer_alone(repliers: dict, settings, probes: Sequence[Probe]) -> list[str]:
+    """Each probe's reply, answered alone as the chat answers (int8 rounds a batch's activations
+    together), by `repliers[language]` (engine, tokenizer) for its last turn's language, else "en"."""
+    from chatbot.decoding import reply
+    from chatbot.languages import language_of
+
+    replies = []
+    for probe in probes:
+        lang = language_of(probe.turns[-1])
+        engine, tokenizer = repliers[lang if lang in repliers else "en"]
+        replies.append(reply(engine, tokenizer, [probe.turns[-1]], settings, contexts=[probe.turns[:-1]])[0][0].text)
+    return replies
+
+
 def run_probes(probes: Sequence[Probe], answer: Callable[[list[Probe]], list[str]], common: frozenset[str]) -> dict:
     """Answer every probe (`answer`: probes -> their replies) and score the replies: `probes`, the
     pass rate by kind, with "repetition" over every reply; `probes_all`, the share of probes that
