@@ -193,7 +193,8 @@ def test_dropout_is_off_before_dropout_from_epoch_and_on_after(tmp_path, sample_
 
 def test_training_from_a_model_with_a_thinner_output_layer(overfit_dir, tmp_path, sample_pairs):
     """`--from` keeps the model and its tokenizer and starts from its weights; `--output-rank`
-    turns the output layer into its best low-rank approximation, then trains on."""
+    turns the output layer into its best low-rank approximation, then trains on; a copy gate and
+    more turns read may be added."""
     from chatbot.engine import load_engine
 
     out = tmp_path / "thin"
@@ -221,6 +222,11 @@ def test_training_from_a_model_with_a_thinner_output_layer(overfit_dir, tmp_path
     assert config["model"]["output_rank"] == 32 and config["model"]["hidden_size"] == 128
     assert (out / "tokenizer.model").read_bytes() == (overfit_dir / "tokenizer.model").read_bytes()
     assert reply(model, tokenizer, [sample_pairs[0].source], GreedySettings())[0][0].text
+    proc = chatbot(*common, "--copy-attention", "--context-turns", "3")  # a copy gate and more turns: new settings
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    model, tokenizer, config = load_engine(out, precision="int8")
+    assert config["model"]["copy_attention"] and config["model"]["context_turns"] == 3 and model.model.copy is not None
+    assert reply(model, tokenizer, [sample_pairs[0].source], GreedySettings(), contexts=[["a", "b", "c"]])[0][0].text
     proc = chatbot(*common, "--hidden-size", "64")
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1 and "--from keeps" in stderr and "Traceback" not in stderr
