@@ -32,15 +32,23 @@ from training.recall import common_words
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
-# name -> (strategy, settings, consensus's word-pair weight, candidates that repeat ranked last)
+# name -> (strategy, settings, consensus's word-pair weight, candidates that repeat ranked last);
+# the defaults of chatbot/settings.py otherwise (repetition penalty 1.5, 16 candidates)
 VARIANTS = {
-    "greedy": ("greedy", {}, 0.0, False),
-    "beam-5": ("beam", {}, 0.0, False),
-    "consensus F1": ("sample", {}, 0.0, False),
-    "consensus F1, repeats last": ("sample", {}, 0.0, True),
-    "consensus F1 + pairs": ("sample", {}, 0.5, False),
-    "consensus F1 + pairs, repeats last": ("sample", {}, 0.5, True),
-    "consensus F1 + pairs, repeats last, 16": ("sample", {"candidates": 16}, 0.5, True),
+    "greedy, no repetition penalty": ("greedy", {"repetition_penalty": 1.0}, 0.5, True),
+    "greedy": ("greedy", {}, 0.5, True),
+    "greedy, repetition penalty 2": ("greedy", {"repetition_penalty": 2.0}, 0.5, True),
+    "beam-5": ("beam", {}, 0.5, True),
+    "consensus F1, 48, no repetition penalty (the default before)": (
+        "sample",
+        {"candidates": 48, "repetition_penalty": 1.0},
+        0.0,
+        False,
+    ),
+    "consensus F1 + pairs, repeats last, 48": ("sample", {"candidates": 48}, 0.5, True),
+    "consensus F1, 16": ("sample", {}, 0.0, False),
+    "consensus F1 + pairs, repeats last, 16 (the default)": ("sample", {}, 0.5, True),
+    "consensus F1 + pairs, repeats last, 8": ("sample", {"candidates": 8}, 0.5, True),
 }
 
 

@@ -17,7 +17,7 @@ MAX_REPLY_LENGTH = 200  # pieces: far past what a model trained on chat replies 
 MAX_BEAM_SIZE = 64
 MAX_SEED = 2**63 - 1
 MAX_CANDIDATES = 64  # sampled replies to choose among; each draws two more from the model to judge them
-DEFAULT_CANDIDATES = 48  # chosen by measurement: docs/performance.md
+DEFAULT_CANDIDATES = 16  # chosen by measurement (probes, repetition, latency): docs/performance.md
 MIN_TEMPERATURE = 0.01
 DEFAULT_STRATEGY = "sample"  # the chat's and `chatbot reply`'s; chosen by measurement: docs/performance.md
 DEFAULT_GUIDANCE = 0.0  # chosen by measurement and by reading the replies: docs/performance.md
@@ -51,7 +51,7 @@ class Settings:
 
     max_length: int = 40  # reply tokens, end-of-sequence excluded
     min_length: int = 1  # end-of-sequence is forbidden before this many tokens
-    repetition_penalty: float = 1.0  # >1 makes tokens already in the reply less likely
+    repetition_penalty: float = 1.5  # >1 makes tokens already in the reply less likely (docs/performance.md)
     no_repeat_ngram: int = 3  # never repeat an n-gram of this size within the reply (0: off)
     block_source_ngrams: bool = False  # ... nor copy one from the user's message
     guidance: float = DEFAULT_GUIDANCE  # w: favour pieces the message makes likelier (0: off; needs a model that can)

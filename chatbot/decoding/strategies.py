@@ -24,8 +24,8 @@ from chatbot.tokenizer import EOS
 
 NUCLEUS_SEARCH = 256  # tokens ranked before top-p falls back to sorting the vocabulary
 EVIDENCE_PER_CANDIDATE = 2  # consensus sampling: replies drawn from the model to judge each candidate by
-CONSENSUS_PAIRS = 0.0  # the weight of word pairs in consensus's agreement (`chatbot.consensus.agreement`)
-REPETITION_LAST = False  # consensus ranks the candidates that repeat themselves after those that do not
+CONSENSUS_PAIRS = 0.5  # the weight of word pairs in consensus's agreement (`chatbot.consensus.agreement`)
+REPETITION_LAST = True  # consensus ranks the candidates that repeat themselves after those that do not
 
 
 def length_penalty(length: int, alpha: float) -> float:
