@@ -149,9 +149,8 @@ def test_wide_beam_equals_brute_force(seed):
     scored = {tuple(c): teacher_forced_logprob(model, source, c) for c in candidates}
     best = max(scored, key=scored.get)
     width = len(words) ** max_len  # keeps every prefix
-    hyp = decode(
-        model, [source], BeamSettings(beam_size=width, length_penalty=0.0, max_length=max_len, no_repeat_ngram=0)
-    )[0][0]
+    bare = dict(length_penalty=0.0, max_length=max_len, no_repeat_ngram=0, repetition_penalty=1.0)  # no rules
+    hyp = decode(model, [source], BeamSettings(beam_size=width, **bare))[0][0]
     assert tuple(hyp.tokens) == best
     assert math.isclose(hyp.score, scored[best], rel_tol=1e-4, abs_tol=1e-4)
 
@@ -306,9 +305,9 @@ def test_one_row_ngram_blocking_bans_what_the_batched_form_bans(history, source,
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: GreedySettings(max_length=8, no_repeat_ngram=0),
-        lambda: SampleSettings(seed=3, max_length=8, no_repeat_ngram=0),
-        lambda: BeamSettings(beam_size=3, max_length=8, no_repeat_ngram=0),
+        lambda: GreedySettings(max_length=8, no_repeat_ngram=0, repetition_penalty=1.0),
+        lambda: SampleSettings(seed=3, max_length=8, no_repeat_ngram=0, repetition_penalty=1.0),
+        lambda: BeamSettings(beam_size=3, max_length=8, no_repeat_ngram=0, repetition_penalty=1.0),
     ],
 )
 def test_alternatives_are_each_steps_top_five_under_teacher_forcing(make):

@@ -88,7 +88,7 @@ def test_greedy_replies_with_and_without_reference_are_the_same(sample_pairs):
     assert [r[0].text for r in reply(flat, tokenizer, messages, settings)] == [
         r[0].text for r in reply(reference, tokenizer, messages, settings)
     ]
-    bare = GreedySettings(no_repeat_ngram=0, guidance=0.0)  # greedy_reply knows no rules and no guidance
+    bare = GreedySettings(no_repeat_ngram=0, repetition_penalty=1.0, guidance=0.0)  # greedy_reply: no rules
     for message in messages[:10]:
         source, _ = prepare(tokenizer, flat, message)  # the message with its speaker's mark, as replies read it
         expected = reply(reference, tokenizer, [message], bare)[0][0]
