@@ -25,9 +25,8 @@ from report import write as write_report  # bench/report.py, beside this script
 from chatbot.decoding import reply, settings_from, strategies
 from chatbot.engine import load_engine
 from corpora import load_pairs
-from training.evaluate import COMMON_WORDS, generation_measures
+from training.evaluate import chitchat_common_words, generation_measures
 from training.probes import read_probes, run_probes
-from training.recall import common_words
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -64,7 +63,7 @@ def main() -> None:
     engine, tokenizer, _ = load_engine(args.model, "cpu", "int8")
     probes = [p for p in read_probes(args.probes) if not p.kind.startswith("korean")]
     pairs = load_pairs("chitchat", "test")[: args.messages]
-    common = common_words(load_pairs("chitchat", "train"), COMMON_WORDS)
+    common = chitchat_common_words()
     results, replies_of = {}, {}
     start_cpu = cpu_times()
     for name in args.variants:

@@ -416,10 +416,8 @@ def probe_figures(args: argparse.Namespace, device) -> dict:
     from chatbot.engine import load_engine
     from chatbot.languages import bundled_companions
     from chatbot.settings import DEFAULT_STRATEGY, settings_from
-    from corpora import load_pairs
-    from training.evaluate import COMMON_WORDS
+    from training.evaluate import chitchat_common_words
     from training.probes import answer_alone, read_probes, run_probes
-    from training.recall import common_words
 
     probes = read_probes(args.probes)
     strategy = args.strategy or DEFAULT_STRATEGY
@@ -431,9 +429,8 @@ def probe_figures(args: argparse.Namespace, device) -> dict:
     repliers = {"en": (engine, tokenizer)}
     for lang, path in bundled_companions(args.model).items():
         repliers[lang] = load_engine(path, device, precision, reference=args.reference)[:2]
-    common = common_words(load_pairs("chitchat", "train"), COMMON_WORDS)
     answer = partial(answer_alone, repliers, settings)
-    return {"probes_strategy": settings.to_dict(), **run_probes(probes, answer, common)}
+    return {"probes_strategy": settings.to_dict(), **run_probes(probes, answer, chitchat_common_words())}
 
 
 def probe_report(probed: dict) -> str:

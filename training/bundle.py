@@ -24,10 +24,9 @@ from chatbot.modeldir import CONFIG, TOKENIZER, WEIGHTS, atomic_write, load_mode
 from chatbot.paths import BUNDLED_MODEL
 from chatbot.settings import DEFAULT_GUIDANCE, settings_from
 from corpora import load_pairs
-from training.evaluate import COMMON_WORDS, evaluate_pairs, generate, generation_measures, hits_at_1
+from training.evaluate import chitchat_common_words, evaluate_pairs, generate, generation_measures, hits_at_1
 from training.plots import plot_metrics
 from training.probes import answer_alone, read_probes, run_probes
-from training.recall import common_words
 
 SAMPLES = 10  # sample replies per strategy: test pairs 0, n/10, 2n/10, ... (not chosen by hand)
 STRATEGIES = ("greedy", "beam", "sample")
@@ -74,7 +73,7 @@ def measure(directory: Path, pairs, guidance: float, threads: int, probes=()) ->
         }
         figures["replies"][name] = {"single": single, "with_context": context}
     if probes:
-        common = common_words(load_pairs("chitchat", "train"), COMMON_WORDS)
+        common = chitchat_common_words()
         figures["probes"] = {}
         for name in PROBED:
             settings = settings_from(name, guidance=w, rerank=rerank, seed=1 if name == "sample" else None)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from chatbot.consensus import normalise, unigram_f1
+from chatbot.consensus import unigram_f1
 from chatbot.decoding import guided as guided_logp
 from chatbot.decoding import ranking_score
 from chatbot.i18n import tr
@@ -22,6 +22,7 @@ from chatbot.model import Seq2Seq
 from chatbot.tokenizer import EOS, PAD, Tokenizer
 from corpora import Pair
 from training.data import Example, collate, encode_pairs, length_batches
+from training.probes import repeats
 from training.recall import common_words
 
 
@@ -209,17 +210,18 @@ def generic_rate(replies: list[str]) -> float:
 COMMON_WORDS = 100  # the real replies' most frequent words are not content words
 
 
+def chitchat_common_words() -> frozenset[str]:
+    """The words a reply may say twice outside a corpus of its own (the probes): chitchat's
+    `COMMON_WORDS` most frequent reply words."""
+    from corpora import load_pairs
+
+    return common_words(load_pairs("chitchat", "train"), COMMON_WORDS)
+
+
 def repetition_rate(replies: list[str], common: set[str]) -> float:
     """The share of replies that say a content word (a normalised word not in `common`) or a word
-    pair twice: "I have a dog and I also like the dog", "blue, green, blue"."""
-
-    def repeats(text: str) -> bool:
-        words = normalise(text)
-        content = [w for w in words if w not in common]
-        pairs = list(zip(words, words[1:]))
-        return len(set(content)) < len(content) or len(set(pairs)) < len(pairs)
-
-    return sum(map(repeats, replies)) / len(replies) if replies else 0.0
+    pair twice (`training.probes.repeats`): "I have a dog and I also like the dog", "blue, green, blue"."""
+    return sum(repeats(r, common) for r in replies) / len(replies) if replies else 0.0
 
 
 def generation_measures(replies: list[str], pairs: list[Pair]) -> dict:
