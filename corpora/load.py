@@ -11,16 +11,24 @@ MIN_SPLIT_PAIRS = 100  # a smaller file is too small to hold pairs out: every sp
 
 
 def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
-    """Pairs of `corpus`: "chitchat" (split as docs/evaluation.md says), "sample" or "phrases"
+    """Pairs of `corpus`: "chitchat" (split as docs/evaluation.md says), "listening" (corpora/listening.py),
+    several joined by "+" ("chitchat+listening"), "sample" or "phrases"
     (every split is the whole sample), or a .tsv, .csv or .jsonl file. A file of 100 pairs or more is split by a
     stable hash of each pair's message (`file_split`): about 5% test, 5% validation, the rest
     training; a smaller file is every split whole."""
     if split not in SPLITS:
         raise CorpusError(tr("unknown split {split!r}: choose one of {names}", split=split, names=", ".join(SPLITS)))
+    if "+" in corpus and not Path(corpus).exists():  # "chitchat+listening": the corpora's pairs together
+        return [pair for part in corpus.split("+") for pair in load_pairs(part, split)]
     if corpus == "chitchat":
         from corpora.chitchat import chitchat_pairs
 
         return chitchat_pairs(split)
+    if corpus == "listening":  # written conversations, their filler from chitchat's same split
+        from corpora.chitchat import chitchat_pairs
+        from corpora.listening import listening_pairs
+
+        return listening_pairs(split, chitchat_pairs(split))
     if corpus == "sample":
         from corpora.files import read_jsonl
 
@@ -35,7 +43,10 @@ def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
     reader = readers.get(Path(corpus).suffix.lower())
     if reader is None:
         raise CorpusError(
-            tr("{corpus}: not a corpus name (chitchat, sample, phrases) nor a .tsv, .csv or .jsonl file", corpus=corpus)
+            tr(
+                "{corpus}: not a corpus name (chitchat, listening, sample, phrases) nor a .tsv, .csv or .jsonl file",
+                corpus=corpus,
+            )
         )
     return file_split(reader(Path(corpus)), split)
 

@@ -1,0 +1,347 @@
+"""Written conversations that teach what chitchat almost never shows: giving back a fact the person
+said a few turns before, and meeting bad or good news with a fitting feeling.
+
+Chitchat's strangers seldom ask "what is my name?", and a model trained on them alone answers it
+with a name of its own. These conversations state a fact (a name, a city, a pet, a job, a
+favourite, a number), talk of something else for a turn or two (real chitchat exchanges), then ask
+for it back, and the reply holds the fact: with copy attention the model learns to point into the
+turns before. News conversations pair bad news with sympathy and good news with joy, in words that
+name what happened.
+
+Everything is built from the lists below by a seeded generator: the same pairs on every machine.
+The lists were written apart from the probe suite (corpora/probes.jsonl); tests/test_listening_corpus
+checks that no generated message is a probe's turn and no fact given back is a probe's answer.
+Use it mixed with chitchat: `chatbot train --corpus chitchat+listening`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from corpora.pairs import Pair
+
+CONVERSATIONS = {"train": 14000, "valid": 400, "test": 400}
+SEEDS = {"train": 1, "valid": 2, "test": 3}
+NEWS_SHARE = 0.35  # of the conversations: news, the rest facts asked back
+
+
+def _items(text: str) -> list[str]:
+    return text.split(",")
+
+
+NAMES = _items(
+    "Aiden,Amara,Anika,Arjun,Astrid,Beatrice,Bruno,Caleb,Camila,Dmitri,Elena,Elif,Emeka,Esther,Felix,"
+    "Freya,Gideon,Greta,Hugo,Imani,Ingrid,Isaac,Jasper,Jonas,Kai,Kenji,Lars,Layla,Lucia,Malik,Mateo,Mina,"
+    "Nadia,Nico,Noor,Oscar,Pablo,Petra,Quinn,Rafael,Rosa,Rowan,Saanvi,Selin,Silas,Soren,Tamsin,Theo,Uma,"
+    "Vera,Wesley,Ximena,Yara,Yusuf,Zara,Zoltan,Anton,Bianca,Cyrus,Delia,Ezra,Fiona,Gemma,Henrik,Ines,"
+    "Joaquin,Keira,Lionel,Magnus,Nora,Otto,Paloma,Rhea,Stellan,Talia,Ulrich,Violet,Wren,Yosef,Zelda,"
+    "Ansel,Brigid,Cosima,Dario,Eamon,Farah"
+)
+CITIES = _items(
+    "Portland,Lisbon,Nairobi,Osaka,Melbourne,Helsinki,Phoenix,Montreal,Edinburgh,Lima,Vienna,Oslo,"
+    "Marseille,Naples,Krakow,Halifax,Tucson,Calgary,Dallas,Bergen,Porto,Seville,Leeds,Cardiff,Perth,"
+    "Auckland,Quito,Bogota,Hanoi,Manila,Jakarta,Cairo,Tunis,Accra,Dakar,Geneva,Zurich,Hamburg,Munich,"
+    "Prague,Budapest,Riga,Tallinn,Vilnius,Sapporo,Kyoto,Taipei,Madrid,Valencia,Antwerp,Utrecht,Glasgow,"
+    "Belfast,Savannah,Omaha,Memphis,Nashville,Raleigh,Richmond,Sacramento,Spokane,Anchorage,Honolulu,"
+    "Pittsburgh,Cleveland,Detroit"
+)
+PETS = _items("dog,cat,rabbit,hamster,parrot,turtle,goldfish,lizard,ferret,guinea pig,horse,snake")
+PET_NAMES = _items(
+    "Pickles,Mochi,Waffles,Peanut,Ziggy,Bandit,Pepper,Noodle,Olive,Pumpkin,Tofu,Gizmo,Sprout,Marble,"
+    "Hazel,Dumpling,Pebble,Socks,Taco,Bean,Rusty,Luna,Shadow,Ginger,Mango,Bubbles,Cosmo,Juniper,Nacho,"
+    "Poppy"
+)
+JOBS = _items(
+    "an architect,an electrician,a plumber,a librarian,a firefighter,a pharmacist,a carpenter,"
+    "an accountant,a photographer,a lawyer,a veterinarian,a journalist,a welder,a barista,a florist,"
+    "a surgeon,a translator,a bus driver,a farmer,a tailor,a data analyst,a paramedic,a scientist,"
+    "an engineer,a mail carrier,a butcher"
+)
+FAVOURITES = {
+    "band": "Radiohead,Metallica,Queen,Nirvana,Abba,the Killers,Arctic Monkeys,Fleetwood Mac,Blondie,Muse",
+    "food": "lasagna,ramen,tacos,dumplings,paella,curry,burritos,pancakes,falafel,risotto,pho,bibimbap",
+    "sport": "volleyball,hockey,baseball,rugby,cricket,golf,swimming,badminton,cycling,surfing,climbing",
+    "color": "orange,purple,yellow,teal,red,pink,silver,maroon,turquoise,lavender",
+    "movie": "Titanic,Inception,Rocky,Up,Alien,Frozen,Gladiator,Amelie,Casablanca,Shrek,Coco",
+    "book": "Dune,Beloved,Matilda,Ulysses,Frankenstein,Dracula,Persuasion,Hatchet,Wonder",
+    "season": "autumn,winter,spring,summer",
+    "drink": "lemonade,coffee,chai,hot chocolate,orange juice,root beer,iced tea",
+    "subject": "history,chemistry,geography,algebra,physics,art,music,literature,economics",
+    "game": "Minecraft,Tetris,Monopoly,Scrabble,Zelda,Fortnite,Uno,Catan",
+}
+INSTRUMENTS = _items("piano,cello,drums,trumpet,flute,guitar,saxophone,harp,ukulele,clarinet")
+CARS = _items("Honda,Subaru,Ford,Volvo,Tesla,Jeep,Mazda,Kia,Nissan,Hyundai,Volkswagen")
+STUDIES = _items("nursing,law,medicine,architecture,philosophy,psychology,engineering,accounting,linguistics")
+LANGUAGES = _items("French,German,Italian,Korean,Japanese,Portuguese,Arabic,Hindi,Russian,Dutch,Polish,Greek")
+RELATIVES = _items("brother,mother,father,son,daughter,husband,cousin,aunt,uncle,grandma,best friend")
+MONTHS = _items("January,February,March,April,May,June,August,September,October,November,December")
+NUMBERS = _items("five,six,seven,eight")
+
+
+def _facts(rng: random.Random) -> dict:
+    """One fact each kind could state: (statements, questions, answers, acknowledgements), {slots}."""
+    animal, favourite = rng.choice(PETS), rng.choice(sorted(FAVOURITES))
+    relative, count, kin = rng.choice(RELATIVES), rng.choice(NUMBERS), rng.choice(["brothers", "sisters", "kids"])
+    job = rng.choice(JOBS)
+    return {
+        "name": (
+            [
+                "my name is {v}.",
+                "hi, I'm {v}.",
+                "hello, my name's {v}.",
+                "you can call me {v}.",
+                "I am {v}, by the way.",
+                "everyone calls me {v}.",
+                "hey! {v} here.",
+                "I'm called {v}.",
+            ],
+            [
+                "what is my name?",
+                "what's my name?",
+                "do you know my name?",
+                "do you remember my name?",
+                "what did I say my name is?",
+                "what am I called?",
+                "who am I?",
+                "remind me, what's my name?",
+            ],
+            ["Your name is {v}.", "You are {v}.", "You told me your name is {v}.", "You're {v}!", "{v}, right?"],
+            ["Nice to meet you, {v}!", "Hi {v}, how are you today?", "{v} is a lovely name.", "Hello {v}!"],
+            {"v": rng.choice(NAMES)},
+        ),
+        "city": rng.choice(
+            [
+                (
+                    ["I live in {v}.", "I live in {v} now.", "home for me is {v}."],
+                    [
+                        "where do I live?",
+                        "which city do I live in?",
+                        "where is my home?",
+                        "do you remember where I live?",
+                    ],
+                    ["You live in {v}.", "In {v}.", "You said you live in {v}."],
+                ),
+                (
+                    ["I'm from {v}.", "I come from {v}.", "I was born and raised in {v}."],
+                    ["where am I from?", "where do I come from?", "which city am I from?"],
+                    ["You are from {v}.", "{v}, you said.", "You come from {v}."],
+                ),
+                (
+                    ["I just moved to {v}.", "last month I moved to {v}."],
+                    ["where did I move to?", "which city did I move to?"],
+                    ["You moved to {v}.", "To {v}."],
+                ),
+            ]
+        )
+        + (
+            ["{v} sounds like a nice place.", "Oh, I've heard good things about {v}.", "How do you like {v}?"],
+            {"v": rng.choice(CITIES)},
+        ),
+        "pet": (
+            [
+                "I have a {a} named {v}.",
+                "my {a} is called {v}.",
+                "I got a {a} and called it {v}.",
+                "my {a}'s name is {v}.",
+            ],
+            [
+                "what is my {a} called?",
+                "what's my {a}'s name?",
+                "what did I call my {a}?",
+                "do you remember my {a}'s name?",
+            ],
+            ["Your {a} is called {v}.", "{v}!", "You called your {a} {v}.", "Its name is {v}."],
+            ["Aww, {v} is a cute name for a {a}.", "I love the name {v}!", "How old is {v}?"],
+            {"v": rng.choice(PET_NAMES), "a": animal},
+        ),
+        "pet kind": (
+            ["I have a pet {v}.", "I just got a {v}.", "we keep a {v} at home."],
+            ["what pet do I have?", "what animal do I have?", "do you remember what pet I have?"],
+            ["You have a {v}.", "A {v}!", "You said you have a {v}."],
+            ["I'd love to have a {v}.", "A {v}! What's it like?", "How long have you had your {v}?"],
+            {"v": animal},
+        ),
+        "job": (
+            ["I work as {j}.", "I'm {j}.", "I've been {j} for ten years.", "for work I'm {j}."],
+            ["what do I do for work?", "what is my job?", "what's my job?", "what do I do for a living?"],
+            ["You are {j}.", "You work as {j}.", "You're {j}, you told me."],
+            ["Being {j} sounds interesting.", "Do you like being {j}?", "Wow, {j}! Is it hard?"],
+            {"v": job.split(" ", 1)[1], "j": job},
+        ),
+        "favourite": (
+            ["my favorite {f} is {v}.", "I really love {v}, it's my favorite {f}.", "nothing beats {v} for me."],
+            [
+                "what is my favorite {f}?",
+                "what's my favourite {f}?",
+                "which {f} do I like best?",
+                "do you remember my favorite {f}?",
+            ],
+            ["Your favorite {f} is {v}.", "{v}!", "You said you love {v}."],
+            ["{v} is a good choice!", "Oh, I like {v} too.", "Why {v}?"],
+            {"v": rng.choice(FAVOURITES[favourite].split(",")), "f": favourite},
+        ),
+        "instrument": (
+            ["I play the {v}.", "I've been learning the {v}."],
+            ["what instrument do I play?", "which instrument am I learning?"],
+            ["You play the {v}.", "The {v}!"],
+            ["The {v} is a beautiful instrument.", "How long have you played the {v}?"],
+            {"v": rng.choice(INSTRUMENTS)},
+        ),
+        "car": (
+            ["I drive a {v}.", "my car is a {v}."],
+            ["what car do I drive?", "what kind of car do I have?"],
+            ["You drive a {v}.", "A {v}."],
+            ["Is the {v} a good car?", "I've heard {v} makes good cars."],
+            {"v": rng.choice(CARS)},
+        ),
+        "study": (
+            ["I study {v}.", "I'm studying {v} at university.", "my major is {v}."],
+            ["what do I study?", "what is my major?", "what am I studying?"],
+            ["You study {v}.", "{v}!", "Your major is {v}."],
+            ["{v} sounds hard!", "Why did you choose {v}?"],
+            {"v": rng.choice(STUDIES)},
+        ),
+        "language": (
+            ["I speak {v}.", "I grew up speaking {v}.", "my first language is {v}."],
+            ["what language do I speak?", "which language did I grow up with?", "what's my first language?"],
+            ["You speak {v}.", "{v}.", "Your first language is {v}."],
+            ["Can you teach me some {v}?", "{v} is a beautiful language."],
+            {"v": rng.choice(LANGUAGES)},
+        ),
+        "relative": (
+            ["my {r}'s name is {v}.", "my {r} is called {v}.", "I have a {r} named {v}."],
+            ["what is my {r}'s name?", "what's my {r} called?", "do you remember my {r}'s name?"],
+            ["Your {r} is {v}.", "Your {r} is called {v}.", "{v}."],
+            ["{v} is a nice name.", "Are you close to {v}?"],
+            {"v": rng.choice(NAMES), "r": relative},
+        ),
+        "count": (
+            ["I have {v} {k}.", "I've got {v} {k}."],
+            ["how many {k} do I have?", "how many {k} did I say I have?"],
+            ["You have {v} {k}.", "{v}!"],
+            ["{v} {k}, wow!", "That's a big family."],
+            {"v": count, "k": kin},
+        ),
+        "birthday": (
+            ["my birthday is in {v}.", "I was born in {v}."],
+            ["when is my birthday?", "what month was I born in?"],
+            ["Your birthday is in {v}.", "In {v}."],
+            ["{v} is a nice month for a birthday.", "What do you usually do for your birthday?"],
+            {"v": rng.choice(MONTHS)},
+        ),
+    }
+
+
+BAD_NEWS = _items(
+    "my {p} passed away,my {p} was taken to the hospital,my {p} is really sick,I lost my {t},"
+    "I broke my {b},my {t} got stolen,I failed my {e},I didn't pass my {e},I was laid off,"
+    "my boss fired me,my boyfriend left me,my wife and I are separating,our house caught fire,"
+    "my apartment got flooded,I was in a car accident,I have a terrible headache,I've been sick all week,"
+    "I feel really sad,I feel so alone,I'm really worried about my {p},my {pet} ran away,my {pet} died,"
+    "I didn't get into the program,my {t} broke,my grandma has been very ill,I had the worst day"
+)
+BAD_FRAMES = [
+    "{e}.",
+    "{e} today.",
+    "{e} last night.",
+    "{e} and I feel awful.",
+    "ugh, {e}.",
+    "I'm so upset, {e}.",
+    "{e} a few days ago.",
+    "I have bad news, {e}.",
+]
+SYMPATHY = [
+    "I'm so sorry to hear that.",
+    "Oh no, I'm really sorry.",
+    "That sounds really hard. I'm sorry.",
+    "I'm sorry, that must hurt a lot.",
+    "Oh no. How are you holding up?",
+    "That's awful, I'm so sorry.",
+    "I'm sorry you're going through that.",
+    "That's so sad. Do you want to talk about it?",
+    "I'm really sorry. Take care of yourself.",
+    "Oh no, that's terrible. Is there anything that would help?",
+]
+GOOD_NEWS = _items(
+    "I got a new job,I finally passed my {e},I got a promotion,we're getting married,"
+    "my {p} is coming home,I won first prize,I finished my {w},I got accepted to university,"
+    "my {p} got better,we bought a new {t},I got a scholarship,my {pet} had puppies,"
+    "I got a perfect grade,I beat my personal best,I'm finally on vacation"
+)
+GOOD_FRAMES = ["{e}!", "{e} today!", "guess what, {e}!", "{e}, I'm so happy!", "great news, {e}!", "yay, {e}!"]
+JOY = [
+    "Congratulations! That's wonderful news.",
+    "That's amazing, well done!",
+    "Wow, congratulations!",
+    "That's great to hear! How will you celebrate?",
+    "I'm so happy for you!",
+    "That's fantastic news!",
+    "Good for you! You must be so proud.",
+    "Yay! That's brilliant.",
+]
+NEWS_SLOTS = {
+    "p": _items("grandfather,grandmother,mom,dad,brother,sister,uncle,aunt,best friend,neighbor"),
+    "t": _items("phone,laptop,wallet,car,bike,keys,watch"),
+    "b": _items("arm,wrist,ankle,leg,nose,toe"),
+    "e": _items("exam,test,interview,audition,driving test,final"),
+    "pet": _items("dog,cat,rabbit,hamster,parrot"),
+    "w": _items("thesis,first painting,degree,big project,training"),
+}
+
+
+FILLER_WORDS = 15  # a longer chitchat turn could push the fact out of the turns the model reads
+
+
+def _filler(rng: random.Random, short: Sequence[Pair], turns: list[str]) -> None:
+    """Append 0 to 2 short real chitchat exchanges to `turns`: talk between a fact and its question
+    (context only: chitchat itself teaches the replies to them)."""
+    for _ in range(rng.choice([0, 1, 1, 2])):
+        exchange = rng.choice(short)
+        turns += [exchange.source, exchange.reply]
+
+
+def _capital(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def _fact_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pair]:
+    facts = _facts(rng)
+    kinds = rng.sample(sorted(facts), 2 if rng.random() < 0.3 else 1)  # sometimes two facts, one asked back
+    turns: list[str] = []
+    if rng.random() < 0.3:
+        _filler(rng, chitchat, turns)
+    pairs = []
+    for kind in kinds:
+        statements, _, _, acks, slots = facts[kind]
+        said, ack = rng.choice(statements).format(**slots), _capital(rng.choice(acks).format(**slots))
+        pairs.append(Pair(said, ack, tuple(turns)))
+        turns += [said, ack]
+    _filler(rng, chitchat, turns)
+    _, questions, answers, _, slots = facts[rng.choice(kinds)]
+    question, answer = rng.choice(questions).format(**slots), _capital(rng.choice(answers).format(**slots))
+    pairs.append(Pair(question, answer, tuple(turns)))
+    return pairs
+
+
+def _news_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pair]:
+    bad = rng.random() < 0.6
+    events, frames, replies = (BAD_NEWS, BAD_FRAMES, SYMPATHY) if bad else (GOOD_NEWS, GOOD_FRAMES, JOY)
+    slots = {k: rng.choice(v) for k, v in NEWS_SLOTS.items()}
+    event = rng.choice(events).format(**slots)
+    said = rng.choice(frames).format(e=event)
+    turns: list[str] = []
+    if rng.random() < 0.4:
+        _filler(rng, chitchat, turns)
+    return [Pair(_capital(said) if rng.random() < 0.5 else said, rng.choice(replies), tuple(turns))]
+
+
+def listening_pairs(split: str, chitchat: Sequence[Pair]) -> list[Pair]:
+    """The written conversations of one split, their filler drawn from `chitchat` (that split's)."""
+    rng = random.Random(SEEDS[split])
+    short = [p for p in chitchat if max(len(p.source.split()), len(p.reply.split())) <= FILLER_WORDS]
+    pairs = []
+    for _ in range(CONVERSATIONS[split]):
+        make = _news_conversation if rng.random() < NEWS_SHARE else _fact_conversation
+        pairs += make(rng, short)
+    return pairs
