@@ -42,6 +42,7 @@ class Tokenizer:
 
     def __init__(self, model_proto: bytes):
         self.proto = model_proto
+        self._never_written: list[int] | None = None
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.LoadFromSerializedProto(model_proto)
@@ -83,8 +84,12 @@ class Tokenizer:
         return None if UNK in ids else ids
 
     def never_written(self) -> list[int]:
-        """Pieces no reply may contain: padding, unknown, start, and the speaker marks."""
-        return [i for i in range(self.vocab_size) if i != EOS and (self.sp.is_control(i) or self.sp.is_unknown(i))]
+        """Pieces no reply may contain: padding, unknown, start, and the speaker marks (found once:
+        asking SentencePiece of every piece costs more than a short greedy reply)."""
+        if self._never_written is None:
+            sp, n = self.sp, self.vocab_size
+            self._never_written = [i for i in range(n) if i != EOS and (sp.is_control(i) or sp.is_unknown(i))]
+        return list(self._never_written)
 
     @property
     def vocab_size(self) -> int:

@@ -182,6 +182,32 @@ def test_batched_replies_equal_one_at_a_time(make):
             assert math.isclose(ha.score, hb.score, rel_tol=1e-4, abs_tol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        SampleSettings(seed=3, temperature=1.5, max_length=12, candidates=1),
+        SampleSettings(seed=3, temperature=1.5, max_length=12, candidates=4),
+    ],
+)
+def test_rows_that_ended_leave_the_batch_without_changing_a_reply(settings, monkeypatch):
+    """The loop drops ended rows from the decoder's batch; kept in, every reply, piece
+    probability and attention row is the same."""
+    import chatbot.decoding.loop as loop
+
+    model = tiny_model(8, vocab=40)
+    sources = [[5, 6, 7], [8], [10, 11, 12, 13, 14, 15], [9, 9]]
+    leaving = decode(model, sources, settings)
+    assert len({len(h[0].tokens) for h in leaving}) > 1  # rows ended at different steps
+    monkeypatch.setattr(loop, "LEAVE_AT", 0.0)  # no row ever leaves
+    staying = decode(model, sources, settings)
+    for a, b in zip(leaving, staying):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        for ha, hb in zip(a, b):
+            assert torch.allclose(torch.tensor(ha.logprobs), torch.tensor(hb.logprobs), atol=1e-5)
+            assert torch.allclose(torch.tensor(ha.attention), torch.tensor(hb.attention), atol=1e-5)
+            assert [[i for i, _ in s] for s in ha.alternatives] == [[i for i, _ in s] for s in hb.alternatives]
+
+
 def test_same_seed_same_reply():
     model = tiny_model(5, vocab=40)
     runs = [decode(model, [[5, 6]], SampleSettings(seed=11, temperature=1.5))[0][0].tokens for _ in range(2)]

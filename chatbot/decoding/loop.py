@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from chatbot.decoding.rules import Context, Rule
-from chatbot.decoding.strategies import Choice, Strategy
+from chatbot.decoding.rules import Context, Rule, only_eos
+from chatbot.decoding.strategies import Choice, Independent, Strategy
 from chatbot.decoding.trace import Hypothesis, Trace
 from chatbot.model import pad_right
 from chatbot.tokenizer import BOS, EOS
+
+LEAVE_AT = 0.75  # ended rows leave the batch once the rows running are this share of those in it or fewer
 
 
 @dataclass
@@ -86,16 +88,25 @@ def run(
     source = src.index_select(0, rows_of) if K > 1 else src[:B]  # (R, S) each row's message
     feed = engine.initial_feed(2 * R if twins else R)
     tokens = torch.full((2 * R if twins else R,), BOS, dtype=torch.long, device=device)
-    trace = Trace(R, device, strategy.rank_each_step)
+    trace = Trace(R, device, strategy.rank_each_step, strategy.shown_rows)
     gain = None
+    # rows that never move and have ended leave the decoder's batch (their pieces are EOS from then on)
+    compact = R > 1 and not twins and isinstance(strategy, Independent)
+    live = None  # (n,) the rows the decoder still runs, once some have left; None: all of them
+    left = None  # (R, V) the log-probabilities of a row that left: EOS certain
     for step in range(max_length + 1):
         logits, state, weights, feed = engine.step(tokens, state, memory, feed)  # (R or 2R, V), state, (.., S), (.., A)
         logp = torch.log_softmax(logits.float(), dim=-1)
+        query = feed[:R]
         if twins:
             logp, weights, gain = logp[:R], weights[:R], logp[:R] - logp[R:]  # (R, V), (R, S), (R, V)
-        context = Context(
-            step, source, trace.history, trace.reply, sources[0] if R == 1 else None, gain, query=feed[:R]
-        )
+        elif live is not None:  # the rows that left: certain of EOS, attending to nothing
+            logp, weights, query = (
+                left.index_copy(0, live, logp),
+                weights.new_zeros((R, *weights.shape[1:])).index_copy_(0, live, weights),
+                query.new_zeros((R, *query.shape[1:])).index_copy_(0, live, query),
+            )
+        context = Context(step, source, trace.history, trace.reply, sources[0] if R == 1 else None, gain, query=query)
         for rule in rules:
             logp = rule(logp, context)
         choice = strategy.select(logp, step)
@@ -109,4 +120,13 @@ def run(
         if strategy.update_finished(step, trace):
             break
         tokens = choice.tokens.repeat(2) if twins else choice.tokens  # the twins read the same reply so far
+        if compact and strategy.any_ended:
+            running = (~strategy.ended).nonzero().squeeze(1)  # (n,)
+            if len(running) <= LEAVE_AT * (R if live is None else len(live)):
+                keep = running if live is None else torch.searchsorted(live, running)
+                state, feed = tuple(s.index_select(1, keep) for s in state), feed.index_select(0, keep)
+                if left is None:
+                    left = only_eos(torch.zeros((R, logp.size(-1)), device=device))
+                memory, live = memory.index_select(keep), running
+            tokens = tokens[live] if live is not None else tokens
     return strategy.final(trace, step)

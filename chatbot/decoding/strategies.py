@@ -72,6 +72,7 @@ class Strategy:
 
     rows_per_message = 1
     rank_each_step = False  # the trace ranks each step's alternatives as it goes (`Trace`)
+    shown_rows = None  # (R,) bool: the rows that can become replies, whose alternatives are kept; None: all
 
     def __init__(self, settings: Settings, batch: int, device: torch.device):
         self.settings, self.batch, self.device = settings, batch, device
@@ -186,7 +187,7 @@ class ConsensusSampling(Sampling):
         self.rows_per_message = sampled_rows(settings)
         one = torch.arange(self.rows_per_message, device=device) >= settings.candidates  # candidates first
         self.evidence = one.repeat(batch)  # (R,)
-        self.candidates = ~self.evidence
+        self.candidates = self.shown_rows = ~self.evidence
 
     def wants_gains(self, asked):
         return False  # measured on the chosen reply alone, once it is chosen: not on every row
@@ -196,6 +197,12 @@ class ConsensusSampling(Sampling):
         tokens[self.candidates] = super().choose(logp[self.candidates])
         tokens[self.evidence] = sample_from(logp[self.evidence], 0, 1.0, self.generator)  # as the model says
         return tokens
+
+    def update_finished(self, step, trace):
+        """Done when every candidate has ended: evidence rows still going are read as far as they
+        got (a long tail of temperature-1 samples would otherwise set every reply's wait)."""
+        super().update_finished(step, trace)
+        return bool(self.ended[self.candidates].all())
 
     def shown(self, trace):
         return [[] for _ in range(self.batch)]  # no reply to show until its candidates end

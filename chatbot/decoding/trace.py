@@ -70,10 +70,11 @@ class Trace:
     only the token history the rules read; a hypothesis is read back by following its pointers.
 
     `rank_each_step`: keep each step's top alternatives as it goes (rows that move, or many rows);
-    otherwise keep the distributions and rank them when read (`Alternatives`)."""
+    otherwise keep the distributions and rank them when read (`Alternatives`). `shown` (R,) bool:
+    the rows that may become replies, the only ones ranked (consensus's evidence rows never are)."""
 
-    def __init__(self, rows: int, device, rank_each_step: bool):
-        self.rows, self.rank_each_step = rows, rank_each_step
+    def __init__(self, rows: int, device, rank_each_step: bool, shown: torch.Tensor | None = None):
+        self.rows, self.rank_each_step, self.shown = rows, rank_each_step, shown
         self.reply = [] if rows == 1 else None  # one row: its reply so far as a list (the rules read it so)
         self.history = None if rows == 1 else torch.zeros((rows, 0), dtype=torch.long, device=device)  # (R, t)
         self.parents, self.tokens, self.logps = [], [], []  # per step: (R,) or None, (R,), (R,)
@@ -100,6 +101,16 @@ class Trace:
             self.unranked.append(logp)
             return
         self.logps.append(logp.gather(1, chosen.unsqueeze(1)).squeeze(1) if rows is None else logp[rows, chosen])
+        if self.shown is not None:
+            A = min(TOP_ALTERNATIVES, logp.size(-1))
+            values, ids = logp[self.shown].topk(A, dim=-1)
+            self.alt_ids.append(
+                torch.zeros((self.rows, A), dtype=ids.dtype, device=ids.device).index_put_((self.shown,), ids)
+            )
+            self.alt_logps.append(
+                torch.zeros((self.rows, A), dtype=values.dtype, device=values.device).index_put_((self.shown,), values)
+            )
+            return
         if top is None or top.indices.size(1) < TOP_ALTERNATIVES:
             top = logp.topk(min(TOP_ALTERNATIVES, logp.size(-1)), dim=-1)
         self.alt_ids.append(top.indices[:, :TOP_ALTERNATIVES])
