@@ -11,8 +11,9 @@ MIN_SPLIT_PAIRS = 100  # a smaller file is too small to hold pairs out: every sp
 
 
 def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
-    """Pairs of `corpus`: "chitchat" (split as docs/evaluation.md says), "listening" (corpora/listening.py),
-    several joined by "+" ("chitchat+listening"), "sample" or "phrases"
+    """Pairs of `corpus`: "chitchat" (split as docs/evaluation.md says), "listening" and
+    "listening-ko" (corpora/listening.py, listening_ko.py), several joined by "+"
+    ("chitchat+listening"), "sample" or "phrases"
     (every split is the whole sample), or a .tsv, .csv or .jsonl file. A file of 100 pairs or more is split by a
     stable hash of each pair's message (`file_split`): about 5% test, 5% validation, the rest
     training; a smaller file is every split whole."""
@@ -29,6 +30,10 @@ def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
         from corpora.listening import listening_pairs
 
         return listening_pairs(split, chitchat_pairs(split))
+    if corpus == "listening-ko":  # the same in Korean, without filler
+        from corpora.listening_ko import listening_pairs_ko
+
+        return listening_pairs_ko(split)
     if corpus == "sample":
         from corpora.files import read_jsonl
 
@@ -44,7 +49,8 @@ def load_pairs(corpus: str, split: str = "train") -> list[Pair]:
     if reader is None:
         raise CorpusError(
             tr(
-                "{corpus}: not a corpus name (chitchat, listening, sample, phrases) nor a .tsv, .csv or .jsonl file",
+                "{corpus}: not a corpus name (chitchat, listening, listening-ko, sample, phrases) "
+                "nor a .tsv, .csv or .jsonl file",
                 corpus=corpus,
             )
         )

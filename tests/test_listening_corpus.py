@@ -84,3 +84,29 @@ def test_no_probe_fact_or_news_is_written_and_no_probe_answer_is_a_fact():
 def test_corpora_join_with_a_plus():
     joined = load_pairs("sample+sample", "train")
     assert len(joined) == 2 * len(load_pairs("sample", "train"))
+
+
+def test_korean_particles_follow_the_word_before():
+    from corpora.listening_ko import particle
+
+    assert particle("서준", "이야") == "서준이야" and particle("하은", "이야") == "하은이야"
+    assert particle("지우", "이야") == "지우야" and particle("수아", "을") == "수아를"
+    assert particle("인천", "으로") == "인천으로" and particle("서울", "으로") == "서울로"
+    assert particle("세종", "으로") == "세종으로" and particle("기타", "이요") == "기타요"
+
+
+def test_korean_conversations_stay_apart_from_the_probes_and_answer_from_the_turns_before():
+    from corpora.listening_ko import listening_pairs_ko
+
+    probes = [json.loads(line) for line in PROBES.read_text().splitlines() if line.strip()]
+    korean = [p for p in probes if p["kind"].startswith("korean")]
+    stated = {p["turns"][0] for p in korean}
+    pairs = [p for split in ("train", "valid", "test") for p in listening_pairs_ko(split)]
+    assert not stated & {p.source for p in pairs}
+    answers = {w for p in korean if p["kind"] == "korean-memory" for w in re.findall(r"[가-힣]+", p["must_match"])}
+    asked = [p for p in pairs if p.context]
+    assert asked and not any(a in p.reply for p in asked for a in answers)
+    for pair in asked[:300]:
+        if pair.source.endswith("?"):  # the answer's fact (a word's stem, before its particle) was said before
+            before = " ".join(pair.context)
+            assert any(word[:2] in before for word in re.findall(r"[가-힣]+", pair.reply)), pair
