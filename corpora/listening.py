@@ -36,7 +36,12 @@ NAMES = _items(
     "Nadia,Nico,Noor,Oscar,Pablo,Petra,Quinn,Rafael,Rosa,Rowan,Saanvi,Selin,Silas,Soren,Tamsin,Theo,Uma,"
     "Vera,Wesley,Ximena,Yara,Yusuf,Zara,Zoltan,Anton,Bianca,Cyrus,Delia,Ezra,Fiona,Gemma,Henrik,Ines,"
     "Joaquin,Keira,Lionel,Magnus,Nora,Otto,Paloma,Rhea,Stellan,Talia,Ulrich,Violet,Wren,Yosef,Zelda,"
-    "Ansel,Brigid,Cosima,Dario,Eamon,Farah"
+    "Ansel,Brigid,Cosima,Dario,Eamon,Farah,"
+    "Abigail,Adrian,Alice,Amelia,Andre,Aria,Arthur,Ava,Benjamin,Bella,Carlos,Charlotte,Clara,Daniel,"
+    "David,Dylan,Eleanor,Eli,Ella,Ethan,Eva,Gabriel,George,Grace,Harper,Henry,Iris,Ivan,Jack,Jade,James,"
+    "Jana,Julia,Julian,Kevin,Laura,Lily,Lucas,Luke,Maya,Mia,Michael,Miles,Naomi,Nathan,Nina,Owen,Paula,"
+    "Peter,Ruby,Ryan,Sara,Simon,Sofia,Stella,Thomas,Tyler,Victor,Will,Yuki,Zoe,Ahmed,Fatima,Hiroshi,Mei,"
+    "Wei,Chen,Ana,Jorge,Luis,Carmen,Omar,Sven,Aisha,Kofi,Ravi,Anjali,Tomas,Elsa,Hector,Lena,Marta"
 )
 CITIES = _items(
     "Portland,Lisbon,Nairobi,Osaka,Melbourne,Helsinki,Phoenix,Montreal,Edinburgh,Lima,Vienna,Oslo,"
@@ -44,34 +49,80 @@ CITIES = _items(
     "Auckland,Quito,Bogota,Hanoi,Manila,Jakarta,Cairo,Tunis,Accra,Dakar,Geneva,Zurich,Hamburg,Munich,"
     "Prague,Budapest,Riga,Tallinn,Vilnius,Sapporo,Kyoto,Taipei,Madrid,Valencia,Antwerp,Utrecht,Glasgow,"
     "Belfast,Savannah,Omaha,Memphis,Nashville,Raleigh,Richmond,Sacramento,Spokane,Anchorage,Honolulu,"
-    "Pittsburgh,Cleveland,Detroit"
+    "Pittsburgh,Cleveland,Detroit,"
+    "Atlanta,Baltimore,Boise,Charlotte,Cincinnati,Columbus,Houston,Indianapolis,Kansas City,Las Vegas,"
+    "Los Angeles,Miami,Milwaukee,Minneapolis,New Orleans,Orlando,Philadelphia,Salt Lake City,San Jose,"
+    "San Francisco,St. Louis,Tampa,Berlin,Rome,Paris,Barcelona,Amsterdam,Brussels,Copenhagen,Stockholm,"
+    "Warsaw,Athens,Istanbul,Mumbai,Delhi,Bangkok,Singapore,Seoul,Busan,Beijing,Shanghai,Tokyo,Sydney,"
+    "Brisbane,Vancouver,Ottawa,Mexico City,Havana,Santiago,Buenos Aires,Cape Town,Lagos,Dubai,Tel Aviv,"
+    "Nice,Lyon"
 )
 PETS = _items("dog,cat,rabbit,hamster,parrot,turtle,goldfish,lizard,ferret,guinea pig,horse,snake")
 PET_NAMES = _items(
     "Pickles,Mochi,Waffles,Peanut,Ziggy,Bandit,Pepper,Noodle,Olive,Pumpkin,Tofu,Gizmo,Sprout,Marble,"
     "Hazel,Dumpling,Pebble,Socks,Taco,Bean,Rusty,Luna,Shadow,Ginger,Mango,Bubbles,Cosmo,Juniper,Nacho,"
-    "Poppy"
+    "Poppy,"
+    "Buddy,Charlie,Coco,Daisy,Duke,Honey,Kiki,Lola,Lucky,Maple,Misty,Nala,Oreo,Penny,Pip,Rocky,Rosie,"
+    "Scout,Simba,Smokey,Sunny,Teddy,Tiger,Toby,Willow,Zeus,Fudge,Cookie,Muffin,Sparky,Bolt,Chester,"
+    "Dexter,Finn,Frankie,Harley,Moose,Otis,Pixel,Rolo"
 )
 JOBS = _items(
     "an architect,an electrician,a plumber,a librarian,a firefighter,a pharmacist,a carpenter,"
     "an accountant,a photographer,a lawyer,a veterinarian,a journalist,a welder,a barista,a florist,"
     "a surgeon,a translator,a bus driver,a farmer,a tailor,a data analyst,a paramedic,a scientist,"
-    "an engineer,a mail carrier,a butcher"
+    "an engineer,a mail carrier,a butcher,"
+    "a dental hygienist,a cashier,a painter,a musician,a writer,an actor,a designer,a police officer,"
+    "a soldier,a judge,a banker,a gardener,a cleaner,a waiter,a receptionist,a therapist,a coach,"
+    "a researcher,a professor,a salesman,a manager,a nanny,a truck driver,an editor,a sailor,"
+    "a security guard,an optician,a zookeeper"
 )
 FAVOURITES = {
-    "band": "Radiohead,Metallica,Queen,Nirvana,Abba,the Killers,Arctic Monkeys,Fleetwood Mac,Blondie,Muse",
-    "food": "lasagna,ramen,tacos,dumplings,paella,curry,burritos,pancakes,falafel,risotto,pho,bibimbap",
-    "sport": "volleyball,hockey,baseball,rugby,cricket,golf,swimming,badminton,cycling,surfing,climbing",
-    "color": "orange,purple,yellow,teal,red,pink,silver,maroon,turquoise,lavender",
-    "movie": "Titanic,Inception,Rocky,Up,Alien,Frozen,Gladiator,Amelie,Casablanca,Shrek,Coco",
-    "book": "Dune,Beloved,Matilda,Ulysses,Frankenstein,Dracula,Persuasion,Hatchet,Wonder",
+    "band": (
+        "Radiohead,Metallica,Queen,Nirvana,Abba,the Killers,Arctic Monkeys,Fleetwood Mac,Blondie,"
+        "Muse,Oasis,Blur,Weezer,U2,Genesis,Kiss,Pearl Jam,Daft Punk,Gorillaz,Bon Jovi,Journey,"
+        "Toto,Aerosmith"
+    ),
+    "food": (
+        "lasagna,ramen,tacos,dumplings,paella,curry,burritos,pancakes,falafel,risotto,pho,bibimbap,"
+        "enchiladas,gnocchi,kebabs,biryani,goulash,moussaka,waffles,bagels,nachos,omelettes,"
+        "pierogi,gumbo"
+    ),
+    "sport": (
+        "volleyball,hockey,baseball,rugby,cricket,golf,swimming,badminton,cycling,surfing,climbing,"
+        "skiing,boxing,fencing,rowing,karate,judo,squash,lacrosse,archery,snowboarding,handball"
+    ),
+    "color": (
+        "orange,purple,yellow,teal,red,pink,silver,maroon,turquoise,lavender,navy,beige,magenta,"
+        "indigo,gold,crimson,mint,coral,olive"
+    ),
+    "movie": (
+        "Titanic,Inception,Rocky,Up,Alien,Frozen,Gladiator,Amelie,Casablanca,Shrek,Coco,Psycho,"
+        "Heat,Vertigo,Ratatouille,Avatar,Memento,Jumanji,Grease,Hook,Twister,Speed,Bambi"
+    ),
+    "book": (
+        "Dune,Beloved,Matilda,Ulysses,Frankenstein,Dracula,Persuasion,Hatchet,Wonder,Hamlet,Walden,"
+        "Rebecca,Holes,Coraline,Lolita,Beowulf,Heidi,Ivanhoe,Middlemarch"
+    ),
     "season": "autumn,winter,spring,summer",
-    "drink": "lemonade,coffee,chai,hot chocolate,orange juice,root beer,iced tea",
-    "subject": "history,chemistry,geography,algebra,physics,art,music,literature,economics",
-    "game": "Minecraft,Tetris,Monopoly,Scrabble,Zelda,Fortnite,Uno,Catan",
+    "drink": (
+        "lemonade,coffee,chai,hot chocolate,orange juice,root beer,iced tea,milkshakes,"
+        "sparkling water,cola,cider,kombucha,smoothies"
+    ),
+    "subject": (
+        "history,chemistry,geography,algebra,physics,art,music,literature,economics,zoology,"
+        "calculus,statistics,drama,french,latin,sociology,astronomy"
+    ),
+    "game": (
+        "Minecraft,Tetris,Monopoly,Scrabble,Zelda,Fortnite,Uno,Catan,Tekken,Pokemon,Halo,Portal,"
+        "Risk,Clue,Jenga,Sudoku,Solitaire,Doom"
+    ),
 }
-INSTRUMENTS = _items("piano,cello,drums,trumpet,flute,guitar,saxophone,harp,ukulele,clarinet")
-CARS = _items("Honda,Subaru,Ford,Volvo,Tesla,Jeep,Mazda,Kia,Nissan,Hyundai,Volkswagen")
+INSTRUMENTS = _items(
+    "piano,cello,drums,trumpet,flute,guitar,saxophone,harp,ukulele,clarinet,banjo,oboe,tuba,bass,organ"
+)
+CARS = _items(
+    "Honda,Subaru,Ford,Volvo,Tesla,Jeep,Mazda,Kia,Nissan,Hyundai,Volkswagen,Audi,Fiat,Mini,Chevy,Dodge,Lexus,Porsche"
+)
 STUDIES = _items("nursing,law,medicine,architecture,philosophy,psychology,engineering,accounting,linguistics")
 LANGUAGES = _items("French,German,Italian,Korean,Japanese,Portuguese,Arabic,Hindi,Russian,Dutch,Polish,Greek")
 RELATIVES = _items("brother,mother,father,son,daughter,husband,cousin,aunt,uncle,grandma,best friend")
