@@ -15,7 +15,7 @@ import random
 
 from corpora.pairs import Pair
 
-CONVERSATIONS = {"train": 6000, "valid": 200, "test": 200}
+CONVERSATIONS = {"train": 2500, "valid": 150, "test": 150}
 SEEDS = {"train": 11, "valid": 12, "test": 13}
 NEWS_SHARE = 0.35
 
