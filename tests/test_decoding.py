@@ -208,6 +208,20 @@ def test_rows_that_ended_leave_the_batch_without_changing_a_reply(settings, monk
             assert [[i for i, _ in s] for s in ha.alternatives] == [[i for i, _ in s] for s in hb.alternatives]
 
 
+def test_repetition_penalty_multiplies_each_seen_pieces_log_probability_once():
+    from chatbot.decoding.rules import Context, RepetitionPenalty
+
+    torch.manual_seed(0)
+    logp = torch.randn(3, 12).log_softmax(-1)
+    history = torch.tensor([[5, 5, 7], [EOS, 4, 9], [6, EOS, EOS]])  # repeats, and EOS after an end
+    got = RepetitionPenalty(1.5)(logp.clone(), Context(3, torch.zeros(3, 1, dtype=torch.long), history))
+    expected = logp.clone()
+    for row, pieces in enumerate(history.tolist()):
+        for piece in set(pieces) - {EOS}:
+            expected[row, piece] *= 1.5
+    assert torch.allclose(got, expected.log_softmax(-1))
+
+
 def test_same_seed_same_reply():
     model = tiny_model(5, vocab=40)
     runs = [decode(model, [[5, 6]], SampleSettings(seed=11, temperature=1.5))[0][0].tokens for _ in range(2)]

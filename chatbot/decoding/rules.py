@@ -115,9 +115,10 @@ class RepetitionPenalty(Rule):
     def __call__(self, logp, ctx):
         if not ctx.step:
             return logp
-        seen = torch.zeros_like(logp, dtype=torch.bool).scatter_(1, ctx.replies(), True)
-        seen[:, EOS] = False
-        return torch.where(seen, logp * self.penalty, logp).log_softmax(-1)
+        seen = ctx.replies()  # (R, t): only these entries change, so only they are read and written
+        values = logp.gather(1, seen)
+        values = torch.where(seen == EOS, values, values * self.penalty)  # the end is never a repeat
+        return logp.scatter(1, seen, values).log_softmax(-1)
 
 
 def block_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int, source: torch.Tensor | None) -> None:

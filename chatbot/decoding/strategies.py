@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from chatbot.consensus import agreement, repeats
-from chatbot.decoding.rules import NEG_INF, only_eos
+from chatbot.decoding.rules import NEG_INF
 from chatbot.decoding.trace import TOP_ALTERNATIVES, Hypothesis, Trace
 from chatbot.settings import BeamSettings, SampleSettings, Settings
 from chatbot.tokenizer import EOS
@@ -116,7 +116,8 @@ class Independent(Strategy):
 
     def select(self, logp, step):
         if self.any_ended:  # a finished reply can only go on ending
-            logp = torch.where(self.ended.unsqueeze(1), only_eos(logp), logp)
+            logp = logp.masked_fill(self.ended.unsqueeze(1), NEG_INF)
+            logp[:, EOS].masked_fill_(self.ended, 0.0)
         return Choice(self.choose(logp))
 
     def choose(self, logp: torch.Tensor) -> torch.Tensor:
@@ -242,8 +243,8 @@ def ranked_candidates(
     (renormalised over the top k when top_k is set), token ids (R, N) and whether each is kept (R, N).
 
     Top-p keeps a token while the mass ranked above it is below top_p. The nucleus nearly always
-    lies among the few hundred most likely tokens: rank those, and sort the whole vocabulary only
-    when some row's nucleus reaches past them.
+    lies among the few hundred most likely tokens: rank those, and sort the whole vocabulary of
+    only the rows whose nucleus reaches past them (`_sorted_where_short`).
     """
     probs = logits.softmax(-1)
     V = probs.size(-1)
@@ -252,8 +253,9 @@ def ranked_candidates(
         ranked = ranked / ranked.sum(-1, keepdim=True)
     else:
         ranked, ids = probs.topk(min(NUCLEUS_SEARCH, V), dim=-1)
-        if not bool((ranked.sum(-1) >= top_p).all()):
-            ranked, ids = probs.sort(dim=-1, descending=True)
+        short = ranked.sum(-1) < top_p
+        if bool(short.any()):
+            ranked, ids = _sorted_where_short(probs, ranked, ids, short)
     if top_p >= 1.0:
         return ranked, ids, torch.ones_like(ranked, dtype=torch.bool)
     keep = (ranked.cumsum(-1) - ranked) < top_p
@@ -261,12 +263,26 @@ def ranked_candidates(
     return ranked, ids, keep
 
 
+def _sorted_where_short(probs, ranked, ids, short) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R, V) probabilities and ids: the `short` rows sorted whole, the others' ranked few followed
+    by zero-probability entries repeating their last id (never drawn, and never kept: the mass
+    before them is past top_p)."""
+    R, V = probs.shape
+    n = ranked.size(1)
+    full_ranked = ranked.new_zeros((R, V))
+    full_ids = ids[:, -1:].expand(R, V).clone()
+    full_ranked[:, :n], full_ids[:, :n] = ranked, ids
+    full_ranked[short], full_ids[short] = probs[short].sort(dim=-1, descending=True)
+    return full_ranked, full_ids
+
+
 def truncate_distribution(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Set to -inf every token outside the top k and outside the nucleus of mass `top_p`."""
     if top_k == 0 and top_p >= 1.0:
         return logits
     _, ids, keep = ranked_candidates(logits, top_k, top_p)
-    return logits.masked_fill(~torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, ids, keep), NEG_INF)
+    kept = torch.zeros_like(logits).scatter_reduce_(-1, ids, keep.to(logits.dtype), "amax")  # an id twice: kept if once
+    return logits.masked_fill(kept == 0, NEG_INF)
 
 
 def draw(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
