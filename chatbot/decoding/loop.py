@@ -4,7 +4,9 @@ decoder, apply the rules (`chatbot.decoding.rules`), let the strategy pick
 
 Rows are (message, hypothesis) pairs, so a batch of messages and a beam are the same tensor work.
 Where the message's gain is measured (guidance, beam search's rerank, the chat's inside view),
-rows R..2R-1 read no message (a lone EOS), each beside its row: twins.
+rows R..2R-1 read no message (a lone EOS), each beside its row: twins. Rows that never move
+(greedy, sampling) leave the decoder's batch once they have ended, so the longest of many
+sampled replies is not paid for by every row.
 """
 
 from __future__ import annotations
