@@ -26,11 +26,12 @@ SEEDS = {"train": 1, "valid": 2, "test": 3}
 NEWS_SHARE = 0.35  # of the conversations: news, the rest facts asked back
 
 
-def _items(text: str) -> list[str]:
+def items(text: str) -> list[str]:
+    """A comma-separated list: the lists below read as prose does."""
     return text.split(",")
 
 
-NAMES = _items(
+NAMES = items(
     "Aiden,Amara,Anika,Arjun,Astrid,Beatrice,Bruno,Caleb,Camila,Dmitri,Elena,Elif,Emeka,Esther,Felix,"
     "Freya,Gideon,Greta,Hugo,Imani,Ingrid,Isaac,Jasper,Jonas,Kai,Kenji,Lars,Layla,Lucia,Malik,Mateo,Mina,"
     "Nadia,Nico,Noor,Oscar,Pablo,Petra,Quinn,Rafael,Rosa,Rowan,Saanvi,Selin,Silas,Soren,Tamsin,Theo,Uma,"
@@ -43,7 +44,7 @@ NAMES = _items(
     "Peter,Ruby,Ryan,Sara,Simon,Sofia,Stella,Thomas,Tyler,Victor,Will,Yuki,Zoe,Ahmed,Fatima,Hiroshi,Mei,"
     "Wei,Chen,Ana,Jorge,Luis,Carmen,Omar,Sven,Aisha,Kofi,Ravi,Anjali,Tomas,Elsa,Hector,Lena,Marta"
 )
-CITIES = _items(
+CITIES = items(
     "Portland,Lisbon,Nairobi,Osaka,Melbourne,Helsinki,Phoenix,Montreal,Edinburgh,Lima,Vienna,Oslo,"
     "Marseille,Naples,Krakow,Halifax,Tucson,Calgary,Dallas,Bergen,Porto,Seville,Leeds,Cardiff,Perth,"
     "Auckland,Quito,Bogota,Hanoi,Manila,Jakarta,Cairo,Tunis,Accra,Dakar,Geneva,Zurich,Hamburg,Munich,"
@@ -57,8 +58,8 @@ CITIES = _items(
     "Brisbane,Vancouver,Ottawa,Mexico City,Havana,Santiago,Buenos Aires,Cape Town,Lagos,Dubai,Tel Aviv,"
     "Nice,Lyon"
 )
-PETS = _items("dog,cat,rabbit,hamster,parrot,turtle,goldfish,lizard,ferret,guinea pig,horse,snake")
-PET_NAMES = _items(
+PETS = items("dog,cat,rabbit,hamster,parrot,turtle,goldfish,lizard,ferret,guinea pig,horse,snake")
+PET_NAMES = items(
     "Pickles,Mochi,Waffles,Peanut,Ziggy,Bandit,Pepper,Noodle,Olive,Pumpkin,Tofu,Gizmo,Sprout,Marble,"
     "Hazel,Dumpling,Pebble,Socks,Taco,Bean,Rusty,Luna,Shadow,Ginger,Mango,Bubbles,Cosmo,Juniper,Nacho,"
     "Poppy,"
@@ -66,7 +67,7 @@ PET_NAMES = _items(
     "Scout,Simba,Smokey,Sunny,Teddy,Tiger,Toby,Willow,Zeus,Fudge,Cookie,Muffin,Sparky,Bolt,Chester,"
     "Dexter,Finn,Frankie,Harley,Moose,Otis,Pixel,Rolo"
 )
-JOBS = _items(
+JOBS = items(
     "an architect,an electrician,a plumber,a librarian,a firefighter,a pharmacist,a carpenter,"
     "an accountant,a photographer,a lawyer,a veterinarian,a journalist,a welder,a barista,a florist,"
     "a surgeon,a translator,a bus driver,a farmer,a tailor,a data analyst,a paramedic,a scientist,"
@@ -117,17 +118,15 @@ FAVOURITES = {
         "Risk,Clue,Jenga,Sudoku,Solitaire,Doom"
     ),
 }
-INSTRUMENTS = _items(
-    "piano,cello,drums,trumpet,flute,guitar,saxophone,harp,ukulele,clarinet,banjo,oboe,tuba,bass,organ"
-)
-CARS = _items(
+INSTRUMENTS = items("piano,cello,drums,trumpet,flute,guitar,saxophone,harp,ukulele,clarinet,banjo,oboe,tuba,bass,organ")
+CARS = items(
     "Honda,Subaru,Ford,Volvo,Tesla,Jeep,Mazda,Kia,Nissan,Hyundai,Volkswagen,Audi,Fiat,Mini,Chevy,Dodge,Lexus,Porsche"
 )
-STUDIES = _items("nursing,law,medicine,architecture,philosophy,psychology,engineering,accounting,linguistics")
-LANGUAGES = _items("French,German,Italian,Korean,Japanese,Portuguese,Arabic,Hindi,Russian,Dutch,Polish,Greek")
-RELATIVES = _items("brother,mother,father,son,daughter,husband,cousin,aunt,uncle,grandma,best friend")
-MONTHS = _items("January,February,March,April,May,June,August,September,October,November,December")
-NUMBERS = _items("five,six,seven,eight")
+STUDIES = items("nursing,law,medicine,architecture,philosophy,psychology,engineering,accounting,linguistics")
+LANGUAGES = items("French,German,Italian,Korean,Japanese,Portuguese,Arabic,Hindi,Russian,Dutch,Polish,Greek")
+RELATIVES = items("brother,mother,father,son,daughter,husband,cousin,aunt,uncle,grandma,best friend")
+MONTHS = items("January,February,March,April,May,June,August,September,October,November,December")
+NUMBERS = items("five,six,seven,eight")
 
 
 def _facts(rng: random.Random) -> dict:
@@ -284,7 +283,7 @@ def _facts(rng: random.Random) -> dict:
     }
 
 
-BAD_NEWS = _items(
+BAD_NEWS = items(
     "my {p} passed away,my {p} was taken to the hospital,my {p} is really sick,I lost my {t},"
     "I broke my {b},my {t} got stolen,I failed my {e},I didn't pass my {e},I was laid off,"
     "my boss fired me,my boyfriend left me,my wife and I are separating,our house caught fire,"
@@ -314,7 +313,7 @@ SYMPATHY = [
     "I'm really sorry. Take care of yourself.",
     "Oh no, that's terrible. Is there anything that would help?",
 ]
-GOOD_NEWS = _items(
+GOOD_NEWS = items(
     "I got a new job,I finally passed my {e},I got a promotion,we're getting married,"
     "my {p} is coming home,I won first prize,I finished my {w},I got accepted to university,"
     "my {p} got better,we bought a new {t},I got a scholarship,my {pet} had puppies,"
@@ -332,12 +331,12 @@ JOY = [
     "Yay! That's brilliant.",
 ]
 NEWS_SLOTS = {
-    "p": _items("grandfather,grandmother,mom,dad,brother,sister,uncle,aunt,best friend,neighbor"),
-    "t": _items("phone,laptop,wallet,car,bike,keys,watch"),
-    "b": _items("arm,wrist,ankle,leg,nose,toe"),
-    "e": _items("exam,test,interview,audition,driving test,final"),
-    "pet": _items("dog,cat,rabbit,hamster,parrot"),
-    "w": _items("thesis,first painting,degree,big project,training"),
+    "p": items("grandfather,grandmother,mom,dad,brother,sister,uncle,aunt,best friend,neighbor"),
+    "t": items("phone,laptop,wallet,car,bike,keys,watch"),
+    "b": items("arm,wrist,ankle,leg,nose,toe"),
+    "e": items("exam,test,interview,audition,driving test,final"),
+    "pet": items("dog,cat,rabbit,hamster,parrot"),
+    "w": items("thesis,first painting,degree,big project,training"),
 }
 
 
