@@ -86,6 +86,15 @@ def test_corpora_join_with_a_plus():
     assert len(joined) == 2 * len(load_pairs("sample", "train"))
 
 
+def test_every_written_turn_is_whole():
+    """No turn is a fragment of a list item cut at a comma ("저런" and " 힘내세요." for "저런, 힘내세요.")."""
+    from corpora.listening_ko import listening_pairs_ko
+
+    for pair in listening_pairs("valid", CHITCHAT) + listening_pairs_ko("valid"):
+        for turn in (pair.source, pair.reply, *pair.context):
+            assert turn == turn.strip() and len(turn) > 2, pair
+
+
 def test_korean_particles_follow_the_word_before():
     from corpora.listening_ko import particle
 
