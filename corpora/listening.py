@@ -21,9 +21,9 @@ from collections.abc import Sequence
 
 from corpora.pairs import Pair
 
-CONVERSATIONS = {"train": 14000, "valid": 400, "test": 400}
+CONVERSATIONS = {"train": 8000, "valid": 400, "test": 400}  # about a tenth of chitchat's pairs
 SEEDS = {"train": 1, "valid": 2, "test": 3}
-NEWS_SHARE = 0.35  # of the conversations: news, the rest facts asked back
+SHARES = {"news": 0.25, "plans": 0.2}  # of the conversations; the rest state a fact and ask it back
 
 
 def items(text: str) -> list[str]:
@@ -36,7 +36,7 @@ NAMES = items(
     "Freya,Gideon,Greta,Hugo,Imani,Ingrid,Isaac,Jasper,Jonas,Kai,Kenji,Lars,Layla,Lucia,Malik,Mateo,Mina,"
     "Nadia,Nico,Noor,Oscar,Pablo,Petra,Quinn,Rafael,Rosa,Rowan,Saanvi,Selin,Silas,Soren,Tamsin,Theo,Uma,"
     "Vera,Wesley,Ximena,Yara,Yusuf,Zara,Zoltan,Anton,Bianca,Cyrus,Delia,Ezra,Fiona,Gemma,Henrik,Ines,"
-    "Joaquin,Keira,Lionel,Magnus,Nora,Otto,Paloma,Rhea,Stellan,Talia,Ulrich,Violet,Wren,Yosef,Zelda,"
+    "Joaquin,Keira,Lionel,Magnus,Nora,Otto,Paloma,Rhea,Stellan,Talia,Ulrich,Violet,Wren,Yosef,"
     "Ansel,Brigid,Cosima,Dario,Eamon,Farah,"
     "Abigail,Adrian,Alice,Amelia,Andre,Aria,Arthur,Ava,Benjamin,Bella,Carlos,Charlotte,Clara,Daniel,"
     "David,Dylan,Eleanor,Eli,Ella,Ethan,Eva,Gabriel,George,Grace,Harper,Henry,Iris,Ivan,Jack,Jade,James,"
@@ -53,7 +53,7 @@ CITIES = items(
     "Pittsburgh,Cleveland,Detroit,"
     "Atlanta,Baltimore,Boise,Charlotte,Cincinnati,Columbus,Houston,Indianapolis,Kansas City,Las Vegas,"
     "Los Angeles,Miami,Milwaukee,Minneapolis,New Orleans,Orlando,Philadelphia,Salt Lake City,San Jose,"
-    "San Francisco,St. Louis,Tampa,Berlin,Rome,Paris,Barcelona,Amsterdam,Brussels,Copenhagen,Stockholm,"
+    "San Francisco,St. Louis,Tampa,Berlin,Rome,Barcelona,Amsterdam,Brussels,Copenhagen,Stockholm,"
     "Warsaw,Athens,Istanbul,Mumbai,Delhi,Bangkok,Singapore,Seoul,Busan,Beijing,Shanghai,Tokyo,Sydney,"
     "Brisbane,Vancouver,Ottawa,Mexico City,Havana,Santiago,Buenos Aires,Cape Town,Lagos,Dubai,Tel Aviv,"
     "Nice,Lyon"
@@ -61,7 +61,7 @@ CITIES = items(
 PETS = items("dog,cat,rabbit,hamster,parrot,turtle,goldfish,lizard,ferret,guinea pig,horse,snake")
 PET_NAMES = items(
     "Pickles,Mochi,Waffles,Peanut,Ziggy,Bandit,Pepper,Noodle,Olive,Pumpkin,Tofu,Gizmo,Sprout,Marble,"
-    "Hazel,Dumpling,Pebble,Socks,Taco,Bean,Rusty,Luna,Shadow,Ginger,Mango,Bubbles,Cosmo,Juniper,Nacho,"
+    "Hazel,Dumpling,Pebble,Socks,Taco,Bean,Rusty,Shadow,Ginger,Mango,Bubbles,Cosmo,Juniper,Nacho,"
     "Poppy,"
     "Buddy,Charlie,Coco,Daisy,Duke,Honey,Kiki,Lola,Lucky,Maple,Misty,Nala,Oreo,Penny,Pip,Rocky,Rosie,"
     "Scout,Simba,Smokey,Sunny,Teddy,Tiger,Toby,Willow,Zeus,Fudge,Cookie,Muffin,Sparky,Bolt,Chester,"
@@ -79,7 +79,7 @@ JOBS = items(
 )
 FAVOURITES = {
     "band": (
-        "Radiohead,Metallica,Queen,Nirvana,Abba,the Killers,Arctic Monkeys,Fleetwood Mac,Blondie,"
+        "Radiohead,Queen,Nirvana,Abba,the Killers,Arctic Monkeys,Fleetwood Mac,Blondie,"
         "Muse,Oasis,Blur,Weezer,U2,Genesis,Kiss,Pearl Jam,Daft Punk,Gorillaz,Bon Jovi,Journey,"
         "Toto,Aerosmith"
     ),
@@ -97,7 +97,7 @@ FAVOURITES = {
         "indigo,gold,crimson,mint,coral,olive"
     ),
     "movie": (
-        "Titanic,Inception,Rocky,Up,Alien,Frozen,Gladiator,Amelie,Casablanca,Shrek,Coco,Psycho,"
+        "Inception,Rocky,Up,Alien,Frozen,Gladiator,Amelie,Casablanca,Shrek,Coco,Psycho,"
         "Heat,Vertigo,Ratatouille,Avatar,Memento,Jumanji,Grease,Hook,Twister,Speed,Bambi"
     ),
     "book": (
@@ -106,19 +106,18 @@ FAVOURITES = {
     ),
     "season": "autumn,winter,spring,summer",
     "drink": (
-        "lemonade,coffee,chai,hot chocolate,orange juice,root beer,iced tea,milkshakes,"
+        "lemonade,chai,hot chocolate,orange juice,root beer,iced tea,milkshakes,"
         "sparkling water,cola,cider,kombucha,smoothies"
     ),
     "subject": (
         "history,chemistry,geography,algebra,physics,art,music,literature,economics,zoology,"
-        "calculus,statistics,drama,french,latin,sociology,astronomy"
+        "calculus,statistics,drama,latin,sociology,astronomy"
     ),
     "game": (
-        "Minecraft,Tetris,Monopoly,Scrabble,Zelda,Fortnite,Uno,Catan,Tekken,Pokemon,Halo,Portal,"
-        "Risk,Clue,Jenga,Sudoku,Solitaire,Doom"
+        "Tetris,Monopoly,Scrabble,Fortnite,Uno,Catan,Tekken,Pokemon,Halo,Portal,Risk,Clue,Jenga,Sudoku,Solitaire,Doom"
     ),
 }
-INSTRUMENTS = items("piano,cello,drums,trumpet,flute,guitar,saxophone,harp,ukulele,clarinet,banjo,oboe,tuba,bass,organ")
+INSTRUMENTS = items("piano,cello,drums,trumpet,flute,saxophone,harp,ukulele,clarinet,banjo,oboe,tuba,bass,organ")
 CARS = items(
     "Honda,Subaru,Ford,Volvo,Tesla,Jeep,Mazda,Kia,Nissan,Hyundai,Volkswagen,Audi,Fiat,Mini,Chevy,Dodge,Lexus,Porsche"
 )
@@ -312,12 +311,15 @@ SYMPATHY = [
     "That's so sad. Do you want to talk about it?",
     "I'm really sorry. Take care of yourself.",
     "Oh no, that's terrible. Is there anything that would help?",
+    "I'm so sorry. That's a lot to deal with.",
+    "That must be really tough. I'm here if you want to talk.",
 ]
 GOOD_NEWS = items(
     "I got a new job,I finally passed my {e},I got a promotion,we're getting married,"
     "my {p} is coming home,I won first prize,I finished my {w},I got accepted to university,"
     "my {p} got better,we bought a new {t},I got a scholarship,my {pet} had puppies,"
-    "I got a perfect grade,I beat my personal best,I'm finally on vacation"
+    "I got a perfect grade,I beat my personal best,I'm finally on vacation,"
+    "my surgery went well,the doctor says I'm healthy,my {p} is out of the hospital,I paid off my {t}"
 )
 GOOD_FRAMES = ["{e}!", "{e} today!", "guess what, {e}!", "{e}, I'm so happy!", "great news, {e}!", "yay, {e}!"]
 JOY = [
@@ -329,6 +331,8 @@ JOY = [
     "That's fantastic news!",
     "Good for you! You must be so proud.",
     "Yay! That's brilliant.",
+    "What a relief! I'm really glad.",
+    "That's the best news, well done!",
 ]
 NEWS_SLOTS = {
     "p": items("grandfather,grandmother,mom,dad,brother,sister,uncle,aunt,best friend,neighbor"),
@@ -340,7 +344,8 @@ NEWS_SLOTS = {
 }
 
 
-FILLER_WORDS = 15  # a longer chitchat turn could push the fact out of the turns the model reads
+FILLER_WORDS = 15  # a longer chitchat turn could push the fact out of the pieces the model reads
+READ_TURNS = 4  # the turns before the message a model reads (`--context-turns`): a fact asked back is among them
 
 
 def _filler(rng: random.Random, short: Sequence[Pair], turns: list[str]) -> None:
@@ -349,6 +354,60 @@ def _filler(rng: random.Random, short: Sequence[Pair], turns: list[str]) -> None
     for _ in range(rng.choice([0, 1, 1, 2])):
         exchange = rng.choice(short)
         turns += [exchange.source, exchange.reply]
+
+
+ACKNOWLEDGEMENTS = [  # for any fact: a kind's own lines alone become stock lines that fit nowhere else
+    "Oh, {v}! Tell me more.",
+    "{v}, got it.",
+    "{v}? Cool.",
+    "I'll remember that: {v}.",
+    "Oh really? {v}!",
+    "Good to know, {v}.",
+    "{v}! That's interesting.",
+]
+PLANS = [  # neither bad nor good news: something the person does, picked up by name
+    (
+        ["I'm planning a trip to {v}.", "next month I'm going to {v}.", "we're flying to {v} on Friday."],
+        [
+            "{v}! What will you do there?",
+            "Have fun in {v}!",
+            "I've always wanted to see {v}.",
+            "How long will you stay in {v}?",
+        ],
+        "Morocco,Peru,Iceland,Vietnam,Greece,Portugal,Kenya,Norway,Chile,Scotland,Egypt,Ireland,Croatia,Nepal,Cuba,Jamaica,Alaska,Hawaii,Florida,Oregon,Vermont,Montana,Arizona",
+    ),
+    (
+        ["I watched {v} yesterday.", "I'm watching {v} tonight.", "we saw {v} at the cinema."],
+        ["Did you like {v}?", "Oh, {v}! What did you think?", "I've heard {v} is good.", "{v} is a classic."],
+        "Rocky,Up,Alien,Frozen,Gladiator,Amelie,Casablanca,Shrek,Psycho,Heat,Vertigo,Avatar,Memento,Grease,Hook,Twister,Speed,Bambi,Dumbo,Moana,Tangled,Fargo",
+    ),
+    (
+        ["I'm reading {v} right now.", "I just started reading {v}.", "I borrowed {v} from the library."],
+        ["How do you like {v}?", "{v}! Is it good so far?", "I've heard {v} is a great read."],
+        "Dune,Beloved,Matilda,Ulysses,Frankenstein,Dracula,Persuasion,Hatchet,Wonder,Hamlet,Walden,Rebecca,"
+        "Holes,Coraline,Heidi,Ivanhoe,Middlemarch,Jane Eyre,Peter Pan",
+    ),
+    (
+        ["I'm cooking {v} for dinner.", "I had {v} for lunch.", "I'm making {v} tonight."],
+        ["Mmm, {v}! Is it hard to make?", "{v} sounds delicious.", "I love {v}! Enjoy it."],
+        "lasagna,ramen,tacos,dumplings,paella,curry,burritos,pancakes,falafel,risotto,pho,bibimbap,gnocchi,kebabs,biryani,goulash,soup,chili,stew,tapas",
+    ),
+    (
+        ["I've been listening to {v} a lot.", "I'm going to see {v} live.", "I just discovered {v}."],
+        ["{v}! What's your favorite song?", "I like {v} too.", "Oh, {v} are great live."],
+        "Radiohead,Queen,Nirvana,Abba,Muse,Oasis,Blur,Weezer,Genesis,Blondie,Journey,Toto,Aerosmith,Gorillaz",
+    ),
+    (
+        ["I'm going to play {v} this weekend.", "I started {v} lessons.", "I've been doing {v} after work."],
+        ["{v}! Are you any good?", "Have fun with {v}!", "How long have you been doing {v}?"],
+        "volleyball,hockey,baseball,rugby,cricket,golf,badminton,squash,lacrosse,fencing,judo,karate,archery,bowling",
+    ),
+    (
+        ["I went to the {v} today.", "I'm heading to the {v} later.", "I spent the afternoon at the {v}."],
+        ["How was the {v}?", "Did you have fun at the {v}?", "Oh, I like the {v} too."],
+        "museum,zoo,library,park,gym,market,aquarium,lake,mall,theater,farm,bakery",
+    ),
+]
 
 
 def _capital(text: str) -> str:
@@ -361,14 +420,19 @@ def _fact_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pai
     turns: list[str] = []
     if rng.random() < 0.3:
         _filler(rng, chitchat, turns)
-    pairs = []
+    pairs, said_at = [], {}
     for kind in kinds:
         statements, _, _, acks, slots = facts[kind]
+        acks = ACKNOWLEDGEMENTS if rng.random() < 0.35 else acks
         said, ack = rng.choice(statements).format(**slots), _capital(rng.choice(acks).format(**slots))
         pairs.append(Pair(said, ack, tuple(turns)))
+        said_at[kind] = len(turns)
         turns += [said, ack]
     _filler(rng, chitchat, turns)
-    _, questions, answers, _, slots = facts[rng.choice(kinds)]
+    in_sight = [kind for kind in kinds if len(turns) - said_at[kind] <= READ_TURNS] or kinds[-1:]
+    if len(turns) - said_at[in_sight[0]] > READ_TURNS:  # talk pushed every fact out of sight: drop it
+        del turns[said_at[kinds[-1]] + 2 :]
+    _, questions, answers, _, slots = facts[rng.choice(in_sight)]
     question, answer = rng.choice(questions).format(**slots), _capital(rng.choice(answers).format(**slots))
     pairs.append(Pair(question, answer, tuple(turns)))
     return pairs
@@ -386,12 +450,29 @@ def _news_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pai
     return [Pair(_capital(said) if rng.random() < 0.5 else said, rng.choice(replies), tuple(turns))]
 
 
+def _plan_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pair]:
+    statements, replies, values = rng.choice(PLANS)
+    value = rng.choice(items(values))
+    said, reply = rng.choice(statements).format(v=value), _capital(rng.choice(replies).format(v=value))
+    turns: list[str] = []
+    if rng.random() < 0.4:
+        _filler(rng, chitchat, turns)
+    return [Pair(_capital(said) if rng.random() < 0.5 else said, reply, tuple(turns))]
+
+
 def listening_pairs(split: str, chitchat: Sequence[Pair]) -> list[Pair]:
     """The written conversations of one split, their filler drawn from `chitchat` (that split's)."""
     rng = random.Random(SEEDS[split])
     short = [p for p in chitchat if max(len(p.source.split()), len(p.reply.split())) <= FILLER_WORDS]
     pairs = []
     for _ in range(CONVERSATIONS[split]):
-        make = _news_conversation if rng.random() < NEWS_SHARE else _fact_conversation
+        draw = rng.random()
+        make = (
+            _news_conversation
+            if draw < SHARES["news"]
+            else _plan_conversation
+            if draw < SHARES["news"] + SHARES["plans"]
+            else _fact_conversation
+        )
         pairs += make(rng, short)
     return pairs
