@@ -265,13 +265,14 @@ def test_top_k_sampling_frequencies_match_the_renormalised_distribution(top_k, t
 
 def test_top_p_over_a_large_vocabulary_keeps_the_exact_nucleus():
     """Rows whose nucleus lies beyond the first tokens ranked (a flat distribution) and rows where
-    it does not (a peaked one) keep exactly the tokens a full sort would keep."""
+    it does not (a peaked one) keep exactly the tokens a full sort would keep (of equal ones, the
+    lowest ids first)."""
     torch.manual_seed(0)
     flat = torch.zeros(1, 2000)
     peaked = torch.randn(1, 2000) * 4
     for logits in (flat, peaked, torch.cat([flat, peaked])):
         kept = torch.isfinite(truncate_distribution(logits, top_k=0, top_p=0.9))
-        probs, order = logits.softmax(-1).sort(dim=-1, descending=True)
+        probs, order = logits.softmax(-1).sort(dim=-1, descending=True, stable=True)
         expected = torch.zeros_like(kept).scatter_(-1, order, (probs.cumsum(-1) - probs) < 0.9)
         assert torch.equal(kept, expected)
     assert int(torch.isfinite(truncate_distribution(flat, top_k=0, top_p=0.9)).sum()) == 1800
@@ -370,3 +371,17 @@ def test_alternatives_are_each_steps_top_five_under_teacher_forcing(make):
         assert [i for i, _ in alternatives] == top.indices[step].tolist()
         assert all(math.isclose(v, e, abs_tol=1e-4) for (_, v), e in zip(alternatives, top.values[step].tolist()))
         assert math.isclose(hyp.logprobs[step], expected[step, tokens[step]].item(), abs_tol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 5, 256, 2000])
+def test_largest_ranks_as_topk_does(k):
+    """The CPU's numpy ranking gives torch.topk's values in its order, and ids that hold them."""
+    from chatbot.decoding.ranking import largest
+
+    torch.manual_seed(k)
+    x = torch.cat([torch.randn(3, 2000) * 4, torch.full((1, 2000), float("-inf"))]).log_softmax(-1).nan_to_num(-1e9)
+    x[1, :7] = float("-inf")
+    values, ids = largest(x, k)
+    expected = x.topk(k, dim=-1)
+    assert torch.equal(values, expected.values)
+    assert torch.equal(x.gather(1, ids), values) and all(len(set(row)) == k for row in ids.tolist())

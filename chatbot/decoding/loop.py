@@ -92,13 +92,14 @@ def run(
     tokens = torch.full((2 * R if twins else R,), BOS, dtype=torch.long, device=device)
     trace = Trace(R, device, strategy.rank_each_step, strategy.shown_rows)
     gain = None
+    normalised = engine.cfg.copy_attention  # a copying model's step gives log-probabilities already
     # rows that never move and have ended leave the decoder's batch (their pieces are EOS from then on)
     compact = R > 1 and not twins and isinstance(strategy, Independent)
     live = None  # (n,) the rows the decoder still runs, once some have left; None: all of them
     left = None  # (R, V) the log-probabilities of a row that left: EOS certain
     for step in range(max_length + 1):
         logits, state, weights, feed = engine.step(tokens, state, memory, feed)  # (R or 2R, V), state, (.., S), (.., A)
-        logp = torch.log_softmax(logits.float(), dim=-1)
+        logp = logits.float() if normalised else torch.log_softmax(logits.float(), dim=-1)
         query = feed[:R]
         if twins:
             logp, weights, gain = logp[:R], weights[:R], logp[:R] - logp[R:]  # (R, V), (R, S), (R, V)

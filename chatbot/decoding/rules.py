@@ -118,7 +118,7 @@ class RepetitionPenalty(Rule):
         seen = ctx.replies()  # (R, t): only these entries change, so only they are read and written
         values = logp.gather(1, seen)
         values = torch.where(seen == EOS, values, values * self.penalty)  # the end is never a repeat
-        return logp.scatter(1, seen, values).log_softmax(-1)
+        return logp.scatter_(1, seen, values).log_softmax(-1)  # in place: the loop's own tensor
 
 
 def block_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int, source: torch.Tensor | None) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from chatbot.consensus import agreement, repeats
+from chatbot.decoding.ranking import largest, most_likely
 from chatbot.decoding.rules import NEG_INF
 from chatbot.decoding.trace import TOP_ALTERNATIVES, Hypothesis, Trace
 from chatbot.settings import BeamSettings, SampleSettings, Settings
@@ -72,7 +73,7 @@ class Strategy:
 
     rows_per_message = 1
     rank_each_step = False  # the trace ranks each step's alternatives as it goes (`Trace`)
-    shown_rows = None  # (R,) bool: the rows that can become replies, whose alternatives are kept; None: all
+    shown_rows = None  # the rows that can become replies, whose alternatives are kept (an index of R); None: all
 
     def __init__(self, settings: Settings, batch: int, device: torch.device):
         self.settings, self.batch, self.device = settings, batch, device
@@ -99,14 +100,6 @@ class Strategy:
         raise NotImplementedError
 
 
-def most_likely(logp: torch.Tensor) -> torch.Tensor:
-    """Each row's most likely token. On the CPU numpy finds it, an order of magnitude quicker than
-    torch's argmax for one row (both take the first of equal maxima)."""
-    if logp.device.type == "cpu":
-        return torch.from_numpy(logp.numpy().argmax(-1))
-    return logp.argmax(-1)
-
-
 class Independent(Strategy):
     """Rows that never move: each row's pieces are its own, from the first step to its end."""
 
@@ -116,8 +109,8 @@ class Independent(Strategy):
 
     def select(self, logp, step):
         if self.any_ended:  # a finished reply can only go on ending
-            logp = logp.masked_fill(self.ended.unsqueeze(1), NEG_INF)
-            logp[:, EOS].masked_fill_(self.ended, 0.0)
+            ended = self.ended.nonzero().squeeze(1)  # in place, the ended rows only: the loop's own tensor
+            logp.index_fill_(0, ended, NEG_INF)[ended, EOS] = 0.0
         return Choice(self.choose(logp))
 
     def choose(self, logp: torch.Tensor) -> torch.Tensor:
@@ -187,16 +180,24 @@ class ConsensusSampling(Sampling):
         self.words = words
         self.rows_per_message = sampled_rows(settings)
         one = torch.arange(self.rows_per_message, device=device) >= settings.candidates  # candidates first
-        self.evidence = one.repeat(batch)  # (R,)
-        self.candidates = self.shown_rows = ~self.evidence
+        self.evidence = one.repeat(batch)  # (R,) bool
+        self.candidates = ~self.evidence
+        # the same rows as indices (for one message, slices: the rows are read in place, not copied)
+        n = settings.candidates
+        self.candidate_rows, self.evidence_rows = (
+            (slice(0, n), slice(n, None))
+            if batch == 1
+            else (self.candidates.nonzero().squeeze(1), self.evidence.nonzero().squeeze(1))
+        )
+        self.shown_rows = self.candidate_rows
 
     def wants_gains(self, asked):
         return False  # measured on the chosen reply alone, once it is chosen: not on every row
 
     def choose(self, logp):
         tokens = torch.empty(logp.size(0), dtype=torch.long, device=logp.device)
-        tokens[self.candidates] = super().choose(logp[self.candidates])
-        tokens[self.evidence] = sample_from(logp[self.evidence], 0, 1.0, self.generator)  # as the model says
+        tokens[self.candidate_rows] = super().choose(logp[self.candidate_rows])
+        tokens[self.evidence_rows] = sample_from(logp[self.evidence_rows], 0, 1.0, self.generator)  # as the model says
         return tokens
 
     def update_finished(self, step, trace):
@@ -249,10 +250,10 @@ def ranked_candidates(
     probs = logits.softmax(-1)
     V = probs.size(-1)
     if top_k > 0:
-        ranked, ids = probs.topk(min(top_k, V), dim=-1)
+        ranked, ids = largest(probs, min(top_k, V))
         ranked = ranked / ranked.sum(-1, keepdim=True)
     else:
-        ranked, ids = probs.topk(min(NUCLEUS_SEARCH, V), dim=-1)
+        ranked, ids = largest(probs, min(NUCLEUS_SEARCH, V))
         short = ranked.sum(-1) < top_p
         if bool(short.any()):
             ranked, ids = _sorted_where_short(probs, ranked, ids, short)
@@ -272,7 +273,7 @@ def _sorted_where_short(probs, ranked, ids, short) -> tuple[torch.Tensor, torch.
     full_ranked = ranked.new_zeros((R, V))
     full_ids = ids[:, -1:].expand(R, V).clone()
     full_ranked[:, :n], full_ids[:, :n] = ranked, ids
-    full_ranked[short], full_ids[short] = probs[short].sort(dim=-1, descending=True)
+    full_ranked[short], full_ids[short] = largest(probs[short], V)
     return full_ranked, full_ids
 
 

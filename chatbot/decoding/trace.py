@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from chatbot.decoding.ranking import largest
+
 TOP_ALTERNATIVES = 5  # alternatives kept per reply piece, for the "inside the model" view
 
 
@@ -70,10 +72,11 @@ class Trace:
     only the token history the rules read; a hypothesis is read back by following its pointers.
 
     `rank_each_step`: keep each step's top alternatives as it goes (rows that move, or many rows);
-    otherwise keep the distributions and rank them when read (`Alternatives`). `shown` (R,) bool:
-    the rows that may become replies, the only ones ranked (consensus's evidence rows never are)."""
+    otherwise keep the distributions and rank them when read (`Alternatives`). `shown` (an index of
+    the R rows: a bool mask, ids or a slice): the rows that may become replies, the only ones
+    ranked (consensus's evidence rows never are)."""
 
-    def __init__(self, rows: int, device, rank_each_step: bool, shown: torch.Tensor | None = None):
+    def __init__(self, rows: int, device, rank_each_step: bool, shown=None):
         self.rows, self.rank_each_step, self.shown = rows, rank_each_step, shown
         self.reply = [] if rows == 1 else None  # one row: its reply so far as a list (the rules read it so)
         self.history = None if rows == 1 else torch.zeros((rows, 0), dtype=torch.long, device=device)  # (R, t)
@@ -103,13 +106,12 @@ class Trace:
         self.logps.append(logp.gather(1, chosen.unsqueeze(1)).squeeze(1) if rows is None else logp[rows, chosen])
         if self.shown is not None:
             A = min(TOP_ALTERNATIVES, logp.size(-1))
-            values, ids = logp[self.shown].topk(A, dim=-1)
-            self.alt_ids.append(
-                torch.zeros((self.rows, A), dtype=ids.dtype, device=ids.device).index_put_((self.shown,), ids)
-            )
-            self.alt_logps.append(
-                torch.zeros((self.rows, A), dtype=values.dtype, device=values.device).index_put_((self.shown,), values)
-            )
+            values, ids = largest(logp[self.shown], A)
+            alt_ids = torch.zeros((self.rows, A), dtype=ids.dtype, device=ids.device)
+            alt_logps = torch.zeros((self.rows, A), dtype=values.dtype, device=values.device)
+            alt_ids[self.shown], alt_logps[self.shown] = ids, values
+            self.alt_ids.append(alt_ids)
+            self.alt_logps.append(alt_logps)
             return
         if top is None or top.indices.size(1) < TOP_ALTERNATIVES:
             top = logp.topk(min(TOP_ALTERNATIVES, logp.size(-1)), dim=-1)

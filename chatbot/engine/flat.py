@@ -71,13 +71,29 @@ def attention_function(model: Seq2Seq) -> Callable[[torch.Tensor, Memory], torch
     return multiplicative
 
 
+def copy_function(model: Seq2Seq):
+    """`Copy.forward`'s arithmetic in place, for decoding (no gradient to keep): each operation
+    writes over the vocabulary-wide tensor the one before made, instead of allocating its own.
+    None for a model without copy attention."""
+    if model.copy is None:
+        return None
+    share, fp32 = model.copy.generate_share, torch.float32
+
+    def copy(logits, attentional, weights, tokens):
+        g = share(attentional)  # (B, 1)
+        mixed = torch.softmax(logits, dim=-1, dtype=fp32).mul_(g)  # (B, V)
+        return mixed.scatter_add_(1, tokens, weights.float() * (1 - g)).clamp_min_(1e-30).log_()
+
+    return copy
+
+
 def step_function(model: Seq2Seq, cell, from_tokens: bool, attentional_state, out) -> Step:
     """The one-token step from its parts: `cell` (inputs, state) -> h (B, H), new state, whose
     inputs are the tokens when `from_tokens` (their input products looked up by token) or their
     embeddings; `attentional_state` (weights (B, 1, S), h, memory) -> (B, A); `out` (B, A) ->
     logits (B, V)."""
     embedding, embeddings, cat = torch.embedding, model.embedding.weight, torch.cat
-    attend, input_feeding, copy = attention_function(model), model.cfg.input_feeding, model.copy
+    attend, input_feeding, copy = attention_function(model), model.cfg.input_feeding, copy_function(model)
 
     def step(tokens, state, memory, feed):
         if from_tokens:
