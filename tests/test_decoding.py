@@ -186,7 +186,7 @@ def test_batched_replies_equal_one_at_a_time(make):
     "settings",
     [
         SampleSettings(seed=3, temperature=1.5, max_length=12, candidates=1),
-        SampleSettings(seed=3, temperature=1.5, max_length=12, candidates=4),
+        SampleSettings(seed=5, temperature=1.5, max_length=12, candidates=4),
     ],
 )
 def test_rows_that_ended_leave_the_batch_without_changing_a_reply(settings, monkeypatch):

@@ -108,12 +108,18 @@ class Independent(Strategy):
         self.ended, self.any_ended = None, False  # (R,) rows past their EOS
 
     def select(self, logp, step):
-        if self.any_ended:  # a finished reply can only go on ending
-            ended = self.ended.nonzero().squeeze(1)  # in place, the ended rows only: the loop's own tensor
-            logp.index_fill_(0, ended, NEG_INF)[ended, EOS] = 0.0
-        return Choice(self.choose(logp))
+        if not self.any_ended:
+            return Choice(self.choose(logp))
+        # a finished reply can only go on ending (in place, the ended rows only: the loop's own tensor,
+        # as the trace and the observers read it); the pieces are chosen for the running rows alone
+        ended, running = self.ended.nonzero().squeeze(1), (~self.ended).nonzero().squeeze(1)
+        logp.index_fill_(0, ended, NEG_INF)[ended, EOS] = 0.0
+        tokens = torch.full(self.ended.shape, EOS, dtype=torch.long, device=logp.device)
+        tokens[running] = self.choose(logp[running], running)
+        return Choice(tokens)
 
-    def choose(self, logp: torch.Tensor) -> torch.Tensor:
+    def choose(self, logp: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The next piece of each row of logp, which holds the rows `rows` (None: all)."""
         raise NotImplementedError
 
     def update_finished(self, step, trace):
@@ -139,7 +145,7 @@ class Independent(Strategy):
 
 
 class Greedy(Independent):
-    def choose(self, logp):
+    def choose(self, logp, rows=None):
         return most_likely(logp)
 
 
@@ -155,7 +161,7 @@ class Sampling(Independent):
         else:
             self.generator.manual_seed(settings.seed)
 
-    def choose(self, logp):
+    def choose(self, logp, rows=None):
         s = self.settings
         if s.temperature == 0:
             return most_likely(logp)
@@ -194,10 +200,14 @@ class ConsensusSampling(Sampling):
     def wants_gains(self, asked):
         return False  # measured on the chosen reply alone, once it is chosen: not on every row
 
-    def choose(self, logp):
+    def choose(self, logp, rows=None):
+        candidates, evidence = self.candidate_rows, self.evidence_rows
+        if rows is not None:  # some rows ended: which of those still running are candidates
+            among = self.candidates[rows]
+            candidates, evidence = among.nonzero().squeeze(1), (~among).nonzero().squeeze(1)
         tokens = torch.empty(logp.size(0), dtype=torch.long, device=logp.device)
-        tokens[self.candidate_rows] = super().choose(logp[self.candidate_rows])
-        tokens[self.evidence_rows] = sample_from(logp[self.evidence_rows], 0, 1.0, self.generator)  # as the model says
+        tokens[candidates] = super().choose(logp[candidates])
+        tokens[evidence] = sample_from(logp[evidence], 0, 1.0, self.generator)  # as the model says
         return tokens
 
     def update_finished(self, step, trace):
