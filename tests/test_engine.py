@@ -112,3 +112,26 @@ def test_reference_replies_in_the_chat_session_and_the_command_line(overfit_dir,
     assert capsys.readouterr().out.strip() == sample_pairs[0].reply
     assert main(["reply", "--model", str(overfit_dir), "--reference", "--precision", "int8", "hi"]) == 1
     assert "--reference runs the model's own float modules" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings", VARIANTS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+@pytest.mark.parametrize("kind", ["flat", "int8"])
+def test_rows_of_one_message_read_its_one_memory_as_they_would_their_own_copies(settings, kind):
+    """Sampling's and beam search's rows of one message share its memory (`shares_memory`):
+    each step is what it is when every row has a copy."""
+    model = random_model(**settings)
+    engine = FlatEngine(model) if kind == "flat" else Int8Engine(model)
+    assert engine.shares_memory and not ReferenceEngine(model).shares_memory
+    src, lengths = torch.tensor([[5, 9, 13, 7, 8]]), torch.tensor([5])
+    tokens = torch.tensor([[BOS, 12, 30], [BOS, 9, 9], [BOS, 22, 5], [BOS, 41, 7]])  # four rows
+    with torch.inference_mode():
+        memory, state = engine.encode(src, lengths)
+        rows = torch.zeros(4, dtype=torch.long)
+        copies, state = memory.index_select(rows), tuple(s.index_select(1, rows) for s in state)
+        feed_a = feed_b = engine.initial_feed(4)
+        state_a = state_b = state
+        for t in range(tokens.size(1)):
+            a = engine.step(tokens[:, t], state_a, memory, feed_a)
+            b = engine.step(tokens[:, t], state_b, copies, feed_b)
+            assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[2], b[2], atol=1e-6)
+            (_, state_a, _, feed_a), (_, state_b, _, feed_b) = a, b

@@ -41,17 +41,18 @@ class Step:
 Observer = Callable[[Step], None]
 
 
-def encode_rows(engine, sources: list[list[int]], rows_of: torch.Tensor, twins: bool):
+def encode_rows(engine, sources: list[list[int]], rows_of: torch.Tensor, twins: bool, share: bool = False):
     """Encode each message once (with `twins`, an empty message too: a lone EOS), then lay the
     encoder's memory and the decoder's first state out by row, row i reading message rows_of[i]
-    and, with twins, rows R..2R-1 reading no message, each beside its row. Returns the padded
+    and, with twins, rows R..2R-1 reading no message, each beside its row. With `share`, one
+    message's rows all read its one memory (an engine that `shares_memory`). Returns the padded
     messages (B (+1), S), the memory and the state."""
     B, R = len(sources), len(rows_of)
     src, lengths = pad_right(sources + [[EOS]] * twins, engine.device)  # (B (+1), S), (B (+1),)
     memory, state = engine.encode(src, lengths)
     if R > B or twins:  # else each message is its own row already
         index = torch.cat([rows_of, torch.full((R,), B, device=rows_of.device)]) if twins else rows_of  # (R or 2R,)
-        memory = memory.index_select(index)
+        memory = memory if share else memory.index_select(index)
         state = tuple(s.index_select(1, index) for s in state)
     return src, memory, state
 
@@ -86,7 +87,8 @@ def run(
     R = B * K
     twins = strategy.wants_gains(gains) or any(rule.needs_gain for rule in rules)
     rows_of = torch.arange(B, device=device).repeat_interleave(K)  # (R,) the message of each row
-    src, memory, state = encode_rows(engine, sources, rows_of, twins)
+    shared = B == 1 and not twins and getattr(engine, "shares_memory", False)  # all rows read one memory
+    src, memory, state = encode_rows(engine, sources, rows_of, twins, shared)
     source = src.index_select(0, rows_of) if K > 1 else src[:B]  # (R, S) each row's message
     feed = engine.initial_feed(2 * R if twins else R)
     tokens = torch.full((2 * R if twins else R,), BOS, dtype=torch.long, device=device)
@@ -130,6 +132,6 @@ def run(
                 state, feed = tuple(s.index_select(1, keep) for s in state), feed.index_select(0, keep)
                 if left is None:
                     left = only_eos(torch.zeros((R, logp.size(-1)), device=device))
-                memory, live = memory.index_select(keep), running
+                memory, live = memory if shared else memory.index_select(keep), running
             tokens = tokens[live] if live is not None else tokens
     return strategy.final(trace, step)

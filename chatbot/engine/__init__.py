@@ -32,6 +32,7 @@ class Engine(Protocol):
 
     cfg: object  # the model's `ModelConfig`
     scorer: object  # the module whose `scored_logits` give its teacher-forced figures
+    shares_memory: bool  # whether the rows of one message may all read one copy of its memory (default False)
 
     @property
     def device(self): ...

@@ -50,6 +50,11 @@ def lstm_step(lstm: nn.LSTM, x: torch.Tensor, state: State) -> tuple[torch.Tenso
     return inputs, (torch.stack(hs), torch.stack(cs))
 
 
+def shared(memory: Memory, h: torch.Tensor) -> bool:
+    """Whether every row reads one message's memory (B = 1, the rows many: `ModelEngine.shares_memory`)."""
+    return memory.keys.size(0) == 1 < h.size(0)
+
+
 def attention_function(model: Seq2Seq) -> Callable[[torch.Tensor, Memory], torch.Tensor]:
     """(h (B, H), memory) -> attention weights (B, 1, S): `Attention.forward`'s weights for one token."""
     attention, dtype = model.decoder.attention, model.embedding.weight.dtype
@@ -65,7 +70,11 @@ def attention_function(model: Seq2Seq) -> Callable[[torch.Tensor, Memory], torch
 
     def multiplicative(h, memory):
         bias = memory.bias if memory.bias.dtype == dtype else memory.bias.to(dtype)
-        weights = softmax(baddbmm(bias, h.unsqueeze(1), memory.keys.transpose(1, 2)), -1, dtype=fp32)  # (B, 1, S)
+        if shared(memory, h):  # (B, H) @ (H, S): one product, not B small ones over B copies
+            scores = torch.addmm(bias[0], h, memory.keys[0].T).unsqueeze(1)  # (B, 1, S)
+        else:
+            scores = baddbmm(bias, h.unsqueeze(1), memory.keys.transpose(1, 2))  # (B, 1, S)
+        weights = softmax(scores, -1, dtype=fp32)
         return weights if weights.dtype == dtype else weights.to(dtype)
 
     return multiplicative
@@ -82,6 +91,7 @@ def copy_function(model: Seq2Seq):
     def copy(logits, attentional, weights, tokens):
         g = share(attentional)  # (B, 1)
         mixed = torch.softmax(logits, dim=-1, dtype=fp32).mul_(g)  # (B, V)
+        tokens = tokens.expand(len(weights), -1)  # (B, S); one message's pieces for every row, if shared
         return mixed.scatter_add_(1, tokens, weights.float() * (1 - g)).clamp_min_(1e-30).log_()
 
     return copy
@@ -114,14 +124,19 @@ def step_function(model: Seq2Seq, cell, from_tokens: bool, attentional_state, ou
 class FlatEngine(ModelEngine):
     """The model's float weights (fp32 or bf16) through one flat step function."""
 
+    shares_memory = True
+
     def __init__(self, model: Seq2Seq):
         super().__init__(model)
         decoder = model.decoder
         combine, bmm, cat, tanh, lstm = product(decoder.combine), torch.bmm, torch.cat, torch.tanh, decoder.lstm
 
         def attentional_state(weights, h, memory):
-            context = bmm(weights, memory.states)  # (B, 1, H)
-            return tanh(combine(cat([context[:, 0], h], 1)))  # (B, A)
+            if shared(memory, h):
+                context = weights[:, 0] @ memory.states[0]  # (B, H)
+            else:
+                context = bmm(weights, memory.states)[:, 0]  # (B, H)
+            return tanh(combine(cat([context, h], 1)))  # (B, A)
 
         self.step = step_function(
             model, lambda x, state: lstm_step(lstm, x, state), False, attentional_state, product(model.out)

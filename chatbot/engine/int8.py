@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from chatbot.engine.flat import step_function
+from chatbot.engine.flat import shared, step_function
 from chatbot.engine.reference import ModelEngine
 from chatbot.errors import ChatbotError
 from chatbot.model import LowRankLinear, Seq2Seq, gather_rows, reversal_index
@@ -326,6 +326,8 @@ class Int8Memory(NamedTuple):
 class Int8Engine(ModelEngine):
     """Replies with int8 weights, built from a float model that it leaves as it is."""
 
+    shares_memory = True
+
     def __init__(self, model: Seq2Seq):
         require_cpu(model.device)
         if not available():
@@ -352,6 +354,8 @@ class Int8Engine(ModelEngine):
         )
 
         def attentional_state(weights, h, memory):  # W_c context + W_h h, the first from memory.values
+            if shared(memory, h):
+                return tanh(torch.addmm(combine_state(h), weights[:, 0], memory.values[0]))  # (B, A)
             return tanh(baddbmm(combine_state(h).unsqueeze(1), weights, memory.values)[:, 0])  # (B, A)
 
         out = model.out

@@ -9,6 +9,8 @@ class ModelEngine:
     """What every engine takes from its model as it is: settings, device, the encoder's output
     and the first feed. Teacher-forced figures (`chatbot evaluate`) come from the model itself."""
 
+    shares_memory = False  # whether the rows of one message may all read one copy of its memory (B = 1)
+
     def __init__(self, model: Seq2Seq):
         self.model, self.cfg = model, model.cfg
 
