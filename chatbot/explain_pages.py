@@ -167,8 +167,10 @@ def step_page(walk: dict, step: dict) -> Group:
         where = ", ".join(f"{i} {piece(walk['pieces'][i]['piece'])}" for i in c["positions"][:4]) or "-"
         shares = {"gate": f"{c['gate']:.0%}", "copy": f"{1 - c['gate']:.0%}", "share": f"{c['share']:.0%}"}
         parts.append(Text(t("walk.copy", where=where, **shares)))
-    if "taught" in step:
-        parts.append(Text(t("walk.taught", id=step["taught"]["id"], weight=f"{step['taught']['weight']:.2f}")))
+    if "taught" in step:  # a negative weight: a reply rated bad, pushed away from
+        taught = step["taught"]
+        key = "walk.taught" if taught["weight"] > 0 else "walk.shunned"
+        parts.append(Text(t(key, id=taught["id"], weight=f"{abs(taught['weight']):.2f}")))
     if "kept" in step:
         parts.append(Text(t("walk.kept") + ", ".join(f"{piece(n)} {p:.2f}" for n, p in step["kept"][:8])))
     return Group(*parts)

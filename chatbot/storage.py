@@ -503,17 +503,19 @@ class Storage:
 
     def taught(self) -> list[dict]:
         """What the person taught, oldest first: each reply they corrected (the correction) or
-        rated good (the reply as it was; the latest rating counts, a bad one never teaches), with
-        the message it answered: {"id" (the reply's), "message", "reply", "context" (the texts of
-        the turns the reply read, oldest first), "taught_at"}."""
+        rated good (the reply as it was; the latest rating counts), with the message it answered,
+        and each reply rated bad and not corrected (`shunned`: what not to say again): {"id" (the
+        reply's), "message", "reply", "context" (the texts of the turns the reply read, oldest
+        first), "taught_at", "shunned"}."""
+        corrected = "exists (select 1 from feedback f where f.message_id = b.id and f.kind = 'correction')"
         rows = self._read(
             "select b.id, u.text as message, coalesce("
             "(select f.text from feedback f where f.message_id = b.id and f.kind = 'correction' order by f.id desc "
             "limit 1), b.text) as reply, b.context, (select max(f.created_at) from feedback f "
-            "where f.message_id = b.id and f.kind in ('correction', 'rating')) as taught_at "
+            "where f.message_id = b.id and f.kind in ('correction', 'rating')) as taught_at, "
+            f"(not {corrected} and {LATEST_RATING} = -1) as shunned "
             "from messages b join messages u on u.id = b.reply_to "
-            "where exists (select 1 from feedback f where f.message_id = b.id and f.kind = 'correction') "
-            f"or {LATEST_RATING} = 1 order by b.id"
+            f"where {corrected} or {LATEST_RATING} in (1, -1) order by b.id"
         )
         texts = {}
         ids = {i for r in rows for i in json.loads(r["context"] or "[]")}
@@ -523,7 +525,14 @@ class Storage:
                 r["id"]: r["text"]
                 for r in self._read(f"select id, text from messages where id in ({marks})", list(ids))
             }
-        return [{**r, "context": [texts[i] for i in json.loads(r["context"] or "[]") if i in texts]} for r in rows]
+        return [
+            {
+                **r,
+                "shunned": bool(r["shunned"]),
+                "context": [texts[i] for i in json.loads(r["context"] or "[]") if i in texts],
+            }
+            for r in rows
+        ]
 
     def prefer(self, message_id: int, text: str, decoding: dict) -> int:
         """A choice among side-by-side replies: which text (and strategy) the user picked."""

@@ -9,6 +9,11 @@ are near, the distribution of their pieces is mixed into the model's:
 
     p(piece) = (1 - λ) p_model(piece) + λ p_taught(piece),   λ = MOST · ramp(similarity)
 
+A reply rated bad (and not corrected) is kept the same way, as what not to say: where its
+states are the nearest, its pieces are pushed away instead, p(piece) ∝ p_model(piece) (1 - λ'
+p_shunned(piece)) with λ' = λ / MOST (1 on the same states: the piece it said is barred), so the
+same message gets another reply at once, before any retraining.
+
 A message worded like a taught one leads the decoder to states like the taught one's, so a
 rewording finds it too; an unrelated message's states are far from every key and λ is 0: the
 model speaks alone. The memory is built from the log (`Storage.taught`) when a model first
@@ -43,6 +48,7 @@ class TaughtReply:
     message: str
     reply: str
     context: list[str]
+    shunned: bool = False  # rated bad: what not to say
 
 
 class Table(NamedTuple):
@@ -56,6 +62,7 @@ class Table(NamedTuple):
     starts: torch.Tensor  # (M,) each reading's first key: what a message is matched by
     firsts: torch.Tensor  # (M, A) those keys, gathered once
     ends: torch.Tensor  # (M,) one past each reading's last key
+    shunned: torch.Tensor | None = None  # (number of replies,) bool: rated bad, pushed away from; None: none
 
 
 class Memory:
@@ -110,6 +117,7 @@ class Memory:
             all_starts,
             all_keys[all_starts],
             torch.cat([all_starts[1:], torch.tensor([len(all_keys)])]),
+            torch.tensor([r.shunned for r in replies]) if any(r.shunned for r in replies) else None,
         )
 
 
@@ -131,7 +139,8 @@ def memory_from_log(engine, tokenizer, rows: list[dict], retired: set[tuple[int,
     `engine` reads it, but the `retired` (`learned`) entries; None when none are left."""
     rows = [r for r in rows if (r["id"], r["reply"]) not in retired]
     memory = Memory(engine.cfg.attentional_size)
-    memory.add(engine, tokenizer, [TaughtReply(r["id"], r["message"], r["reply"], r["context"]) for r in rows])
+    taught = [TaughtReply(r["id"], r["message"], r["reply"], r["context"], r.get("shunned", False)) for r in rows]
+    memory.add(engine, tokenizer, taught)
     return memory if len(memory) else None
 
 
@@ -139,7 +148,8 @@ class Taught(Rule):
     """The memory's pieces mixed into each step's distribution (see the module's docstring).
     At the first step each message picks the taught replies it may follow (its state near their
     first key); later steps search only those replies' keys. `ctx.taught` gets, per row, the
-    weight λ and the taught reply's log id, for the walk-through and the inside view."""
+    weight λ (negative where a shunned reply's pieces were pushed away) and the reply's log id,
+    for the walk-through and the inside view."""
 
     def __init__(self, memory: Memory):
         self.memory, self.table, self.allowed = memory, memory.table, None  # one table for the whole reply
@@ -158,24 +168,55 @@ class Taught(Rule):
         if not bool((weight > 0).any()):
             return logp
         chosen = keys[index]  # (R, n) key ids
-        ctx.taught = (weight[:, 0].tolist(), [table.replies[int(table.owner[k])].id for k in chosen[:, 0]])
+        shunned = torch.zeros(chosen.shape, dtype=torch.bool)  # (R, n) neighbours from a reply rated bad
+        if table.shunned is not None:
+            shunned = table.shunned[table.owner[chosen]]
+        pushing = shunned[:, 0]  # (R,) the nearest decides: follow taught pieces, or push shunned ones away
+        if bool(pushing.any()):  # ... only on the shunned reply's own path, not where a state merely resembles it
+            off_path = pushing & ~self.on_path(chosen[:, 0], ctx)
+            weight, pushing = weight.masked_fill(off_path.unsqueeze(1), 0.0), pushing & ~off_path
+        sign = torch.where(pushing, -1.0, 1.0)
+        ctx.taught = ((weight[:, 0] * sign).tolist(), [table.replies[int(table.owner[k])].id for k in chosen[:, 0]])
         rows = torch.nonzero(weight[:, 0] > 0).flatten()  # only the rows a taught reply weighs in on
         w = weight[rows].to(logp.device)  # (r, 1)
         pieces = table.values[chosen[rows]].to(logp.device)  # (r, n) the neighbours' pieces
-        share = torch.softmax(top[rows] / TEMPERATURE, dim=-1).to(logp.device)  # (r, n)
+        same_kind = (shunned[rows] == pushing[rows].unsqueeze(1)).to(logp.device)  # (r, n) neighbours that count
+        share = torch.softmax((top[rows] / TEMPERATURE).masked_fill(~same_kind, float("-inf")), dim=-1)  # (r, n)
         p_taught = ((pieces.unsqueeze(2) == pieces.unsqueeze(1)) * share.unsqueeze(1)).sum(-1)  # (r, n) per piece
         # p = (1 - λ) p_model + λ p_taught: every piece scaled by 1 - λ, the neighbours' pieces raised
-        base = logp[rows] + torch.log1p(-w)  # (r, V)
-        raised = torch.logaddexp(base.gather(1, pieces), torch.log(w * p_taught))  # (r, n)
+        scale = torch.log1p(-w).expand(-1, 1)  # (r, 1) added to every piece's log-probability
+        at_pieces = torch.logaddexp(logp[rows].gather(1, pieces) + scale, torch.log(w * p_taught))  # (r, n)
+        away = pushing[rows].to(logp.device)  # (r,) rows pushed away from a shunned reply instead
+        if bool(away.any()):  # p ∝ p_model (1 - λ' p_shunned): the neighbours' pieces lowered, all renormalised
+            full = w / self.memory.most  # (r, 1) λ' = 1 where the states are the same: a piece said alone is barred
+            lowered = logp[rows].gather(1, pieces) + torch.log1p(-full * p_taught)  # (r, n)
+            log_z = logp[rows].scatter(1, pieces, lowered).logsumexp(-1, keepdim=True)  # (r, 1)
+            scale = torch.where(away.unsqueeze(1), -log_z, scale)
+            at_pieces = torch.where(away.unsqueeze(1), lowered - log_z, at_pieces)
         mixed = logp.clone()
-        mixed[rows] = base.scatter(1, pieces, raised)
+        mixed[rows] = (logp[rows] + scale).scatter(1, pieces, at_pieces)
         if ctx.gain is not None:  # what the message adds now includes what it was taught
             gain = ctx.gain.clone()
-            gain[rows] = (gain[rows] + torch.log1p(-w)).scatter(
-                1, pieces, gain[rows].gather(1, pieces) + raised - logp[rows].gather(1, pieces)
+            gain[rows] = (gain[rows] + scale).scatter(
+                1, pieces, gain[rows].gather(1, pieces) + at_pieces - logp[rows].gather(1, pieces)
             )
             ctx.gain = gain
         return mixed
+
+    def on_path(self, key: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """(R,) bool: whether each row's reply so far is its key's reading up to that key (a
+        shunned reply is pushed away from where it would be said again: at its first piece for
+        the message it answered, and further only while a reply follows it piece by piece)."""
+        table = self.table
+        reading = torch.searchsorted(table.starts, key.contiguous(), right=True) - 1  # (R,) the reading of each key
+        position = key - table.starts[reading]  # (R,) the piece it comes before
+        so_far = ctx.replies().cpu()  # (R, step)
+        return torch.tensor(
+            [
+                int(p) == ctx.step and torch.equal(table.values[int(k) - ctx.step : int(k)], row)
+                for k, p, row in zip(key, position, so_far)
+            ]
+        )
 
     def candidates(self, query: torch.Tensor):
         """Per row, the keys of the taught replies its message may follow: (key ids (K,), those

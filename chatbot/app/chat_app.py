@@ -197,7 +197,7 @@ class ChatApp(ErrorReporting, Replying, Learning, History, App):
             return
         new = 0 if view.rating == rating else rating  # the same key again takes the rating back
         if self.guard(lambda: self.session.storage.rate(view.message_id, new)):
-            self.session.taught_changed()  # a good rating teaches; one taken back or bad no longer does
+            self.session.taught_changed()  # a good rating teaches, a bad one shuns; one taken back no longer does
             view.rating = new
             view.refresh_text()
             self.notify(t({1: "notice.rated_good", -1: "notice.rated_bad", 0: "notice.rating_removed"}[new]))

@@ -119,11 +119,12 @@ def prepare(
 
 
 def taught_pieces(lent: list, h: Hypothesis) -> list[tuple[float, int] | None]:
-    """Per piece of a hypothesis, the taught reply that weighed in at its step and how much."""
+    """Per piece of a hypothesis, the taught reply that weighed in at its step and how much
+    (negative: a reply rated bad, pushed away from)."""
     pieces = []
     for step, row in zip(lent, h.rows[: len(h.logprobs)]):
         weight = step[0][row] if step else 0.0
-        pieces.append((round(weight, 3), step[1][row]) if weight > 0 else None)
+        pieces.append((round(weight, 3), step[1][row]) if weight else None)
     return pieces
 
 
