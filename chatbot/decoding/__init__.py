@@ -5,6 +5,7 @@ loop.py        the one loop every strategy runs in, and what it tells observers 
 strategies.py  greedy, sampling, consensus sampling, beam search: how each picks and ends
 rules.py       what every strategy decodes under: bans, lengths, penalties, guidance, forcing
 trace.py       what each step chose, and the hypotheses read back from it
+ranking.py     a distribution's most likely pieces, found quickly on the CPU
 """
 
 from chatbot.decoding.loop import Observer, Step
