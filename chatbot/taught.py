@@ -180,26 +180,27 @@ class Taught(Rule):
         rows = torch.nonzero(weight[:, 0] > 0).flatten()  # only the rows a taught reply weighs in on
         w = weight[rows].to(logp.device)  # (r, 1)
         pieces = table.values[chosen[rows]].to(logp.device)  # (r, n) the neighbours' pieces
-        same_kind = (shunned[rows] == pushing[rows].unsqueeze(1)).to(logp.device)  # (r, n) neighbours that count
+        same_kind = shunned[rows] == pushing[rows].unsqueeze(1)  # (r, n) the neighbours that count
         share = torch.softmax((top[rows] / TEMPERATURE).masked_fill(~same_kind, float("-inf")), dim=-1)  # (r, n)
+        share = share.to(logp.device)
         p_taught = ((pieces.unsqueeze(2) == pieces.unsqueeze(1)) * share.unsqueeze(1)).sum(-1)  # (r, n) per piece
+        row_logp = logp[rows]  # (r, V)
+        at_model = row_logp.gather(1, pieces)  # (r, n) the neighbours' pieces as the model gives them
         # p = (1 - λ) p_model + λ p_taught: every piece scaled by 1 - λ, the neighbours' pieces raised
-        scale = torch.log1p(-w).expand(-1, 1)  # (r, 1) added to every piece's log-probability
-        at_pieces = torch.logaddexp(logp[rows].gather(1, pieces) + scale, torch.log(w * p_taught))  # (r, n)
+        scale = torch.log1p(-w)  # (r, 1) added to every piece's log-probability
+        at_pieces = torch.logaddexp(at_model + scale, torch.log(w * p_taught))  # (r, n)
         away = pushing[rows].to(logp.device)  # (r,) rows pushed away from a shunned reply instead
         if bool(away.any()):  # p ∝ p_model (1 - λ' p_shunned): the neighbours' pieces lowered, all renormalised
             full = w / self.memory.most  # (r, 1) λ' = 1 where the states are the same: a piece said alone is barred
-            lowered = logp[rows].gather(1, pieces) + torch.log1p(-full * p_taught)  # (r, n)
-            log_z = logp[rows].scatter(1, pieces, lowered).logsumexp(-1, keepdim=True)  # (r, 1)
+            lowered = at_model + torch.log1p(-full * p_taught)  # (r, n)
+            log_z = row_logp.scatter(1, pieces, lowered).logsumexp(-1, keepdim=True)  # (r, 1)
             scale = torch.where(away.unsqueeze(1), -log_z, scale)
             at_pieces = torch.where(away.unsqueeze(1), lowered - log_z, at_pieces)
         mixed = logp.clone()
-        mixed[rows] = (logp[rows] + scale).scatter(1, pieces, at_pieces)
+        mixed[rows] = (row_logp + scale).scatter(1, pieces, at_pieces)
         if ctx.gain is not None:  # what the message adds now includes what it was taught
             gain = ctx.gain.clone()
-            gain[rows] = (gain[rows] + scale).scatter(
-                1, pieces, gain[rows].gather(1, pieces) + at_pieces - logp[rows].gather(1, pieces)
-            )
+            gain[rows] = (gain[rows] + scale).scatter(1, pieces, gain[rows].gather(1, pieces) + at_pieces - at_model)
             ctx.gain = gain
         return mixed
 

@@ -374,12 +374,14 @@ PLANS = [  # neither bad nor good news: something the person does, picked up by 
             "I've always wanted to see {v}.",
             "How long will you stay in {v}?",
         ],
-        "Morocco,Peru,Iceland,Vietnam,Greece,Portugal,Kenya,Norway,Chile,Scotland,Egypt,Ireland,Croatia,Nepal,Cuba,Jamaica,Alaska,Hawaii,Florida,Oregon,Vermont,Montana,Arizona",
+        "Morocco,Peru,Iceland,Vietnam,Greece,Portugal,Kenya,Norway,Chile,Scotland,Egypt,Ireland,Croatia,Nepal,"
+        "Cuba,Jamaica,Alaska,Hawaii,Florida,Oregon,Vermont,Montana,Arizona",
     ),
     (
         ["I watched {v} yesterday.", "I'm watching {v} tonight.", "we saw {v} at the cinema."],
         ["Did you like {v}?", "Oh, {v}! What did you think?", "I've heard {v} is good.", "{v} is a classic."],
-        "Rocky,Up,Alien,Frozen,Gladiator,Amelie,Casablanca,Shrek,Psycho,Heat,Vertigo,Avatar,Memento,Grease,Hook,Twister,Speed,Bambi,Dumbo,Moana,Tangled,Fargo",
+        "Rocky,Up,Alien,Frozen,Gladiator,Amelie,Casablanca,Shrek,Psycho,Heat,Vertigo,Avatar,Memento,Grease,"
+        "Hook,Twister,Speed,Bambi,Dumbo,Moana,Tangled,Fargo",
     ),
     (
         ["I'm reading {v} right now.", "I just started reading {v}.", "I borrowed {v} from the library."],
@@ -390,7 +392,8 @@ PLANS = [  # neither bad nor good news: something the person does, picked up by 
     (
         ["I'm cooking {v} for dinner.", "I had {v} for lunch.", "I'm making {v} tonight."],
         ["Mmm, {v}! Is it hard to make?", "{v} sounds delicious.", "I love {v}! Enjoy it."],
-        "lasagna,ramen,tacos,dumplings,paella,curry,burritos,pancakes,falafel,risotto,pho,bibimbap,gnocchi,kebabs,biryani,goulash,soup,chili,stew,tapas",
+        "lasagna,ramen,tacos,dumplings,paella,curry,burritos,pancakes,falafel,risotto,pho,bibimbap,gnocchi,"
+        "kebabs,biryani,goulash,soup,chili,stew,tapas",
     ),
     (
         ["I've been listening to {v} a lot.", "I'm going to see {v} live.", "I just discovered {v}."],
