@@ -500,6 +500,12 @@ def decoding_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--block-source-ngrams", action="store_true", default=None, help=tr("... nor copy one from the message")
     )
+    g.add_argument(
+        "--whole-words",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=tr("a word of the conversation begun by copying is written whole (default: on)"),
+    )
     add_ranged(g, "--beam-size", R, tr("beam: hypotheses kept (default 5)"))
     add_ranged(g, "--length-penalty", R, tr("beam: GNMT alpha (default 0.6)"))
     add_ranged(g, "--n-best", R, tr("beam: replies returned per message (default 1)"))

@@ -16,7 +16,7 @@ from chatbot.validation import check, parse
 MAX_REPLY_LENGTH = 200  # pieces: far past what a model trained on chat replies writes well
 MAX_BEAM_SIZE = 64
 MAX_SEED = 2**63 - 1
-MAX_CANDIDATES = 64  # sampled replies to choose among; each draws two more from the model to judge them
+MAX_CANDIDATES = 64  # sampled replies to choose among; each draws one more from the model to judge them
 DEFAULT_CANDIDATES = 16  # chosen by measurement (probes, repetition, latency): docs/performance.md
 MIN_TEMPERATURE = 0.01
 DEFAULT_STRATEGY = "sample"  # the chat's and `chatbot reply`'s; chosen by measurement: docs/performance.md
@@ -31,6 +31,7 @@ RANGES = {
     "repetition_penalty": (float, 1.0, 10.0),
     "no_repeat_ngram": (int, 0, MAX_REPLY_LENGTH),
     "block_source_ngrams": (bool, None, None),
+    "whole_words": (bool, None, None),
     "beam_size": (int, 1, MAX_BEAM_SIZE),
     "length_penalty": (float, 0.0, 10.0),
     "n_best": (int, 1, MAX_BEAM_SIZE),
@@ -54,6 +55,7 @@ class Settings:
     repetition_penalty: float = 1.5  # >1 makes tokens already in the reply less likely (docs/performance.md)
     no_repeat_ngram: int = 3  # never repeat an n-gram of this size within the reply (0: off)
     block_source_ngrams: bool = False  # ... nor copy one from the user's message
+    whole_words: bool = True  # a word of the conversation the reply began to copy is written whole
     guidance: float = DEFAULT_GUIDANCE  # w: favour pieces the message makes likelier (0: off; needs a model that can)
 
     name = "base"

@@ -43,6 +43,7 @@ class Tokenizer:
     def __init__(self, model_proto: bytes):
         self.proto = model_proto
         self._never_written: list[int] | None = None
+        self._inside: list[bool] | None = None
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.LoadFromSerializedProto(model_proto)
@@ -90,6 +91,18 @@ class Tokenizer:
             sp, n = self.sp, self.vocab_size
             self._never_written = [i for i in range(n) if i != EOS and (sp.is_control(i) or sp.is_unknown(i))]
         return list(self._never_written)
+
+    def word_inside(self) -> list[bool]:
+        """Per piece id, whether it goes on a word rather than starting one: no leading "▁", a
+        letter or digit first ("x" of "▁Re x"), not a byte, control or unknown piece."""
+        if self._inside is None:
+            sp = self.sp
+            self._inside = [
+                not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i))
+                and sp.id_to_piece(i)[:1].isalnum()
+                for i in range(self.vocab_size)
+            ]
+        return self._inside
 
     @property
     def vocab_size(self) -> int:

@@ -5,8 +5,9 @@ sympathy and good news with joy.
 The Korean corpus (ChatbotData) is single pairs, no conversations, so nothing in it asks a model
 to read the turns before. Particles follow the word before them (`particle`: 이/가, 은/는, 을/를,
 이야/야 ...). The lists were written apart from the probe suite, and tests/test_listening_corpus
-checks that no fact or news here is a probe's. Use it beside the Korean corpus:
-`chatbot train --corpus ChatbotData.csv+listening-ko --context-turns 2`.
+checks that no fact or news here is a probe's. Use it beside the Korean corpus, a tenth of the
+mix, from a model trained on the corpus alone (training/notes/korean.md):
+`chatbot train --from MODEL --corpus ChatbotData.csv+listening-ko --context-turns 4 --copy-attention`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import random
 from corpora.listening import items
 from corpora.pairs import Pair
 
-CONVERSATIONS = {"train": 2500, "valid": 150, "test": 150}
+CONVERSATIONS = {"train": 700, "valid": 150, "test": 150}  # ~1,400 pairs: a tenth beside the corpus
 SEEDS = {"train": 11, "valid": 12, "test": 13}
 NEWS_SHARE = 0.35
 

@@ -385,3 +385,27 @@ def test_largest_ranks_as_topk_does(k):
     expected = x.topk(k, dim=-1)
     assert torch.equal(values, expected.values)
     assert torch.equal(x.gather(1, ids), values) and all(len(set(row)) == k for row in ids.tolist())
+
+
+INSIDE = [False] * 5 + [True, True, False]  # 4 "▁Re" and 7 "▁dog" start words; 5 "x" and 6 "y" go on one
+
+
+def whole_words_of(table, settings, source):
+    return [h.tokens for h in decode(table, [list(source)], settings, inside=INSIDE)[0]]
+
+
+@pytest.mark.parametrize("kind", [GreedySettings, lambda **kw: BeamSettings(beam_size=2, n_best=1, **kw)])
+def test_a_copied_word_is_written_whole_and_not_past_its_end(kind):
+    """"Re x" copied from "Re x y" goes on with "y" where the model would end it; copied from
+    "Re x" alone, it is not followed by "x" again; with the rule off, the model's own choices."""
+    plain = dict(no_repeat_ngram=0, repetition_penalty=1.0, max_length=4)
+    cut = BigramTable({BOS: {4: 0.9, 7: 0.1}, 4: {5: 0.9, EOS: 0.1}, 5: {EOS: 0.8, 6: 0.2}, 6: {EOS: 1.0}})
+    assert whole_words_of(cut, kind(whole_words=False, **plain), (4, 5, 6, 7)) == [[4, 5]]
+    assert whole_words_of(cut, kind(**plain), (4, 5, 6, 7)) == [[4, 5, 6]]
+    if kind is not GreedySettings:
+        return  # beam search would rather end than stop at the length limit: the rest is greedy's
+    stutter = BigramTable({BOS: {4: 0.9, 7: 0.1}, 4: {5: 0.9, EOS: 0.1}, 5: {5: 0.95, EOS: 0.05}})
+    plain["max_length"] = 3
+    assert whole_words_of(stutter, kind(whole_words=False, **plain), (4, 5, 7)) == [[4, 5, 5]]
+    assert whole_words_of(stutter, kind(**plain), (4, 5, 7)) == [[4, 5]]
+    assert whole_words_of(stutter, kind(**plain), (7, 7)) == [[4, 5, 5]]  # not a word of the message: left alone

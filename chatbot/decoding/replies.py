@@ -60,6 +60,7 @@ def decode(
     words: Callable[[list[int]], list[str]] | None = None,
     forced: dict[int, int] | None = None,
     taught=None,
+    inside: list[bool] | None = None,
 ) -> list[list[Hypothesis]]:
     """Decoding of a batch of messages (piece ids) by an engine (`chatbot.engine`): each message's
     hypotheses, best first (one, unless beam search is asked for more).
@@ -70,7 +71,8 @@ def decode(
     much the message raised each piece's log-probability (`Hypothesis.gains`), while decoding
     where the strategy runs twin rows, else by teacher forcing the chosen reply afterwards.
     `words`: a reply's pieces as the words consensus sampling compares. `taught`: a memory of
-    taught replies to follow where the message is near one (`chatbot.taught`).
+    taught replies to follow where the message is near one (`chatbot.taught`). `inside`: per
+    piece id, whether it goes on a word (`Tokenizer.word_inside`), for `WholeWords`.
 
     Runs with tensor-subclass dispatch off: before an op, torch asks every argument that is not a
     plain tensor whether it overrides torch functions, and asking the int8 layers' packed weights
@@ -79,7 +81,7 @@ def decode(
     """
     engine = as_engine(engine)
     strategy = make_strategy(settings, len(sources), engine.device, rerank_of(engine, settings), words)
-    rules = rules_for(settings, guidance_of(engine, settings), banned or [PAD, UNK, BOS], forced, taught)
+    rules = rules_for(settings, guidance_of(engine, settings), banned or [PAD, UNK, BOS], forced, taught, inside)
     gains = gains and getattr(engine.cfg, "unconditional", False)
     with torch.inference_mode(), torch._C.DisableTorchFunctionSubclass():
         results = run(engine, sources, strategy, rules, settings.max_length, observers, gains)
@@ -172,6 +174,7 @@ def reply(
     hypotheses = decode(
         engine, sources, settings, watching, tokenizer.never_written(), gains,
         words=lambda ids: normalise(tokenizer.decode(ids)), forced=forced, taught=taught,
+        inside=tokenizer.word_inside(),
     )  # fmt: skip
     for h in (h for hyps in hypotheses for h in hyps if not h.finished):
         whole = len(tokenizer.complete(h.tokens))

@@ -169,6 +169,71 @@ class NoRepeatNgram(Rule):
         return logp
 
 
+class WholeWords(Rule):
+    """A word of the conversation that the reply has begun to copy, two of its pieces or more,
+    is written whole: while the word goes on, its next piece is the only one allowed, and once
+    it has ended no piece may go on it ("Marcu" becomes "Marcus", "Rexx" becomes "Rex"). Copy
+    attention points at the right word and often loses its place inside it. Words of one piece
+    are the common ones: left to the model. Where the conversation holds the written pieces as
+    the start of two words, one that goes on and one that ends, nothing is changed."""
+
+    def __init__(self, inside: list[bool]):
+        self.inside = inside  # per piece id: goes on a word (`Tokenizer.word_inside`)
+        self.inside_mask: torch.Tensor | None = None
+        self.sources: dict[int, list[int]] = {}  # row -> its source as a list, for the one-row case
+
+    def __call__(self, logp, ctx):
+        if ctx.step < 2:
+            return logp
+        if ctx.reply is not None:  # one row: plain lists
+            if not self.inside[ctx.reply[-1]]:
+                return logp
+            rows = [0]
+        else:
+            if self.inside_mask is None or self.inside_mask.device != logp.device:
+                self.inside_mask = torch.tensor(self.inside, device=logp.device)
+            last = ctx.history[:, -1]
+            # rows whose last piece goes on a word and is in their source (the rest: nothing to do)
+            wanted = self.inside_mask[last] & (ctx.source == last.unsqueeze(1)).any(1)
+            rows = wanted.nonzero().flatten().tolist()
+        for row in rows:
+            written = ctx.reply if ctx.reply is not None else ctx.history[row].tolist()
+            source = self.sources.get(row) if ctx.reply is not None else None
+            if source is None:
+                source = ctx.source[row].tolist()
+                if ctx.reply is not None:
+                    self.sources[row] = source
+            self.hold(logp, row, written, source)
+        return logp
+
+    def hold(self, logp: torch.Tensor, row: int, written: list[int], source: list[int]) -> None:
+        inside = self.inside
+        begin = len(written) - 1
+        while begin >= 0 and inside[written[begin]]:
+            begin -= 1
+        word = written[begin:] if begin >= 0 else []
+        if len(word) < 2:  # no word start written, or a word of one piece so far
+            return
+        goes_on, ended = set(), False
+        for i in range(len(source) - len(word) + 1):
+            if source[i : i + len(word)] == word:
+                after = source[i + len(word)] if i + len(word) < len(source) else None
+                if after is not None and inside[after]:
+                    goes_on.add(after)
+                else:
+                    ended = True
+        if goes_on and not ended:
+            allowed = list(goes_on)
+            if bool(torch.isfinite(logp[row, allowed]).any()):
+                kept = logp[row, allowed].clone()
+                logp[row] = NEG_INF
+                logp[row, allowed] = kept
+        elif ended and not goes_on:
+            if self.inside_mask is None or self.inside_mask.device != logp.device:
+                self.inside_mask = torch.tensor(self.inside, device=logp.device)
+            logp[row].masked_fill_(self.inside_mask, NEG_INF)
+
+
 @dataclass
 class Force(Rule):
     """What if the model had written this piece here: at each step of `pieces` ({step: piece id})
@@ -196,12 +261,18 @@ class EndAt(Rule):
 
 
 def rules_for(
-    settings, guidance: float, banned: list[int], forced: dict[int, int] | None = None, taught=None
+    settings,
+    guidance: float,
+    banned: list[int],
+    forced: dict[int, int] | None = None,
+    taught=None,
+    inside: list[bool] | None = None,
 ) -> list[Rule]:
     """The rules a reply decodes under, in the order they apply: guidance (weight `guidance`,
     what the model allows: `guidance_of`), taught replies (`taught`, a `chatbot.taught.Memory`),
-    the pieces never written, the minimum length, the repetition penalty, n-gram blocking, forced
-    pieces, the maximum length."""
+    the pieces never written, the minimum length, the repetition penalty, n-gram blocking, copied
+    words written whole (with `inside`, the tokenizer's pieces that go on a word), forced pieces,
+    the maximum length."""
     rules: list[Rule] = [Guidance(guidance)] if guidance else []
     if taught is not None and len(taught):
         rules.append(taught.rule())
@@ -212,6 +283,8 @@ def rules_for(
         rules.append(RepetitionPenalty(settings.repetition_penalty))
     if settings.no_repeat_ngram:
         rules.append(NoRepeatNgram(settings.no_repeat_ngram, settings.block_source_ngrams))
+    if settings.whole_words and inside is not None:
+        rules.append(WholeWords(inside))
     if forced:
         rules.append(Force(dict(forced)))
     rules.append(EndAt(settings.max_length))

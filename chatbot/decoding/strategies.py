@@ -24,7 +24,7 @@ from chatbot.settings import BeamSettings, SampleSettings, Settings
 from chatbot.tokenizer import EOS
 
 NUCLEUS_SEARCH = 256  # tokens ranked before top-p falls back to sorting the vocabulary
-EVIDENCE_PER_CANDIDATE = 2  # consensus sampling: replies drawn from the model to judge each candidate by
+EVIDENCE_PER_CANDIDATE = 1  # consensus sampling: replies drawn from the model to judge each candidate by
 CONSENSUS_PAIRS = 0.5  # the weight of word pairs in consensus's agreement (`chatbot.consensus.agreement`)
 REPETITION_LAST = True  # consensus ranks the candidates that repeat themselves after those that do not
 
