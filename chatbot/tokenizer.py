@@ -98,8 +98,7 @@ class Tokenizer:
         if self._inside is None:
             sp = self.sp
             self._inside = [
-                not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i))
-                and sp.id_to_piece(i)[:1].isalnum()
+                not (sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)) and sp.id_to_piece(i)[:1].isalnum()
                 for i in range(self.vocab_size)
             ]
         return self._inside

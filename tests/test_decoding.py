@@ -396,7 +396,7 @@ def whole_words_of(table, settings, source):
 
 @pytest.mark.parametrize("kind", [GreedySettings, lambda **kw: BeamSettings(beam_size=2, n_best=1, **kw)])
 def test_a_copied_word_is_written_whole_and_not_past_its_end(kind):
-    """"Re x" copied from "Re x y" goes on with "y" where the model would end it; copied from
+    """ "Re x" copied from "Re x y" goes on with "y" where the model would end it; copied from
     "Re x" alone, it is not followed by "x" again; with the rule off, the model's own choices."""
     plain = dict(no_repeat_ngram=0, repetition_penalty=1.0, max_length=4)
     cut = BigramTable({BOS: {4: 0.9, 7: 0.1}, 4: {5: 0.9, EOS: 0.1}, 5: {EOS: 0.8, 6: 0.2}, 6: {EOS: 1.0}})
