@@ -179,6 +179,7 @@ class StepRecorder:
             "tokens": choice.tokens.tolist(),
             "logp": proposed[parent, choice.tokens].tolist(),  # the chosen pieces' log-probabilities
             "scores": choice.scores.tolist() if choice.scores is not None else None,
+            "whole": dict(step.context.whole or {}),  # rows held to a copied word (`WholeWords`)
         }
         s = self.settings
         if s.name == "sample" and s.temperature > 0 and not forced:  # the set each piece was drawn from
@@ -307,7 +308,11 @@ def chosen_steps(recorder: StepRecorder, tokenizer: Tokenizer, chosen, readings:
             "context": rounded(reading["context"]),
             "context_norm": float(reading["context"].norm()),
             "hidden_norm": float(reading["h"].norm()),
-            "top": [[name_of(tokenizer, i), round(math.exp(v), 4)] for i, v in zip(ids[row][:TOP], values[row][:TOP])],
+            "top": [  # pieces a rule barred (-inf) are not offered: not shown
+                [name_of(tokenizer, i), round(math.exp(v), 4)]
+                for i, v in zip(ids[row][:TOP], values[row][:TOP])
+                if v > -math.inf
+            ],
             "how": how_chosen(record, row, settings, tokenizer, piece),
             "chosen": name_of(tokenizer, piece),
             "p": round(math.exp(record["logp"][row]), 6),
@@ -321,6 +326,9 @@ def chosen_steps(recorder: StepRecorder, tokenizer: Tokenizer, chosen, readings:
             step["gain"] = round(chosen.gains[t], 4)  # log p(piece | message) - log p(piece | no message)
         if "copied" in reading:  # copy attention: the gate, and what the message gave this piece
             step["copy"] = reading["copied"]
+        if row in record["whole"]:  # held to a word it was copying: its next piece, or no piece going on it
+            held = record["whole"][row]
+            step["whole"] = {"piece": name_of(tokenizer, held)} if held is not None else {"ended": True}
         if chosen.taught and chosen.taught[t]:  # a taught reply weighed in: (its weight, its id in the log)
             step["taught"] = {"weight": chosen.taught[t][0], "id": chosen.taught[t][1]}
         steps.append(step)

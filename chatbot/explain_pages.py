@@ -167,6 +167,12 @@ def step_page(walk: dict, step: dict) -> Group:
         where = ", ".join(f"{i} {piece(walk['pieces'][i]['piece'])}" for i in c["positions"][:4]) or "-"
         shares = {"gate": f"{c['gate']:.0%}", "copy": f"{1 - c['gate']:.0%}", "share": f"{c['share']:.0%}"}
         parts.append(Text(t("walk.copy", where=where, **shares)))
+    if "whole" in step:  # WholeWords held the reply to a word it was copying
+        whole = step["whole"]
+        if "piece" in whole:
+            parts.append(Text(t("walk.whole_goes_on", piece=piece(whole["piece"]))))
+        else:
+            parts.append(Text(t("walk.whole_ended")))
     if "taught" in step:  # a negative weight: a reply rated bad, pushed away from
         taught = step["taught"]
         key = "walk.taught" if taught["weight"] > 0 else "walk.shunned"

@@ -390,8 +390,9 @@ def test_largest_ranks_as_topk_does(k):
 INSIDE = [False] * 5 + [True, True, False]  # 4 "▁Re" and 7 "▁dog" start words; 5 "x" and 6 "y" go on one
 
 
-def whole_words_of(table, settings, source):
-    return [h.tokens for h in decode(table, [list(source)], settings, inside=INSIDE)[0]]
+def whole_words_of(table, settings, source, held=None):
+    observers = [lambda step: held.append(step.context.whole)] if held is not None else []
+    return [h.tokens for h in decode(table, [list(source)], settings, observers, inside=INSIDE)[0]]
 
 
 @pytest.mark.parametrize("kind", [GreedySettings, lambda **kw: BeamSettings(beam_size=2, n_best=1, **kw)])
@@ -401,7 +402,10 @@ def test_a_copied_word_is_written_whole_and_not_past_its_end(kind):
     plain = dict(no_repeat_ngram=0, repetition_penalty=1.0, max_length=4)
     cut = BigramTable({BOS: {4: 0.9, 7: 0.1}, 4: {5: 0.9, EOS: 0.1}, 5: {EOS: 0.8, 6: 0.2}, 6: {EOS: 1.0}})
     assert whole_words_of(cut, kind(whole_words=False, **plain), (4, 5, 6, 7)) == [[4, 5]]
-    assert whole_words_of(cut, kind(**plain), (4, 5, 6, 7)) == [[4, 5, 6]]
+    held = []
+    assert whole_words_of(cut, kind(**plain), (4, 5, 6, 7), held) == [[4, 5, 6]]
+    if kind is GreedySettings:  # what the walk-through shows: the piece allowed alone, then the word's end
+        assert held == [None, None, {0: 6}, {0: None}]
     if kind is not GreedySettings:
         return  # beam search would rather end than stop at the length limit: the rest is greedy's
     stutter = BigramTable({BOS: {4: 0.9, 7: 0.1}, 4: {5: 0.9, EOS: 0.1}, 5: {5: 0.95, EOS: 0.05}})

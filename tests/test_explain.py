@@ -11,6 +11,7 @@ import torch
 from rich.console import Console
 
 from chatbot.decoding import GreedySettings, reply
+from chatbot.decoding.strategies import EVIDENCE_PER_CANDIDATE
 from chatbot.engine import ReferenceEngine
 from chatbot.explain import walk_through
 from chatbot.explain_pages import pages
@@ -103,7 +104,7 @@ def test_a_consensus_reply_is_walked_through_with_its_candidates_ranked(overfit_
     candidates = walk["consensus"]["candidates"]
     (chosen,) = reply(ReferenceEngine(model), tokenizer, [message], settings)[0]
     assert [c["reply"] for c in candidates] == [text for text, _ in chosen.candidates]
-    assert candidates[0]["reply"] == chosen.text and walk["consensus"]["evidence"] == 10
+    assert candidates[0]["reply"] == chosen.text and walk["consensus"]["evidence"] == 5 * EVIDENCE_PER_CANDIDATE
     console = Console(width=80, record=True)
     console.print(pages(walk)[-1])
     shown = console.export_text()

@@ -30,6 +30,7 @@ class Context:
     unforced: torch.Tensor | None = None  # what `Force` overrode at this step
     query: torch.Tensor | None = None  # (R, A) the decoder's attentional state: what the output layer read
     taught: tuple | None = None  # per row, the weight of taught pieces and the taught reply (`chatbot.taught`)
+    whole: dict | None = None  # rows `WholeWords` held: row -> the one piece allowed, or None: the word ended
 
     def replies(self) -> torch.Tensor:
         """Each row's reply so far, (R, step)."""
@@ -174,13 +175,13 @@ class WholeWords(Rule):
     is written whole: while the word goes on, its next piece is the only one allowed, and once
     it has ended no piece may go on it ("Marcu" becomes "Marcus", "Rexx" becomes "Rex"). Copy
     attention points at the right word and often loses its place inside it. Words of one piece
-    are the common ones: left to the model. Where the conversation holds the written pieces as
-    the start of two words, one that goes on and one that ends, nothing is changed."""
+    are the common ones: left to the model. Where the conversation's words that begin so
+    disagree (they go on differently, or one ends there), nothing is changed. `ctx.whole` gets
+    each row held, for the walk-through."""
 
     def __init__(self, inside: list[bool]):
         self.inside = inside  # per piece id: goes on a word (`Tokenizer.word_inside`)
         self.inside_mask: torch.Tensor | None = None
-        self.sources: dict[int, list[int]] = {}  # row -> its source as a list, for the one-row case
 
     def __call__(self, logp, ctx):
         if ctx.step < 2:
@@ -198,22 +199,22 @@ class WholeWords(Rule):
             rows = wanted.nonzero().flatten().tolist()
         for row in rows:
             written = ctx.reply if ctx.reply is not None else ctx.history[row].tolist()
-            source = self.sources.get(row) if ctx.reply is not None else None
-            if source is None:
-                source = ctx.source[row].tolist()
-                if ctx.reply is not None:
-                    self.sources[row] = source
-            self.hold(logp, row, written, source)
+            source = ctx.message if ctx.message is not None else ctx.source[row].tolist()
+            held = self.hold(logp, row, written, source)
+            if held is not False:
+                ctx.whole = {**(ctx.whole or {}), row: held}
         return logp
 
-    def hold(self, logp: torch.Tensor, row: int, written: list[int], source: list[int]) -> None:
+    def hold(self, logp: torch.Tensor, row: int, written: list[int], source: list[int]) -> int | None | bool:
+        """Hold one row to the word it is copying: the one piece allowed, None where the word
+        ended and nothing may go on it, False where the row is left alone."""
         inside = self.inside
         begin = len(written) - 1
         while begin >= 0 and inside[written[begin]]:
             begin -= 1
         word = written[begin:] if begin >= 0 else []
         if len(word) < 2:  # no word start written, or a word of one piece so far
-            return
+            return False
         goes_on, ended = set(), False
         for i in range(len(source) - len(word) + 1):
             if source[i : i + len(word)] == word:
@@ -222,16 +223,18 @@ class WholeWords(Rule):
                     goes_on.add(after)
                 else:
                     ended = True
-        if goes_on and not ended:
-            allowed = list(goes_on)
-            if bool(torch.isfinite(logp[row, allowed]).any()):
-                kept = logp[row, allowed].clone()
-                logp[row] = NEG_INF
-                logp[row, allowed] = kept
-        elif ended and not goes_on:
+        if len(goes_on) == 1 and not ended:
+            (piece,) = goes_on
+            if not bool(torch.isfinite(logp[row, piece])):
+                return False  # another rule barred it (n-gram blocking): not forced
+            logp[row] = only(logp[row : row + 1], piece)[0]
+            return piece
+        if ended and not goes_on:
             if self.inside_mask is None or self.inside_mask.device != logp.device:
                 self.inside_mask = torch.tensor(self.inside, device=logp.device)
             logp[row].masked_fill_(self.inside_mask, NEG_INF)
+            return None
+        return False  # the conversation's words disagree: left to the model
 
 
 @dataclass
