@@ -173,8 +173,9 @@ class NoRepeatNgram(Rule):
 class WholeWords(Rule):
     """A word of the conversation that the reply has begun to copy, two of its pieces or more,
     is written whole: while the word goes on, its next piece is the only one allowed, and once
-    it has ended no piece may go on it ("Marcu" becomes "Marcus", "Rexx" becomes "Rex"). Copy
-    attention points at the right word and often loses its place inside it. Words of one piece
+    it has ended no piece of the conversation may go on it ("Marcu" becomes "Marcus", "Rexx"
+    becomes "Rex"), while an ending the model writes itself may (a Korean particle: "이름" + "은").
+    Copy attention points at the right word and often loses its place inside it. Words of one piece
     are the common ones: left to the model. Where the conversation's words that begin so
     disagree (they go on differently, or one ends there), nothing is changed. `ctx.whole` gets
     each row held, for the walk-through."""
@@ -229,10 +230,9 @@ class WholeWords(Rule):
                 return False  # another rule barred it (n-gram blocking): not forced
             logp[row] = only(logp[row : row + 1], piece)[0]
             return piece
-        if ended and not goes_on:
-            if self.inside_mask is None or self.inside_mask.device != logp.device:
-                self.inside_mask = torch.tensor(self.inside, device=logp.device)
-            logp[row].masked_fill_(self.inside_mask, NEG_INF)
+        if ended and not goes_on:  # bar what copy attention would stutter: the conversation's word-inside pieces
+            barred = [p for p in set(source) if inside[p]]  # a suffix the model writes itself stays ("이름" + "은")
+            logp[row, barred] = NEG_INF
             return None
         return False  # the conversation's words disagree: left to the model
 
