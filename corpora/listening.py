@@ -3,9 +3,9 @@ said a few turns before, and meeting bad or good news with a fitting feeling.
 
 Chitchat's strangers seldom ask "what is my name?", and a model trained on them alone answers it
 with a name of its own. These conversations state a fact (a name, a city, a pet, a job, a
-favourite, a number), talk of something else for a turn or two (real chitchat exchanges), then ask
-for it back, and the reply holds the fact: with copy attention the model learns to point into the
-turns before. News conversations pair bad news with sympathy and good news with joy, in words that
+favourite, a number), talk of something else for a turn or two (real chitchat exchanges, or the
+person asking the bot the same in turn, which it answers with its own), then ask for it back, and
+the reply holds the fact: with copy attention the model learns to point into the turns before. News conversations pair bad news with sympathy and good news with joy, in words that
 name what happened.
 
 Everything is built from the lists below by a seeded generator: the same pairs on every machine.
@@ -356,6 +356,42 @@ def _filler(rng: random.Random, short: Sequence[Pair], turns: list[str]) -> None
         turns += [exchange.source, exchange.reply]
 
 
+ASKED_OF_ME = {  # a kind asked of the bot in turn: it answers with its own, never the person's
+    "name": (["what's your name?", "and what's your name?", "what are you called?"], ["My name is {v}.", "I'm {v}."]),
+    "city": (
+        ["and where do you live?", "where do you live?", "which city do you live in?"],
+        ["I live in {v}.", "In {v}.", "I'm in {v}."],
+    ),
+    "pet kind": (["do you have a pet?", "what pet do you have?"], ["I have a {v}.", "Yes, a {v}."]),
+    "job": (["what do you do for work?", "and what's your job?", "what do you do?"], ["I'm {j}.", "I work as {j}."]),
+    "favourite": (
+        ["what's your favorite {f}?", "and your favourite {f}?", "which {f} do you like best?"],
+        ["My favorite {f} is {v}.", "I love {v}."],
+    ),
+    "instrument": (["do you play an instrument?", "what instrument do you play?"], ["I play the {v}.", "The {v}."]),
+    "study": (["what do you study?", "what's your major?"], ["I study {v}.", "My major is {v}."]),
+    "language": (["what language do you speak?", "and what do you speak?"], ["I speak {v}.", "{v}, mostly."]),
+    "birthday": (["when is your birthday?", "what month were you born in?"], ["My birthday is in {v}.", "In {v}."]),
+}
+ASKED_OF_ME_SHARE = 0.3  # of fact conversations: the bot is asked the same kind before the fact is asked back
+
+
+def _asked_of_me(rng: random.Random, kind: str, slots: dict) -> Pair | None:
+    """The person asks the bot what they told it of themselves ("and where do you live?"); the
+    bot answers with another value of the same kind (a favourite of the same sort), so that
+    "you" and "I" are told apart: the person's fact is theirs, asked back later."""
+    if kind not in ASKED_OF_ME:
+        return None
+    mine = dict(slots)
+    while mine["v"] == slots["v"]:
+        if kind == "favourite":
+            mine["v"] = rng.choice(FAVOURITES[slots["f"]].split(","))
+        else:
+            mine = {**_facts(rng)[kind][-1], **{k: v for k, v in slots.items() if k in ("f", "a")}}
+    questions, answers = ASKED_OF_ME[kind]
+    return Pair(rng.choice(questions), _capital(rng.choice(answers).format(**mine)))
+
+
 ACKNOWLEDGEMENTS = [  # for any fact: a kind's own lines alone become stock lines that fit nowhere else
     "Oh, {v}! Tell me more.",
     "{v}, got it.",
@@ -431,7 +467,12 @@ def _fact_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pai
         pairs.append(Pair(said, ack, tuple(turns)))
         said_at[kind] = len(turns)
         turns += [said, ack]
-    _filler(rng, chitchat, turns)
+    mine = _asked_of_me(rng, kinds[-1], facts[kinds[-1]][-1]) if rng.random() < ASKED_OF_ME_SHARE else None
+    if mine:  # the bot asked in turn is the talk between the fact and its question
+        pairs.append(mine._replace(context=tuple(turns)))
+        turns += [mine.source, mine.reply]
+    else:
+        _filler(rng, chitchat, turns)
     in_sight = [kind for kind in kinds if len(turns) - said_at[kind] <= READ_TURNS] or kinds[-1:]
     if len(turns) - said_at[in_sight[0]] > READ_TURNS:  # talk pushed every fact out of sight: drop it
         del turns[said_at[kinds[-1]] + 2 :]

@@ -15,7 +15,8 @@ CHITCHAT = [Pair("how are you?", "good, and you?"), Pair("any plans tonight?", "
 def test_the_same_pairs_every_time_and_answers_come_from_the_turns_before():
     pairs = listening_pairs("valid", CHITCHAT)
     assert pairs == listening_pairs("valid", CHITCHAT)
-    answers = [p for p in pairs if p.source.endswith("?") and p.context]
+    of_me = {q for questions, _ in listening.ASKED_OF_ME.values() for q in questions}
+    answers = [p for p in pairs if p.source.endswith("?") and p.context and p.source not in of_me]
     assert len(answers) > 100
     frame = {
         "you",
@@ -73,6 +74,21 @@ def test_the_same_pairs_every_time_and_answers_come_from_the_turns_before():
         fact = set(re.findall(r"[a-z]+", pair.reply.lower())) - frame
         in_sight = " ".join(pair.context[-listening.READ_TURNS :])  # the turns a model reads
         assert fact and fact <= set(re.findall(r"[a-z]+", in_sight.lower())), pair
+
+
+def test_asked_in_turn_the_bot_gives_its_own_and_the_persons_fact_is_asked_back_after():
+    """ "I live in Denver." ... "and where do you live?" -> "I live in Oslo." (never Denver), then
+    "where do I live?": "you" and "I" told apart in one conversation."""
+    pairs = listening_pairs("valid", CHITCHAT)
+    of_me = {q for questions, _ in listening.ASKED_OF_ME.values() for q in questions}
+    mine = [(i, p) for i, p in enumerate(pairs) if p.source in of_me]
+    assert len(mine) > 20
+    frame = {"i", "in", "my", "m", "is", "the", "a", "an", "yes", "love", "live", "name", "study", "major", "play"}
+    frame |= {"speak", "work", "as", "mostly", "birthday", "favorite", "have", "for"} | set(listening.FAVOURITES)
+    for i, pair in mine:
+        theirs = set(re.findall(r"[a-z]+", pair.context[-2].lower())) - frame
+        assert not set(re.findall(r"[a-z]+", pair.reply.lower())) - frame & theirs, pair
+        assert pairs[i + 1].context[-2:] == (pair.source, pair.reply)  # then the person's fact is asked back
 
 
 def test_bad_news_gets_sympathy_and_good_news_joy():
