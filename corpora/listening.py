@@ -5,8 +5,9 @@ Chitchat's strangers seldom ask "what is my name?", and a model trained on them 
 with a name of its own. These conversations state a fact (a name, a city, a pet, a job, a
 favourite, a number), talk of something else for a turn or two (real chitchat exchanges, or the
 person asking the bot the same in turn, which it answers with its own), then ask for it back, and
-the reply holds the fact: with copy attention the model learns to point into the turns before. News conversations pair bad news with sympathy and good news with joy, in words that
-name what happened.
+the reply holds the fact: with copy attention the model learns to point into the turns before.
+News conversations pair bad news with sympathy and good news with joy, in words that name what
+happened.
 
 Everything is built from the lists below by a seeded generator: the same pairs on every machine.
 The lists were written apart from the probe suite (corpora/probes.jsonl); tests/test_listening_corpus
