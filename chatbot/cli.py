@@ -167,6 +167,12 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     add_ranged(g, "--weight-decay", R)
     add_ranged(g, "--label-smoothing", R)
     add_ranged(g, "--blank-source", R, tr("share of training messages emptied, for guided replies (default 0.1)"))
+    add_ranged(
+        g,
+        "--talk-before",
+        R,
+        tr("share of pairs without turns before that get one or two other pairs as turns before (default 0)"),
+    )
     add_ranged(g, "--dropout-from-epoch", R, tr("dropout off before this epoch (default 1; 0: from the start)"))
     add_ranged(g, "--eval-every", R)
     add_ranged(g, "--patience", R)

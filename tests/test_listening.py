@@ -16,7 +16,7 @@ from chatbot.decoding import BeamSettings, GreedySettings, SampleSettings, decod
 from chatbot.model import Memory, ModelConfig
 from chatbot.tokenizer import BOS, EOS
 from corpora import Pair
-from training.data import blank_sources, encode_pairs
+from training.data import blank_sources, encode_pairs, with_talk_before
 from training.evaluate import CANDIDATES, candidate_sets, generic_rate, hits_at_1, repetition_rate
 
 V = 8  # 0-3 pad, unk, bos, eos; 4-7 words
@@ -50,6 +50,18 @@ def test_training_examples_read_the_turns_before_and_keep_the_end(tokenizer):
     assert alone == [you, *tokenizer.encode("how are you?")]
     ((cut, _),) = encode_pairs([pair], tokenizer, max_source=4, context_turns=2)
     assert cut == src[-4:]  # the oldest pieces go first
+
+
+def test_single_pairs_get_other_pairs_as_turns_before_and_conversations_keep_theirs():
+    single = [Pair(f"q{i}", f"a{i}") for i in range(1000)]
+    written = [Pair("what is my name?", "Sam.", ("I am Sam.", "Hi Sam!"))] * 100
+    once = with_talk_before(single + written, 0.5, random.Random(3))
+    assert once == with_talk_before(single + written, 0.5, random.Random(3))
+    assert once[1000:] == written and [p[:2] for p in once[:1000]] == [p[:2] for p in single]
+    given = [p for p in once[:1000] if p.context]
+    assert 400 < len(given) < 600
+    assert all(len(p.context) in (2, 4) and all(t[0] in "qa" for t in p.context) for p in given)
+    assert with_talk_before(single, 0.0, random.Random(3)) == single
 
 
 def test_blanking_empties_about_the_share_asked_and_is_the_same_for_the_same_seed():

@@ -48,6 +48,24 @@ def encode_pairs(
     return examples
 
 
+def with_talk_before(pairs: list[Pair], share: float, rng: random.Random) -> list[Pair]:
+    """`pairs` with about `share` of those that have no turns before given one or two other such
+    pairs as the turns before them. A model that reads earlier turns, trained on a corpus of single
+    pairs beside written conversations, otherwise learns that any turn before means a written
+    conversation, and in a chat, where every message after the first has turns before it, answers
+    everything as one ("나 요즘 너무 우울해" -> "라고 하셨어요.")."""
+    single = [p for p in pairs if not p.context]
+    if not share or not single:
+        return pairs
+    out = []
+    for p in pairs:
+        if not p.context and rng.random() < share:
+            before = [turn for _ in range(rng.choice([1, 2])) for turn in rng.choice(single)[:2]]
+            p = p._replace(context=tuple(before))
+        out.append(p)
+    return out
+
+
 def blank_sources(examples: list[Example], share: float, rng: random.Random) -> list[Example]:
     """`examples` with the source of about `share` of them emptied (one EOS, as an empty message
     reads): a model trained so also learns p(reply | no message), which guided decoding sets

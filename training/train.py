@@ -29,7 +29,7 @@ from chatbot.model import ModelConfig, Seq2Seq
 from chatbot.modeldir import TOKENIZER, WEIGHTS, atomic_write, load_training_state, read_config, save_model
 from chatbot.tokenizer import PAD, Tokenizer, train_tokenizer
 from corpora import Pair, load_pairs
-from training.data import Batch, blank_sources, bucketed_batches, collate, encode_pairs
+from training.data import Batch, blank_sources, bucketed_batches, collate, encode_pairs, with_talk_before
 from training.distributed import Distributed
 from training.evaluate import reply_words, total_nll
 from training.train_config import TRAIN_RANGES, TrainConfig  # noqa: F401 (re-exported)
@@ -141,6 +141,7 @@ class Trainer:
         elif resume:
             self.say(tr("{out}: nothing to resume, starting afresh", out=self.out))
         train_pairs, valid_pairs = pairs or split_pairs(cfg.corpus)
+        train_pairs = with_talk_before(train_pairs, cfg.talk_before, random.Random(cfg.seed))
         self.valid_pairs = valid_pairs[: cfg.max_valid_pairs]
         if base is not None:
             model_cfg, self.tokenizer = base[0].cfg, base[1]

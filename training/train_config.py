@@ -28,6 +28,7 @@ class TrainConfig:
     clip: float = 1.0  # gradient norm clipping
     label_smoothing: float = 0.0
     blank_source: float = 0.1  # share of training sources emptied: the model learns p(reply | no message) too
+    talk_before: float = 0.0  # share of single pairs given other pairs as turns before (`with_talk_before`)
     dropout_from_epoch: int = 1  # dropout off before this epoch: while every example is new, nothing to memorise
     eval_every: int = 200  # steps between validation (and checkpoints); also at the end
     patience: int = 6  # evaluations without a better validation loss before stopping
@@ -79,6 +80,7 @@ TRAIN_RANGES = {
     "clip": (float, 1e-6, 1e6),
     "label_smoothing": (float, 0.0, 0.99),
     "blank_source": (float, 0.0, 0.9),
+    "talk_before": (float, 0.0, 1.0),
     "dropout_from_epoch": (int, 0, 100_000),
     "eval_every": (int, 1, 1_000_000_000),
     "patience": (int, 1, 1_000_000),
