@@ -384,11 +384,11 @@ def _asked_of_me(rng: random.Random, kind: str, slots: dict) -> Pair | None:
     if kind not in ASKED_OF_ME:
         return None
     mine = dict(slots)
-    while mine["v"] == slots["v"]:
+    while mine["v"] == slots["v"]:  # a favourite of the same sort; any other kind's slots drawn afresh
         if kind == "favourite":
             mine["v"] = rng.choice(FAVOURITES[slots["f"]].split(","))
         else:
-            mine = {**_facts(rng)[kind][-1], **{k: v for k, v in slots.items() if k in ("f", "a")}}
+            mine = _facts(rng)[kind][-1]
     questions, answers = ASKED_OF_ME[kind]
     return Pair(rng.choice(questions), _capital(rng.choice(answers).format(**mine)))
 

@@ -203,7 +203,8 @@ class WholeWords(Rule):
             source = ctx.message if ctx.message is not None else ctx.source[row].tolist()
             held = self.hold(logp, row, written, source)
             if held is not False:
-                ctx.whole = {**(ctx.whole or {}), row: held}
+                ctx.whole = ctx.whole or {}
+                ctx.whole[row] = held
         return logp
 
     def hold(self, logp: torch.Tensor, row: int, written: list[int], source: list[int]) -> int | None | bool:
