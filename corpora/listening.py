@@ -375,6 +375,19 @@ ASKED_OF_ME = {  # a kind asked of the bot in turn: it answers with its own, nev
     "birthday": (["when is your birthday?", "what month were you born in?"], ["My birthday is in {v}.", "In {v}."]),
 }
 ASKED_OF_ME_SHARE = 0.3  # of fact conversations: the bot is asked the same kind before the fact is asked back
+ASKED_FIRST_SHARE = 0.25  # of fact conversations: they open with the bot asked about itself, nothing said before
+ASKED_FIRST_WEIGHTS = {"name": 4, "city": 2, "job": 2}  # the questions a stranger asks first; other kinds 1
+
+
+def _asked_first(rng: random.Random) -> Pair:
+    """A conversation's first question is about the bot ("what's your name?" -> "My name is
+    Ethan."): asked with nothing said before, "your" must not be read as "my"."""
+    kinds = sorted(ASKED_OF_ME)
+    kind = rng.choices(kinds, [ASKED_FIRST_WEIGHTS.get(k, 1) for k in kinds])[0]
+    questions, answers = ASKED_OF_ME[kind]
+    question = rng.choice([q for q in questions if not q.startswith("and ")])
+    answer = _capital(rng.choice(answers).format(**_facts(rng)[kind][-1]))
+    return Pair(_capital(question) if rng.random() < 0.5 else question, answer)
 
 
 def _asked_of_me(rng: random.Random, kind: str, slots: dict) -> Pair | None:
@@ -458,9 +471,13 @@ def _fact_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pai
     facts = _facts(rng)
     kinds = rng.sample(sorted(facts), 2 if rng.random() < 0.3 else 1)  # sometimes two facts, one asked back
     turns: list[str] = []
-    if rng.random() < 0.3:
-        _filler(rng, chitchat, turns)
     pairs, said_at = [], {}
+    if rng.random() < ASKED_FIRST_SHARE:
+        first = _asked_first(rng)
+        pairs.append(first)
+        turns += [first.source, first.reply]
+    elif rng.random() < 0.3:
+        _filler(rng, chitchat, turns)
     for kind in kinds:
         statements, _, _, acks, slots = facts[kind]
         acks = ACKNOWLEDGEMENTS if rng.random() < 0.35 else acks

@@ -81,11 +81,15 @@ def test_asked_in_turn_the_bot_gives_its_own_and_the_persons_fact_is_asked_back_
     "where do I live?": "you" and "I" told apart in one conversation."""
     pairs = listening_pairs("valid", CHITCHAT)
     of_me = {q for questions, _ in listening.ASKED_OF_ME.values() for q in questions}
-    mine = [(i, p) for i, p in enumerate(pairs) if p.source in of_me]
+    mine = [(i, p) for i, p in enumerate(pairs) if p.source.lower() in of_me]
     assert len(mine) > 20
     frame = {"i", "in", "my", "m", "is", "the", "a", "an", "yes", "love", "live", "name", "study", "major", "play"}
     frame |= {"speak", "work", "as", "mostly", "birthday", "favorite", "have", "for"} | set(listening.FAVOURITES)
+    first = [p for _, p in mine if not p.context]  # a conversation opened by asking the bot about itself
+    assert len(first) > 20 and {p.reply.split()[0] for p in first} >= {"My", "I"}
     for i, pair in mine:
+        if not pair.context:
+            continue
         theirs = set(re.findall(r"[a-z]+", pair.context[-2].lower())) - frame
         assert not set(re.findall(r"[a-z]+", pair.reply.lower())) - frame & theirs, pair
         assert pairs[i + 1].context[-2:] == (pair.source, pair.reply)  # then the person's fact is asked back
