@@ -1,6 +1,6 @@
 """The listening conversations of corpora/listening.py in Korean: a fact said (a name, a city, a
 pet, a job, a favourite), a second fact or none between, then asked back; bad news met with
-sympathy and good news with joy; plans (a food, a place, a pastime) picked up by name.
+sympathy and good news with joy.
 
 The Korean corpus (ChatbotData) is single pairs, no conversations, so nothing in it asks a model
 to read the turns before. Particles follow the word before them (`particle`: 이/가, 은/는, 을/를,
@@ -20,7 +20,6 @@ from corpora.pairs import Pair
 CONVERSATIONS = {"train": 700, "valid": 150, "test": 150}  # ~1,400 pairs: a tenth beside the corpus
 SEEDS = {"train": 11, "valid": 12, "test": 13}
 NEWS_SHARE = 0.35
-PLANS_SHARE = 0.2
 
 
 NAMES = items(
@@ -195,31 +194,6 @@ def _news(rng: random.Random) -> Pair:
     return Pair(rng.choice(frames).format(e=rng.choice(events).format(**slots)), rng.choice(replies))
 
 
-PLANS = [  # neither bad nor good news: the reply names what was said ("만두 먹었어" -> "만두 맛있죠!")
-    (
-        ["오늘 {v} 먹었어", "저녁에 {v} 먹으러 가", "점심으로 {v} 먹을까 해"],
-        ["{v} 맛있죠!", "저도 {v} 좋아해요.", "{v} 좋네요. 맛있게 드세요!"],
-        "만두,칼국수,잡채,갈비,부대찌개,김치전,우동,쌀국수,피자,햄버거,닭갈비,족발,순두부찌개,떡국,돈까스",
-    ),
-    (
-        ["주말에 {v}에 다녀왔어", "다음 주에 {v}에 놀러 가", "친구랑 {v}에 갈 거야"],
-        ["{v} 좋죠!", "와, {v}! 저도 가 보고 싶어요.", "{v} 멋진 곳이죠."],
-        "남이섬,경복궁,해운대,설악산,한라산,남산타워,롯데월드,에버랜드,북한산,광안리,한옥마을,동물원,수목원,미술관",
-    ),
-    (
-        ["요즘 {v} 배우고 있어", "{v} 다시 시작했어", "주말마다 {v} 해"],
-        ["{v} 재밌어요?", "우와, {v} 멋지네요!", "{v} 하면 기분 좋아지죠."],
-        "요가,수영,클라이밍,스키,서핑,필라테스,골프,태권도,복싱,그림,뜨개질,코딩,일본어,드럼,바이올린",
-    ),
-]
-
-
-def _plan(rng: random.Random) -> Pair:
-    statements, replies, values = rng.choice(PLANS)
-    value = rng.choice(items(values))
-    return Pair(rng.choice(statements).format(v=value), rng.choice(replies).format(v=value))
-
-
 def _facts_asked_back(rng: random.Random) -> list[Pair]:
     facts = _facts(rng)
     kinds = rng.sample(sorted(facts), 2 if rng.random() < 0.5 else 1)  # often a second fact between
@@ -240,12 +214,5 @@ def listening_pairs_ko(split: str) -> list[Pair]:
     rng = random.Random(SEEDS[split])
     pairs = []
     for _ in range(CONVERSATIONS[split]):
-        draw = rng.random()
-        pairs += (
-            [_news(rng)]
-            if draw < NEWS_SHARE
-            else [_plan(rng)]
-            if draw < NEWS_SHARE + PLANS_SHARE
-            else _facts_asked_back(rng)
-        )
+        pairs += [_news(rng)] if rng.random() < NEWS_SHARE else _facts_asked_back(rng)
     return pairs
