@@ -44,6 +44,7 @@ class Tokenizer:
         self.proto = model_proto
         self._never_written: list[int] | None = None
         self._inside: list[bool] | None = None
+        self._names: list[bool] | None = None
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.LoadFromSerializedProto(model_proto)
@@ -102,6 +103,14 @@ class Tokenizer:
                 for i in range(self.vocab_size)
             ]
         return self._inside
+
+    def name_starts(self) -> list[bool]:
+        """Per piece id, whether it starts a word with a capital letter ("▁Sam", "▁Lis"): where a
+        name begins."""
+        if self._names is None:
+            pieces = (self.sp.id_to_piece(i) for i in range(self.vocab_size))
+            self._names = [p.startswith("▁") and p[1:2].isupper() for p in pieces]
+        return self._names
 
     @property
     def vocab_size(self) -> int:

@@ -390,9 +390,9 @@ def test_largest_ranks_as_topk_does(k):
 INSIDE = [False] * 5 + [True, True, False]  # 4 "▁Re" and 7 "▁dog" start words; 5 "x" and 6 "y" go on one
 
 
-def whole_words_of(table, settings, source, held=None):
+def whole_words_of(table, settings, source, held=None, names=None):
     observers = [lambda step: held.append(step.context.whole)] if held is not None else []
-    return [h.tokens for h in decode(table, [list(source)], settings, observers, inside=INSIDE)[0]]
+    return [h.tokens for h in decode(table, [list(source)], settings, observers, inside=INSIDE, names=names)[0]]
 
 
 @pytest.mark.parametrize("kind", [GreedySettings, lambda **kw: BeamSettings(beam_size=2, n_best=1, **kw)])
@@ -413,3 +413,21 @@ def test_a_copied_word_is_written_whole_and_not_past_its_end(kind):
     assert whole_words_of(stutter, kind(whole_words=False, **plain), (4, 5, 7)) == [[4, 5, 5]]
     assert whole_words_of(stutter, kind(**plain), (4, 5, 7)) == [[4, 5]]
     assert whole_words_of(stutter, kind(**plain), (7, 7)) == [[4, 5, 5]]  # not a word of the message: left alone
+
+
+@pytest.mark.parametrize("kind", [GreedySettings, lambda **kw: BeamSettings(beam_size=2, n_best=1, **kw)])
+def test_a_copied_name_of_one_piece_takes_no_piece_of_another_word(kind):
+    """ "Sam" (4, a name) copied from "Sam Li b on" is not glued to "b" of "Libon" ("Sambon"): a
+    name of one piece that ends in the conversation takes none of the conversation's pieces that
+    go on a word; a word of one piece that is no name is left to the model."""
+    plain = dict(no_repeat_ngram=0, repetition_penalty=1.0, max_length=4)
+    glue = BigramTable({BOS: {4: 0.9, 7: 0.1}, 4: {5: 0.95, EOS: 0.05}, 5: {6: 0.9, EOS: 0.1}, 6: {EOS: 1.0}})
+    names = [False] * 4 + [True] + [False] * 3
+    source = (4, 7, 5, 6)
+    glued = whole_words_of(glue, kind(whole_words=False, **plain), source, names=names)
+    assert glued[0][:2] == [4, 5]  # "Sam b...": the model's own choice
+    assert whole_words_of(glue, kind(**plain), source) == glued  # "Sam" no name: left alone
+    held = []
+    assert whole_words_of(glue, kind(**plain), source, held, names=names) == [[4]]
+    assert {0: None} in held  # the walk-through says where
+    assert whole_words_of(glue, kind(**plain), (4, 5, 7), names=names)[0][:2] == [4, 5]  # "Sam b" is in it: left

@@ -61,6 +61,7 @@ def decode(
     forced: dict[int, int] | None = None,
     taught=None,
     inside: list[bool] | None = None,
+    names: list[bool] | None = None,
 ) -> list[list[Hypothesis]]:
     """Decoding of a batch of messages (piece ids) by an engine (`chatbot.engine`): each message's
     hypotheses, best first (one, unless beam search is asked for more).
@@ -72,7 +73,8 @@ def decode(
     where the strategy runs twin rows, else by teacher forcing the chosen reply afterwards.
     `words`: a reply's pieces as the words consensus sampling compares. `taught`: a memory of
     taught replies to follow where the message is near one (`chatbot.taught`). `inside`: per
-    piece id, whether it goes on a word (`Tokenizer.word_inside`), for `WholeWords`.
+    piece id, whether it goes on a word (`Tokenizer.word_inside`), and `names`, whether it starts a
+    capitalised one (`Tokenizer.name_starts`), for `WholeWords`.
 
     Runs with tensor-subclass dispatch off: before an op, torch asks every argument that is not a
     plain tensor whether it overrides torch functions, and asking the int8 layers' packed weights
@@ -81,7 +83,7 @@ def decode(
     """
     engine = as_engine(engine)
     strategy = make_strategy(settings, len(sources), engine.device, rerank_of(engine, settings), words)
-    rules = rules_for(settings, guidance_of(engine, settings), banned or [PAD, UNK, BOS], forced, taught, inside)
+    rules = rules_for(settings, guidance_of(engine, settings), banned or [PAD, UNK, BOS], forced, taught, inside, names)
     gains = gains and getattr(engine.cfg, "unconditional", False)
     with torch.inference_mode(), torch._C.DisableTorchFunctionSubclass():
         results = run(engine, sources, strategy, rules, settings.max_length, observers, gains)
@@ -175,6 +177,7 @@ def reply(
         engine, sources, settings, watching, tokenizer.never_written(), gains,
         words=lambda ids: normalise(tokenizer.decode(ids)), forced=forced, taught=taught,
         inside=tokenizer.word_inside(),
+        names=tokenizer.name_starts(),
     )  # fmt: skip
     for h in (h for hyps in hypotheses for h in hyps if not h.finished):
         whole = len(tokenizer.complete(h.tokens))

@@ -8,6 +8,7 @@ log-probabilities (R, V), one row per hypothesis, and what it may read of the re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -176,36 +177,55 @@ class WholeWords(Rule):
     it has ended no piece of the conversation may go on it ("Marcu" becomes "Marcus", "Rexx"
     becomes "Rex"), while an ending the model writes itself may (a Korean particle: "이름" + "은").
     Copy attention points at the right word and often loses its place inside it. Words of one piece
-    are the common ones: left to the model. Where the conversation's words that begin so
-    disagree (they go on differently, or one ends there), nothing is changed. `ctx.whole` gets
-    each row held, for the walk-through."""
+    are the common ones, left to the model, but for a name: a capitalised word of one piece of the
+    conversation, never going on there, takes no piece of the conversation after it either ("Sam"
+    + "b" + "on" of "Lisbon": "Sambon"). Where the conversation's words that begin so disagree
+    (they go on differently, or one ends there), nothing is changed. `ctx.whole` gets each row
+    held, for the walk-through."""
 
-    def __init__(self, inside: list[bool]):
+    NOTED = math.log(0.01)  # pieces barred after a name of one piece are noted from this probability
+
+    def __init__(self, inside: list[bool], names: list[bool] | None = None):
         self.inside = inside  # per piece id: goes on a word (`Tokenizer.word_inside`)
-        self.inside_mask: torch.Tensor | None = None
+        self.names = names or [False] * len(inside)  # per piece id: starts a capitalised word (`Tokenizer.name_starts`)
+        self.masks: tuple[torch.Tensor, torch.Tensor] | None = None  # (V,) the two, as tensors
 
     def __call__(self, logp, ctx):
-        if ctx.step < 2:
+        if ctx.step < 1:
             return logp
         if ctx.reply is not None:  # one row: plain lists
-            if not self.inside[ctx.reply[-1]]:
-                return logp
-            rows = [0]
-        else:
-            if self.inside_mask is None or self.inside_mask.device != logp.device:
-                self.inside_mask = torch.tensor(self.inside, device=logp.device)
-            last = ctx.history[:, -1]
-            # rows whose last piece goes on a word and is in their source (the rest: nothing to do)
-            wanted = self.inside_mask[last] & (ctx.source == last.unsqueeze(1)).any(1)
-            rows = wanted.nonzero().flatten().tolist()
-        for row in rows:
-            written = ctx.reply if ctx.reply is not None else ctx.history[row].tolist()
-            source = ctx.message if ctx.message is not None else ctx.source[row].tolist()
-            held = self.hold(logp, row, written, source)
-            if held is not False:
-                ctx.whole = ctx.whole or {}
-                ctx.whole[row] = held
+            self.note(ctx, 0, self.hold(logp, 0, ctx.reply, ctx.message))
+            return logp
+        if self.masks is None or self.masks[0].device != logp.device:
+            self.masks = (torch.tensor(self.inside, device=logp.device), torch.tensor(self.names, device=logp.device))
+        inside, names = self.masks
+        last = ctx.history[:, -1]
+        at = ctx.source == last.unsqueeze(1)  # (R, S) where the last piece is in the row's source
+        # rows whose last piece goes on a word of their source: held in Python, row by row (few)
+        for row in (inside[last] & at.any(1)).nonzero().flatten().tolist():
+            self.note(ctx, row, self.hold(logp, row, ctx.history[row].tolist(), ctx.source[row].tolist()))
+        # rows whose last piece is a name of one piece in their source, never going on there: no
+        # piece of the source that goes on a word may follow it (all such rows at once)
+        after = torch.cat([ctx.source[:, 1:], torch.full_like(ctx.source[:, :1], PAD)], 1)
+        going_on = inside[after]
+        whole = names[last] & (at & ~going_on).any(1) & ~(at & going_on).any(1)
+        rows = whole.nonzero().flatten()
+        if len(rows):
+            source = ctx.source[rows]
+            barred = torch.zeros(len(rows), logp.size(1), dtype=torch.bool, device=logp.device)
+            barred.scatter_(1, source, inside[source])
+            kept = logp[rows]
+            noted = kept.masked_fill(~barred, NEG_INF).logsumexp(1) >= self.NOTED
+            logp[rows] = kept.masked_fill(barred, NEG_INF)
+            for row in rows[noted].tolist():
+                self.note(ctx, row, None)
         return logp
+
+    @staticmethod
+    def note(ctx, row: int, held: int | None | bool) -> None:
+        if held is not False:
+            ctx.whole = ctx.whole or {}
+            ctx.whole[row] = held
 
     def hold(self, logp: torch.Tensor, row: int, written: list[int], source: list[int]) -> int | None | bool:
         """Hold one row to the word it is copying: the one piece allowed, None where the word
@@ -215,7 +235,7 @@ class WholeWords(Rule):
         while begin >= 0 and inside[written[begin]]:
             begin -= 1
         word = written[begin:] if begin >= 0 else []
-        if len(word) < 2:  # no word start written, or a word of one piece so far
+        if not word or (len(word) == 1 and not self.names[word[0]]):
             return False
         goes_on, ended = set(), False
         for i in range(len(source) - len(word) + 1):
@@ -225,7 +245,7 @@ class WholeWords(Rule):
                     goes_on.add(after)
                 else:
                     ended = True
-        if len(goes_on) == 1 and not ended:
+        if len(word) > 1 and len(goes_on) == 1 and not ended:
             (piece,) = goes_on
             if not bool(torch.isfinite(logp[row, piece])):
                 return False  # another rule barred it (n-gram blocking): not forced
@@ -233,8 +253,11 @@ class WholeWords(Rule):
             return piece
         if ended and not goes_on:  # bar what copy attention would stutter: the conversation's word-inside pieces
             barred = [p for p in set(source) if inside[p]]  # a suffix the model writes itself stays ("이름" + "은")
+            if not barred:
+                return False
+            noted = len(word) > 1 or float(logp[row, barred].logsumexp(0)) >= self.NOTED
             logp[row, barred] = NEG_INF
-            return None
+            return None if noted else False
         return False  # the conversation's words disagree: left to the model
 
 
@@ -271,11 +294,13 @@ def rules_for(
     forced: dict[int, int] | None = None,
     taught=None,
     inside: list[bool] | None = None,
+    names: list[bool] | None = None,
 ) -> list[Rule]:
     """The rules a reply decodes under, in the order they apply: guidance (weight `guidance`,
     what the model allows: `guidance_of`), taught replies (`taught`, a `chatbot.taught.Memory`),
     the pieces never written, the minimum length, the repetition penalty, n-gram blocking, copied
-    words written whole (with `inside`, the tokenizer's pieces that go on a word), forced pieces,
+    words written whole (with `inside`, the tokenizer's pieces that go on a word, and `names`,
+    those that start a capitalised one), forced pieces,
     the maximum length."""
     rules: list[Rule] = [Guidance(guidance)] if guidance else []
     if taught is not None and len(taught):
@@ -288,7 +313,7 @@ def rules_for(
     if settings.no_repeat_ngram:
         rules.append(NoRepeatNgram(settings.no_repeat_ngram, settings.block_source_ngrams))
     if settings.whole_words and inside is not None:
-        rules.append(WholeWords(inside))
+        rules.append(WholeWords(inside, names))
     if forced:
         rules.append(Force(dict(forced)))
     rules.append(EndAt(settings.max_length))
