@@ -201,16 +201,17 @@ class WholeWords(Rule):
         inside, names = self.masks
         last = ctx.history[:, -1]
         at = ctx.source == last.unsqueeze(1)  # (R, S) where the last piece is in the row's source
+        in_source = at.any(1)
         # rows whose last piece goes on a word of their source: held in Python, row by row (few)
-        for row in (inside[last] & at.any(1)).nonzero().flatten().tolist():
+        for row in (inside[last] & in_source).nonzero().flatten().tolist():
             self.note(ctx, row, self.hold(logp, row, ctx.history[row].tolist(), ctx.source[row].tolist()))
         # rows whose last piece is a name of one piece in their source, never going on there: no
-        # piece of the source that goes on a word may follow it (all such rows at once)
-        after = torch.cat([ctx.source[:, 1:], torch.full_like(ctx.source[:, :1], PAD)], 1)
-        going_on = inside[after]
-        whole = names[last] & (at & ~going_on).any(1) & ~(at & going_on).any(1)
-        rows = whole.nonzero().flatten()
-        if len(rows):
+        # piece of the source that goes on a word may follow it (all such rows at once: "I" is one)
+        named = (names[last] & in_source).nonzero().flatten()
+        if len(named):
+            source, here = ctx.source[named], at[named]
+            going_on = inside[torch.cat([source[:, 1:], torch.full_like(source[:, :1], PAD)], 1)]  # the next piece
+            rows = named[(here & ~going_on).any(1) & ~(here & going_on).any(1)]
             source = ctx.source[rows]
             barred = torch.zeros(len(rows), logp.size(1), dtype=torch.bool, device=logp.device)
             barred.scatter_(1, source, inside[source])
