@@ -223,7 +223,14 @@ def teaching() -> list[str]:
                 out.append(
                     f"| {run['date']} | latency, {strategy}, {latency['taught_replies']:,} taught replies | | "
                     f"p50 {off['p50_ms']:.1f} -> {on['p50_ms']:.1f} ms | p95 {off['p95_ms']:.1f} -> "
-                    f"{on['p95_ms']:.1f} ms | |"
+                    f"{on['p95_ms']:.1f} ms | "
+                    + (
+                        f"a step {off['step_p50_ms']:.2f} -> {on['step_p50_ms']:.2f} ms, steps a reply "
+                        f"{off['steps_mean']:.1f} -> {on['steps_mean']:.1f}"
+                        if "step_p50_ms" in on
+                        else ""
+                    )
+                    + " |"
                 )
     return out + [""]
 

@@ -141,14 +141,17 @@ def bad_messages(lang: str, args) -> list[str]:
     return rows[-args.unrelated - args.bad : -args.unrelated]
 
 
-def latency(engine, tokenizer, messages, settings, memory, repeats: int = 3) -> list[float]:
-    times = []
+def latency(engine, tokenizer, messages, settings, memory, repeats: int = 3) -> tuple[list[float], list[int]]:
+    """Seconds per reply and the steps it took (its pieces, and the end when it ended): a taught
+    reply followed is often longer than the model's own, so a step's cost is read per step."""
+    times, steps = [], []
     for _ in range(repeats):
         for m in messages:
             start = time.perf_counter()
-            reply(engine, tokenizer, [m], settings, taught=memory)
+            (r,) = reply(engine, tokenizer, [m], settings, taught=memory)[0]
             times.append(time.perf_counter() - start)
-    return times
+            steps.append(len(r.tokens) + r.finished)
+    return times, steps
 
 
 def main() -> None:
@@ -243,17 +246,22 @@ def main() -> None:
                     latency(engine, tokenizer, probe, settings, big),
                 )
                 figures = {}
-                for name, times in (("without", off), ("with", on)):
+                for name, (times, steps) in (("without", off), ("with", on)):
+                    per_step = sorted(t / max(n, 1) for t, n in zip(times, steps))
                     times = sorted(times)
                     figures[name] = {
                         "p50_ms": statistics.median(times) * 1000,
                         "p95_ms": times[int(0.95 * (len(times) - 1))] * 1000,
+                        "step_p50_ms": statistics.median(per_step) * 1000,
+                        "steps_mean": statistics.mean(steps),
                     }
                 results["latency"][strategy] = figures
                 off, on = figures["without"], figures["with"]
                 print(
                     f"latency {strategy}, {len(pairs):,} taught replies: p50 {off['p50_ms']:.1f} -> "
-                    f"{on['p50_ms']:.1f} ms, p95 {off['p95_ms']:.1f} -> {on['p95_ms']:.1f} ms"
+                    f"{on['p50_ms']:.1f} ms, p95 {off['p95_ms']:.1f} -> {on['p95_ms']:.1f} ms; a step "
+                    f"{off['step_p50_ms']:.2f} -> {on['step_p50_ms']:.2f} ms, steps a reply {off['steps_mean']:.1f} -> "
+                    f"{on['steps_mean']:.1f}"
                 )
     out = Path(__file__).parent / "results" / "teaching.jsonl"
     with open(out, "a", encoding="utf-8") as f:

@@ -328,7 +328,10 @@ def chosen_steps(recorder: StepRecorder, tokenizer: Tokenizer, chosen, readings:
             step["copy"] = reading["copied"]
         if row in record["whole"]:  # held to a word it was copying: its next piece, or no piece going on it
             held = record["whole"][row]
-            step["whole"] = {"piece": name_of(tokenizer, held)} if held is not None else {"ended": True}
+            if isinstance(held, tuple):  # a piece of another capitalised word barred after this one
+                step["whole"] = {"barred": name_of(tokenizer, held[1])}
+            else:
+                step["whole"] = {"piece": name_of(tokenizer, held)} if held is not None else {"ended": True}
         if chosen.taught and chosen.taught[t]:  # a taught reply weighed in: (its weight, its id in the log)
             step["taught"] = {"weight": chosen.taught[t][0], "id": chosen.taught[t][1]}
         steps.append(step)

@@ -171,6 +171,8 @@ def step_page(walk: dict, step: dict) -> Group:
         whole = step["whole"]
         if "piece" in whole:
             parts.append(Text(t("walk.whole_goes_on", piece=piece(whole["piece"]))))
+        elif "barred" in whole:
+            parts.append(Text(t("walk.whole_other_name", piece=piece(whole["barred"]))))
         else:
             parts.append(Text(t("walk.whole_ended")))
     if "taught" in step:  # a negative weight: a reply rated bad, pushed away from

@@ -62,6 +62,7 @@ class Table(NamedTuple):
     starts: torch.Tensor  # (M,) each reading's first key: what a message is matched by
     firsts: torch.Tensor  # (M, A) those keys, gathered once
     ends: torch.Tensor  # (M,) one past each reading's last key
+    ids: torch.Tensor  # (number of replies,) each taught reply's log id
     shunned: torch.Tensor | None = None  # (number of replies,) bool: rated bad, pushed away from; None: none
 
 
@@ -72,7 +73,7 @@ class Memory:
         self.start, self.near, self.same, self.most = start, near, same, most  # the gates of λ (module constants)
         empty = torch.zeros(0, dtype=torch.long)
         self.table = Table(
-            (), torch.zeros(0, attentional_size), empty, empty, empty, torch.zeros(0, attentional_size), empty
+            (), torch.zeros(0, attentional_size), empty, empty, empty, torch.zeros(0, attentional_size), empty, empty
         )
 
     def __len__(self) -> int:
@@ -117,6 +118,7 @@ class Memory:
             all_starts,
             all_keys[all_starts],
             torch.cat([all_starts[1:], torch.tensor([len(all_keys)])]),
+            torch.tensor([r.id for r in replies], dtype=torch.long),
             torch.tensor([r.shunned for r in replies]) if any(r.shunned for r in replies) else None,
         )
 
@@ -144,6 +146,17 @@ def memory_from_log(engine, tokenizer, rows: list[dict], retired: set[tuple[int,
     return memory if len(memory) else None
 
 
+class Near(NamedTuple):
+    """The keys a message may follow, gathered once at its first step."""
+
+    keys: torch.Tensor  # (K,) key ids into the table
+    states: torch.Tensor  # (K, A) those keys
+    blocked: torch.Tensor | None  # (R, K) True where a row may not follow a key (another message's); None: all may
+    values: torch.Tensor  # (K,) the piece after each
+    ids: torch.Tensor  # (K,) the log id of each key's taught reply
+    shunned: torch.Tensor | None  # (K,) bool: from a reply rated bad; None when none is
+
+
 class Taught(Rule):
     """The memory's pieces mixed into each step's distribution (see the module's docstring).
     At the first step each message picks the taught replies it may follow (its state near their
@@ -152,50 +165,56 @@ class Taught(Rule):
     for the walk-through and the inside view."""
 
     def __init__(self, memory: Memory):
-        self.memory, self.table, self.allowed = memory, memory.table, None  # one table for the whole reply
+        self.memory, self.table, self.near = memory, memory.table, None  # one table for the whole reply
 
     def __call__(self, logp: torch.Tensor, ctx: Context) -> torch.Tensor:
-        memory, table = self.memory, self.table
-        query = torch.nn.functional.normalize(ctx.query.float(), dim=-1).cpu()  # (R, A)
+        memory = self.memory
+        query = ctx.query.float().cpu()  # (R, A)
         if ctx.step == 0:
-            self.allowed = self.candidates(query)
-        if self.allowed is None:
+            self.near = self.candidates(torch.nn.functional.normalize(query, dim=-1))
+        near = self.near
+        if near is None:
             return logp
-        keys, near_keys, allowed = self.allowed
-        sims = (query @ near_keys.T).masked_fill(~allowed, -1.0)  # (R, K)
+        sims = (query @ near.states.T) / query.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (R, K) cosine
+        if near.blocked is not None:
+            sims = sims.masked_fill(near.blocked, -1.0)
         top, index = sims.topk(min(NEIGHBOURS, sims.size(1)), dim=-1)  # (R, n)
-        weight = memory.most * ((top[:, :1] - memory.near) / (memory.same - memory.near)).clamp(0.0, 1.0)  # (R, 1) λ
-        if not bool((weight > 0).any()):
+        # λ = MOST · ramp(similarity of the nearest): 0 below NEAR, MOST from SAME
+        weight = (top[:, 0] - memory.near).mul_(memory.most / (memory.same - memory.near)).clamp_(0.0, memory.most)
+        if not bool(weight.any()):
             return logp
-        chosen = keys[index]  # (R, n) key ids
-        shunned = torch.zeros(chosen.shape, dtype=torch.bool)  # (R, n) neighbours from a reply rated bad
-        if table.shunned is not None:
-            shunned = table.shunned[table.owner[chosen]]
-        pushing = shunned[:, 0]  # (R,) the nearest decides: follow taught pieces, or push shunned ones away
-        if bool(pushing.any()):  # ... only on the shunned reply's own path, not where a state merely resembles it
-            off_path = pushing & ~self.on_path(chosen[:, 0], ctx)
-            weight, pushing = weight.masked_fill(off_path.unsqueeze(1), 0.0), pushing & ~off_path
-        sign = torch.where(pushing, -1.0, 1.0)
-        ctx.taught = ((weight[:, 0] * sign).tolist(), [table.replies[int(table.owner[k])].id for k in chosen[:, 0]])
-        rows = torch.nonzero(weight[:, 0] > 0).flatten()  # only the rows a taught reply weighs in on
-        w = weight[rows].to(logp.device)  # (r, 1)
-        pieces = table.values[chosen[rows]].to(logp.device)  # (r, n) the neighbours' pieces
-        same_kind = shunned[rows] == pushing[rows].unsqueeze(1)  # (r, n) the neighbours that count
-        share = torch.softmax((top[rows] / TEMPERATURE).masked_fill(~same_kind, float("-inf")), dim=-1)  # (r, n)
-        share = share.to(logp.device)
+        shunned = None if near.shunned is None else near.shunned[index]  # (R, n) neighbours from a reply rated bad
+        pushing = None  # (R,) the nearest decides: follow taught pieces, or push shunned ones away
+        if shunned is not None and bool(shunned[:, 0].any()):  # ... only on the shunned reply's own path
+            off_path = shunned[:, 0] & ~self.on_path(near.keys[index[:, 0]], ctx)
+            weight, pushing = weight.masked_fill(off_path, 0.0), shunned[:, 0] & ~off_path
+        signed = weight if pushing is None else torch.where(pushing, -weight, weight)
+        ctx.taught = (signed.tolist(), near.ids[index[:, 0]].tolist())
+        weighs = weight > 0
+        rows = (
+            slice(None) if bool(weighs.all()) else weighs.nonzero().squeeze(1)
+        )  # the rows a taught reply weighs in on
+        w = weight[rows].unsqueeze(1).to(logp.device)  # (r, 1)
+        pieces = near.values[index[rows]].to(logp.device)  # (r, n) the neighbours' pieces
+        logits = top[rows] / TEMPERATURE  # (r, n)
+        if shunned is not None:  # the neighbours that count: of the nearest's kind
+            kind = shunned[:, 0] if pushing is None else pushing
+            logits = logits.masked_fill(shunned[rows] != kind[rows].unsqueeze(1), float("-inf"))
+        share = torch.softmax(logits, dim=-1).to(logp.device)  # (r, n)
         p_taught = ((pieces.unsqueeze(2) == pieces.unsqueeze(1)) * share.unsqueeze(1)).sum(-1)  # (r, n) per piece
         row_logp = logp[rows]  # (r, V)
         at_model = row_logp.gather(1, pieces)  # (r, n) the neighbours' pieces as the model gives them
         # p = (1 - λ) p_model + λ p_taught: every piece scaled by 1 - λ, the neighbours' pieces raised
         scale = torch.log1p(-w)  # (r, 1) added to every piece's log-probability
         at_pieces = torch.logaddexp(at_model + scale, torch.log(w * p_taught))  # (r, n)
-        away = pushing[rows].to(logp.device)  # (r,) rows pushed away from a shunned reply instead
-        if bool(away.any()):  # p ∝ p_model (1 - λ' p_shunned): the neighbours' pieces lowered, all renormalised
-            full = w / self.memory.most  # (r, 1) λ' = 1 where the states are the same: a piece said alone is barred
+        if pushing is not None and bool(pushing[rows].any()):
+            # p ∝ p_model (1 - λ' p_shunned): the neighbours' pieces lowered, all renormalised
+            away = pushing[rows].unsqueeze(1).to(logp.device)  # (r, 1) rows pushed away from a shunned reply
+            full = w / memory.most  # (r, 1) λ' = 1 where the states are the same: a piece said alone is barred
             lowered = at_model + torch.log1p(-full * p_taught)  # (r, n)
             log_z = row_logp.scatter(1, pieces, lowered).logsumexp(-1, keepdim=True)  # (r, 1)
-            scale = torch.where(away.unsqueeze(1), -log_z, scale)
-            at_pieces = torch.where(away.unsqueeze(1), lowered - log_z, at_pieces)
+            scale = torch.where(away, -log_z, scale)
+            at_pieces = torch.where(away, lowered - log_z, at_pieces)
         mixed = logp.clone()
         mixed[rows] = (row_logp + scale).scatter(1, pieces, at_pieces)
         if ctx.gain is not None:  # what the message adds now includes what it was taught
@@ -219,21 +238,24 @@ class Taught(Rule):
             ]
         )
 
-    def candidates(self, query: torch.Tensor):
-        """Per row, the keys of the taught replies its message may follow: (key ids (K,), those
-        keys (K, A), allowed (R, K)); None when no message is near any. The rows of one message
-        start from one state: each distinct state is compared once."""
+    def candidates(self, query: torch.Tensor) -> Near | None:
+        """The keys of the taught replies each row's message may follow (`Near`); None when no
+        message is near any. The rows of one message start from one state: each distinct state
+        is compared once."""
         table = self.table
         if not len(table.replies):
             return None
         states, row_state = torch.unique(query, dim=0, return_inverse=True)  # (U, A), (R,)
         best, which = (states @ table.firsts.T).topk(min(CANDIDATES, len(table.firsts)), dim=-1)  # (U, c)
-        best, which = best[row_state], which[row_state]  # (R, c)
-        near = best >= self.memory.start  # (R, c)
+        near = best >= self.memory.start  # (U, c)
         if not bool(near.any()):
             return None
         readings = torch.unique(which[near])  # the readings some row may follow
         keys = torch.cat([torch.arange(int(table.starts[m]), int(table.ends[m])) for m in readings])  # (K,)
-        owners = table.owner[table.starts[which]]  # (R, c) the taught replies near each row
-        allowed = ((table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)).any(1)  # (R, K)
-        return keys, table.keys[keys], allowed
+        owners = table.owner[table.starts[which]]  # (U, c) the taught replies near each state
+        allowed = ((table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)).any(1)  # (U, K)
+        blocked = None if bool(allowed.all()) else ~allowed[row_state]  # (R, K)
+        shunned = None if table.shunned is None else table.shunned[table.owner[keys]]
+        if shunned is not None and not bool(shunned.any()):
+            shunned = None
+        return Near(keys, table.keys[keys], blocked, table.values[keys], table.ids[table.owner[keys]], shunned)

@@ -25,6 +25,7 @@ def test_the_taught_rule_mixes_in_the_nearest_keys_pieces_by_their_similarity():
     memory.table = memory.table._replace(
         replies=(TaughtReply(7, "m", "r", []),), keys=keys, values=torch.tensor([5, 3]),
         owner=torch.tensor([0, 0]), starts=torch.tensor([0]), firsts=keys[:1], ends=torch.tensor([2]),
+        ids=torch.tensor([7]),
     )  # fmt: skip
     logp = torch.log_softmax(torch.zeros(1, 8), -1)
     rule = Taught(memory)

@@ -62,6 +62,7 @@ def decode(
     taught=None,
     inside: list[bool] | None = None,
     names: list[bool] | None = None,
+    marks: list[bool] | None = None,
 ) -> list[list[Hypothesis]]:
     """Decoding of a batch of messages (piece ids) by an engine (`chatbot.engine`): each message's
     hypotheses, best first (one, unless beam search is asked for more).
@@ -73,8 +74,9 @@ def decode(
     where the strategy runs twin rows, else by teacher forcing the chosen reply afterwards.
     `words`: a reply's pieces as the words consensus sampling compares. `taught`: a memory of
     taught replies to follow where the message is near one (`chatbot.taught`). `inside`: per
-    piece id, whether it goes on a word (`Tokenizer.word_inside`), and `names`, whether it starts a
-    capitalised one (`Tokenizer.name_starts`), for `WholeWords`.
+    piece id, whether it goes on a word (`Tokenizer.word_inside`), `names`, whether it starts a
+    capitalised one (`Tokenizer.name_starts`), and `marks`, whether it goes on one with two
+    characters or more (`Tokenizer.word_marks`), for `WholeWords`.
 
     Runs with tensor-subclass dispatch off: before an op, torch asks every argument that is not a
     plain tensor whether it overrides torch functions, and asking the int8 layers' packed weights
@@ -83,7 +85,9 @@ def decode(
     """
     engine = as_engine(engine)
     strategy = make_strategy(settings, len(sources), engine.device, rerank_of(engine, settings), words)
-    rules = rules_for(settings, guidance_of(engine, settings), banned or [PAD, UNK, BOS], forced, taught, inside, names)
+    rules = rules_for(
+        settings, guidance_of(engine, settings), banned or [PAD, UNK, BOS], forced, taught, inside, names, marks
+    )
     gains = gains and getattr(engine.cfg, "unconditional", False)
     with torch.inference_mode(), torch._C.DisableTorchFunctionSubclass():
         results = run(engine, sources, strategy, rules, settings.max_length, observers, gains)
@@ -178,6 +182,7 @@ def reply(
         words=lambda ids: normalise(tokenizer.decode(ids)), forced=forced, taught=taught,
         inside=tokenizer.word_inside(),
         names=tokenizer.name_starts(),
+        marks=tokenizer.word_marks(),
     )  # fmt: skip
     for h in (h for hyps in hypotheses for h in hyps if not h.finished):
         whole = len(tokenizer.complete(h.tokens))

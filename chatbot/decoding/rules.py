@@ -179,27 +179,33 @@ class WholeWords(Rule):
     Copy attention points at the right word and often loses its place inside it. Words of one piece
     are the common ones, left to the model, but for a name: a capitalised word of one piece of the
     conversation, never going on there, takes no piece of the conversation after it either ("Sam"
-    + "b" + "on" of "Lisbon": "Sambon"). Where the conversation's words that begin so disagree
-    (they go on differently, or one ends there), nothing is changed. `ctx.whole` gets each row
-    held, for the walk-through."""
+    + "b" + "on" of "Lisbon": "Sambon"). After any capitalised piece, a piece of two characters or
+    more that goes on the conversation's capitalised words, and on no other word there, may follow
+    only a piece it follows there ("Li" + "wan" of "Rowan": "Liwan"). Where the conversation's
+    words that begin so disagree (they go on differently, or one ends there), nothing is changed.
+    `ctx.whole` gets each row held, for the walk-through."""
 
     NOTED = math.log(0.01)  # pieces barred after a name of one piece are noted from this probability
 
-    def __init__(self, inside: list[bool], names: list[bool] | None = None):
+    def __init__(self, inside: list[bool], names: list[bool] | None = None, marks: list[bool] | None = None):
         self.inside = inside  # per piece id: goes on a word (`Tokenizer.word_inside`)
         self.names = names or [False] * len(inside)  # per piece id: starts a capitalised word (`Tokenizer.name_starts`)
-        self.masks: tuple[torch.Tensor, torch.Tensor] | None = None  # (V,) the two, as tensors
+        self.marks = marks or [False] * len(inside)  # per piece id: goes on a word, two characters or more
+        self.masks: tuple[torch.Tensor, ...] | None = None  # (V,) the three, as tensors
 
     def __call__(self, logp, ctx):
         if ctx.step < 1:
             return logp
+        if self.masks is None or self.masks[0].device != logp.device:
+            self.masks = tuple(torch.tensor(m, device=logp.device) for m in (self.inside, self.names, self.marks))
+        inside, names, _ = self.masks
+        last = ctx.history[:, -1] if ctx.reply is None else torch.tensor(ctx.reply[-1:], device=logp.device)
+        capitalised = names[last].nonzero().flatten()
+        if len(capitalised):
+            self.bar_others_pieces(logp, ctx, capitalised, last[capitalised])
         if ctx.reply is not None:  # one row: plain lists
             self.note(ctx, 0, self.hold(logp, 0, ctx.reply, ctx.message))
             return logp
-        if self.masks is None or self.masks[0].device != logp.device:
-            self.masks = (torch.tensor(self.inside, device=logp.device), torch.tensor(self.names, device=logp.device))
-        inside, names = self.masks
-        last = ctx.history[:, -1]
         at = ctx.source == last.unsqueeze(1)  # (R, S) where the last piece is in the row's source
         in_source = at.any(1)
         # rows whose last piece goes on a word of their source: held in Python, row by row (few)
@@ -222,8 +228,35 @@ class WholeWords(Rule):
                 self.note(ctx, row, None)
         return logp
 
+    def bar_others_pieces(self, logp, ctx, rows: torch.Tensor, last: torch.Tensor) -> None:
+        """Rows whose last piece starts a capitalised word: no piece that marks another capitalised
+        word of their conversation ("wan" of "Ro wan") may follow it, unless it follows that very
+        piece there. A lower-case word is left alone ("un" + "fortunately" of "Unfortunately")."""
+        inside, names, marks = self.masks
+        source = ctx.source[rows]  # (r, S)
+        position = torch.arange(source.size(1), device=source.device).expand_as(source)
+        starts = ~inside[source]  # (r, S) a word (or a mark) begins here
+        begins = torch.where(starts, position, 0).cummax(1).values  # (r, S) where each piece's word begins
+        in_name = names[source].gather(1, begins) & ~starts  # (r, S) goes on a capitalised word
+        mark = marks[source] & in_name  # (r, S)
+        if not bool(mark.any()):
+            return
+        before = torch.cat([torch.full_like(source[:, :1], PAD), source[:, :-1]], 1)  # (r, S) the piece before
+        free = (inside[source] & ~in_name) | (mark & (before == last.unsqueeze(1)))  # (r, S) may follow here
+        V = logp.size(1)
+        marked = torch.zeros(len(rows), V, device=logp.device).scatter_reduce_(1, source, mark.float(), "amax")
+        allowed = torch.zeros(len(rows), V, device=logp.device).scatter_reduce_(1, source, free.float(), "amax")
+        barred = (marked > 0) & (allowed == 0)  # (r, V)
+        if not bool(barred.any()):
+            return
+        kept = logp[rows]
+        noted = kept.masked_fill(~barred, NEG_INF).logsumexp(1) >= self.NOTED
+        logp[rows] = kept.masked_fill(barred, NEG_INF)
+        for row, piece in zip(rows[noted].tolist(), kept.masked_fill(~barred, NEG_INF).argmax(1)[noted].tolist()):
+            self.note(ctx, row, ("mark", piece))
+
     @staticmethod
-    def note(ctx, row: int, held: int | None | bool) -> None:
+    def note(ctx, row: int, held) -> None:
         if held is not False:
             ctx.whole = ctx.whole or {}
             ctx.whole[row] = held
@@ -296,12 +329,13 @@ def rules_for(
     taught=None,
     inside: list[bool] | None = None,
     names: list[bool] | None = None,
+    marks: list[bool] | None = None,
 ) -> list[Rule]:
     """The rules a reply decodes under, in the order they apply: guidance (weight `guidance`,
     what the model allows: `guidance_of`), taught replies (`taught`, a `chatbot.taught.Memory`),
     the pieces never written, the minimum length, the repetition penalty, n-gram blocking, copied
-    words written whole (with `inside`, the tokenizer's pieces that go on a word, and `names`,
-    those that start a capitalised one), forced pieces,
+    words written whole (with `inside`, the tokenizer's pieces that go on a word, `names`, those
+    that start a capitalised one, and `marks`, those of `inside` of two characters or more), forced pieces,
     the maximum length."""
     rules: list[Rule] = [Guidance(guidance)] if guidance else []
     if taught is not None and len(taught):
@@ -314,7 +348,7 @@ def rules_for(
     if settings.no_repeat_ngram:
         rules.append(NoRepeatNgram(settings.no_repeat_ngram, settings.block_source_ngrams))
     if settings.whole_words and inside is not None:
-        rules.append(WholeWords(inside, names))
+        rules.append(WholeWords(inside, names, marks))
     if forced:
         rules.append(Force(dict(forced)))
     rules.append(EndAt(settings.max_length))
