@@ -374,7 +374,7 @@ ASKED_OF_ME = {  # a kind asked of the bot in turn: it answers with its own, nev
     "language": (["what language do you speak?", "and what do you speak?"], ["I speak {v}.", "{v}, mostly."]),
     "birthday": (["when is your birthday?", "what month were you born in?"], ["My birthday is in {v}.", "In {v}."]),
 }
-ASKED_OF_ME_SHARE = 0.3  # of fact conversations: the bot is asked the same kind before the fact is asked back
+ASKED_OF_ME_SHARE = 0.5  # of fact conversations: the bot is asked the same kind before the fact is asked back
 ASKED_FIRST_SHARE = 0.25  # of fact conversations: they open with the bot asked about itself, nothing said before
 ASKED_FIRST_WEIGHTS = {"name": 4, "city": 2, "job": 2}  # the questions a stranger asks first; other kinds 1
 
