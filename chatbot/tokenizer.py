@@ -105,7 +105,7 @@ class Tokenizer:
         return self._inside
 
     def word_marks(self) -> list[bool]:
-        """Per piece id, whether it goes on a word with two characters or more ("wan" of "▁Ro wan"):
+        """Per piece id, whether it goes on a word with two characters or more ("ron" of "▁To ron to"):
         a piece that tells which word it came from, where one letter ("s") goes on any."""
         return [inside and len(self.sp.id_to_piece(i)) >= 2 for i, inside in enumerate(self.word_inside())]
 

@@ -436,19 +436,19 @@ def test_a_copied_name_of_one_piece_takes_no_piece_of_another_word(kind):
 
 @pytest.mark.parametrize("kind", [GreedySettings, lambda **kw: BeamSettings(beam_size=2, n_best=1, **kw)])
 def test_a_piece_of_another_name_does_not_follow_a_capitalised_piece(kind):
-    """ "Li" (4) + "wan" (5) of "Ro wan" (7 5) is "Liwan": after a capitalised piece, a piece of two
+    """ "Li" (4) + "ron" (5) of "To ron" (7 5) is "Liron": after a capitalised piece, a piece of two
     characters or more that goes on a capitalised word of the conversation may follow only what it
     follows there. One letter (6, "s") goes on any word, and a lower-case word is left alone."""
     plain = dict(no_repeat_ngram=0, repetition_penalty=1.0, max_length=3)
     glue = BigramTable({BOS: {4: 0.9, 7: 0.1}, 4: {5: 0.6, 6: 0.3, EOS: 0.1}, 5: {EOS: 1.0}, 6: {EOS: 1.0}})
     names, marks = [False] * 4 + [True, False, False, True], [False] * 5 + [True, False, False]
     off = whole_words_of(glue, kind(whole_words=False, **plain), (7, 5), names=names, marks=marks)
-    assert off[0] == [4, 5]  # the model's own choice: "Liwan"
+    assert off[0] == [4, 5]  # the model's own choice: "Liron"
     held = []
     assert whole_words_of(glue, kind(**plain), (7, 5), held, names=names, marks=marks)[0] == [4, 6]  # "Lis"
     if kind is GreedySettings:
         assert {0: ("mark", 5)} in held  # the walk-through says which piece was barred
-    assert whole_words_of(glue, kind(**plain), (4, 5), names=names, marks=marks)[0] == [4, 5]  # "Liwan" said: kept
-    lower = [False] * 4 + [True, False, False, False]  # 7 "▁ro": "rowan" is no name
+    assert whole_words_of(glue, kind(**plain), (4, 5), names=names, marks=marks)[0] == [4, 5]  # "Liron" said: kept
+    lower = [False] * 4 + [True, False, False, False]  # 7 "▁to": "toron" is no name
     assert whole_words_of(glue, kind(**plain), (7, 5), names=lower, marks=marks)[0] == [4, 5]
     assert whole_words_of(glue, kind(**plain), (7, 6), names=names, marks=marks)[0] == [4, 5]  # "s" marks nothing

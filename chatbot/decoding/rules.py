@@ -181,7 +181,7 @@ class WholeWords(Rule):
     conversation, never going on there, takes no piece of the conversation after it either ("Sam"
     + "b" + "on" of "Lisbon": "Sambon"). After any capitalised piece, a piece of two characters or
     more that goes on the conversation's capitalised words, and on no other word there, may follow
-    only a piece it follows there ("Li" + "wan" of "Rowan": "Liwan"). Where the conversation's
+    only a piece it follows there ("Li" + "ron" of "To ron to": "Lironto"). Where the conversation's
     words that begin so disagree (they go on differently, or one ends there), nothing is changed.
     `ctx.whole` gets each row held, for the walk-through."""
 
@@ -230,7 +230,7 @@ class WholeWords(Rule):
 
     def bar_others_pieces(self, logp, ctx, rows: torch.Tensor, last: torch.Tensor) -> None:
         """Rows whose last piece starts a capitalised word: no piece that marks another capitalised
-        word of their conversation ("wan" of "Ro wan") may follow it, unless it follows that very
+        word of their conversation ("ron" of "To ron to") may follow it, unless it follows that very
         piece there. A lower-case word is left alone ("un" + "fortunately" of "Unfortunately")."""
         inside, names, marks = self.masks
         source = ctx.source[rows]  # (r, S)
