@@ -191,9 +191,8 @@ class Taught(Rule):
         signed = weight if pushing is None else torch.where(pushing, -weight, weight)
         ctx.taught = (signed.tolist(), near.ids[index[:, 0]].tolist())
         weighs = weight > 0
-        rows = (
-            slice(None) if bool(weighs.all()) else weighs.nonzero().squeeze(1)
-        )  # the rows a taught reply weighs in on
+        # the rows a taught reply weighs in on: all of them, most often
+        rows = slice(None) if bool(weighs.all()) else weighs.nonzero().squeeze(1)
         w = weight[rows].unsqueeze(1).to(logp.device)  # (r, 1)
         pieces = near.values[index[rows]].to(logp.device)  # (r, n) the neighbours' pieces
         logits = top[rows] / TEMPERATURE  # (r, n)

@@ -45,6 +45,7 @@ class Tokenizer:
         self._never_written: list[int] | None = None
         self._inside: list[bool] | None = None
         self._names: list[bool] | None = None
+        self._marks: list[bool] | None = None
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.LoadFromSerializedProto(model_proto)
@@ -107,7 +108,9 @@ class Tokenizer:
     def word_marks(self) -> list[bool]:
         """Per piece id, whether it goes on a word with two characters or more ("ron" of "▁To ron to"):
         a piece that tells which word it came from, where one letter ("s") goes on any."""
-        return [inside and len(self.sp.id_to_piece(i)) >= 2 for i, inside in enumerate(self.word_inside())]
+        if self._marks is None:
+            self._marks = [inside and len(self.sp.id_to_piece(i)) >= 2 for i, inside in enumerate(self.word_inside())]
+        return self._marks
 
     def name_starts(self) -> list[bool]:
         """Per piece id, whether it starts a word with a capital letter ("▁Sam", "▁Lis"): where a

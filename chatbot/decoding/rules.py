@@ -250,9 +250,10 @@ class WholeWords(Rule):
         if not bool(barred.any()):
             return
         kept = logp[rows]
-        noted = kept.masked_fill(~barred, NEG_INF).logsumexp(1) >= self.NOTED
+        at_barred = kept.masked_fill(~barred, NEG_INF)  # (r, V) the barred pieces alone
+        noted = at_barred.logsumexp(1) >= self.NOTED
         logp[rows] = kept.masked_fill(barred, NEG_INF)
-        for row, piece in zip(rows[noted].tolist(), kept.masked_fill(~barred, NEG_INF).argmax(1)[noted].tolist()):
+        for row, piece in zip(rows[noted].tolist(), at_barred.argmax(1)[noted].tolist()):
             self.note(ctx, row, ("mark", piece))
 
     @staticmethod
