@@ -7,8 +7,7 @@ favourite, a number), talk of something else for a turn or two (real chitchat ex
 person asking the bot the same in turn, which it answers with its own), then ask for it back, and
 the reply holds the fact: with copy attention the model learns to point into the turns before.
 News conversations pair bad news with sympathy and good news with joy, in words that name what
-happened. Everyday statements of the same shape ("I mowed the lawn yesterday.") get a friendly
-word on what was done, not sympathy: news alone taught "I ... last night." -> "I'm so sorry."
+happened.
 
 Everything is built from the lists below by a seeded generator: the same pairs on every machine.
 The lists were written apart from the probe suite (corpora/probes.jsonl); tests/test_listening_corpus
@@ -23,9 +22,9 @@ from collections.abc import Sequence
 
 from corpora.pairs import Pair
 
-CONVERSATIONS = {"train": 8800, "valid": 440, "test": 440}  # about a tenth of chitchat's pairs
+CONVERSATIONS = {"train": 8000, "valid": 400, "test": 400}  # about a tenth of chitchat's pairs
 SEEDS = {"train": 1, "valid": 2, "test": 3}
-SHARES = {"news": 0.25, "plans": 0.2, "day": 0.1}  # of the conversations; the rest state a fact, ask it back
+SHARES = {"news": 0.25, "plans": 0.2}  # of the conversations; the rest state a fact and ask it back
 
 
 def items(text: str) -> list[str]:
@@ -464,53 +463,6 @@ PLANS = [  # neither bad nor good news: something the person does, picked up by 
 ]
 
 
-DAY = [  # (what the person did, the thing a reply picks up): everyday, neither bad nor good news
-    (
-        "chore",
-        "vacuumed the living room:living room,mowed the lawn:lawn,repotted my plants:plants,"
-        "organized my closet:closet,did the dishes:dishes,changed the sheets:sheets,tidied the garage:garage,"
-        "ironed my shirts:shirts,sorted the recycling:recycling,weeded the flower beds:flower beds,built a shelf:shelf,"
-        "sewed a button on my coat:coat,cleaned the windows:windows,scrubbed the bathroom:bathroom",
-    ),
-    (
-        "outing",
-        "went for a run:run,made soup for lunch:soup,met a friend for coffee:coffee,went grocery shopping:shopping,"
-        "went swimming:swim,took a nap:nap,rode my bike to work:ride,went to the farmers market:market,"
-        "had a picnic in the park:picnic,played cards with friends:card game,wrote a letter to my grandma:letter,"
-        "tried a new recipe:recipe,went to a pottery class:pottery class,watched the sunrise:sunrise",
-    ),
-]
-DAY_FRAMES = [
-    "I {a} today.",
-    "I {a} this morning.",
-    "I {a} yesterday.",
-    "I {a} after work.",
-    "just {a}.",
-    "so I {a} this afternoon.",
-    "I {a} on Sunday.",
-    "I {a} a few days ago.",
-]
-DAY_REPLIES = {
-    "chore": [
-        "Nice, the {n} must look great now.",
-        "That's productive! How long did the {n} take?",
-        "Good job on the {n}!",
-    ],
-    "outing": ["How was the {n}?", "Did you enjoy the {n}?", "Oh nice, a {n}! How did it go?"],
-}
-
-
-def _day_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pair]:
-    kind, done = rng.choice(DAY)
-    did, thing = rng.choice(items(done)).split(":")
-    said = rng.choice(DAY_FRAMES).format(a=did)
-    reply = rng.choice(DAY_REPLIES[kind]).format(n=thing)
-    turns: list[str] = []
-    if rng.random() < 0.4:
-        _filler(rng, chitchat, turns)
-    return [Pair(_capital(said) if rng.random() < 0.5 else said, reply, tuple(turns))]
-
-
 def _capital(text: str) -> str:
     return text[0].upper() + text[1:]
 
@@ -570,9 +522,6 @@ def _plan_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pai
     return [Pair(_capital(said) if rng.random() < 0.5 else said, reply, tuple(turns))]
 
 
-MAKERS = {"news": _news_conversation, "plans": _plan_conversation, "day": _day_conversation}
-
-
 def listening_pairs(split: str, chitchat: Sequence[Pair]) -> list[Pair]:
     """The written conversations of one split, their filler drawn from `chitchat` (that split's)."""
     rng = random.Random(SEEDS[split])
@@ -580,11 +529,12 @@ def listening_pairs(split: str, chitchat: Sequence[Pair]) -> list[Pair]:
     pairs = []
     for _ in range(CONVERSATIONS[split]):
         draw = rng.random()
-        make = _fact_conversation
-        for kind, share in SHARES.items():
-            if draw < share:
-                make = MAKERS[kind]
-                break
-            draw -= share
+        make = (
+            _news_conversation
+            if draw < SHARES["news"]
+            else _plan_conversation
+            if draw < SHARES["news"] + SHARES["plans"]
+            else _fact_conversation
+        )
         pairs += make(rng, short)
     return pairs
