@@ -39,6 +39,7 @@ MOST = 0.95  # the largest share of the distribution a taught reply takes
 NEIGHBOURS = 4  # keys each step's distribution is made of
 TEMPERATURE = 0.01  # of the softmax over the neighbours' similarities
 CANDIDATES = 8  # taught replies a message may follow, chosen at its first step
+FIT = 2.0  # a key's similarity is lowered by FIT times how much less near the message came to its reply
 MAX_PIECES = 200  # of a taught reply (decoding writes no more)
 
 
@@ -155,12 +156,15 @@ class Near(NamedTuple):
     values: torch.Tensor  # (K,) the piece after each
     ids: torch.Tensor  # (K,) the log id of each key's taught reply
     shunned: torch.Tensor | None  # (K,) bool: from a reply rated bad; None when none is
+    behind: torch.Tensor  # (R, K) how much less near each row's message came to a key's reply than to the nearest
 
 
 class Taught(Rule):
     """The memory's pieces mixed into each step's distribution (see the module's docstring).
     At the first step each message picks the taught replies it may follow (its state near their
-    first key); later steps search only those replies' keys. `ctx.taught` gets, per row, the
+    first key); later steps search only those replies' keys, each the less near the less near the
+    message came to its reply: two taught replies that start alike ("My name is ...", "My
+    favorite color is ...") are not spliced into one ("My name is teal."). `ctx.taught` gets, per row, the
     weight λ (negative where a shunned reply's pieces were pushed away) and the reply's log id,
     for the walk-through and the inside view."""
 
@@ -176,6 +180,7 @@ class Taught(Rule):
         if near is None:
             return logp
         sims = (query @ near.states.T) / query.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (R, K) cosine
+        sims = sims - FIT * near.behind  # a reply followed is finished in its own words, not another's
         if near.blocked is not None:
             sims = sims.masked_fill(near.blocked, -1.0)
         top, index = sims.topk(min(NEIGHBOURS, sims.size(1)), dim=-1)  # (R, n)
@@ -257,4 +262,7 @@ class Taught(Rule):
         shunned = None if table.shunned is None else table.shunned[table.owner[keys]]
         if shunned is not None and not bool(shunned.any()):
             shunned = None
-        return Near(keys, table.keys[keys], blocked, table.values[keys], table.ids[table.owner[keys]], shunned)
+        match = (table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)  # (U, c, K)
+        fit = best.unsqueeze(-1).masked_fill(~match, -1.0).amax(1)  # (U, K)
+        behind = (best[:, :1] - fit)[row_state]  # (R, K) 0 on the nearest reply's keys
+        return Near(keys, table.keys[keys], blocked, table.values[keys], table.ids[table.owner[keys]], shunned, behind)

@@ -35,6 +35,27 @@ def test_the_taught_rule_mixes_in_the_nearest_keys_pieces_by_their_similarity():
     assert torch.equal(far, logp)
 
 
+def test_a_taught_reply_followed_is_finished_in_its_own_pieces_not_a_reply_that_starts_alike():
+    """Two taught replies start alike (piece 5); the message came nearer the first (1.0 against
+    0.8). A later state a little nearer the second's next key still takes the first's piece: the
+    message chose its reply ("My name is teal." is not written)."""
+    memory = Memory(attentional_size=3)
+    keys = torch.nn.functional.normalize(torch.tensor([[1, 0, 0], [0, 1, 0], [0.8, 0.6, 0], [0, 0.8, 0.6]]), dim=-1)
+    memory.table = memory.table._replace(
+        replies=(TaughtReply(1, "m", "a", []), TaughtReply(2, "n", "b", [])), keys=keys,
+        values=torch.tensor([5, 6, 5, 7]), owner=torch.tensor([0, 0, 1, 1]), starts=torch.tensor([0, 2]),
+        firsts=keys[[0, 2]], ends=torch.tensor([2, 4]), ids=torch.tensor([1, 2]),
+    )  # fmt: skip
+    logp = torch.log_softmax(torch.zeros(1, 8), -1)
+    rule = Taught(memory)
+    first = rule(logp.clone(), Context(0, torch.zeros(1, 1), None, [], [], query=torch.tensor([[1.0, 0.0, 0.0]])))
+    assert first[0].argmax() == 5
+    later = torch.nn.functional.normalize(torch.tensor([[0.0, 0.9, 0.4359]]), dim=-1)
+    assert (later @ keys[3]) > (later @ keys[1])  # the second reply's key is the nearer one
+    second = rule(logp.clone(), Context(1, torch.zeros(1, 1), None, [], [], query=later))
+    assert second[0].argmax() == 6 and second[0, 6] > second[0, 7] + 2
+
+
 def test_a_taught_reply_answers_its_message_and_nothing_else_changes(overfit_model, sample_pairs):
     model, tokenizer = overfit_model
     message = sample_pairs[0].source
