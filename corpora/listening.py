@@ -26,7 +26,7 @@ from corpora.pairs import Pair
 
 CONVERSATIONS = {"train": 9600, "valid": 480, "test": 480}  # about an eighth of chitchat's pairs
 SEEDS = {"train": 1, "valid": 2, "test": 3}
-SHARES = {"news": 0.25, "plans": 0.15, "day": 0.15}  # of the conversations; the rest state a fact, ask it back
+SHARES = {"news": 0.2, "plans": 0.17, "day": 0.18}  # of the conversations; the rest state a fact, ask it back
 
 
 def items(text: str) -> list[str]:
@@ -291,13 +291,7 @@ BAD_NEWS = items(
     "my boss fired me,my boyfriend left me,my wife and I are separating,our house caught fire,"
     "my apartment got flooded,I was in a car accident,I have a terrible headache,I've been sick all week,"
     "I feel really sad,I feel so alone,I'm really worried about my {p},my {pet} ran away,my {pet} died,"
-    "I didn't get into the program,my {t} broke,my grandma has been very ill,I had the worst day,"
-    "I fell down the stairs,I got a parking ticket,I got food poisoning,my {p} lost their job,"
-    "I had a big fight with my {p},I missed my train,my {pet} is at the vet,I got a really bad sunburn,"
-    "my landlord is kicking me out,I cracked my phone screen,I overslept and missed my {e},the pipes burst at home,"
-    "I lost all my savings,my {p} had a heart attack,I got stung by a wasp,I hurt my back,my car got towed,"
-    "someone broke into my car,I burned dinner,my computer crashed and I lost my work,I didn't get the job,"
-    "my {pet} got hurt,I lost my wedding ring,my {p} is in trouble,I got scammed online"
+    "I didn't get into the program,my {t} broke,my grandma has been very ill,I had the worst day"
 )
 BAD_FRAMES = [
     "{e}.",
@@ -519,13 +513,21 @@ DAY_FRAMES = [  # the bad news's frames, and times of day
     "I {e} on Sunday.",
     "just {e}.",
 ]
-DAY_REPLIES = {  # curious, not cheering: a reply that fits any everyday statement and no bad news
-    "people": ["How is your {n} doing?", "Do you see your {n} often?", "What did you and your {n} talk about?"],
-    "things": ["Oh, what kind of {n} is it?", "Is your {n} new?", "How long have you had your {n}?"],
-    "pets": ["What's your {n}'s name?", "How old is your {n}?", "What's your {n} like?"],
-    "studies": ["When is your {n}?", "How do you feel about your {n}?", "What is your {n} on?"],
-    "chores": ["How long did the {n} take?", "Was the {n} a lot of work?", "Do you do the {n} every week?"],
-    "outings": ["How was the {n}?", "How did the {n} go?", "Do you do that often?"],
+DAY_REPLIES = {
+    "people": [
+        "That sounds nice! How is your {n}?",
+        "Nice, do you see your {n} often?",
+        "Fun! What did you and your {n} talk about?",
+    ],
+    "things": ["Oh, what kind of {n} is it?", "Nice. Is your {n} new?", "Ha, I should do that with my {n} too."],
+    "pets": ["Aww, what's your {n} like?", "Cute! How old is your {n}?", "Your {n} must love you."],
+    "studies": ["Good luck with your {n}!", "Nice, when is your {n}?", "You'll do great on your {n}."],
+    "chores": [
+        "Nice, the {n} must look great now.",
+        "That's productive! How long did the {n} take?",
+        "Good job on the {n}!",
+    ],
+    "outings": ["How was the {n}?", "Did you enjoy the {n}?", "Oh nice, a {n}! How did it go?"],
 }
 
 
