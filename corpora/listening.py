@@ -7,9 +7,7 @@ favourite, a number), talk of something else for a turn or two (real chitchat ex
 person asking the bot the same in turn, which it answers with its own), then ask for it back, and
 the reply holds the fact: with copy attention the model learns to point into the turns before.
 News conversations pair bad news with sympathy and good news with joy, in words that name what
-happened. Everyday statements in the bad news's own frames and about the same people and things
-("I had lunch with my dad last night.", "I cleaned my phone today.") get a friendly word on what
-was done: news alone taught that "I ... my ... last night." is met with "I'm so sorry.".
+happened.
 
 Everything is built from the lists below by a seeded generator: the same pairs on every machine.
 The lists were written apart from the probe suite (corpora/probes.jsonl); tests/test_listening_corpus
@@ -24,9 +22,9 @@ from collections.abc import Sequence
 
 from corpora.pairs import Pair
 
-CONVERSATIONS = {"train": 9600, "valid": 480, "test": 480}  # about an eighth of chitchat's pairs
+CONVERSATIONS = {"train": 8000, "valid": 400, "test": 400}  # about a tenth of chitchat's pairs
 SEEDS = {"train": 1, "valid": 2, "test": 3}
-SHARES = {"news": 0.2, "plans": 0.17, "day": 0.18}  # of the conversations; the rest state a fact, ask it back
+SHARES = {"news": 0.25, "plans": 0.2}  # of the conversations; the rest state a fact and ask it back
 
 
 def items(text: str) -> list[str]:
@@ -465,72 +463,6 @@ PLANS = [  # neither bad nor good news: something the person does, picked up by 
 ]
 
 
-DAY = [  # (what the person did, the reply's kind, the thing a reply picks up): neither bad nor good news
-    *(
-        (f"{done} my {{p}}", "people", "{p}")
-        for done in items("had lunch with,went shopping with,cooked dinner with,played chess with,watched a movie with")
-    ),
-    *((f"{done} my {{t}}", "things", "{t}") for done in items("cleaned,charged,tidied up,packed,put away")),
-    *((f"{done} my {{pet}}", "pets", "{pet}") for done in items("fed,brushed,bathed,played with,took photos of")),
-    *((f"{done} my {{e}}", "studies", "{e}") for done in items("studied for,signed up for,practised for,prepared for")),
-    *(
-        (done, "chores", thing)
-        for done, thing in (
-            d.split(":")
-            for d in items(
-                "vacuumed the living room:living room,mowed the lawn:lawn,repotted my plants:plants,"
-                "organized my closet:closet,did the dishes:dishes,changed the sheets:sheets,tidied the garage:garage,"
-                "ironed my shirts:shirts,sorted the recycling:recycling,weeded the flower beds:flower beds,"
-                "built a shelf:shelf,sewed a button on my coat:coat,cleaned the windows:windows,"
-                "scrubbed the bathroom:bathroom,swept the porch:porch,defrosted the freezer:freezer"
-            )
-        )
-    ),
-    *(
-        (done, "outings", thing)
-        for done, thing in (
-            d.split(":")
-            for d in items(
-                "went for a run:run,made soup for lunch:soup,met a friend for coffee:coffee,"
-                "went grocery shopping:shopping,went swimming:swim,took a nap:nap,rode my bike to work:ride,"
-                "went to the farmers market:market,had a picnic in the park:picnic,"
-                "played cards with friends:card game,wrote a letter to my grandma:letter,tried a new recipe:recipe,"
-                "went to a pottery class:pottery class,watched the sunrise:sunrise,went bowling:bowling,"
-                "sang karaoke:karaoke,went fishing:fishing trip,took a yoga class:yoga class"
-            )
-        )
-    ),
-]
-DAY_FRAMES = [  # the bad news's frames, and times of day
-    "I {e}.",
-    "I {e} today.",
-    "I {e} last night.",
-    "I {e} a few days ago.",
-    "I {e} this morning.",
-    "I {e} yesterday.",
-    "I {e} after work.",
-    "so I {e} this afternoon.",
-    "I {e} on Sunday.",
-    "just {e}.",
-]
-DAY_REPLIES = {
-    "people": [
-        "That sounds nice! How is your {n}?",
-        "Nice, do you see your {n} often?",
-        "Fun! What did you and your {n} talk about?",
-    ],
-    "things": ["Oh, what kind of {n} is it?", "Nice. Is your {n} new?", "Ha, I should do that with my {n} too."],
-    "pets": ["Aww, what's your {n} like?", "Cute! How old is your {n}?", "Your {n} must love you."],
-    "studies": ["Good luck with your {n}!", "Nice, when is your {n}?", "You'll do great on your {n}."],
-    "chores": [
-        "Nice, the {n} must look great now.",
-        "That's productive! How long did the {n} take?",
-        "Good job on the {n}!",
-    ],
-    "outings": ["How was the {n}?", "Did you enjoy the {n}?", "Oh nice, a {n}! How did it go?"],
-}
-
-
 def _capital(text: str) -> str:
     return text[0].upper() + text[1:]
 
@@ -590,20 +522,6 @@ def _plan_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pai
     return [Pair(_capital(said) if rng.random() < 0.5 else said, reply, tuple(turns))]
 
 
-def _day_conversation(rng: random.Random, chitchat: Sequence[Pair]) -> list[Pair]:
-    done, kind, thing = rng.choice(DAY)
-    slots = {k: rng.choice(v) for k, v in NEWS_SLOTS.items()}
-    said = rng.choice(DAY_FRAMES).format(e=done.format(**slots))
-    reply = rng.choice(DAY_REPLIES[kind]).format(n=thing.format(**slots))
-    turns: list[str] = []
-    if rng.random() < 0.4:
-        _filler(rng, chitchat, turns)
-    return [Pair(_capital(said) if rng.random() < 0.5 else said, reply, tuple(turns))]
-
-
-MAKERS = {"news": _news_conversation, "plans": _plan_conversation, "day": _day_conversation}
-
-
 def listening_pairs(split: str, chitchat: Sequence[Pair]) -> list[Pair]:
     """The written conversations of one split, their filler drawn from `chitchat` (that split's)."""
     rng = random.Random(SEEDS[split])
@@ -611,11 +529,12 @@ def listening_pairs(split: str, chitchat: Sequence[Pair]) -> list[Pair]:
     pairs = []
     for _ in range(CONVERSATIONS[split]):
         draw = rng.random()
-        make = _fact_conversation
-        for kind, share in SHARES.items():
-            if draw < share:
-                make = MAKERS[kind]
-                break
-            draw -= share
+        make = (
+            _news_conversation
+            if draw < SHARES["news"]
+            else _plan_conversation
+            if draw < SHARES["news"] + SHARES["plans"]
+            else _fact_conversation
+        )
         pairs += make(rng, short)
     return pairs
