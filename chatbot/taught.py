@@ -162,10 +162,10 @@ class Near(NamedTuple):
 class Taught(Rule):
     """The memory's pieces mixed into each step's distribution (see the module's docstring).
     At the first step each message picks the taught replies it may follow (its state near their
-    first key); later steps search only those replies' keys, each the less near the less near the
-    message came to its reply: two taught replies that start alike ("My name is ...", "My
-    favorite color is ...") are not spliced into one ("My name is teal."). `ctx.taught` gets, per row, the
-    weight λ (negative where a shunned reply's pieces were pushed away) and the reply's log id,
+    first key); later steps search only those replies' keys, each counted the less near the less
+    near the message came to its reply, so two taught replies that start alike ("My name is ...",
+    "My favorite color is ...") are not spliced into one ("My name is teal."). `ctx.taught` gets,
+    per row, the weight λ (negative where a shunned reply's pieces were pushed away) and the reply's log id,
     for the walk-through and the inside view."""
 
     def __init__(self, memory: Memory):
@@ -257,12 +257,12 @@ class Taught(Rule):
         readings = torch.unique(which[near])  # the readings some row may follow
         keys = torch.cat([torch.arange(int(table.starts[m]), int(table.ends[m])) for m in readings])  # (K,)
         owners = table.owner[table.starts[which]]  # (U, c) the taught replies near each state
-        allowed = ((table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)).any(1)  # (U, K)
+        match = (table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)  # (U, c, K)
+        allowed = match.any(1)  # (U, K) a key of some taught reply near the state
         blocked = None if bool(allowed.all()) else ~allowed[row_state]  # (R, K)
         shunned = None if table.shunned is None else table.shunned[table.owner[keys]]
         if shunned is not None and not bool(shunned.any()):
             shunned = None
-        match = (table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)  # (U, c, K)
         fit = best.unsqueeze(-1).masked_fill(~match, -1.0).amax(1)  # (U, K)
         behind = (best[:, :1] - fit)[row_state]  # (R, K) 0 on the nearest reply's keys
         return Near(keys, table.keys[keys], blocked, table.values[keys], table.ids[table.owner[keys]], shunned, behind)
