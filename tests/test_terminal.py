@@ -49,3 +49,19 @@ def test_chat_in_a_real_terminal_then_kill_9_leaves_the_log_intact(overfit_dir, 
     assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
     rows = conn.execute("select role, text from messages order by id").fetchall()
     assert rows == [("user", pair.source), ("bot", pair.reply)]
+
+
+def test_a_chat_that_never_hears_the_hangup_still_leaves_when_its_terminal_closes(overfit_dir, tmp_path):
+    """Under `make chat` the hangup reaches make, not the chat; `trap '' HUP` makes the same case."""
+    db = tmp_path / "chat.db"
+    session = f"chatbot-test-{time.monotonic_ns()}"
+    chat = f"{sys.executable} {ROOT / 'chat.py'} --model {overfit_dir} --db {db} --device cpu --threads 1"
+    tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", f"sh -c \"trap '' HUP; exec {chat}\"")
+    try:
+        screen = lambda: tmux("capture-pane", "-p", "-t", session)  # noqa: E731
+        assert wait_for(lambda: "Say something" in screen()), screen()
+        pid = int(tmux("list-panes", "-t", session, "-F", "#{pane_pid}").strip())  # the chat: sh execs it
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    running = lambda: Path(f"/proc/{pid}").exists() and "python" in Path(f"/proc/{pid}/cmdline").read_text()  # noqa: E731
+    assert wait_for(lambda: not running(), timeout=20), "the chat is still running after its terminal closed"

@@ -6,6 +6,7 @@ conversations and models (`chatbot.app.history`), unexpected errors (`chatbot.ap
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from dataclasses import asdict
@@ -28,11 +29,19 @@ from chatbot.app.replying import Replying
 from chatbot.app.screens import HelpScreen, SettingsScreen, TextPrompt
 from chatbot.app.widgets import MessageView, PromptInput
 from chatbot.errors import ChatbotError
-from chatbot.i18n import t
+from chatbot.i18n import t, tr
 from chatbot.session import Session
 from chatbot.validation import clean_text
 
 __all__ = ["KEYS", "OTHER_KEYS", "ChatApp"]
+
+
+def on_terminal() -> bool:
+    """Whether the chat's input is a terminal that is still there (false once it has hung up)."""
+    try:
+        return os.isatty(sys.__stdin__.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 class ChatApp(ErrorReporting, Replying, Learning, History, App):
@@ -75,6 +84,19 @@ class ChatApp(ErrorReporting, Replying, Learning, History, App):
             self.notify(" ".join(self.session.storage.notes), timeout=10)
         if self.load is not None:  # once the screen is drawn: importing torch holds the interpreter for seconds
             self.call_after_refresh(self.start_loading)
+        if on_terminal():
+            self.set_interval(1.0, self.check_terminal)
+
+    def check_terminal(self) -> None:
+        """A closed terminal (its tmux session killed, its window closed) reaches a chat run by
+        `make` or `nohup` as no signal, only as input that has ended, which Textual's input thread
+        then reads in a busy loop: leave instead."""
+        if not on_terminal():
+            self.fatal = tr("the terminal was closed; the chat has ended (its log is kept)")
+            leave = threading.Timer(5.0, os._exit, args=(1,))  # Textual's goodbye to the gone screen may block
+            leave.daemon = True
+            leave.start()
+            self.exit(None, 1)
 
     def start_loading(self) -> None:
         """Load torch and the model in a daemon thread, not a worker: quitting meanwhile closes the
