@@ -842,155 +842,185 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return retrain(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from chatbot.model_config import RANGES as MODEL_RANGES
+def _evaluate_flags(parser: argparse.ArgumentParser) -> None:
     from chatbot.settings import RANGES as DECODING_RANGES
-    from training.train_config import TRAIN_RANGES as R
 
-    parser = Parser(prog="chatbot", description=tr("A seq2seq chatbot with attention that you train yourself."))
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help=tr("train a tokenizer and a model on a corpus"))
-    _train_flags(p)
-    p.set_defaults(run=cmd_train)
-
-    p = sub.add_parser("evaluate", help=tr("word-level perplexity of a model on pairs"))
-    _running_flags(p)
-    p.add_argument("--corpus", help=tr("chitchat, sample, or a .tsv / .jsonl file"))
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    p.add_argument("--pairs", type=Path, help=tr("a TSV file of source<TAB>reply lines"))
-    p.add_argument("--json", action="store_true", help=tr("one JSON object: word_ppl, hits_at_1, generate, ..."))
-    p.add_argument(
+    _running_flags(parser)
+    parser.add_argument("--corpus", help=tr("chitchat, sample, or a .tsv / .jsonl file"))
+    parser.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    parser.add_argument("--pairs", type=Path, help=tr("a TSV file of source<TAB>reply lines"))
+    parser.add_argument("--json", action="store_true", help=tr("one JSON object: word_ppl, hits_at_1, generate, ..."))
+    parser.add_argument(
         "--generate",
         nargs="*",
         choices=("greedy", "beam", "sample"),
         metavar="STRATEGY",
         help=tr("also reply to every message with these strategies (default all three): F1, distinct-n, generic rate"),
     )
-    add_ranged(p, "--guidance", DECODING_RANGES, tr("guidance weight (default: the chat's)"))
-    add_ranged(p, "--rerank", DECODING_RANGES, tr("beam's ranking by what the message adds (default: the chat's)"))
-    add_ranged(p, "--candidates", DECODING_RANGES, tr("sampling's candidates (default: the chat's; 1: one draw)"))
-    p.add_argument(
+    add_ranged(parser, "--guidance", DECODING_RANGES, tr("guidance weight (default: the chat's)"))
+    add_ranged(parser, "--rerank", DECODING_RANGES, tr("beam's ranking by what the message adds (default: the chat's)"))
+    add_ranged(parser, "--candidates", DECODING_RANGES, tr("sampling's candidates (default: the chat's; 1: one draw)"))
+    parser.add_argument(
         "--probes",
         type=Path,
         metavar="FILE",
         help=tr("behavioural probes (JSONL) to answer and test: pass rates by kind, and the failures"),
     )
-    p.add_argument(
+    parser.add_argument(
         "--strategy", choices=("greedy", "beam", "sample"), help=tr("the probes' strategy (default: the chat's)")
     )
-    p.add_argument("--quiet", action="store_true", help=tr("no progress bars (shown on a terminal's standard error)"))
-    p.set_defaults(run=cmd_evaluate)
+    parser.add_argument(
+        "--quiet", action="store_true", help=tr("no progress bars (shown on a terminal's standard error)")
+    )
 
-    p = sub.add_parser("reply", help=tr("reply to TEXT, or to each line of standard input"))
-    p.add_argument("text", nargs="?", metavar="TEXT")
-    _running_flags(p)
-    p.add_argument("--db", type=Path, help=tr("a chat log: follow what its corrections and good ratings taught"))
-    taught_flag(p)
-    p.add_argument(
+
+def _reply_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("text", nargs="?", metavar="TEXT")
+    _running_flags(parser)
+    parser.add_argument("--db", type=Path, help=tr("a chat log: follow what its corrections and good ratings taught"))
+    taught_flag(parser)
+    parser.add_argument(
         "--batch-size",
         type=ranged(int, 1, MAX_BATCH),
         default=32,
         help=tr("standard-input lines decoded together; 1 to {limit}", limit=MAX_BATCH),
     )
-    p.add_argument("--json", action="store_true", help=tr("one JSON object a line: reply, scores, settings, timing"))
-    p.add_argument(
+    parser.add_argument(
+        "--json", action="store_true", help=tr("one JSON object a line: reply, scores, settings, timing")
+    )
+    parser.add_argument(
         "--conversations",
         action="store_true",
         help=tr("each input line is a conversation (a JSON list of turns): reply to its last turn, reading the rest"),
     )
-    decoding_flags(p)
-    p.set_defaults(run=cmd_reply)
+    decoding_flags(parser)
 
-    p = sub.add_parser("explain", help=tr("walk through one reply step by step: pieces, encoder, attention, softmax"))
-    p.add_argument("message", metavar="MESSAGE")
-    _running_flags(p)
-    p.add_argument("--reply", help=tr("also feed the model this reply (teacher forcing): its loss at each position"))
-    p.add_argument("--force", action="append", metavar="STEP=PIECE", help=tr("what if the model wrote PIECE at STEP?"))
-    p.add_argument("--json", action="store_true", help=tr("every number of the walk-through as one JSON object"))
-    p.add_argument("--plot", type=Path, metavar="FILE.png", help=tr("draw the attention and each step's probability"))
-    decoding_flags(p)
-    p.set_defaults(run=cmd_explain)
 
-    p = sub.add_parser("serve", help=tr("the chat in a browser (each tab its own chat, one log)"))
-    p.add_argument(
+def _explain_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("message", metavar="MESSAGE")
+    _running_flags(parser)
+    parser.add_argument(
+        "--reply", help=tr("also feed the model this reply (teacher forcing): its loss at each position")
+    )
+    parser.add_argument(
+        "--force", action="append", metavar="STEP=PIECE", help=tr("what if the model wrote PIECE at STEP?")
+    )
+    parser.add_argument("--json", action="store_true", help=tr("every number of the walk-through as one JSON object"))
+    parser.add_argument(
+        "--plot", type=Path, metavar="FILE.png", help=tr("draw the attention and each step's probability")
+    )
+    decoding_flags(parser)
+
+
+def _serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--host", default="127.0.0.1", help=tr("address to listen on (default 127.0.0.1: this machine only)")
     )
-    p.add_argument("--port", type=ranged(int, 1, 65535), default=8000, help=tr("port to listen on (default 8000)"))
-    p.add_argument(
+    parser.add_argument("--port", type=ranged(int, 1, 65535), default=8000, help=tr("port to listen on (default 8000)"))
+    parser.add_argument(
         "--public", action="store_true", help=tr("allow an address other machines reach (no authentication!)")
     )
-    chat_flags(p)
-    p.set_defaults(run=cmd_serve)
+    chat_flags(parser)
 
-    p = sub.add_parser("chat", help=tr("the terminal chat client"))
-    chat_flags(p)
-    p.set_defaults(run=cmd_chat)
 
-    p = sub.add_parser(
-        "retrain", help=tr("fine-tune a model on the chat log: corrections, good replies, your own turns")
-    )
-    p.add_argument("--db", type=Path, required=True, help=tr("the chat log"))
-    p.add_argument(
+def _retrain_flags(parser: argparse.ArgumentParser) -> None:
+    from chatbot.model_config import RANGES as MODEL_RANGES
+    from training.train_config import TRAIN_RANGES as R
+
+    parser.add_argument("--db", type=Path, required=True, help=tr("the chat log"))
+    parser.add_argument(
         "--model",
         type=Path,
         default=None,
         help=tr("the model to start from (default: the bundled model); never written"),
     )
-    p.add_argument("--out", type=Path, help=tr("directory for the new model"))
-    p.add_argument(
+    parser.add_argument("--out", type=Path, help=tr("directory for the new model"))
+    parser.add_argument(
         "--replay",
         default="chitchat",
         help=tr("corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)"),
     )
-    p.add_argument(
+    parser.add_argument(
         "--replay-ratio", type=ranged(float, 0, 100), default=10.0, help=tr("replayed pairs per logged pair; 0 to 100")
     )
-    p.add_argument("--no-human-turns", action="store_true", help=tr("do not learn the human's own turns as replies"))
-    p.add_argument(
+    parser.add_argument(
+        "--no-human-turns", action="store_true", help=tr("do not learn the human's own turns as replies")
+    )
+    parser.add_argument(
         "--no-anchor",
         action="store_true",
         help=tr("learn the replayed pairs' own replies instead of the parent model's distribution on them"),
     )
-    p.add_argument("--export", type=Path, help=tr("only write the logged pairs to this TSV file"))
-    add_ranged(p, "--max-minutes", R, tr("training's wall-clock budget"), default=12.0)
+    parser.add_argument("--export", type=Path, help=tr("only write the logged pairs to this TSV file"))
+    add_ranged(parser, "--max-minutes", R, tr("training's wall-clock budget"), default=12.0)
     add_ranged(
-        p,
+        parser,
         "--epochs",
         R,
         tr("most passes over the logged pairs (fresh replayed pairs in each); it stops once all taught is recalled"),
         default=150,
     )
-    add_ranged(p, "--lr", R, tr("peak learning rate"), default=3e-4)
+    add_ranged(parser, "--lr", R, tr("peak learning rate"), default=3e-4)
     add_ranged(
-        p, "--max-tokens", R, tr("padded tokens per batch: small batches, more steps on a small log"), default=1500
+        parser, "--max-tokens", R, tr("padded tokens per batch: small batches, more steps on a small log"), default=1500
     )
-    p.add_argument(
+    parser.add_argument(
         "--unlikelihood",
         type=ranged(float, 0, 100),
         default=0.1,
         help=tr("weight of the unlikelihood of replies rated bad (0: ignore bad ratings); 0 to 100"),
     )
-    p.add_argument(
+    parser.add_argument(
         "--taught-weight",
         type=ranged(int, 1, 100),
         default=1,
         help=tr("times each correction and good reply is trained per epoch, against one of each human turn; 1 to 100"),
     )
-    add_ranged(p, "--dropout", MODEL_RANGES, tr("dropout while fine-tuning (default: the model's own)"))
-    add_ranged(p, "--eval-every", R, default=50)
-    add_ranged(p, "--patience", R, default=4)
-    add_ranged(p, "--seed", R, default=1)
-    device_flags(p)
-    p.add_argument(
+    add_ranged(parser, "--dropout", MODEL_RANGES, tr("dropout while fine-tuning (default: the model's own)"))
+    add_ranged(parser, "--eval-every", R, default=50)
+    add_ranged(parser, "--patience", R, default=4)
+    add_ranged(parser, "--seed", R, default=1)
+    device_flags(parser)
+    parser.add_argument(
         "--force", action="store_true", help=tr("register the new model even if it learned nothing it was taught")
     )
-    p.add_argument(
+    parser.add_argument(
         "--no-benchmark", dest="skip_chitchat", action="store_true", help=tr("skip the chitchat test perplexity")
     )
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(run=cmd_retrain)
-    for command in sub.choices.values():
+    parser.add_argument("--quiet", action="store_true")
+
+
+def commands() -> list[tuple]:
+    """Each command: its name, its help (in the interface's language, chosen by the time this is
+    called), the function that adds its flags, and the one that runs it."""
+    return [
+        ("train", tr("train a tokenizer and a model on a corpus"), _train_flags, cmd_train),
+        ("evaluate", tr("word-level perplexity of a model on pairs"), _evaluate_flags, cmd_evaluate),
+        ("reply", tr("reply to TEXT, or to each line of standard input"), _reply_flags, cmd_reply),
+        (
+            "explain",
+            tr("walk through one reply step by step: pieces, encoder, attention, softmax"),
+            _explain_flags,
+            cmd_explain,
+        ),
+        ("serve", tr("the chat in a browser (each tab its own chat, one log)"), _serve_flags, cmd_serve),
+        ("chat", tr("the terminal chat client"), chat_flags, cmd_chat),
+        (
+            "retrain",
+            tr("fine-tune a model on the chat log: corrections, good replies, your own turns"),
+            _retrain_flags,
+            cmd_retrain,
+        ),
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="chatbot", description=tr("A seq2seq chatbot with attention that you train yourself."))
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text, add_flags, run in commands():
+        command = sub.add_parser(name, help=help_text)
+        add_flags(command)
+        command.set_defaults(run=run)
         command.add_argument(
             "--lang",
             choices=("en", "ko"),
