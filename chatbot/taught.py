@@ -152,11 +152,10 @@ class Near(NamedTuple):
 
     keys: torch.Tensor  # (K,) key ids into the table
     states: torch.Tensor  # (K, A) those keys
-    blocked: torch.Tensor | None  # (R, K) True where a row may not follow a key (another message's); None: all may
     values: torch.Tensor  # (K,) the piece after each
     ids: torch.Tensor  # (K,) the log id of each key's taught reply
     shunned: torch.Tensor | None  # (K,) bool: from a reply rated bad; None when none is
-    behind: torch.Tensor  # (R, K) how much less near each row's message came to a key's reply than to the nearest
+    offset: torch.Tensor  # (R, K) added to each key's similarity for each row: see `Taught.candidates`
 
 
 class Taught(Rule):
@@ -179,10 +178,7 @@ class Taught(Rule):
         near = self.near
         if near is None:
             return logp
-        sims = (query @ near.states.T) / query.norm(dim=-1, keepdim=True).clamp(min=1e-12)  # (R, K) cosine
-        sims = sims - FIT * near.behind  # a reply followed is finished in its own words, not another's
-        if near.blocked is not None:
-            sims = sims.masked_fill(near.blocked, -1.0)
+        sims = (query @ near.states.T) / query.norm(dim=-1, keepdim=True).clamp(min=1e-12) + near.offset  # (R, K)
         top, index = sims.topk(min(NEIGHBOURS, sims.size(1)), dim=-1)  # (R, n)
         # λ = MOST · ramp(similarity of the nearest): 0 below NEAR, MOST from SAME
         weight = (top[:, 0] - memory.near).mul_(memory.most / (memory.same - memory.near)).clamp_(0.0, memory.most)
@@ -259,10 +255,12 @@ class Taught(Rule):
         owners = table.owner[table.starts[which]]  # (U, c) the taught replies near each state
         match = (table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)  # (U, c, K)
         allowed = match.any(1)  # (U, K) a key of some taught reply near the state
-        blocked = None if bool(allowed.all()) else ~allowed[row_state]  # (R, K)
         shunned = None if table.shunned is None else table.shunned[table.owner[keys]]
         if shunned is not None and not bool(shunned.any()):
             shunned = None
         fit = best.unsqueeze(-1).masked_fill(~match, -1.0).amax(1)  # (U, K)
-        behind = (best[:, :1] - fit)[row_state]  # (R, K) 0 on the nearest reply's keys
-        return Near(keys, table.keys[keys], blocked, table.values[keys], table.ids[table.owner[keys]], shunned, behind)
+        # a key's similarity is lowered by FIT times how much less near the message came to its
+        # reply than to the nearest (a reply followed is finished in its own words, not another's),
+        # and out of reach (below any cosine) where it is another message's
+        offset = (FIT * (fit - best[:, :1])).masked_fill(~allowed, -3.0)[row_state]  # (R, K)
+        return Near(keys, table.keys[keys], table.values[keys], table.ids[table.owner[keys]], shunned, offset)

@@ -123,6 +123,21 @@ class RepetitionPenalty(Rule):
         return logp.scatter_(1, seen, values).log_softmax(-1)  # in place: the loop's own tensor
 
 
+_TENSORS: dict = {}  # (the lists' ids, device) -> (the lists, their tensors)
+
+
+def as_tensors(lists: tuple[list[bool], ...], device) -> tuple[torch.Tensor, ...]:
+    """Per-piece lists as bool tensors, made once per list and device: a rule is made for every
+    reply, and a tensor from a list of every piece costs as much as a reply's few steps."""
+    key = (*map(id, lists), str(device))
+    kept = _TENSORS.get(key)
+    if kept is None or any(a is not b for a, b in zip(kept[0], lists)):
+        if len(_TENSORS) >= 16:
+            _TENSORS.clear()
+        kept = _TENSORS[key] = (lists, tuple(torch.tensor(m, dtype=torch.bool, device=device) for m in lists))
+    return kept[1]
+
+
 def block_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int, source: torch.Tensor | None) -> None:
     """Set to -inf, in place in logp (R, V), every token that would complete an n-gram already in
     `history` (R, t) or `source` (R, S)."""
@@ -197,7 +212,7 @@ class WholeWords(Rule):
         if ctx.step < 1:
             return logp
         if self.masks is None or self.masks[0].device != logp.device:
-            self.masks = tuple(torch.tensor(m, device=logp.device) for m in (self.inside, self.names, self.marks))
+            self.masks = as_tensors((self.inside, self.names, self.marks), logp.device)
         inside, names, _ = self.masks
         last = ctx.history[:, -1] if ctx.reply is None else torch.tensor(ctx.reply[-1:], device=logp.device)
         capitalised = names[last].nonzero().flatten()
