@@ -13,6 +13,20 @@ from rich.tree import Tree
 from chatbot.i18n import t
 from chatbot.validation import printable
 
+
+def times_likelier(gain: float) -> str:
+    """A log ratio as "how many times likelier", short enough for a table's column: 6.7, 189,
+    50k, 5M. A taught reply's pieces count as the message's doing and reach millions."""
+    ratio = math.exp(min(gain, 50.0))
+    if ratio < 100:
+        return f"{ratio:.1f}"
+    if ratio < 10_000:
+        return f"{ratio:.0f}"
+    if ratio < 999_500:  # what rounds to 1000k is 1M
+        return f"{ratio / 1e3:.0f}k"
+    return f"{ratio / 1e6:.0f}M" if ratio < 999_500_000 else f"{ratio:.0e}"
+
+
 STRIP = 24  # dimensions of a state drawn as a heat strip
 BAR = 20  # characters of a probability bar
 
@@ -161,7 +175,7 @@ def step_page(walk: dict, step: dict) -> Group:
         chosen,
     ]
     if "gain" in step:
-        parts.append(Text(t("walk.gain", times=f"{math.exp(min(step['gain'], 50)):.1f}")))
+        parts.append(Text(t("walk.gain", times=times_likelier(step["gain"]))))
     if "copy" in step:
         c = step["copy"]
         where = ", ".join(f"{i} {piece(walk['pieces'][i]['piece'])}" for i in c["positions"][:4]) or "-"

@@ -14,7 +14,7 @@ from chatbot.decoding import GreedySettings, reply
 from chatbot.decoding.strategies import EVIDENCE_PER_CANDIDATE
 from chatbot.engine import ReferenceEngine
 from chatbot.explain import walk_through
-from chatbot.explain_pages import pages
+from chatbot.explain_pages import pages, times_likelier
 from chatbot.i18n import t
 from chatbot.model import pad_right
 from chatbot.settings import settings_from
@@ -426,3 +426,9 @@ def test_a_copy_model_is_walked_through_with_its_gate_and_what_it_copied(random_
     console = Console(width=80, record=True)
     console.print(pages(walk)[2 + len(walk["encoder"])])
     assert "copy attention" in console.export_text()
+
+
+def test_how_many_times_likelier_fits_a_column_however_large():
+    shown = [times_likelier(math.log(r)) for r in (0.25, 6.7, 189.1, 50_286.9, 999_999, 5_032_361.9, 5e21)]
+    assert shown == ["0.2", "6.7", "189", "50k", "1M", "5M", "5e+21"]
+    assert times_likelier(float("inf")) == "5e+21"  # capped: a piece no message could give stays readable

@@ -18,6 +18,7 @@ from textual.widgets.option_list import Option
 
 from chatbot.app.guard import guarded
 from chatbot.app.widgets import printable
+from chatbot.explain_pages import times_likelier
 from chatbot.i18n import t
 
 
@@ -255,7 +256,7 @@ def fill_heatmap(table: DataTable, view: dict) -> None:
         p = f"{math.exp(view['token_logprobs'][i]):.2f}" if i < len(view["token_logprobs"]) else ""
         alternatives = view["alternatives"][i][:3] if i < len(view["alternatives"]) else []
         alts = " · ".join(f"{short(a, 10)} {math.exp(lp):.2f}" for a, lp in alternatives)
-        gain = f"{math.exp(min(gains[i], 50)):.1f}" if i < len(gains) else ""
+        gain = times_likelier(gains[i]) if i < len(gains) else ""
         lent = (
             [f"#{taught[i][1]} {100 * taught[i][0]:.0f}%" if i < len(taught) and taught[i] else ""]
             if any(taught)
