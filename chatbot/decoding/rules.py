@@ -123,19 +123,18 @@ class RepetitionPenalty(Rule):
         return logp.scatter_(1, seen, values).log_softmax(-1)  # in place: the loop's own tensor
 
 
-_TENSORS: dict = {}  # (the lists' ids, device) -> (the lists, their tensors)
+_TENSORS: dict = {}  # (the lists' ids, device) -> (the lists, kept so no other list takes their ids; their tensors)
 
 
 def as_tensors(lists: tuple[list[bool], ...], device) -> tuple[torch.Tensor, ...]:
     """Per-piece lists as bool tensors, made once per list and device: a rule is made for every
     reply, and a tensor from a list of every piece costs as much as a reply's few steps."""
     key = (*map(id, lists), str(device))
-    kept = _TENSORS.get(key)
-    if kept is None or any(a is not b for a, b in zip(kept[0], lists)):
+    if key not in _TENSORS:
         if len(_TENSORS) >= 16:
             _TENSORS.clear()
-        kept = _TENSORS[key] = (lists, tuple(torch.tensor(m, dtype=torch.bool, device=device) for m in lists))
-    return kept[1]
+        _TENSORS[key] = (lists, tuple(torch.tensor(m, dtype=torch.bool, device=device) for m in lists))
+    return _TENSORS[key][1]
 
 
 def block_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int, source: torch.Tensor | None) -> None:
