@@ -235,6 +235,30 @@ def teaching() -> list[str]:
     return out + [""]
 
 
+def taught_gates() -> list[str]:
+    history = runs("taught_gates")
+    if not history:
+        return []
+    out = [
+        "## Taught memory's gates, per model",
+        "",
+        "`python bench/taught_gates.py --lang LANG`: the facts of `bench/data/taught_calibration.jsonl` (none of the "
+        "teaching bench's) taught, asked reworded and beside unrelated validation messages, greedily, for each gate "
+        "`near` (`same` 0.15 above it); chosen: the most rewordings among gates leaking into at most `max leak`.",
+        "",
+        "| date | model | facts | unrelated | near: reworded / leak | max leak | chosen near, same |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in history[-HISTORY:]:
+        tried = ", ".join(f"{r['near']:.2f}: {r['reworded']:.0%} / {r['leak']:.1%}" for r in run["rows"])
+        chosen = run["chosen"]
+        out.append(
+            f"| {run['date']} | {Path(run['model']).name} | {run['facts']} | {run['unrelated']} | {tried} | "
+            f"{run['max_leak']:.0%} | {chosen['near']:.2f}, {chosen['same']:.2f} |"
+        )
+    return out + [""]
+
+
 def retrained_rows(date: str, name: str, r: dict) -> list[str]:
     """After `chatbot retrain` with its defaults on the taught log, the new model alone (memory off)."""
     report = r["retrain"]
@@ -289,6 +313,7 @@ SECTIONS = [
     train_throughput,
     retrain,
     teaching,
+    taught_gates,
     reply_quality,
 ]
 

@@ -30,7 +30,7 @@ from chatbot.consensus import normalise  # noqa: E402
 from chatbot.decoding import reply, settings_from  # noqa: E402
 from chatbot.engine import load_engine  # noqa: E402
 from chatbot.storage import Storage  # noqa: E402
-from chatbot.taught import Memory, TaughtReply  # noqa: E402
+from chatbot.taught import Memory, TaughtReply, gates_of  # noqa: E402
 from corpora import load_pairs  # noqa: E402
 from training.recall import common_words, word_pairs  # noqa: E402
 
@@ -181,7 +181,7 @@ def main() -> None:
         chosen = [f for f in facts if f["lang"] == lang]
         if not chosen or lang not in args.langs:
             continue
-        engine, tokenizer, _ = load_engine(directory, precision=args.precision)
+        engine, tokenizer, config = load_engine(directory, precision=args.precision)
         if lang == "en":
             unrelated = [p.source for p in load_pairs("chitchat", "test")[: args.unrelated]]
         elif args.korean_csv:
@@ -210,7 +210,7 @@ def main() -> None:
                     print(f"    leaked: {m!r} -> {r!r}")
         if args.no_memory:
             continue
-        memory = Memory(engine.cfg.attentional_size)
+        memory = Memory(engine.cfg.attentional_size, **gates_of(config))  # the model's own, or the constants
         for name in ("start", "near", "same"):
             if getattr(args, name) is not None:
                 setattr(memory, name, getattr(args, name))
@@ -234,7 +234,7 @@ def main() -> None:
                 print(f"    leaked: {m!r} -> {r!r}")
         if lang == "en" and args.latency and not args.no_memory:
             pairs = load_pairs("chitchat", "train")[: args.latency]
-            big = Memory(engine.cfg.attentional_size)
+            big = Memory(engine.cfg.attentional_size, **gates_of(config))
             start = time.perf_counter()
             big.add(engine, tokenizer, [TaughtReply(i, p.source, p.reply, []) for i, p in enumerate(pairs)])
             results["latency"] = {"taught_replies": len(pairs), "memory_seconds": time.perf_counter() - start}

@@ -602,10 +602,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
     precision = reply_precision(args.precision, device, args.reference)
     model, tokenizer, config = load_engine(args.model, device, precision, reference=args.reference)
     repliers = {"en": (model, tokenizer, None)}  # the bundled models of other languages answer their messages
+    configs = {"en": config}
     for lang, path in bundled_companions(args.model).items():
-        repliers[lang] = (*load_engine(path, device, precision, reference=args.reference)[:2], None)
+        engine, vocabulary, configs[lang] = load_engine(path, device, precision, reference=args.reference)
+        repliers[lang] = (engine, vocabulary, None)
     if args.db is not None and not args.no_taught:
-        repliers = with_taught(args.db, repliers, config)
+        repliers = with_taught(args.db, repliers, configs)
     if args.text is not None:
         answer(args, repliers, settings, [(1, (clean_text(args.text), []))])
         return 0
@@ -618,12 +620,12 @@ def cmd_reply(args: argparse.Namespace) -> int:
     return 0
 
 
-def with_taught(db: Path, repliers: dict, config: dict) -> dict:
+def with_taught(db: Path, repliers: dict, configs: dict) -> dict:
     """Each replier with what the log at `db` taught the messages it answers (`chatbot.taught`),
-    but what the replying model (`config`) learned by retraining."""
+    but what its model (`configs`, by language) learned by retraining, behind its model's gates."""
     from chatbot.languages import language_of
     from chatbot.storage import Storage
-    from chatbot.taught import learned, memory_from_log
+    from chatbot.taught import gates_of, learned, memory_from_log
 
     if not db.exists():
         raise ChatbotError(tr("{path}: no such chat log", path=db))
@@ -641,7 +643,8 @@ def with_taught(db: Path, repliers: dict, config: dict) -> dict:
                 engine,
                 tokenizer,
                 [r for r, by in zip(rows, answered_by) if by == lang],
-                learned(config) if lang == "en" else set(),
+                learned(configs[lang]),
+                gates_of(configs[lang]),
             ),
         )
         for lang, (engine, tokenizer, _) in repliers.items()

@@ -36,7 +36,7 @@ MAX_TOKENIZER_BYTES = 64 << 20
 MAX_HEADER_BYTES = 16 << 20
 SAVED_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # `save_weights`' metadata -> safetensors
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
-SECTIONS = ("train", "best", "last", "lineage")  # config.json's tables besides "model", when present
+SECTIONS = ("train", "best", "last", "lineage", "taught")  # config.json's tables besides "model", when present
 
 
 def atomic_write(path: Path, write) -> None:
@@ -176,7 +176,19 @@ def read_config(directory: Path) -> dict:
     for section in SECTIONS:
         if section in config and not isinstance(config[section], dict):
             raise ChatbotError(tr("{path}: its '{section}' must be a JSON object", path=path, section=section))
+    check_gates(path, config.get("taught", {}))
     return config
+
+
+def check_gates(path: Path, gates: dict) -> None:
+    """The taught memory's gates (`chatbot.taught.gates_of`; the table may say how they were
+    chosen too): cosines, each a finite number from -1 to 1, and `near` below `same` (λ's ramp
+    runs between them)."""
+    for name, value in ((n, gates[n]) for n in ("start", "near", "same") if n in gates):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
+            raise ChatbotError(tr("{path}: taught gate '{name}' must be a number from -1 to 1", path=path, name=name))
+    if "near" in gates and "same" in gates and not gates["near"] < gates["same"]:
+        raise ChatbotError(tr("{path}: taught gate 'near' must be below 'same'", path=path))
 
 
 def model_settings(directory: Path, config: dict) -> ModelConfig:

@@ -41,6 +41,7 @@ TEMPERATURE = 0.01  # of the softmax over the neighbours' similarities
 CANDIDATES = 8  # taught replies a message may follow, chosen at its first step
 FIT = 2.0  # a key's similarity is lowered by FIT times how much less near the message came to its reply
 MAX_PIECES = 200  # of a taught reply (decoding writes no more)
+GATES = ("start", "near", "same")  # those a model's config.json may set for itself (`gates_of`)
 
 
 @dataclass
@@ -146,11 +147,22 @@ def learned(config: dict) -> set[tuple[int, str]]:
     return {(entry["id"], entry["reply"]) for entry in config.get("lineage", {}).get("learned", [])}
 
 
-def memory_from_log(engine, tokenizer, rows: list[dict], retired: set[tuple[int, str]] = frozenset()) -> Memory | None:
+def gates_of(config: dict) -> dict[str, float]:
+    """The gates of λ a model's config.json sets in its "taught" table (`start`, `near`, `same`):
+    cosines depend on the model's states, so each model may have its own, chosen by
+    `bench/taught_gates.py` on facts the teaching bench does not use. Unset: the constants above."""
+    table = config.get("taught", {})
+    return {name: float(table[name]) for name in GATES if name in table}
+
+
+def memory_from_log(
+    engine, tokenizer, rows: list[dict], retired: set[tuple[int, str]] = frozenset(), gates: dict | None = None
+) -> Memory | None:
     """A memory of what the log taught (`Storage.taught` rows, those this model answers), as
-    `engine` reads it, but the `retired` (`learned`) entries; None when none are left."""
+    `engine` reads it, but the `retired` (`learned`) entries, behind the model's `gates`
+    (`gates_of`); None when none are left."""
     rows = [r for r in rows if (r["id"], r["reply"]) not in retired]
-    memory = Memory(engine.cfg.attentional_size)
+    memory = Memory(engine.cfg.attentional_size, **(gates or {}))
     taught = [TaughtReply(r["id"], r["message"], r["reply"], r["context"], r.get("shunned", False)) for r in rows]
     memory.add(engine, tokenizer, taught)
     return memory if len(memory) else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -83,14 +84,18 @@ def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, ov
     from conftest import write_tsv
 
     replay = write_tsv(tmp_path / "replay.tsv", sample_pairs[:30])
-    before = digest(overfit_dir)
+    parent = shutil.copytree(overfit_dir, tmp_path / "parent")
+    config = json.loads((parent / "config.json").read_text())
+    config["taught"] = gates = {"near": 0.6, "same": 0.75}  # the parent's own taught gates
+    (parent / "config.json").write_text(json.dumps(config))
+    before = digest(parent)
     out = tmp_path / "retrained"
     result = chatbot(
         "retrain",
         "--db",
         str(chat_log),
         "--model",
-        str(overfit_dir),
+        str(parent),
         "--out",
         str(out),
         "--replay",
@@ -130,9 +135,10 @@ def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, ov
     learned = {(e["id"], e["reply"]) for e in config["lineage"]["learned"]}
     assert {(logged[m].message_id, c) for m, c in CORRECTIONS.items()} <= learned
     assert config["model"]["dropout"] == 0.02  # the parent's was 0.0
+    assert config["taught"] == gates  # a fine-tune keeps the states its parent's gates were chosen for
     lineage = config["lineage"]
-    assert lineage["parent"] == str(overfit_dir.resolve()) and lineage["message_ids"]
-    assert digest(overfit_dir) == before
+    assert lineage["parent"] == str(parent.resolve()) and lineage["message_ids"]
+    assert digest(parent) == before
     assert [r["path"] for r in Storage(chat_log).models()] == [str(out.resolve())]
     assert Storage(chat_log).db.execute("select count(*) from messages").fetchone()[0] == MESSAGES
 

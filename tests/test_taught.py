@@ -181,6 +181,38 @@ def test_what_a_retrained_model_learned_retires_from_its_memory(overfit_dir, ove
     assert run() == "penguins slide on their bellies."
 
 
+def test_a_models_own_gates_in_its_config_decide_which_messages_follow_a_taught_reply(
+    overfit_dir, overfit_model, tmp_path, sample_pairs
+):
+    """The gates `bench/taught_gates.py --write` stores in config.json are the ones `chatbot reply
+    --db` and the chat use: gates open to every state make an unrelated message follow the taught
+    reply, which the constants keep it from."""
+    import json
+    import shutil
+
+    from chatbot.session import open_session
+
+    model, tokenizer = overfit_model
+    taught_message, other, db = sample_pairs[3].source, sample_pairs[8].source, tmp_path / "chat.db"
+    teach(db, taught_message, OTTER, model, tokenizer)
+    opened = shutil.copytree(overfit_dir, tmp_path / "opened")
+    config = json.loads((opened / "config.json").read_text())
+    config["taught"] = {"start": -1.0, "near": -1.0, "same": -0.99, "chosen_by": "a test"}
+    (opened / "config.json").write_text(json.dumps(config))
+
+    def run(directory):
+        args = ["reply", other, "--model", str(directory), "--strategy", "greedy", "--db", str(db)]
+        return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True, text=True).stdout.strip()
+
+    begun = OTTER[:7]  # followed from a message far from its own, the taught reply is begun, not always kept
+    assert not run(overfit_dir).startswith(begun)
+    assert run(opened).startswith(begun)
+    session = open_session(str(opened), db, False, "cpu", "greedy", None)
+    session.new_conversation()
+    assert session.respond(other, user_id=session.log_user(other)).reply.text.startswith(begun)
+    session.storage.close()
+
+
 def test_a_reply_rated_bad_is_not_given_again_and_other_messages_are_answered_as_before(
     overfit_model, sample_pairs, tmp_path
 ):

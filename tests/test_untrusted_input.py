@@ -82,6 +82,23 @@ def test_a_config_section_that_is_not_an_object_is_one_line(section, overfit_dir
     assert code == 1 and len(lines) == 1 and f"'{section}' must be a JSON object" in lines[0], lines
 
 
+@pytest.mark.parametrize(
+    "gates, said",
+    [
+        ('{"near": NaN}', "must be a number from -1 to 1"),
+        ('{"near": 1e309}', "must be a number from -1 to 1"),
+        ('{"start": "high"}', "must be a number from -1 to 1"),
+        ('{"near": 0.9, "same": 0.8}', "'near' must be below 'same'"),
+    ],
+)
+def test_taught_gates_that_are_not_cosines_are_one_line(gates, said, overfit_dir, tmp_path, capsys):
+    model = model_copy(overfit_dir, tmp_path)
+    text = (model / "config.json").read_text().rstrip()
+    (model / "config.json").write_text(text[:-1] + f', "taught": {gates}}}')
+    code, lines = run(["reply", "--model", str(model), "--strategy", "greedy", "hello"], capsys)
+    assert code == 1 and len(lines) == 1 and said in lines[0], lines
+
+
 def explain(*argv) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "chatbot", "explain", *argv], capture_output=True, timeout=180)
 

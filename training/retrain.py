@@ -256,6 +256,8 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
         "replay": {"corpus": args.replay, "ratio": args.replay_ratio, "pairs": len(replay)},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    # the parent's taught gates (`chatbot.taught.gates_of`) hold for states a fine-tune barely moves
+    gates = {"taught": parent_config["taught"]} if "taught" in parent_config else {}
     cfg = TrainConfig(
         corpus=f"log:{args.db}",
         epochs=args.epochs,
@@ -280,7 +282,7 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
         cfg,
         pairs=(train_pairs, held_pairs or taught),  # validation: the held-out turns, else how the taught fit
         base=(model, tokenizer),
-        extra={"lineage": {**lineage, "settings": vars_of(args)}},
+        extra={"lineage": {**lineage, "settings": vars_of(args)}, **gates},
         quiet=args.quiet,
         replay=replay,
         replay_per_epoch=per_epoch,
