@@ -940,8 +940,10 @@ def _retrain_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help=tr("directory for the new model"))
     parser.add_argument(
         "--replay",
-        default="chitchat",
-        help=tr("corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none)"),
+        help=tr(
+            "corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none; "
+            "default: chitchat, listening-ko for the Korean model)"
+        ),
     )
     parser.add_argument(
         "--replay-ratio", type=ranged(float, 0, 100), default=10.0, help=tr("replayed pairs per logged pair; 0 to 100")

@@ -2,7 +2,8 @@
 
 The bundled English model's vocabulary has no Hangul, so a Korean message would reach it as bytes
 it never learned; a second bundled model, trained on Korean pairs, answers Korean messages
-instead. Only the bundled models are paired so: a model given by `--model` answers everything.
+instead. Only the bundled models are paired so, and the models retrained from them (which learn
+only the pairs of their own language): any other model given by `--model` answers everything.
 """
 
 from __future__ import annotations
@@ -27,9 +28,31 @@ def language_of(text: str) -> str:
     return "ko" if sum(map(is_hangul, letters)) / len(letters) >= HANGUL_SHARE else "en"
 
 
+def bundled_language(model_dir: Path) -> str | None:
+    """The language of the bundled model that `model_dir` is, or was retrained from (its
+    config.json's lineage, followed back to a bundled model); None for any other model."""
+    from chatbot.errors import ChatbotError
+    from chatbot.modeldir import read_config
+
+    bundled = {path.resolve(): lang for lang, path in BUNDLED_MODELS.items()}
+    path, seen = Path(model_dir).resolve(), set()
+    while path not in seen:
+        if path in bundled:
+            return bundled[path]
+        seen.add(path)
+        try:
+            parent = read_config(path).get("lineage", {}).get("parent")
+        except ChatbotError:  # a parent since removed, or not a model: the lineage ends here
+            return None
+        if not isinstance(parent, str) or not parent:
+            return None
+        path = Path(parent).resolve()
+    return None
+
+
 def bundled_companions(model_dir: Path) -> dict[str, Path]:
-    """For the bundled English model, the other bundled models present, by language; for any
-    other model, none."""
-    if Path(model_dir).resolve() != BUNDLED_MODELS["en"].resolve():
+    """For the bundled English model, and a model retrained from it, the other bundled models
+    present, by language; for any other model, none."""
+    if bundled_language(model_dir) != "en":
         return {}
     return {lang: path for lang, path in BUNDLED_MODELS.items() if lang != "en" and (path / "config.json").exists()}

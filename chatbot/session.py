@@ -242,11 +242,21 @@ class Session:
 
     def context_of(self, text: str, user_id: int | None, model=None) -> list[Turn]:
         """The turns before a message in its conversation, as `model` (default: the session's)
-        reads them: the last `context_turns` (none for a model that reads the message alone)."""
+        reads them: the last `context_turns` (none for a model that reads the message alone). Where
+        each language has its own model, only the turns in the message's language: another's are
+        pieces its model never learned."""
+        from chatbot.languages import language_of
+
         model = model or self.model
         n = model.cfg.context_turns if model is not None else 0
         at = next((i for i in range(len(self.turns) - 1, -1, -1) if self.turns[i].matches(user_id, text)), None)
-        return self.turns[:at][-n:] if n and at is not None else []
+        if not n or at is None:
+            return []
+        earlier = self.turns[:at]
+        if self.companion_paths:
+            lang = language_of(text)
+            earlier = [t for t in earlier if language_of(t.text) == lang]
+        return earlier[-n:]
 
     def respond(
         self,

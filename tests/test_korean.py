@@ -107,3 +107,63 @@ def test_the_chat_loads_the_korean_model_at_the_first_korean_message(tmp_path):
         assert session.replier_for("배고파")[0] is engine  # loaded once
     finally:
         session.storage.close()
+
+
+def lineage_child(parent: Path, model_dir: Path, at: Path) -> Path:
+    """A copy of `model_dir` whose config.json says it was retrained from `parent`."""
+    import json
+    import shutil
+
+    child = shutil.copytree(model_dir, at)
+    config = json.loads((child / "config.json").read_text())
+    config["lineage"] = {"parent": str(parent)}
+    (child / "config.json").write_text(json.dumps(config))
+    return child
+
+
+def test_a_model_retrained_from_a_bundled_one_keeps_its_language_and_companion(overfit_dir, tmp_path):
+    from chatbot.languages import BUNDLED_MODELS, bundled_companions, bundled_language
+
+    child = lineage_child(BUNDLED_MODELS["en"], overfit_dir, tmp_path / "child")
+    grandchild = lineage_child(child, overfit_dir, tmp_path / "grandchild")
+    orphan = lineage_child(tmp_path / "removed", overfit_dir, tmp_path / "orphan")
+    looped = lineage_child(tmp_path / "looped", overfit_dir, tmp_path / "looped")
+    assert [bundled_language(m) for m in (BUNDLED_MODELS["ko"], child, grandchild)] == ["ko", "en", "en"]
+    assert [bundled_language(m) for m in (overfit_dir, orphan, looped)] == [None, None, None]
+    assert set(bundled_companions(grandchild)) == {"ko"} and bundled_companions(overfit_dir) == {}
+
+
+def test_retraining_leaves_the_other_languages_pairs_to_its_model(overfit_dir, tmp_path):
+    from collections import Counter
+
+    from chatbot.languages import BUNDLED_MODELS
+    from training.retrain import OTHER_LANGUAGE, LoggedPair, own_language
+
+    pairs = [
+        LoggedPair("where do you live?", "I live in Busan.", "correction", 1),
+        LoggedPair("어디 살아?", "부산에 살아.", "correction", 2),
+        LoggedPair("I love kimchi stew.", "어디 살아?", "human turn", 3),  # a switch of language: neither's
+    ]
+    bad = [LoggedPair("좋아하는 음식이 뭐야?", "사람마다 달라요.", "rated bad", 4)]
+    child = lineage_child(BUNDLED_MODELS["en"], overfit_dir, tmp_path / "child")
+    dropped = Counter()
+    assert own_language(child, pairs, bad, dropped) == (pairs[:1], [])
+    assert dropped[OTHER_LANGUAGE] == 2
+    assert own_language(BUNDLED_MODELS["ko"], pairs, bad, Counter()) == (pairs[1:2], bad)
+    assert own_language(overfit_dir, pairs, bad, Counter()) == (pairs, bad)  # any other model answers all
+
+
+def test_each_language_s_model_reads_only_the_turns_in_its_language(tmp_path):
+    from chatbot.languages import BUNDLED_MODELS
+    from chatbot.session import open_session
+
+    session = open_session(BUNDLED_MODELS["en"], tmp_path / "chat.db", False, "cpu", "greedy", None)
+    try:
+        session.new_conversation()
+        said = ["my name is Sam.", "어디 살아?", "what is my name?", "배고파"]
+        exchanges = [session.respond(text, user_id=session.log_user(text)) for text in said]
+        assert exchanges[1].context == [] and language_of(exchanges[1].reply.text) == "ko"
+        assert exchanges[2].context == [said[0], exchanges[0].reply.text]
+        assert exchanges[3].context == [said[1], exchanges[1].reply.text]
+    finally:
+        session.storage.close()

@@ -146,6 +146,28 @@ def clean(pairs: list[LoggedPair]) -> tuple[list[LoggedPair], Counter]:
     return kept, dropped
 
 
+OTHER_LANGUAGE = "another language"  # a dropped pair's reason: another bundled model answers it
+
+
+def own_language(model, pairs: list[LoggedPair], bad: list[LoggedPair], dropped: Counter) -> tuple[list, list]:
+    """The pairs (and replies rated bad) a bundled model, or one retrained from it, answers in
+    the chat: those of its language; the rest are the other bundled model's, which the chat
+    hands them to (`chatbot.languages`). Any other model answers everything and keeps them all."""
+    from chatbot.languages import bundled_language, language_of
+
+    lang = bundled_language(model)
+    if lang is None:
+        return pairs, bad
+
+    def ours(p: LoggedPair) -> bool:
+        return language_of(p.source) == lang and language_of(p.reply) == lang
+
+    kept = [p for p in pairs if ours(p)]
+    if len(kept) < len(pairs):
+        dropped[OTHER_LANGUAGE] += len(pairs) - len(kept)
+    return kept, [p for p in bad if language_of(p.source) == lang]
+
+
 def held_out(p: LoggedPair) -> bool:
     return stable_percent(f"{p.source}\t{p.reply}") < HELD_OUT_PERCENT
 
@@ -186,6 +208,12 @@ def retrain(args) -> int:
         export_tsv(pairs, args.export)
         print(tr("wrote {count} pairs to {path}", count=len(pairs), path=args.export))
         return 0
+    pairs, bad = own_language(args.model, pairs, bad, dropped)
+    if dropped.get(OTHER_LANGUAGE):
+        print(tr("left to the other language's model: {count} pairs", count=dropped[OTHER_LANGUAGE]))
+    if not pairs:
+        raise ChatbotError(tr("{db}: no usable pairs in this model's language", db=args.db))
+    counts = Counter(p.kind for p in pairs)
     out = Path(args.out)
     if out.resolve() == Path(args.model).resolve():
         raise ChatbotError(tr("--out must differ from --model: the parent model is never overwritten"))
@@ -210,6 +238,7 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
     reply holds every taught reply's content words (`training.recall`), or after `--epochs`.
     Replies rated bad are made less likely by unlikelihood (`--unlikelihood`)."""
     from chatbot.device import resolve_device, set_threads
+    from chatbot.languages import bundled_language
     from training.evaluate import evaluate_pairs
     from training.recall import common_words, greedy_replies, leak, recalled, still_said
     from training.train import TrainConfig, Trainer
@@ -227,12 +256,18 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
     turns = [p for p in turns if not held_out(p)]
     taught, held_pairs = as_pairs(taught_logged), as_pairs(held)
     rng = random.Random(args.seed)
-    base = load_pairs(args.replay, "train") if args.replay else []
+    lang = bundled_language(args.model)
+    # what the model was trained on, as far as it ships: the Korean model's own corpus does not
+    replayed = args.replay if args.replay is not None else ("listening-ko" if lang == "ko" else "chitchat")
+    base = load_pairs(replayed, "train") if replayed else []
     common = common_words(base[:20000])
     train_pairs = taught * args.taught_weight + as_pairs(turns)
     per_epoch = round(len(train_pairs) * args.replay_ratio) if base else 0
     replay = rng.sample(base, min(len(base), per_epoch * args.epochs))  # fresh base pairs every epoch
-    test = load_pairs("chitchat", "test") if not args.skip_chitchat else []
+    english = lang in (None, "en")  # chitchat's test split is English: no measure of a Korean model
+    test = load_pairs("chitchat", "test") if english and not args.skip_chitchat else []
+    if not english and not args.skip_chitchat:
+        print(tr("no chitchat test: it is English"))
     unrelated = test[:LEAK_MESSAGES]
     shown = None if args.quiet else tr("chitchat test")  # a progress bar on a terminal: 2,211 pairs take a while
     bad_pairs = as_pairs(bad)
@@ -253,7 +288,7 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
         "database": str(Path(args.db).resolve()),
         "message_ids": sorted({p.message_id for p in pairs}),
         "pairs": dict(counts),
-        "replay": {"corpus": args.replay, "ratio": args.replay_ratio, "pairs": len(replay)},
+        "replay": {"corpus": replayed, "ratio": args.replay_ratio, "pairs": len(replay)},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     # the parent's taught gates (`chatbot.taught.gates_of`) hold for states a fine-tune barely moves
