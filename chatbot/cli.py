@@ -658,6 +658,8 @@ def answer(args: argparse.Namespace, repliers: dict, settings, items: list) -> N
 
     replies: dict[int, list] = {}
     by_language: dict[str, list[int]] = {}
+    if len(repliers) > 1:  # each language's model reads only the turns in its language, as in the chat
+        items = [(n, m and (m[0], [t for t in m[1] if language_of(t) == language_of(m[0])])) for n, m in items]
     for i, (_, message) in enumerate(items):
         if message is not None:
             lang = language_of(message[0])

@@ -167,3 +167,22 @@ def test_each_language_s_model_reads_only_the_turns_in_its_language(tmp_path):
         assert exchanges[3].context == [said[1], exchanges[1].reply.text]
     finally:
         session.storage.close()
+
+
+def test_reply_reads_a_conversations_turns_in_the_message_s_language_only(tmp_path):
+    import json
+
+    lines = [["my name is Sam.", "Nice to meet you.", "어디 살아?"], ["안녕", "안녕하세요", "what is my name?"]]
+    flags = ["--conversations", "--json", "--threads", "1", "--strategy", "greedy"]
+    done = subprocess.run(
+        [sys.executable, "-m", "chatbot", "reply", *flags],
+        input="".join(json.dumps(turns, ensure_ascii=False) + "\n" for turns in lines),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CHATBOT_DB": str(tmp_path / "unused.db")},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["context"] for r in records] == [[], []]
+    assert [language_of(r["reply"]) for r in records] == ["ko", "en"]
