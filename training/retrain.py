@@ -239,9 +239,8 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
     Replies rated bad are made less likely by unlikelihood (`--unlikelihood`)."""
     from chatbot.device import resolve_device, set_threads
     from chatbot.languages import bundled_language
-    from training.evaluate import evaluate_pairs
-    from training.recall import common_words, greedy_replies, leak, recalled, still_said
-    from training.train import TrainConfig, Trainer
+    from training.recall import common_words, greedy_replies
+    from training.train import Trainer
 
     set_threads(args.threads)
     device = resolve_device(args.device)
@@ -252,37 +251,20 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
         model.cfg.dropout = args.dropout
     taught_logged = [p for p in pairs if p.kind in TAUGHT_KINDS]
     turns = [p for p in pairs if p.kind not in TAUGHT_KINDS]
-    held = [p for p in turns if held_out(p)]
-    turns = [p for p in turns if not held_out(p)]
-    taught, held_pairs = as_pairs(taught_logged), as_pairs(held)
-    rng = random.Random(args.seed)
+    taught, held = as_pairs(taught_logged), as_pairs([p for p in turns if held_out(p)])
     lang = bundled_language(args.model)
     # what the model was trained on, as far as it ships: the Korean model's own corpus does not
     replayed = args.replay if args.replay is not None else ("listening-ko" if lang == "ko" else "chitchat")
     base = load_pairs(replayed, "train") if replayed else []
     common = common_words(base[:20000])
-    train_pairs = taught * args.taught_weight + as_pairs(turns)
+    train_pairs = taught * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
     per_epoch = round(len(train_pairs) * args.replay_ratio) if base else 0
-    replay = rng.sample(base, min(len(base), per_epoch * args.epochs))  # fresh base pairs every epoch
+    replay = random.Random(args.seed).sample(base, min(len(base), per_epoch * args.epochs))  # fresh each epoch
     english = lang in (None, "en")  # chitchat's test split is English: no measure of a Korean model
-    test = load_pairs("chitchat", "test") if english and not args.skip_chitchat else []
     if not english and not args.skip_chitchat:
         print(tr("no chitchat test: it is English"))
-    unrelated = test[:LEAK_MESSAGES]
-    shown = None if args.quiet else tr("chitchat test")  # a progress bar on a terminal: 2,211 pairs take a while
-    bad_pairs = as_pairs(bad)
-
-    def measured(m) -> dict:
-        """What the report compares, for the parent and the new model alike."""
-        return {
-            "recall": recalled(m, tokenizer, taught, common),
-            "bad": still_said(m, tokenizer, bad_pairs),
-            "held": evaluate_pairs(m, tokenizer, held_pairs)["word_ppl"] if held_pairs else None,
-            "test": evaluate_pairs(m, tokenizer, test, show=shown)["word_ppl"] if test else None,
-            "unrelated": greedy_replies(m, tokenizer, unrelated),
-        }
-
-    before = measured(model)
+    measure = Yardstick(tokenizer, taught, as_pairs(bad), held, english and not args.skip_chitchat, common, args.quiet)
+    before = measure(model)
     lineage = {
         "parent": str(Path(args.model).resolve()),
         "database": str(Path(args.db).resolve()),
@@ -293,7 +275,37 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
     }
     # the parent's taught gates (`chatbot.taught.gates_of`) hold for states a fine-tune barely moves
     gates = {"taught": parent_config["taught"]} if "taught" in parent_config else {}
-    cfg = TrainConfig(
+    trainer = Trainer(
+        out,
+        model.cfg,
+        fine_tune_config(args),
+        pairs=(train_pairs, held or taught),  # validation: the held-out turns, else how the taught fit
+        base=(model, tokenizer),
+        extra={"lineage": {**lineage, "settings": vars_of(args)}, **gates},
+        quiet=args.quiet,
+        replay=replay,
+        replay_per_epoch=per_epoch,
+        after_epoch=RecallStop(tokenizer, taught, common) if taught else None,
+        anchored=not args.no_anchor,
+        negatives=as_pairs(bad),
+        unlikelihood=args.unlikelihood,
+    )
+    trainer.train()
+    new_model, _, _ = load_model(out, device)
+    results = measure.compared(before, measure(new_model), trainer)
+    report(results, len(held), len(measure.unrelated))
+    for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
+        print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
+    # what the chat's taught memory leaves out when this model replies
+    lineage["learned"] = [{"id": p.message_id, "reply": p.reply} for p, ok in zip(taught_logged, measure.recall) if ok]
+    return finish(args, out, lineage, results)
+
+
+def fine_tune_config(args):
+    """The training settings of a fine-tune on a log (`training.train.TrainConfig`)."""
+    from training.train import TrainConfig
+
+    return TrainConfig(
         corpus=f"log:{args.db}",
         epochs=args.epochs,
         max_minutes=args.max_minutes,
@@ -311,44 +323,60 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
         average_from=1.0,  # a short fine-tune keeps its last weights, as its figures were measured
         blank_source=0.0,
     )
-    trainer = Trainer(
-        out,
-        model.cfg,
-        cfg,
-        pairs=(train_pairs, held_pairs or taught),  # validation: the held-out turns, else how the taught fit
-        base=(model, tokenizer),
-        extra={"lineage": {**lineage, "settings": vars_of(args)}, **gates},
-        quiet=args.quiet,
-        replay=replay,
-        replay_per_epoch=per_epoch,
-        after_epoch=RecallStop(tokenizer, taught, common) if taught else None,
-        anchored=not args.no_anchor,
-        negatives=bad_pairs,
-        unlikelihood=args.unlikelihood,
-    )
-    trainer.train()
-    new_model, _, _ = load_model(out, device)
-    after = measured(new_model)
-    results = {
-        "taught": len(taught),
-        "taught_recall_before": share(before["recall"]),
-        "taught_recall_after": share(after["recall"]),
-        "rated_bad": len(bad_pairs),
-        "bad_said_before": share(before["bad"]),
-        "bad_said_after": share(after["bad"]),
-        "leak": leak(before["unrelated"], after["unrelated"], [p.reply for p in taught], common) if test else None,
-        "held_out_before": before["held"],
-        "held_out_after": after["held"],
-        "test_before": before["test"],
-        "test_after": after["test"],
-        "steps": trainer.step,
-        "epochs": trainer.epoch,
-    }
-    learned = [{"id": p.message_id, "reply": p.reply} for p, ok in zip(taught_logged, after["recall"]) if ok]
-    report(results, len(held_pairs), len(unrelated))
-    for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
-        print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
-    lineage["learned"] = learned  # what the chat's taught memory leaves out when this model replies
+
+
+class Yardstick:
+    """What the report compares, for the parent and the new model alike: taught recall, replies
+    rated bad still given, perplexity of the held-out turns and of the chitchat test, and the
+    greedy replies to chitchat test messages (for leak)."""
+
+    def __init__(self, tokenizer, taught, bad, held, chitchat: bool, common, quiet: bool):
+        self.tokenizer, self.taught, self.bad, self.held, self.common = tokenizer, taught, bad, held, common
+        self.test = load_pairs("chitchat", "test") if chitchat else []
+        self.unrelated = self.test[:LEAK_MESSAGES]
+        self.shown = None if quiet else tr("chitchat test")  # a progress bar on a terminal: 2,211 pairs take a while
+        self.recall: list[bool] = []  # the last model's, per taught pair
+
+    def __call__(self, model) -> dict:
+        from training.evaluate import evaluate_pairs
+        from training.recall import greedy_replies, recalled, still_said
+
+        def word_ppl(pairs, show=None):
+            return evaluate_pairs(model, self.tokenizer, pairs, show=show)["word_ppl"] if pairs else None
+
+        self.recall = recalled(model, self.tokenizer, self.taught, self.common)
+        return {
+            "recall": self.recall,
+            "bad": still_said(model, self.tokenizer, self.bad),
+            "held": word_ppl(self.held),
+            "test": word_ppl(self.test, self.shown),
+            "unrelated": greedy_replies(model, self.tokenizer, self.unrelated),
+        }
+
+    def compared(self, before: dict, after: dict, trainer) -> dict:
+        from training.recall import leak
+
+        taught_replies = [p.reply for p in self.taught]
+        return {
+            "taught": len(self.taught),
+            "taught_recall_before": share(before["recall"]),
+            "taught_recall_after": share(after["recall"]),
+            "rated_bad": len(self.bad),
+            "bad_said_before": share(before["bad"]),
+            "bad_said_after": share(after["bad"]),
+            "leak": leak(before["unrelated"], after["unrelated"], taught_replies, self.common) if self.test else None,
+            "held_out_before": before["held"],
+            "held_out_after": after["held"],
+            "test_before": before["test"],
+            "test_after": after["test"],
+            "steps": trainer.step,
+            "epochs": trainer.epoch,
+        }
+
+
+def finish(args, out: Path, lineage: dict, results: dict) -> int:
+    """The lineage and results beside the new model; registered in the log's models table if it
+    learned something it was taught (or `--force`)."""
     write_lineage(out, lineage)
     (out / "retrain.json").write_text(json.dumps({**lineage, "results": results}, indent=2) + "\n")
     if not (improved(results) or args.force):
