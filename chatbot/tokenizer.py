@@ -23,6 +23,11 @@ PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPEAKERS = ("<you>", "<me>")  # ids 4 and 5 in a tokenizer trained since conversations were read whole
 
 
+# bytes a reply never writes: control characters (C0 and DEL) and those that begin no valid UTF-8
+# character (C0, C1: overlong; F5-FF: beyond U+10FFFF)
+NEVER_BYTES = frozenset([*range(0x20), 0x7F, 0xC0, 0xC1, *range(0xF5, 0x100)])
+
+
 def utf8_length(lead: int) -> int:
     """How many bytes a UTF-8 character has, from its first byte (1 for a stray continuation)."""
     for size, (mask, pattern) in ((2, (0xE0, 0xC0)), (3, (0xF0, 0xE0)), (4, (0xF8, 0xF0))):
@@ -46,6 +51,7 @@ class Tokenizer:
         self._inside: list[bool] | None = None
         self._names: list[bool] | None = None
         self._marks: list[bool] | None = None
+        self._bytes: list[int] | None = None
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.LoadFromSerializedProto(model_proto)
@@ -87,11 +93,15 @@ class Tokenizer:
         return None if UNK in ids else ids
 
     def never_written(self) -> list[int]:
-        """Pieces no reply may contain: padding, unknown, start, and the speaker marks (found once:
-        asking SentencePiece of every piece costs more than a short greedy reply)."""
+        """Pieces no reply may contain: padding, unknown, start, the speaker marks, and the byte
+        pieces of control characters (a terminal would act on them: ESC starts a command) and of
+        bytes that begin no valid UTF-8 character (found once: asking SentencePiece of every piece
+        costs more than a short greedy reply)."""
         if self._never_written is None:
-            sp, n = self.sp, self.vocab_size
-            self._never_written = [i for i in range(n) if i != EOS and (sp.is_control(i) or sp.is_unknown(i))]
+            sp, n, values = self.sp, self.vocab_size, self.byte_values()
+            self._never_written = [
+                i for i in range(n) if i != EOS and (sp.is_control(i) or sp.is_unknown(i) or values[i] in NEVER_BYTES)
+            ]
         return list(self._never_written)
 
     def word_inside(self) -> list[bool]:
@@ -111,6 +121,14 @@ class Tokenizer:
         if self._marks is None:
             self._marks = [inside and len(self.sp.id_to_piece(i)) >= 2 for i, inside in enumerate(self.word_inside())]
         return self._marks
+
+    def byte_values(self) -> list[int]:
+        """Per piece id, the byte a byte piece stands for ("<0xEB>": 0xEB), else -1: how a
+        character the tokenizer never learned is spelled out, in UTF-8."""
+        if self._bytes is None:
+            sp = self.sp
+            self._bytes = [int(sp.id_to_piece(i)[3:5], 16) if sp.is_byte(i) else -1 for i in range(self.vocab_size)]
+        return self._bytes
 
     def name_starts(self) -> list[bool]:
         """Per piece id, whether it starts a word with a capital letter ("▁Sam", "▁Lis"): where a

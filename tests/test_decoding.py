@@ -452,3 +452,44 @@ def test_a_piece_of_another_name_does_not_follow_a_capitalised_piece(kind):
     lower = [False] * 4 + [True, False, False, False]  # 7 "▁to": "toron" is no name
     assert whole_words_of(glue, kind(**plain), (7, 5), names=lower, marks=marks)[0] == [4, 5]
     assert whole_words_of(glue, kind(**plain), (7, 6), names=names, marks=marks)[0] == [4, 5]  # "s" marks nothing
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), strategy=st.sampled_from(["sample", "beam", "greedy"]))
+def test_replies_are_whole_characters_whatever_bytes_a_model_writes(seed, strategy, tokenizer):
+    """An untrained model writes byte pieces (256 of the 600) in any order; every reply still reads
+    as whole UTF-8 characters, with no control character a terminal would act on."""
+    import unicodedata
+
+    from chatbot.decoding import settings_from
+
+    torch.manual_seed(seed)
+    model = Seq2Seq(ModelConfig(vocab_size=tokenizer.vocab_size, embedding_dim=8, hidden_size=12)).eval()
+    chosen = settings_from(strategy, seed=seed, max_length=30, **({"top_p": 1.0} if strategy == "sample" else {}))
+    for hypothesis in reply(model, tokenizer, ["닷 뷁 🦦 hello"], chosen)[0]:
+        assert "\ufffd" not in hypothesis.text, hypothesis.tokens
+        assert not any(unicodedata.category(ch) == "Cc" for ch in hypothesis.text), hypothesis.text
+
+
+def test_after_a_lead_byte_only_the_continuations_it_allows_may_follow(tokenizer):
+    from chatbot.decoding.rules import Context, WholeCharacters
+
+    values = tokenizer.byte_values()
+    piece = {v: i for i, v in enumerate(values) if v >= 0}  # byte -> piece id
+    rule, V = WholeCharacters(values), tokenizer.vocab_size
+
+    def after(*written):
+        logp = torch.log_softmax(torch.randn(1, V), -1)
+        ctx = Context(step=len(written), source=torch.zeros(1, 1, dtype=torch.long), history=None, reply=list(written))
+        return logp.clone(), rule(logp, ctx)[0]
+
+    before, allowed = after(piece[0xEB])  # a lead of three bytes: any of 80-BF next
+    finite = torch.isfinite(allowed).nonzero().flatten().tolist()
+    assert sorted(values[i] for i in finite) == list(range(0x80, 0xC0))
+    assert torch.equal(allowed[finite], before[0, finite])  # the model's own odds among them
+    _, allowed = after(piece[0xE0])  # E0: A0-BF only (no overlong form)
+    assert sorted(values[i] for i in torch.isfinite(allowed).nonzero().flatten().tolist()) == list(range(0xA0, 0xC0))
+    _, allowed = after(piece[0xEB], piece[0x8B], piece[0xB7])  # "닷" finished: no continuation, the end allowed
+    assert not torch.isfinite(allowed[[piece[b] for b in range(0x80, 0xC0)]]).any() and torch.isfinite(allowed[EOS])
+    never = set(tokenizer.never_written())
+    assert {piece[0x1B], piece[0x07], piece[0xFF], piece[0xC0]} <= never and piece[ord("a")] not in never

@@ -63,6 +63,7 @@ def decode(
     inside: list[bool] | None = None,
     names: list[bool] | None = None,
     marks: list[bool] | None = None,
+    byte_values: list[int] | None = None,
 ) -> list[list[Hypothesis]]:
     """Decoding of a batch of messages (piece ids) by an engine (`chatbot.engine`): each message's
     hypotheses, best first (one, unless beam search is asked for more).
@@ -76,7 +77,8 @@ def decode(
     taught replies to follow where the message is near one (`chatbot.taught`). `inside`: per
     piece id, whether it goes on a word (`Tokenizer.word_inside`), `names`, whether it starts a
     capitalised one (`Tokenizer.name_starts`), and `marks`, whether it goes on one with two
-    characters or more (`Tokenizer.word_marks`), for `WholeWords`.
+    characters or more (`Tokenizer.word_marks`), for `WholeWords`; `byte_values`, per piece id
+    its byte or -1 (`Tokenizer.byte_values`), for `WholeCharacters`.
 
     Runs with tensor-subclass dispatch off: before an op, torch asks every argument that is not a
     plain tensor whether it overrides torch functions, and asking the int8 layers' packed weights
@@ -86,7 +88,15 @@ def decode(
     engine = as_engine(engine)
     strategy = make_strategy(settings, len(sources), engine.device, rerank_of(engine, settings), words)
     rules = rules_for(
-        settings, guidance_of(engine, settings), banned or [PAD, UNK, BOS], forced, taught, inside, names, marks
+        settings,
+        guidance_of(engine, settings),
+        banned or [PAD, UNK, BOS],
+        forced,
+        taught,
+        inside,
+        names,
+        marks,
+        byte_values,
     )
     gains = gains and getattr(engine.cfg, "unconditional", False)
     with torch.inference_mode(), torch._C.DisableTorchFunctionSubclass():
@@ -183,6 +193,7 @@ def reply(
         inside=tokenizer.word_inside(),
         names=tokenizer.name_starts(),
         marks=tokenizer.word_marks(),
+        byte_values=tokenizer.byte_values(),
     )  # fmt: skip
     for h in (h for hyps in hypotheses for h in hyps if not h.finished):
         whole = len(tokenizer.complete(h.tokens))

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-from chatbot.tokenizer import BOS, EOS, PAD, UNK
+from chatbot.tokenizer import BOS, EOS, PAD, UNK, utf8_length
 
 NEG_INF = float("-inf")
 
@@ -310,6 +311,93 @@ class WholeWords(Rule):
         return False  # the conversation's words disagree: left to the model
 
 
+# a lead byte's first continuation, where narrower than 80-BF: C2 80-9F are the C1 control
+# characters (a terminal acts on them: 9B starts a command), E0 and F0 below these overlong, ED
+# above this a surrogate, F4 above this beyond U+10FFFF
+SECOND_BYTE = {0xC2: (0xA0, 0xBF), 0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}
+
+
+class CharacterTables(NamedTuple):
+    index: torch.Tensor  # the continuation bytes' piece ids
+    is_byte: torch.Tensor  # (V,) bool: a byte piece
+    seconds: dict[int, list[int]]  # lead byte -> the piece ids of its first continuation, where narrower
+
+
+_CHARACTERS: dict = {}  # (the list's id, device) -> (the list, kept so no other list takes its id; its tables)
+
+
+def character_tables(values: list[int], device) -> CharacterTables:
+    """`WholeCharacters`' tables for one tokenizer's `byte_values`, made once per list and device
+    (a rule is made for every reply)."""
+    key = (id(values), str(device))
+    if key not in _CHARACTERS:
+        if len(_CHARACTERS) >= 16:
+            _CHARACTERS.clear()
+        by_byte = {v: i for i, v in enumerate(values) if v >= 0}
+        index = torch.tensor([by_byte[b] for b in range(0x80, 0xC0) if b in by_byte], dtype=torch.long, device=device)
+        is_byte = torch.tensor([v >= 0 for v in values], device=device)
+        seconds = {
+            lead: [by_byte[b] for b in range(lo, hi + 1) if b in by_byte] for lead, (lo, hi) in SECOND_BYTE.items()
+        }
+        _CHARACTERS[key] = (values, CharacterTables(index, is_byte, seconds))
+    return _CHARACTERS[key][1]
+
+
+class WholeCharacters(Rule):
+    """Byte pieces written as whole UTF-8 characters. A character the tokenizer never learned is
+    spelled out in bytes ("닷" = <0xEB> <0x8B> <0xB7>); sampled freely, a lead byte can be followed
+    by a piece that does not go on it, and the reply shows U+FFFD ("바�가"). So: a continuation
+    byte only where a character needs one, and there only the continuation bytes that make a
+    valid character (RFC 3629: no overlong forms, no surrogates; no C1 control), no end either, the model's own
+    odds among them kept. (Bytes that begin no valid character are never written at all:
+    `Tokenizer.never_written`.)"""
+
+    def __init__(self, values: list[int]):
+        self.values = values  # per piece id, its byte or -1 (`Tokenizer.byte_values`)
+        self.tables: CharacterTables | None = None
+
+    def __call__(self, logp, ctx):
+        if self.tables is None or self.tables.index.device != logp.device:
+            self.tables = character_tables(self.values, logp.device)
+        index, is_byte = self.tables.index, self.tables.is_byte
+        if not len(index):
+            return logp
+        needing = self.needing(ctx, is_byte) if ctx.step else []
+        kept = []
+        for row, allowed in needing:
+            ids = index if allowed is None else torch.tensor(allowed, dtype=torch.long, device=logp.device)
+            kept.append((ids, logp[row].index_select(0, ids)))
+        logp.index_fill_(1, index, NEG_INF)  # nowhere but inside a character ...
+        for (row, _), (ids, odds) in zip(needing, kept):  # ... where they are all that may follow
+            if bool(torch.isfinite(odds).any()):  # (unless another rule barred every one)
+                logp[row] = NEG_INF
+                logp[row, ids] = odds
+        return logp
+
+    def needing(self, ctx, is_byte: torch.Tensor) -> list[tuple[int, list[int] | None]]:
+        """The rows whose reply so far ends inside a character, each with the continuation bytes
+        that may come next (None: any)."""
+        if ctx.reply is not None:  # one row: a plain list
+            tails = [(0, ctx.reply[-3:])]
+        else:
+            rows = is_byte[ctx.history[:, -1]].nonzero().flatten().tolist()  # most steps: none
+            tails = list(zip(rows, ctx.history[rows, -3:].tolist())) if rows else []
+        return [(row, allowed) for row, tail in tails if (allowed := self.next_bytes(tail)) is not False]
+
+    def next_bytes(self, written: list[int]) -> list[int] | None | bool:
+        """For a reply's last pieces (up to three: a character is four bytes at most): False if
+        they end no unfinished character; else the continuation bytes that may follow (None: any)."""
+        for back, piece in enumerate(reversed(written)):
+            byte = self.values[piece]
+            if byte < 0:
+                return False
+            if byte & 0xC0 != 0x80:  # a lead byte (or a one-byte character)
+                if utf8_length(byte) - 1 <= back:
+                    return False
+                return self.tables.seconds.get(byte) if back == 0 else None
+        return False
+
+
 @dataclass
 class Force(Rule):
     """What if the model had written this piece here: at each step of `pieces` ({step: piece id})
@@ -345,13 +433,15 @@ def rules_for(
     inside: list[bool] | None = None,
     names: list[bool] | None = None,
     marks: list[bool] | None = None,
+    byte_values: list[int] | None = None,
 ) -> list[Rule]:
     """The rules a reply decodes under, in the order they apply: guidance (weight `guidance`,
     what the model allows: `guidance_of`), taught replies (`taught`, a `chatbot.taught.Memory`),
     the pieces never written, the minimum length, the repetition penalty, n-gram blocking, copied
     words written whole (with `inside`, the tokenizer's pieces that go on a word, `names`, those
-    that start a capitalised one, and `marks`, those of `inside` of two characters or more), forced pieces,
-    the maximum length."""
+    that start a capitalised one, and `marks`, those of `inside` of two characters or more), byte
+    pieces as whole characters (`byte_values`, per piece its byte or -1), forced pieces, the maximum
+    length."""
     rules: list[Rule] = [Guidance(guidance)] if guidance else []
     if taught is not None and len(taught):
         rules.append(taught.rule())
@@ -364,6 +454,8 @@ def rules_for(
         rules.append(NoRepeatNgram(settings.no_repeat_ngram, settings.block_source_ngrams))
     if settings.whole_words and inside is not None:
         rules.append(WholeWords(inside, names, marks))
+    if byte_values is not None:
+        rules.append(WholeCharacters(byte_values))
     if forced:
         rules.append(Force(dict(forced)))
     rules.append(EndAt(settings.max_length))
