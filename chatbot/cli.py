@@ -420,7 +420,7 @@ def probe_figures(args: argparse.Namespace, device) -> dict:
 
     from chatbot.device import reply_precision
     from chatbot.engine import load_engine
-    from chatbot.languages import bundled_companions
+    from chatbot.languages import bundled_companions, own_language
     from chatbot.settings import DEFAULT_STRATEGY, settings_from
     from training.evaluate import chitchat_common_words
     from training.probes import answer_alone, read_probes, run_probes
@@ -432,7 +432,7 @@ def probe_figures(args: argparse.Namespace, device) -> dict:
     )  # seeded: the same replies on every run, and from `chatbot reply --seed 1`
     precision = reply_precision(args.precision, device, args.reference)
     engine, tokenizer, _ = load_engine(args.model, device, precision, reference=args.reference)
-    repliers = {"en": (engine, tokenizer)}
+    repliers = {own_language(args.model): (engine, tokenizer)}
     for lang, path in bundled_companions(args.model).items():
         repliers[lang] = load_engine(path, device, precision, reference=args.reference)[:2]
     answer = partial(answer_alone, repliers, settings)
@@ -587,7 +587,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
     """A filter: each line answered as soon as it is read, in order, flushed line by line."""
     from chatbot.device import reply_precision, resolve_device, set_threads
     from chatbot.engine import load_engine
-    from chatbot.languages import bundled_companions
+    from chatbot.languages import bundled_companions, own_language
     from chatbot.lines import LineReader
     from chatbot.settings import MAX_MESSAGE_CHARS
 
@@ -601,8 +601,9 @@ def cmd_reply(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     precision = reply_precision(args.precision, device, args.reference)
     model, tokenizer, config = load_engine(args.model, device, precision, reference=args.reference)
-    repliers = {"en": (model, tokenizer, None)}  # the bundled models of other languages answer their messages
-    configs = {"en": config}
+    main = own_language(args.model)
+    repliers = {main: (model, tokenizer, None)}  # the bundled models of other languages answer their messages
+    configs = {main: config}
     for lang, path in bundled_companions(args.model).items():
         engine, vocabulary, configs[lang] = load_engine(path, device, precision, reference=args.reference)
         repliers[lang] = (engine, vocabulary, None)
@@ -623,7 +624,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
 def with_taught(db: Path, repliers: dict, configs: dict) -> dict:
     """Each replier with what the log at `db` taught the messages it answers (`chatbot.taught`),
     but what its model (`configs`, by language) learned by retraining, behind its model's gates."""
-    from chatbot.languages import language_of
+    from chatbot.languages import answered_by
     from chatbot.storage import Storage
     from chatbot.taught import gates_of, learned, memory_from_log
 
@@ -634,7 +635,7 @@ def with_taught(db: Path, repliers: dict, configs: dict) -> dict:
         rows = storage.taught()
     finally:
         storage.close()
-    answered_by = [lang if lang in repliers else "en" for lang in (language_of(r["message"]) for r in rows)]
+    by = [answered_by(repliers, r["message"]) for r in rows]
     return {
         lang: (
             engine,
@@ -642,7 +643,7 @@ def with_taught(db: Path, repliers: dict, configs: dict) -> dict:
             memory_from_log(
                 engine,
                 tokenizer,
-                [r for r, by in zip(rows, answered_by) if by == lang],
+                [r for r, replier in zip(rows, by) if replier == lang],
                 learned(configs[lang]),
                 gates_of(configs[lang]),
             ),
@@ -654,7 +655,7 @@ def with_taught(db: Path, repliers: dict, configs: dict) -> dict:
 def answer(args: argparse.Namespace, repliers: dict, settings, items: list) -> None:
     """Reply to `items`, (line number, (message, turns before) or None), and print the replies
     in order, flushed: a line that cannot be answered gets an empty reply and a note."""
-    from chatbot.languages import language_of
+    from chatbot.languages import answered_by, language_of
 
     replies: dict[int, list] = {}
     by_language: dict[str, list[int]] = {}
@@ -662,8 +663,7 @@ def answer(args: argparse.Namespace, repliers: dict, settings, items: list) -> N
         items = [(n, m and (m[0], [t for t in m[1] if language_of(t) == language_of(m[0])])) for n, m in items]
     for i, (_, message) in enumerate(items):
         if message is not None:
-            lang = language_of(message[0])
-            by_language.setdefault(lang if lang in repliers else "en", []).append(i)
+            by_language.setdefault(answered_by(repliers, message[0]), []).append(i)
     for lang, wanted in by_language.items():
         engine, vocabulary, taught = repliers[lang]
         replies.update(decode_lines(engine, vocabulary, settings, items, wanted, taught))

@@ -2,8 +2,9 @@
 
 The bundled English model's vocabulary has no Hangul, so a Korean message would reach it as bytes
 it never learned; a second bundled model, trained on Korean pairs, answers Korean messages
-instead. Only the bundled models are paired so, and the models retrained from them (which learn
-only the pairs of their own language): any other model given by `--model` answers everything.
+instead, and the English model answers English beside the Korean one. Only the bundled models
+are paired so, and the models retrained from them (which learn only the pairs of their own
+language): any other model given by `--model` answers everything.
 """
 
 from __future__ import annotations
@@ -51,8 +52,22 @@ def bundled_language(model_dir: Path) -> str | None:
 
 
 def bundled_companions(model_dir: Path) -> dict[str, Path]:
-    """For the bundled English model, and a model retrained from it, the other bundled models
-    present, by language; for any other model, none."""
-    if bundled_language(model_dir) != "en":
+    """For a bundled model, and a model retrained from one, the other bundled models present, by
+    language: each answers its own language beside it. For any other model, none."""
+    own = bundled_language(model_dir)
+    if own is None:
         return {}
-    return {lang: path for lang, path in BUNDLED_MODELS.items() if lang != "en" and (path / "config.json").exists()}
+    return {lang: path for lang, path in BUNDLED_MODELS.items() if lang != own and (path / "config.json").exists()}
+
+
+def own_language(model_dir: Path) -> str:
+    """The language a model is keyed by among the models that answer (`answered_by`): a bundled
+    model's own, or English for any other (which answers every language)."""
+    return bundled_language(model_dir) or "en"
+
+
+def answered_by(repliers: dict, text: str) -> str:
+    """Which of `repliers` (by language, the model asked for first) answers `text`: the one of its
+    language, else the model asked for."""
+    lang = language_of(text)
+    return lang if lang in repliers else next(iter(repliers))

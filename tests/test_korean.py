@@ -131,6 +131,8 @@ def test_a_model_retrained_from_a_bundled_one_keeps_its_language_and_companion(o
     assert [bundled_language(m) for m in (BUNDLED_MODELS["ko"], child, grandchild)] == ["ko", "en", "en"]
     assert [bundled_language(m) for m in (overfit_dir, orphan, looped)] == [None, None, None]
     assert set(bundled_companions(grandchild)) == {"ko"} and bundled_companions(overfit_dir) == {}
+    korean_child = lineage_child(BUNDLED_MODELS["ko"], overfit_dir, tmp_path / "korean_child")
+    assert bundled_companions(korean_child) == {"en": BUNDLED_MODELS["en"]}
 
 
 def test_retraining_leaves_the_other_languages_pairs_to_its_model(overfit_dir, tmp_path):
@@ -141,7 +143,7 @@ def test_retraining_leaves_the_other_languages_pairs_to_its_model(overfit_dir, t
 
     pairs = [
         LoggedPair("where do you live?", "I live in Busan.", "correction", 1),
-        LoggedPair("어디 살아?", "부산에 살아.", "correction", 2),
+        LoggedPair("어디 살아?", "부산에 살아.", "correction", 2, ("what's your name?", "My name is Juniper.", "안녕")),
         LoggedPair("I love kimchi stew.", "어디 살아?", "human turn", 3),  # a switch of language: neither's
     ]
     bad = [LoggedPair("좋아하는 음식이 뭐야?", "사람마다 달라요.", "rated bad", 4)]
@@ -149,7 +151,8 @@ def test_retraining_leaves_the_other_languages_pairs_to_its_model(overfit_dir, t
     dropped = Counter()
     assert own_language(child, pairs, bad, dropped) == (pairs[:1], [])
     assert dropped[OTHER_LANGUAGE] == 2
-    assert own_language(BUNDLED_MODELS["ko"], pairs, bad, Counter()) == (pairs[1:2], bad)
+    read = LoggedPair("어디 살아?", "부산에 살아.", "correction", 2, ("안녕",))  # the turns the chat lets it read
+    assert own_language(BUNDLED_MODELS["ko"], pairs, bad, Counter()) == ([read], bad)
     assert own_language(overfit_dir, pairs, bad, Counter()) == (pairs, bad)  # any other model answers all
 
 
@@ -186,3 +189,20 @@ def test_reply_reads_a_conversations_turns_in_the_message_s_language_only(tmp_pa
     records = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["context"] for r in records] == [[], []]
     assert [language_of(r["reply"]) for r in records] == ["ko", "en"]
+
+
+def test_the_korean_model_asked_for_answers_korean_and_leaves_english_to_the_english_one(tmp_path):
+    """`--model chatbot/default_model_ko` (or a model retrained from it): Korean messages are its,
+    English ones the bundled English model's."""
+    from chatbot.languages import BUNDLED_MODELS
+
+    done = subprocess.run(
+        [sys.executable, "-m", "chatbot", "reply", "--model", str(BUNDLED_MODELS["ko"]), "--threads", "1"],
+        input="how was your weekend?\n주말에 뭐 했어?\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CHATBOT_DB": str(tmp_path / "unused.db")},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [language_of(r) for r in done.stdout.splitlines()] == ["en", "ko"], done.stdout

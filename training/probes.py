@@ -87,14 +87,14 @@ def repeats(reply: str, common: frozenset[str]) -> bool:
 
 def answer_alone(repliers: dict, settings, probes: Sequence[Probe]) -> list[str]:
     """Each probe's reply, answered alone as the chat answers (int8 rounds a batch's activations
-    together), by `repliers[language]` (engine, tokenizer) for its last turn's language, else "en"."""
+    together), by `repliers[language]` (engine, tokenizer) for its last turn's language, else the
+    first (the model asked for)."""
     from chatbot.decoding import reply
-    from chatbot.languages import language_of
+    from chatbot.languages import answered_by
 
     replies = []
     for probe in probes:
-        lang = language_of(probe.turns[-1])
-        engine, tokenizer = repliers[lang if lang in repliers else "en"]
+        engine, tokenizer = repliers[answered_by(repliers, probe.turns[-1])]
         replies.append(reply(engine, tokenizer, [probe.turns[-1]], settings, contexts=[probe.turns[:-1]])[0][0].text)
     return replies
 

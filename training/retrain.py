@@ -16,7 +16,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -151,8 +151,9 @@ OTHER_LANGUAGE = "another language"  # a dropped pair's reason: another bundled 
 
 def own_language(model, pairs: list[LoggedPair], bad: list[LoggedPair], dropped: Counter) -> tuple[list, list]:
     """The pairs (and replies rated bad) a bundled model, or one retrained from it, answers in
-    the chat: those of its language; the rest are the other bundled model's, which the chat
-    hands them to (`chatbot.languages`). Any other model answers everything and keeps them all."""
+    the chat: those of its language, each with the turns before it in that language (what the
+    chat lets it read); the rest are the other bundled model's, which the chat hands them to
+    (`chatbot.languages`). Any other model answers everything and keeps them all."""
     from chatbot.languages import bundled_language, language_of
 
     lang = bundled_language(model)
@@ -162,10 +163,13 @@ def own_language(model, pairs: list[LoggedPair], bad: list[LoggedPair], dropped:
     def ours(p: LoggedPair) -> bool:
         return language_of(p.source) == lang and language_of(p.reply) == lang
 
-    kept = [p for p in pairs if ours(p)]
+    def read(p: LoggedPair) -> LoggedPair:
+        return replace(p, context=tuple(t for t in p.context if language_of(t) == lang))
+
+    kept = [read(p) for p in pairs if ours(p)]
     if len(kept) < len(pairs):
         dropped[OTHER_LANGUAGE] += len(pairs) - len(kept)
-    return kept, [p for p in bad if language_of(p.source) == lang]
+    return kept, [read(p) for p in bad if language_of(p.source) == lang]
 
 
 def held_out(p: LoggedPair) -> bool:
