@@ -96,7 +96,7 @@ def taught_log(db: Path, engine, tokenizer, facts, bad: list[str]) -> list[str]:
     return rated
 
 
-def after_retrain(directory, facts, unrelated, bad, args, replay: str) -> dict:
+def after_retrain(directory, facts, unrelated, bad, args) -> dict:
     """Teach the facts and rate the replies to `bad` bad in a fresh log, run `chatbot retrain` on
     it with its defaults, then ask the new model alone (no taught memory) what the bench asks the
     taught one, and how many of the bad replies it still gives (greedy)."""
@@ -105,8 +105,7 @@ def after_retrain(directory, facts, unrelated, bad, args, replay: str) -> dict:
         db, out = Path(tmp) / "chat.db", Path(tmp) / "retrained"
         rated = taught_log(db, engine, tokenizer, facts, bad)
         command = [sys.executable, "-m", "chatbot", "retrain", "--db", str(db), "--model", str(directory)]
-        command += ["--out", str(out), "--replay", replay, "--threads", str(args.threads), "--quiet", "--force"]
-        command += [] if replay == "chitchat" else ["--no-benchmark"]  # chitchat's test is English
+        command += ["--out", str(out), "--threads", str(args.threads), "--quiet", "--force"]  # its own replay
         command += args.retrain_flags
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -190,8 +189,7 @@ def main() -> None:
         else:
             unrelated = []
         if args.retrain:
-            replay = "chitchat" if lang == "en" else str(args.korean_csv or "")
-            figures = after_retrain(directory, chosen, unrelated, bad_messages(lang, args), args, replay)
+            figures = after_retrain(directory, chosen, unrelated, bad_messages(lang, args), args)
             results[f"{lang} retrain"] = figures
             for strategy in args.strategies:
                 f = figures[strategy]

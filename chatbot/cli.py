@@ -944,7 +944,7 @@ def _retrain_flags(parser: argparse.ArgumentParser) -> None:
         "--replay",
         help=tr(
             "corpus mixed in so the model does not forget (chitchat, sample, a file; '' for none; "
-            "default: chitchat, listening-ko for the Korean model)"
+            "default: chitchat, for the Korean model its own corpus where it is at hand, else listening-ko)"
         ),
     )
     parser.add_argument(

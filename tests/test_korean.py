@@ -206,3 +206,21 @@ def test_the_korean_model_asked_for_answers_korean_and_leaves_english_to_the_eng
     )
     assert done.returncode == 0, done.stderr
     assert [language_of(r) for r in done.stdout.splitlines()] == ["en", "ko"], done.stdout
+
+
+def test_the_korean_model_replays_its_own_corpus_where_it_is_at_hand(overfit_dir, tmp_path, monkeypatch, capsys):
+    import json
+
+    import chatbot.languages
+    from training.retrain import default_replay
+
+    assert default_replay(None) == default_replay("en") == "chitchat"
+    korean = lineage_child(tmp_path / "none", overfit_dir, tmp_path / "korean")
+    monkeypatch.setitem(chatbot.languages.BUNDLED_MODELS, "ko", korean)
+    corpus = write_tsv(tmp_path / "pairs.tsv", load_pairs("listening-ko")[:5])
+    for own, replayed in ((f"{corpus}+listening-ko", f"{corpus}+listening-ko"), ("/gone.csv", "listening-ko")):
+        config = json.loads((korean / "config.json").read_text())
+        config["train"] = {**config.get("train", {}), "corpus": own}
+        (korean / "config.json").write_text(json.dumps(config))
+        assert default_replay("ko") == replayed
+    assert "/gone.csv" in capsys.readouterr().out  # it says why it replays less

@@ -257,8 +257,7 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
     turns = [p for p in pairs if p.kind not in TAUGHT_KINDS]
     taught, held = as_pairs(taught_logged), as_pairs([p for p in turns if held_out(p)])
     lang = bundled_language(args.model)
-    # what the model was trained on, as far as it ships: the Korean model's own corpus does not
-    replayed = args.replay if args.replay is not None else ("listening-ko" if lang == "ko" else "chitchat")
+    replayed = args.replay if args.replay is not None else default_replay(lang)
     base = load_pairs(replayed, "train") if replayed else []
     common = common_words(base[:20000])
     train_pairs = taught * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
@@ -303,6 +302,26 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
     # what the chat's taught memory leaves out when this model replies
     lineage["learned"] = [{"id": p.message_id, "reply": p.reply} for p, ok in zip(taught_logged, measure.recall) if ok]
     return finish(args, out, lineage, results)
+
+
+NAMED_CORPORA = ("chitchat", "listening", "listening-ko", "sample", "phrases")
+
+
+def default_replay(lang: str | None) -> str:
+    """What a fine-tune replays by default: chitchat; for the Korean model (and one retrained from
+    it), what the bundled Korean model was trained on where it is at hand (ChatbotData.csv is not
+    shipped), else the Korean listening conversations alone, which anchor it on fewer kinds of
+    message: more taught words leak into other replies (docs/teaching.md)."""
+    if lang != "ko":
+        return "chitchat"
+    from chatbot.languages import BUNDLED_MODELS
+    from chatbot.modeldir import read_config
+
+    own = str(read_config(BUNDLED_MODELS["ko"]).get("train", {}).get("corpus", ""))
+    if own and all(part in NAMED_CORPORA or Path(part).is_file() for part in own.split("+")):
+        return own
+    print(tr("replaying listening-ko: the Korean model's own corpus ({corpus}) is not here", corpus=own or "?"))
+    return "listening-ko"
 
 
 def fine_tune_config(args):
