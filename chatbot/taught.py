@@ -177,6 +177,7 @@ class Near(NamedTuple):
     ids: torch.Tensor  # (K,) the log id of each key's taught reply
     shunned: torch.Tensor | None  # (K,) bool: from a reply rated bad; None when none is
     offset: torch.Tensor  # (R, K) added to each key's similarity for each row: see `Taught.candidates`
+    openers: torch.Tensor  # the first pieces of the taught replies near: a reply begun otherwise follows none
 
 
 class Taught(Rule):
@@ -184,7 +185,9 @@ class Taught(Rule):
     At the first step each message picks the taught replies it may follow (its state near their
     first key); later steps search only those replies' keys, each counted the less near the less
     near the message came to its reply, so two taught replies that start alike ("My name is ...",
-    "My favorite color is ...") are not spliced into one ("My name is teal."). `ctx.taught` gets,
+    "My favorite color is ...") are not spliced into one ("My name is teal."); and a row whose
+    reply began with a piece that no taught reply near begins with follows none of them (the
+    model's own "Your name is" does not end in a taught "Juniper."). `ctx.taught` gets,
     per row, the weight λ (negative where a shunned reply's pieces were pushed away) and the reply's log id,
     for the walk-through and the inside view."""
 
@@ -203,6 +206,10 @@ class Taught(Rule):
         top, index = sims.topk(min(NEIGHBOURS, sims.size(1)), dim=-1)  # (R, n)
         # λ = MOST · ramp(similarity of the nearest): 0 below NEAR, MOST from SAME
         weight = (top[:, 0] - memory.near).mul_(memory.most / (memory.same - memory.near)).clamp_(0.0, memory.most)
+        if ctx.step:  # a taught reply is followed from its first piece, not spliced onto another
+            first = torch.tensor(ctx.reply[:1]) if ctx.reply is not None else ctx.replies()[:, 0].cpu()
+            if len(first):
+                weight = weight.masked_fill(~torch.isin(first, near.openers), 0.0)
         if not bool(weight.any()):
             return logp
         shunned = None if near.shunned is None else near.shunned[index]  # (R, n) neighbours from a reply rated bad
@@ -284,4 +291,5 @@ class Taught(Rule):
         # reply than to the nearest (a reply followed is finished in its own words, not another's),
         # and out of reach (below any cosine) where it is another message's
         offset = (FIT * (fit - best[:, :1])).masked_fill(~allowed, -3.0)[row_state]  # (R, K)
-        return Near(keys, table.keys[keys], table.values[keys], table.ids[table.owner[keys]], shunned, offset)
+        openers = torch.unique(table.values[table.starts[readings]])
+        return Near(keys, table.keys[keys], table.values[keys], table.ids[table.owner[keys]], shunned, offset, openers)

@@ -52,8 +52,11 @@ def test_a_taught_reply_followed_is_finished_in_its_own_pieces_not_a_reply_that_
     assert first[0].argmax() == 5
     later = torch.nn.functional.normalize(torch.tensor([[0.0, 0.9, 0.4359]]), dim=-1)
     assert (later @ keys[3]) > (later @ keys[1])  # the second reply's key is the nearer one
-    second = rule(logp.clone(), Context(1, torch.zeros(1, 1), None, [], [], query=later))
+    second = rule(logp.clone(), Context(1, torch.zeros(1, 1), None, [5], [], query=later))
     assert second[0].argmax() == 6 and second[0, 6] > second[0, 7] + 2
+    # a reply that began with a piece neither taught reply begins with follows neither of them
+    otherwise = rule(logp.clone(), Context(1, torch.zeros(1, 1), None, [4], [], query=later))
+    assert torch.equal(otherwise, logp)
 
 
 def test_a_taught_reply_answers_its_message_and_nothing_else_changes(overfit_model, sample_pairs):
