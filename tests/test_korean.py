@@ -139,7 +139,7 @@ def test_retraining_leaves_the_other_languages_pairs_to_its_model(overfit_dir, t
     from collections import Counter
 
     from chatbot.languages import BUNDLED_MODELS
-    from training.retrain import OTHER_LANGUAGE, LoggedPair, own_language
+    from training.retrain import OTHER_LANGUAGE, LoggedPair, pairs_it_answers
 
     pairs = [
         LoggedPair("where do you live?", "I live in Busan.", "correction", 1),
@@ -149,11 +149,11 @@ def test_retraining_leaves_the_other_languages_pairs_to_its_model(overfit_dir, t
     bad = [LoggedPair("좋아하는 음식이 뭐야?", "사람마다 달라요.", "rated bad", 4)]
     child = lineage_child(BUNDLED_MODELS["en"], overfit_dir, tmp_path / "child")
     dropped = Counter()
-    assert own_language(child, pairs, bad, dropped) == (pairs[:1], [])
+    assert pairs_it_answers(child, pairs, bad, dropped) == (pairs[:1], [])
     assert dropped[OTHER_LANGUAGE] == 2
     read = LoggedPair("어디 살아?", "부산에 살아.", "correction", 2, ("안녕",))  # the turns the chat lets it read
-    assert own_language(BUNDLED_MODELS["ko"], pairs, bad, Counter()) == ([read], bad)
-    assert own_language(overfit_dir, pairs, bad, Counter()) == (pairs, bad)  # any other model answers all
+    assert pairs_it_answers(BUNDLED_MODELS["ko"], pairs, bad, Counter()) == ([read], bad)
+    assert pairs_it_answers(overfit_dir, pairs, bad, Counter()) == (pairs, bad)  # any other model answers all
 
 
 def test_each_language_s_model_reads_only_the_turns_in_its_language(tmp_path):

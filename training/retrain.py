@@ -149,7 +149,7 @@ def clean(pairs: list[LoggedPair]) -> tuple[list[LoggedPair], Counter]:
 OTHER_LANGUAGE = "another language"  # a dropped pair's reason: another bundled model answers it
 
 
-def own_language(model, pairs: list[LoggedPair], bad: list[LoggedPair], dropped: Counter) -> tuple[list, list]:
+def pairs_it_answers(model, pairs: list[LoggedPair], bad: list[LoggedPair], dropped: Counter) -> tuple[list, list]:
     """The pairs (and replies rated bad) a bundled model, or one retrained from it, answers in
     the chat: those of its language, each with the turns before it in that language (what the
     chat lets it read); the rest are the other bundled model's, which the chat hands them to
@@ -212,7 +212,7 @@ def retrain(args) -> int:
         export_tsv(pairs, args.export)
         print(tr("wrote {count} pairs to {path}", count=len(pairs), path=args.export))
         return 0
-    pairs, bad = own_language(args.model, pairs, bad, dropped)
+    pairs, bad = pairs_it_answers(args.model, pairs, bad, dropped)
     if dropped.get(OTHER_LANGUAGE):
         print(tr("left to the other language's model: {count} pairs", count=dropped[OTHER_LANGUAGE]))
     if not pairs:
