@@ -145,14 +145,15 @@ def test_retraining_leaves_the_other_languages_pairs_to_its_model(overfit_dir, t
         LoggedPair("where do you live?", "I live in Busan.", "correction", 1),
         LoggedPair("어디 살아?", "부산에 살아.", "correction", 2, ("what's your name?", "My name is Juniper.", "안녕")),
         LoggedPair("I love kimchi stew.", "어디 살아?", "human turn", 3),  # a switch of language: neither's
+        LoggedPair("이름이 뭐야?", "My name is Juniper.", "correction", 5),  # taught to a Korean message: Korean's
     ]
     bad = [LoggedPair("좋아하는 음식이 뭐야?", "사람마다 달라요.", "rated bad", 4)]
     child = lineage_child(BUNDLED_MODELS["en"], overfit_dir, tmp_path / "child")
     dropped = Counter()
     assert pairs_it_answers(child, pairs, bad, dropped) == (pairs[:1], [])
-    assert dropped[OTHER_LANGUAGE] == 2
+    assert dropped[OTHER_LANGUAGE] == 3
     read = LoggedPair("어디 살아?", "부산에 살아.", "correction", 2, ("안녕",))  # the turns the chat lets it read
-    assert pairs_it_answers(BUNDLED_MODELS["ko"], pairs, bad, Counter()) == ([read], bad)
+    assert pairs_it_answers(BUNDLED_MODELS["ko"], pairs, bad, Counter()) == ([read, pairs[3]], bad)
     assert pairs_it_answers(overfit_dir, pairs, bad, Counter()) == (pairs, bad)  # any other model answers all
 
 

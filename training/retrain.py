@@ -160,8 +160,8 @@ def pairs_it_answers(model, pairs: list[LoggedPair], bad: list[LoggedPair], drop
     if lang is None:
         return pairs, bad
 
-    def ours(p: LoggedPair) -> bool:
-        return language_of(p.source) == lang and language_of(p.reply) == lang
+    def ours(p: LoggedPair) -> bool:  # as the chat routes a message; a turn is a reply to it only in its language
+        return language_of(p.source) == lang and (p.kind in TAUGHT_KINDS or language_of(p.reply) == lang)
 
     def read(p: LoggedPair) -> LoggedPair:
         return replace(p, context=tuple(t for t in p.context if language_of(t) == lang))
