@@ -36,18 +36,20 @@ def bundled_language(model_dir: Path) -> str | None:
     from chatbot.modeldir import read_config
 
     bundled = {path.resolve(): lang for lang, path in BUNDLED_MODELS.items()}
-    path, seen = Path(model_dir).resolve(), set()
-    while path not in seen:
-        if path in bundled:
-            return bundled[path]
-        seen.add(path)
-        try:
-            parent = read_config(path).get("lineage", {}).get("parent")
-        except ChatbotError:  # a parent since removed, or not a model: the lineage ends here
-            return None
-        if not isinstance(parent, str) or not parent:
-            return None
-        path = Path(parent).resolve()
+    seen: set[Path] = set()
+    try:
+        path = Path(model_dir).resolve()
+        while path not in seen:
+            if path in bundled:
+                return bundled[path]
+            seen.add(path)
+            lineage = read_config(path).get("lineage", {})
+            parent = lineage.get("parent") if isinstance(lineage, dict) else None
+            if not isinstance(parent, str) or not parent:
+                return None
+            path = Path(parent).resolve()
+    except (ChatbotError, OSError, ValueError):  # a parent since removed, not a model, or no path at all
+        return None
     return None
 
 

@@ -187,7 +187,9 @@ def check_gates(path: Path, gates: dict) -> None:
     for name, value in ((n, gates[n]) for n in ("start", "near", "same") if n in gates):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
             raise ChatbotError(tr("{path}: taught gate '{name}' must be a number from -1 to 1", path=path, name=name))
-    if "near" in gates and "same" in gates and not gates["near"] < gates["same"]:
+    if ("near" in gates) != ("same" in gates):  # λ's ramp runs between them: one alone could cross the other's default
+        raise ChatbotError(tr("{path}: taught gates 'near' and 'same' go together", path=path))
+    if "near" in gates and not gates["near"] < gates["same"]:
         raise ChatbotError(tr("{path}: taught gate 'near' must be below 'same'", path=path))
 
 

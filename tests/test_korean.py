@@ -130,6 +130,8 @@ def test_a_model_retrained_from_a_bundled_one_keeps_its_language_and_companion(o
     looped = lineage_child(tmp_path / "looped", overfit_dir, tmp_path / "looped")
     assert [bundled_language(m) for m in (BUNDLED_MODELS["ko"], child, grandchild)] == ["ko", "en", "en"]
     assert [bundled_language(m) for m in (overfit_dir, orphan, looped)] == [None, None, None]
+    for n, odd in enumerate(["a\x00b", "x" * 5000]):  # a lineage no path can name ends there, quietly
+        assert bundled_language(lineage_child(odd, overfit_dir, tmp_path / f"odd{n}")) is None
     assert set(bundled_companions(grandchild)) == {"ko"} and bundled_companions(overfit_dir) == {}
     korean_child = lineage_child(BUNDLED_MODELS["ko"], overfit_dir, tmp_path / "korean_child")
     assert bundled_companions(korean_child) == {"en": BUNDLED_MODELS["en"]}
