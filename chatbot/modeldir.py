@@ -37,6 +37,7 @@ MAX_HEADER_BYTES = 16 << 20
 SAVED_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # `save_weights`' metadata -> safetensors
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
 SECTIONS = ("train", "best", "last", "lineage", "taught")  # config.json's tables besides "model", when present
+TAUGHT_GATES = ("start", "near", "same")  # what the "taught" table may set (`chatbot.taught.gates_of`)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -184,7 +185,7 @@ def check_gates(path: Path, gates: dict) -> None:
     """The taught memory's gates (`chatbot.taught.gates_of`; the table may say how they were
     chosen too): cosines, each a finite number from -1 to 1, and `near` below `same` (λ's ramp
     runs between them)."""
-    for name, value in ((n, gates[n]) for n in ("start", "near", "same") if n in gates):
+    for name, value in ((n, gates[n]) for n in TAUGHT_GATES if n in gates):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= value <= 1.0:
             raise ChatbotError(tr("{path}: taught gate '{name}' must be a number from -1 to 1", path=path, name=name))
     if ("near" in gates) != ("same" in gates):  # λ's ramp runs between them: one alone could cross the other's default

@@ -30,6 +30,7 @@ import torch
 
 from chatbot.decoding.loop import teacher_forced
 from chatbot.decoding.rules import Context, Rule
+from chatbot.modeldir import TAUGHT_GATES
 from chatbot.tokenizer import EOS
 
 START = 0.6  # cosine similarity of a message's first state to a taught one's from which it may follow it
@@ -41,7 +42,6 @@ TEMPERATURE = 0.01  # of the softmax over the neighbours' similarities
 CANDIDATES = 8  # taught replies a message may follow, chosen at its first step
 FIT = 2.0  # a key's similarity is lowered by FIT times how much less near the message came to its reply
 MAX_PIECES = 200  # of a taught reply (decoding writes no more)
-GATES = ("start", "near", "same")  # those a model's config.json may set for itself (`gates_of`)
 
 
 @dataclass
@@ -152,7 +152,7 @@ def gates_of(config: dict) -> dict[str, float]:
     cosines depend on the model's states, so each model may have its own, chosen by
     `bench/taught_gates.py` on facts the teaching bench does not use. Unset: the constants above."""
     table = config.get("taught", {})
-    return {name: float(table[name]) for name in GATES if name in table}
+    return {name: float(table[name]) for name in TAUGHT_GATES if name in table}
 
 
 def memory_from_log(

@@ -161,10 +161,10 @@ class Tokenizer:
     def complete(self, ids: list[int]) -> list[int]:
         """`ids` without the byte pieces at their end that do not finish a character: a reply cut
         at its length limit never ends in half a character (shown as U+FFFD)."""
-        end = len(ids)
-        while end and self.sp.is_byte(ids[end - 1]):
+        values, end = self.byte_values(), len(ids)
+        while end and values[ids[end - 1]] >= 0:
             end -= 1
-        tail = [int(self.sp.id_to_piece(i)[3:5], 16) for i in ids[end:]]  # "<0xE3>" -> 0xE3
+        tail = [values[i] for i in ids[end:]]
         keep, at = end, 0
         while at < len(tail):  # whole UTF-8 characters: a lead byte and its continuation bytes
             size = utf8_length(tail[at])

@@ -124,18 +124,26 @@ class RepetitionPenalty(Rule):
         return logp.scatter_(1, seen, values).log_softmax(-1)  # in place: the loop's own tensor
 
 
-_TENSORS: dict = {}  # (the lists' ids, device) -> (the lists, kept so no other list takes their ids; their tensors)
+_MADE: dict = {}  # (what, the lists' ids, device) -> (the lists, kept so no other list takes their ids; what was made)
+
+
+def made_once(what: str, lists: tuple[list, ...], device, make):
+    """`make()`, the tables a rule builds from a tokenizer's per-piece lists, made once per list
+    and device: a rule is made for every reply, and a table from a list of every piece costs as
+    much as a reply's few steps."""
+    key = (what, *map(id, lists), str(device))
+    if key not in _MADE:
+        if len(_MADE) >= 16:
+            _MADE.clear()
+        _MADE[key] = (lists, make())
+    return _MADE[key][1]
 
 
 def as_tensors(lists: tuple[list[bool], ...], device) -> tuple[torch.Tensor, ...]:
-    """Per-piece lists as bool tensors, made once per list and device: a rule is made for every
-    reply, and a tensor from a list of every piece costs as much as a reply's few steps."""
-    key = (*map(id, lists), str(device))
-    if key not in _TENSORS:
-        if len(_TENSORS) >= 16:
-            _TENSORS.clear()
-        _TENSORS[key] = (lists, tuple(torch.tensor(m, dtype=torch.bool, device=device) for m in lists))
-    return _TENSORS[key][1]
+    """Per-piece lists as bool tensors (`made_once`)."""
+    return made_once(
+        "bools", lists, device, lambda: tuple(torch.tensor(m, dtype=torch.bool, device=device) for m in lists)
+    )
 
 
 def block_ngrams(logp: torch.Tensor, history: torch.Tensor, n: int, source: torch.Tensor | None) -> None:
@@ -320,27 +328,24 @@ SECOND_BYTE = {0xC2: (0xA0, 0xBF), 0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0:
 class CharacterTables(NamedTuple):
     index: torch.Tensor  # the continuation bytes' piece ids
     is_byte: torch.Tensor  # (V,) bool: a byte piece
-    seconds: dict[int, list[int]]  # lead byte -> the piece ids of its first continuation, where narrower
-
-
-_CHARACTERS: dict = {}  # (the list's id, device) -> (the list, kept so no other list takes its id; its tables)
+    seconds: dict[int, torch.Tensor]  # lead byte -> the piece ids of its first continuation, where narrower
 
 
 def character_tables(values: list[int], device) -> CharacterTables:
-    """`WholeCharacters`' tables for one tokenizer's `byte_values`, made once per list and device
-    (a rule is made for every reply)."""
-    key = (id(values), str(device))
-    if key not in _CHARACTERS:
-        if len(_CHARACTERS) >= 16:
-            _CHARACTERS.clear()
+    """`WholeCharacters`' tables for one tokenizer's `byte_values` (`made_once`)."""
+
+    def make() -> CharacterTables:
         by_byte = {v: i for i, v in enumerate(values) if v >= 0}
-        index = torch.tensor([by_byte[b] for b in range(0x80, 0xC0) if b in by_byte], dtype=torch.long, device=device)
+
+        def ids(low: int, high: int) -> torch.Tensor:
+            return torch.tensor(
+                [by_byte[b] for b in range(low, high + 1) if b in by_byte], dtype=torch.long, device=device
+            )
+
         is_byte = torch.tensor([v >= 0 for v in values], device=device)
-        seconds = {
-            lead: [by_byte[b] for b in range(lo, hi + 1) if b in by_byte] for lead, (lo, hi) in SECOND_BYTE.items()
-        }
-        _CHARACTERS[key] = (values, CharacterTables(index, is_byte, seconds))
-    return _CHARACTERS[key][1]
+        return CharacterTables(ids(0x80, 0xBF), is_byte, {lead: ids(*span) for lead, span in SECOND_BYTE.items()})
+
+    return made_once("characters", (values,), device, make)
 
 
 class WholeCharacters(Rule):
@@ -363,39 +368,36 @@ class WholeCharacters(Rule):
         if not len(index):
             return logp
         needing = self.needing(ctx, is_byte) if ctx.step else []
-        kept = []
-        for row, allowed in needing:
-            ids = index if allowed is None else torch.tensor(allowed, dtype=torch.long, device=logp.device)
-            kept.append((ids, logp[row].index_select(0, ids)))
+        kept = [(row, ids, logp[row].index_select(0, ids)) for row, ids in needing]
         logp.index_fill_(1, index, NEG_INF)  # nowhere but inside a character ...
-        for (row, _), (ids, odds) in zip(needing, kept):  # ... where they are all that may follow
+        for row, ids, odds in kept:  # ... where they are all that may follow
             if bool(torch.isfinite(odds).any()):  # (unless another rule barred every one)
                 logp[row] = NEG_INF
                 logp[row, ids] = odds
         return logp
 
-    def needing(self, ctx, is_byte: torch.Tensor) -> list[tuple[int, list[int] | None]]:
-        """The rows whose reply so far ends inside a character, each with the continuation bytes
-        that may come next (None: any)."""
+    def needing(self, ctx, is_byte: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        """The rows whose reply so far ends inside a character, each with the piece ids of the
+        continuation bytes that may come next."""
         if ctx.reply is not None:  # one row: a plain list
             tails = [(0, ctx.reply[-3:])]
         else:
             rows = is_byte[ctx.history[:, -1]].nonzero().flatten().tolist()  # most steps: none
             tails = list(zip(rows, ctx.history[rows, -3:].tolist())) if rows else []
-        return [(row, allowed) for row, tail in tails if (allowed := self.next_bytes(tail)) is not False]
+        return [(row, allowed) for row, tail in tails if (allowed := self.next_bytes(tail)) is not None]
 
-    def next_bytes(self, written: list[int]) -> list[int] | None | bool:
-        """For a reply's last pieces (up to three: a character is four bytes at most): False if
-        they end no unfinished character; else the continuation bytes that may follow (None: any)."""
+    def next_bytes(self, written: list[int]) -> torch.Tensor | None:
+        """For a reply's last pieces (up to three: a character is four bytes at most): None if
+        they end no unfinished character; else the piece ids of the continuation bytes that may follow."""
         for back, piece in enumerate(reversed(written)):
             byte = self.values[piece]
             if byte < 0:
-                return False
+                return None
             if byte & 0xC0 != 0x80:  # a lead byte (or a one-byte character)
                 if utf8_length(byte) - 1 <= back:
-                    return False
-                return self.tables.seconds.get(byte) if back == 0 else None
-        return False
+                    return None
+                return self.tables.seconds.get(byte, self.tables.index) if back == 0 else self.tables.index
+        return None
 
 
 @dataclass
