@@ -140,7 +140,7 @@ def test_a_model_retrained_from_a_bundled_one_keeps_its_language_and_companion(o
 def test_retraining_leaves_the_other_languages_pairs_to_its_model(overfit_dir, tmp_path):
     from collections import Counter
 
-    from chatbot.languages import BUNDLED_MODELS
+    from chatbot.languages import BUNDLED_MODELS, bundled_language
     from training.retrain import OTHER_LANGUAGE, LoggedPair, pairs_it_answers
 
     pairs = [
@@ -152,11 +152,12 @@ def test_retraining_leaves_the_other_languages_pairs_to_its_model(overfit_dir, t
     bad = [LoggedPair("좋아하는 음식이 뭐야?", "사람마다 달라요.", "rated bad", 4)]
     child = lineage_child(BUNDLED_MODELS["en"], overfit_dir, tmp_path / "child")
     dropped = Counter()
-    assert pairs_it_answers(child, pairs, bad, dropped) == (pairs[:1], [])
+    assert pairs_it_answers(bundled_language(child), pairs, bad, dropped) == (pairs[:1], [])
     assert dropped[OTHER_LANGUAGE] == 3
     read = LoggedPair("어디 살아?", "부산에 살아.", "correction", 2, ("안녕",))  # the turns the chat lets it read
-    assert pairs_it_answers(BUNDLED_MODELS["ko"], pairs, bad, Counter()) == ([read, pairs[3]], bad)
-    assert pairs_it_answers(overfit_dir, pairs, bad, Counter()) == (pairs, bad)  # any other model answers all
+    assert pairs_it_answers(bundled_language(BUNDLED_MODELS["ko"]), pairs, bad, Counter()) == ([read, pairs[3]], bad)
+    other = bundled_language(overfit_dir)  # None: any other model answers all
+    assert pairs_it_answers(other, pairs, bad, Counter()) == (pairs, bad)
 
 
 def test_each_language_s_model_reads_only_the_turns_in_its_language(tmp_path):

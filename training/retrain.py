@@ -149,14 +149,14 @@ def clean(pairs: list[LoggedPair]) -> tuple[list[LoggedPair], Counter]:
 OTHER_LANGUAGE = "another language"  # a dropped pair's reason: another bundled model answers it
 
 
-def pairs_it_answers(model, pairs: list[LoggedPair], bad: list[LoggedPair], dropped: Counter) -> tuple[list, list]:
-    """The pairs (and replies rated bad) a bundled model, or one retrained from it, answers in
-    the chat: those of its language, each with the turns before it in that language (what the
-    chat lets it read); the rest are the other bundled model's, which the chat hands them to
-    (`chatbot.languages`). Any other model answers everything and keeps them all."""
-    from chatbot.languages import bundled_language, language_of
+def pairs_it_answers(lang: str | None, pairs: list[LoggedPair], bad: list[LoggedPair], dropped: Counter) -> tuple:
+    """The pairs (and replies rated bad) that a bundled model of language `lang`, or one retrained
+    from it (`chatbot.languages.bundled_language`), answers in the chat: those of its language,
+    each with the turns before it in that language (what the chat lets it read); the rest are the
+    other bundled model's, which the chat hands them to. Any other model (`lang` None) answers
+    everything and keeps them all."""
+    from chatbot.languages import language_of
 
-    lang = bundled_language(model)
     if lang is None:
         return pairs, bad
 
@@ -185,6 +185,8 @@ def export_tsv(pairs: list[LoggedPair], path: Path) -> None:
 
 
 def retrain(args) -> int:
+    from chatbot.languages import bundled_language
+
     conn = open_log(args.db)
     try:
         pairs, dropped = clean(logged_pairs(conn, human_turns=not args.no_human_turns))
@@ -212,7 +214,8 @@ def retrain(args) -> int:
         export_tsv(pairs, args.export)
         print(tr("wrote {count} pairs to {path}", count=len(pairs), path=args.export))
         return 0
-    pairs, bad = pairs_it_answers(args.model, pairs, bad, dropped)
+    lang = bundled_language(args.model)
+    pairs, bad = pairs_it_answers(lang, pairs, bad, dropped)
     if dropped.get(OTHER_LANGUAGE):
         print(tr("left to the other language's model: {count} pairs", count=dropped[OTHER_LANGUAGE]))
     if not pairs:
@@ -224,7 +227,7 @@ def retrain(args) -> int:
     with output_directory(out):  # a second retrain into `out` is refused while this one runs
         if (out / "config.json").exists():
             raise ChatbotError(tr("{out}: already holds a model; choose a new directory", out=out))
-        return fine_tune(args, out, pairs, counts, bad)
+        return fine_tune(args, out, pairs, counts, bad, lang)
 
 
 TAUGHT_KINDS = ("correction", "rated good")
@@ -232,7 +235,9 @@ LEAK_MESSAGES = 300  # chitchat test messages whose greedy replies are checked f
 RECALL_EVERY_SECONDS = 0.15  # recall is checked after an epoch once this share of the run's time allows
 
 
-def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: list[LoggedPair]) -> int:
+def fine_tune(
+    args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: list[LoggedPair], lang: str | None
+) -> int:
     """Fine-tune `args.model` on the logged pairs into `out` until it says what it was taught,
     report, and register it if it learned anything.
 
@@ -242,7 +247,6 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
     reply holds every taught reply's content words (`training.recall`), or after `--epochs`.
     Replies rated bad are made less likely by unlikelihood (`--unlikelihood`)."""
     from chatbot.device import resolve_device, set_threads
-    from chatbot.languages import bundled_language
     from training.recall import common_words, greedy_replies
     from training.train import Trainer
 
@@ -256,7 +260,6 @@ def fine_tune(args, out: Path, pairs: list[LoggedPair], counts: Counter, bad: li
     taught_logged = [p for p in pairs if p.kind in TAUGHT_KINDS]
     turns = [p for p in pairs if p.kind not in TAUGHT_KINDS]
     taught, held = as_pairs(taught_logged), as_pairs([p for p in turns if held_out(p)])
-    lang = bundled_language(args.model)
     replayed = args.replay if args.replay is not None else default_replay(lang)
     base = load_pairs(replayed, "train") if replayed else []
     common = common_words(base[:20000])
