@@ -305,6 +305,37 @@ def reply_quality() -> list[str]:
     return out + [""]
 
 
+def consensus_gain() -> list[str]:
+    history = runs("consensus_gain")
+    if not history:
+        return []
+    out = [
+        "## Consensus's candidates ranked with what the message adds",
+        "",
+        "`python bench/consensus_gain.py`: the default's candidates for each English probe and chitchat test message, "
+        "ranked again by agreement + w gain (mean log p(piece | message) - log p(piece | no message)) or by agreement "
+        "among the k candidates of highest gain; w 0 is the default's own choice. Means over the seeds.",
+        "",
+        "| date | model | seeds | ranking | probes (each seed) | F1 | repeating | generic | gains cost p50 / p95 ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in history[-HISTORY:]:
+        for name, per_seed in run["results"].items():
+
+            def mean(key: str, per_seed=per_seed) -> float:
+                return sum(r[key] for r in per_seed) / len(per_seed)
+
+            each = " / ".join(f"{r['probes_all']:.3f}" for r in per_seed)
+            out.append(
+                f"| {run['date']} | {run['model']}, {run['precision']}, {run['threads']} threads | "
+                f"{', '.join(map(str, run['seeds']))} | {name} | {mean('probes_all'):.3f} ({each}) | "
+                f"{mean('f1'):.3f} | "
+                f"{mean('repetition_rate'):.1%} | {mean('generic_rate'):.1%} | "
+                f"{run['gain_ms_p50']:.0f} / {run['gain_ms_p95']:.0f}{steal(run)} |"
+            )
+    return out + [""]
+
+
 SECTIONS = [
     reply_latency,
     reply_versions,
@@ -315,6 +346,7 @@ SECTIONS = [
     teaching,
     taught_gates,
     reply_quality,
+    consensus_gain,
 ]
 
 
