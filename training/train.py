@@ -131,58 +131,24 @@ class Trainer:
         use_precision(self.precision)
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        state = None
-        if resume and (self.out / STATE).exists():
-            state = load_training_state(self.out / STATE)
-            saved = read_config(self.out)
-            model_cfg = ModelConfig.from_saved(saved["model"])
-            self.cfg = cfg = TrainConfig.from_dict({**saved["train"], **_runtime_settings(cfg)})
-            self.tokenizer = Tokenizer.load(self.out / TOKENIZER)
-        elif resume:
-            self.say(tr("{out}: nothing to resume, starting afresh", out=self.out))
+        state, model_cfg = self._saved_run(resume, model_cfg)
+        cfg = self.cfg  # a resumed run's own settings
         train_pairs, valid_pairs = pairs or split_pairs(cfg.corpus)
         train_pairs = with_talk_before(train_pairs, cfg.talk_before, random.Random(cfg.seed))
         self.valid_pairs = valid_pairs[: cfg.max_valid_pairs]
         if base is not None:
             model_cfg, self.tokenizer = base[0].cfg, base[1]
         elif state is None:
-            if self.dist.is_main:
-                self.say(
-                    tr(
-                        "training a {size}-piece tokenizer on {pairs} pairs",
-                        size=cfg.vocab_size,
-                        pairs=len(train_pairs),
-                    )
-                )
-                turns = dict.fromkeys(t for p in train_pairs for t in (p.source, p.reply))  # unique, in order
-                self.tokenizer = train_tokenizer(turns, cfg.vocab_size)
-                self.out.mkdir(parents=True, exist_ok=True)
-                self.tokenizer.save(self.out / TOKENIZER)
-            self.dist.barrier()  # the other ranks use rank 0's tokenizer
-            self.tokenizer = Tokenizer.load(self.out / TOKENIZER)
+            self.tokenizer = self._new_tokenizer(train_pairs)
             model_cfg.vocab_size = self.tokenizer.vocab_size
-        if state is None and base is None:  # a new model learns replies to no message when sources are blanked
-            model_cfg.unconditional = cfg.blank_source > 0
+            model_cfg.unconditional = cfg.blank_source > 0  # it learns replies to no message when sources are blanked
         self.model_cfg = model_cfg
-        self.model = Seq2Seq(model_cfg).to(self.device)
-        self.parent = None
-        if base is not None:
-            self.model.load_state_dict(base[0].state_dict())
-            if anchored:
-                self.parent = Seq2Seq(model_cfg).to(self.device).eval()
-                self.parent.load_state_dict(base[0].state_dict())
+        self.model, self.parent = self._models(model_cfg, base[0] if base is not None else None, anchored)
         self.forward = self.dist.wrap(self.model)  # what the forward pass runs through
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        lengths = dict(max_source=model_cfg.max_source_tokens, context_turns=model_cfg.context_turns)
-        self.train_examples = encode_pairs(train_pairs, self.tokenizer, max_reply=model_cfg.max_reply_tokens, **lengths)
-        self.replay_examples = encode_pairs(
-            replay or [], self.tokenizer, max_reply=model_cfg.max_reply_tokens, **lengths
-        )
+        self._encode(train_pairs, replay or [], negatives or [])
         self.replay_per_epoch = min(replay_per_epoch, len(self.replay_examples))
-        self.negatives = encode_pairs(negatives or [], self.tokenizer, max_reply=model_cfg.max_reply_tokens, **lengths)
         self.unlikelihood = unlikelihood
-        self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, **lengths)
-        self.valid_words = reply_words(self.valid_pairs)
         self.steps_per_epoch = len(self.batches(0))
         if self.steps_per_epoch == 0:
             raise ChatbotError(
@@ -193,6 +159,65 @@ class Trainer:
         self.best_loss, self.bad_evals, self.train_seconds = float("inf"), 0, 0.0
         self.eval_seconds = 0.0  # how long the last validation took: the budget keeps room for one more
         self.average: AveragedModel | None = None  # the weights' running mean, once `average_from` is passed
+        self._start(state)
+
+    def _saved_run(self, resume: bool, model_cfg: ModelConfig) -> tuple[dict | None, ModelConfig]:
+        """A resumed run's training state and model settings (its saved settings and tokenizer
+        replace those given, but for where and how fast it runs); (None, model_cfg) otherwise."""
+        if resume and (self.out / STATE).exists():
+            state = load_training_state(self.out / STATE)
+            saved = read_config(self.out)
+            self.cfg = TrainConfig.from_dict({**saved["train"], **_runtime_settings(self.cfg)})
+            self.tokenizer = Tokenizer.load(self.out / TOKENIZER)
+            return state, ModelConfig.from_saved(saved["model"])
+        if resume:
+            self.say(tr("{out}: nothing to resume, starting afresh", out=self.out))
+        return None, model_cfg
+
+    def _new_tokenizer(self, train_pairs: list[Pair]) -> Tokenizer:
+        """A tokenizer trained on the pairs' turns by the first process and saved in the run's
+        folder; every process then loads that one."""
+        if self.dist.is_main:
+            self.say(
+                tr(
+                    "training a {size}-piece tokenizer on {pairs} pairs",
+                    size=self.cfg.vocab_size,
+                    pairs=len(train_pairs),
+                )
+            )
+            turns = dict.fromkeys(t for p in train_pairs for t in (p.source, p.reply))  # unique, in order
+            self.out.mkdir(parents=True, exist_ok=True)
+            train_tokenizer(turns, self.cfg.vocab_size).save(self.out / TOKENIZER)
+        self.dist.barrier()  # the other ranks use rank 0's tokenizer
+        return Tokenizer.load(self.out / TOKENIZER)
+
+    def _models(self, model_cfg: ModelConfig, base: Seq2Seq | None, anchored: bool) -> tuple[Seq2Seq, Seq2Seq | None]:
+        """The model trained (new, or `base`'s weights) and, when `anchored`, a frozen copy of
+        `base` whose distribution the replayed pairs are learned from."""
+        model = Seq2Seq(model_cfg).to(self.device)
+        if base is None:
+            return model, None
+        model.load_state_dict(base.state_dict())
+        if not anchored:
+            return model, None
+        parent = Seq2Seq(model_cfg).to(self.device).eval()
+        parent.load_state_dict(base.state_dict())
+        return model, parent
+
+    def _encode(self, train_pairs: list[Pair], replay: list[Pair], negatives: list[Pair]) -> None:
+        """Every pair as piece ids, cut to the lengths the model reads and writes."""
+        cfg = self.model_cfg
+        lengths = dict(max_source=cfg.max_source_tokens, context_turns=cfg.context_turns)
+        replies = dict(max_reply=cfg.max_reply_tokens, **lengths)
+        self.train_examples = encode_pairs(train_pairs, self.tokenizer, **replies)
+        self.replay_examples = encode_pairs(replay, self.tokenizer, **replies)
+        self.negatives = encode_pairs(negatives, self.tokenizer, **replies)
+        self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, **lengths)
+        self.valid_words = reply_words(self.valid_pairs)
+
+    def _start(self, state: dict | None) -> None:
+        """Load a resumed run's state, or save the starting model (so the folder always holds
+        one); then say what is being trained."""
         if state is not None:
             self.load_state_dict(state)
             self.say(
