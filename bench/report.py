@@ -254,7 +254,9 @@ def taught_gates() -> list[str]:
         chosen = run["chosen"]
         out.append(
             f"| {run['date']} | {Path(run['model']).name} | {run['facts']} | {run['unrelated']} | {tried} | "
-            f"{run['max_leak']:.0%} | {chosen['near']:.2f}, {chosen['same']:.2f} |"
+            f"{run['max_leak']:.0%} | {chosen['near']:.2f}, {chosen['same']:.2f}"
+            + (f", alone {chosen['alone']:.2f}" if "alone" in chosen else "")
+            + " |"
         )
     return out + [""]
 

@@ -1,6 +1,9 @@
 """Teaching by correction, measured: facts taught as the chat's ctrl+r records them, then asked
 again, reworded, and beside unrelated messages, with the taught memory (`chatbot.taught`) on
-and off. Prints a table and appends it to bench/results/teaching.jsonl.
+and off. Reactions too (bench/data/taught_reactions.jsonl: how to answer a person's everyday
+news, "I cleaned my bedroom this morning." -> "Nice! A clean bedroom feels great."), asked again,
+reworded, and beside statements shaped alike about other things, bad news among them, where a
+taught reaction must not appear. Prints a table and appends it to bench/results/teaching.jsonl.
 
     python bench/teaching.py                       # the bundled models, bench/data/taught_facts.jsonl
     python bench/teaching.py --korean-csv ../shared/data/korean-chatbot/ChatbotData.csv
@@ -35,6 +38,10 @@ from corpora import load_pairs  # noqa: E402
 from training.recall import common_words, word_pairs  # noqa: E402
 
 MODELS = {"en": ROOT / "chatbot" / "default_model", "ko": ROOT / "chatbot" / "default_model_ko"}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def holds(text: str, keys: list[str]) -> bool:
@@ -164,6 +171,8 @@ def main() -> None:
     parser.add_argument("--start", type=float)
     parser.add_argument("--near", type=float)
     parser.add_argument("--same", type=float)
+    parser.add_argument("--alone", type=float)
+    parser.add_argument("--reactions", type=Path, default=Path(__file__).parent / "data" / "taught_reactions.jsonl")
     parser.add_argument("--latency", type=int, default=10_000, help="taught replies in the latency run (0: none)")
     parser.add_argument("--bad", type=int, default=20, help="replies rated bad before retraining, per language")
     parser.add_argument("--langs", nargs="+", default=list(MODELS))
@@ -174,7 +183,7 @@ def main() -> None:
     parser.add_argument("--retrain-flags", nargs=argparse.REMAINDER, default=[], help="passed to chatbot retrain")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    facts = [json.loads(line) for line in args.facts.read_text(encoding="utf-8").splitlines() if line.strip()]
+    facts = read_jsonl(args.facts)
     results = {}
     for lang, directory in MODELS.items():
         chosen = [f for f in facts if f["lang"] == lang]
@@ -209,27 +218,42 @@ def main() -> None:
         if args.no_memory:
             continue
         memory = Memory(engine.cfg.attentional_size, **gates_of(config))  # the model's own, or the constants
-        for name in ("start", "near", "same"):
-            if getattr(args, name) is not None:
-                setattr(memory, name, getattr(args, name))
-        start = time.perf_counter()
-        memory.add(engine, tokenizer, [TaughtReply(i, f["message"], f["correction"], []) for i, f in enumerate(chosen)])
-        built = time.perf_counter() - start
-        for strategy in args.strategies:
-            settings = settings_from(strategy, seed=1 if strategy == "sample" else None)
-            figures = measure(engine, tokenizer, chosen, unrelated, settings, memory)
-            figures["memory_seconds"], figures["facts"], figures["unrelated"] = built, len(chosen), len(unrelated)
-            results[f"{lang} {strategy}"] = figures
-            b, t = figures["before"], figures["taught"]
-            print(
-                f"{lang} {strategy:7s} facts {len(chosen):3d}  recall {b['recall']:.0%} -> {t['recall']:.0%}  "
-                f"reworded {b['reworded']:.0%} -> {t['reworded']:.0%}  leak {figures['leak']:.0%} "
-                f"of {len(unrelated)} unrelated"
+        reactions = [r for r in read_jsonl(args.reactions) if r["lang"] == lang] if args.reactions.exists() else []
+        groups = [("", chosen, unrelated)]
+        if reactions:
+            groups.append(
+                (
+                    " reactions",
+                    [r for r in reactions if "message" in r],
+                    [m for r in reactions for m in r.get("unlike", [])],
+                )
             )
-            for m, r in t["examples"]:
-                print(f"    {m!r} -> {r!r}")
-            for m, r in figures["leaked"]:
-                print(f"    leaked: {m!r} -> {r!r}")
+        for group, taught, others in groups:
+            memory = Memory(engine.cfg.attentional_size, **gates_of(config))  # the model's own, or the constants
+            for name in ("start", "near", "same", "alone"):
+                if getattr(args, name) is not None:
+                    setattr(memory, name, getattr(args, name))
+            start = time.perf_counter()
+            memory.add(
+                engine, tokenizer, [TaughtReply(i, f["message"], f["correction"], []) for i, f in enumerate(taught)]
+            )
+            built = time.perf_counter() - start
+            for strategy in args.strategies:
+                settings = settings_from(strategy, seed=1 if strategy == "sample" else None)
+                figures = measure(engine, tokenizer, taught, others, settings, memory)
+                figures["memory_seconds"], figures["facts"], figures["unrelated"] = built, len(taught), len(others)
+                results[f"{lang}{group} {strategy}"] = figures
+                b, t = figures["before"], figures["taught"]
+                print(
+                    f"{lang}{group} {strategy:7s} taught {len(taught):3d}  "
+                    f"recall {b['recall']:.0%} -> {t['recall']:.0%}  "
+                    f"reworded {b['reworded']:.0%} -> {t['reworded']:.0%}  leak {figures['leak']:.0%} "
+                    f"of {len(others)} {'statements shaped alike' if group else 'unrelated'}"
+                )
+                for m, r in t["examples"]:
+                    print(f"    {m!r} -> {r!r}")
+                for m, r in figures["leaked"]:
+                    print(f"    leaked: {m!r} -> {r!r}")
         if lang == "en" and args.latency and not args.no_memory:
             pairs = load_pairs("chitchat", "train")[: args.latency]
             big = Memory(engine.cfg.attentional_size, **gates_of(config))

@@ -37,7 +37,7 @@ MAX_HEADER_BYTES = 16 << 20
 SAVED_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}  # `save_weights`' metadata -> safetensors
 DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2}
 SECTIONS = ("train", "best", "last", "lineage", "taught")  # config.json's tables besides "model", when present
-TAUGHT_GATES = ("start", "near", "same")  # what the "taught" table may set (`chatbot.taught.gates_of`)
+TAUGHT_GATES = ("start", "near", "same", "alone")  # what the "taught" table may set (`chatbot.taught.gates_of`)
 
 
 def atomic_write(path: Path, write) -> None:

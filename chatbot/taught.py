@@ -16,8 +16,15 @@ same message gets another reply at once, before any retraining.
 
 A message worded like a taught one leads the decoder to states like the taught one's, so a
 rewording finds it too; an unrelated message's states are far from every key and λ is 0: the
-model speaks alone. The memory is built from the log (`Storage.taught`) when a model first
-replies, and again after any correction or rating, so the log stays the only record. What a
+model speaks alone. The first state holds how the model means to begin its reply, not what the
+message said: "I cleaned my room today." and "I lost my job today." both begin "Oh no, I'm
+sorry", and their first states are as near as a rewording's. A taught reply the model would not
+have begun as it does ("Nice! A clean room feels great.") is what the model has no state for,
+and its neighbours are messages the model answers the way it answered this one, not messages
+this reply answers: such a reply is followed only by its own message, in any conversation (or
+from a similarity `ALONE`, for a model whose states were measured to tell such messages apart).
+The memory is built from the log (`Storage.taught`) when a model first replies, and again after
+any correction or rating, so the log stays the only record. What a
 model learned by `chatbot retrain` (its lineage's `learned`) is left out of its memory.
 """
 
@@ -31,7 +38,7 @@ import torch
 from chatbot.decoding.loop import teacher_forced
 from chatbot.decoding.rules import Context, Rule
 from chatbot.modeldir import TAUGHT_GATES
-from chatbot.tokenizer import EOS
+from chatbot.tokenizer import EOS, PAD
 
 START = 0.6  # cosine similarity of a message's first state to a taught one's from which it may follow it
 NEAR = 0.7  # cosine similarity from which a taught reply's pieces are mixed in at all
@@ -42,6 +49,8 @@ TEMPERATURE = 0.01  # of the softmax over the neighbours' similarities
 CANDIDATES = 8  # taught replies a message may follow, chosen at its first step
 FIT = 2.0  # a key's similarity is lowered by FIT times how much less near the message came to its reply
 MAX_PIECES = 200  # of a taught reply (decoding writes no more)
+UNEXPECTED = 0.02  # a taught reply whose first piece the model gave less than this after its message ...
+ALONE = 1.0  # ... is followed by its own message, or from this similarity (1: its own message only)
 
 
 @dataclass
@@ -65,18 +74,22 @@ class Table(NamedTuple):
     firsts: torch.Tensor  # (M, A) those keys, gathered once
     ends: torch.Tensor  # (M,) one past each reading's last key
     ids: torch.Tensor  # (number of replies,) each taught reply's log id
+    unexpected: torch.Tensor | None = None  # (M,) bool: a reading the model would not have begun so (`ALONE`)
     shunned: torch.Tensor | None = None  # (number of replies,) bool: rated bad, pushed away from; None: none
+    said: tuple[tuple[int, ...], ...] = ()  # each taught reply's message, its own pieces
 
 
 class Memory:
     """The taught replies' states (a `Table`) and the gates of λ."""
 
-    def __init__(self, attentional_size: int, start=START, near: float = NEAR, same: float = SAME, most: float = MOST):
-        self.start, self.near, self.same, self.most = start, near, same, most  # the gates of λ (module constants)
+    def __init__(self, attentional_size: int, start=START, near=NEAR, same=SAME, alone=ALONE, most=MOST):
+        self.start, self.near, self.same, self.alone, self.most = start, near, same, alone, most  # the gates of λ
+        self.you: int | None = None  # the mark before the person's turns, in a model that reads turns
         empty = torch.zeros(0, dtype=torch.long)
         self.table = Table(
-            (), torch.zeros(0, attentional_size), empty, empty, empty, torch.zeros(0, attentional_size), empty, empty
-        )
+            (), torch.zeros(0, attentional_size), empty, empty, empty, torch.zeros(0, attentional_size), empty, empty,
+            torch.zeros(0, dtype=torch.bool),
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.table.replies)
@@ -91,7 +104,8 @@ class Memory:
         conversation's turns differ) and keep its states."""
         from chatbot.decoding.replies import prepare
 
-        replies, keys, values, owner, starts = list(self.table.replies), [], [], [], []
+        self.you = tokenizer.speakers[0] if engine.cfg.context_turns and tokenizer.speakers else None
+        replies, keys, values, owner, starts, unexpected = list(self.table.replies), [], [], [], [], []
         first = len(self.table.values)
         for begin in range(0, len(taught), batch):
             sources, targets, owners = [], [], []
@@ -102,8 +116,10 @@ class Memory:
                     targets.append(pieces)
                     owners.append(len(replies))
                 replies.append(t)
-            for who, target, state in zip(owners, targets, read_states(engine, sources, targets)):
+            states, openers = read_states(engine, sources, targets)
+            for who, target, state, opener in zip(owners, targets, states, openers):
                 starts.append(first)
+                unexpected.append(opener < UNEXPECTED)
                 first += len(target)
                 keys.append(torch.nn.functional.normalize(state.float(), dim=-1))
                 values.append(torch.tensor(target))
@@ -121,15 +137,22 @@ class Memory:
             all_keys[all_starts],
             torch.cat([all_starts[1:], torch.tensor([len(all_keys)])]),
             torch.tensor([r.id for r in replies], dtype=torch.long),
+            torch.cat([old.unexpected, torch.tensor(unexpected, dtype=torch.bool)]),
             torch.tensor([r.shunned for r in replies]) if any(r.shunned for r in replies) else None,
+            old.said + tuple(tuple(tokenizer.encode(t.message)) for t in taught),
         )
 
 
-def read_states(engine, sources: list[list[int]], targets: list[list[int]]) -> list[torch.Tensor]:
+def read_states(engine, sources: list[list[int]], targets: list[list[int]]) -> tuple[list[torch.Tensor], list[float]]:
     """The decoder's attentional state before each piece of each target (teacher forcing):
-    (len(target), A) per pair."""
-    stacked = torch.stack([feed for _, feed, _ in teacher_forced(engine, sources, targets)], dim=1).cpu()  # (B, T, A)
-    return [stacked[i, : len(target)] for i, target in enumerate(targets)]
+    (len(target), A) per pair; and the probability the model gave each target's first piece."""
+    feeds, openers = [], None
+    for logits, feed, target in teacher_forced(engine, sources, targets):
+        if openers is None:
+            openers = torch.softmax(logits.float(), dim=-1).gather(1, target.unsqueeze(1)).squeeze(1).tolist()
+        feeds.append(feed)
+    stacked = torch.stack(feeds, dim=1).cpu()  # (B, T, A)
+    return [stacked[i, : len(target)] for i, target in enumerate(targets)], openers
 
 
 def in_place(table: torch.Tensor, rows, change) -> None:
@@ -198,7 +221,7 @@ class Taught(Rule):
         memory = self.memory
         query = ctx.query.float().cpu()  # (R, A)
         if ctx.step == 0:
-            self.near = self.candidates(torch.nn.functional.normalize(query, dim=-1))
+            self.near = self.candidates(torch.nn.functional.normalize(query, dim=-1), ctx.source)
         near = self.near
         if near is None:
             return logp
@@ -251,6 +274,18 @@ class Taught(Rule):
             in_place(ctx.gain, rows, lambda g: g.add_(scale).scatter_(1, pieces, raised))
         return logp
 
+    def messages(self, source: torch.Tensor, rows: list[int]) -> list[tuple[int, ...]]:
+        """Each given row's own message: its source's pieces after the last mark of the person's
+        turns (the whole source, in a model that reads no turns), padding left out."""
+        out = []
+        for row in source[rows].tolist():
+            pieces = [p for p in row if p != PAD]
+            you = self.memory.you
+            if you is not None and you in pieces:
+                pieces = pieces[len(pieces) - pieces[::-1].index(you) :]
+            out.append(tuple(pieces))
+        return out
+
     def on_path(self, key: torch.Tensor, ctx: Context) -> torch.Tensor:
         """(R,) bool: whether each row's reply so far is its key's reading up to that key (a
         shunned reply is pushed away from where it would be said again: at its first piece for
@@ -266,16 +301,29 @@ class Taught(Rule):
             ]
         )
 
-    def candidates(self, query: torch.Tensor) -> Near | None:
-        """The keys of the taught replies each row's message may follow (`Near`); None when no
-        message is near any. The rows of one message start from one state: each distinct state
-        is compared once."""
+    def candidates(self, query: torch.Tensor, source: torch.Tensor) -> Near | None:
+        """The keys of the taught replies each row's message (`source`, (R, S)) may follow
+        (`Near`); None when no message is near any. The rows of one message start from one state:
+        each distinct state is compared once."""
         table = self.table
         if not len(table.replies):
             return None
         states, row_state = torch.unique(query, dim=0, return_inverse=True)  # (U, A), (R,)
         best, which = (states @ table.firsts.T).topk(min(CANDIDATES, len(table.firsts)), dim=-1)  # (U, c)
-        near = best >= self.memory.start  # (U, c)
+        memory, unexpected = self.memory, table.unexpected
+        own = torch.zeros_like(best, dtype=torch.bool)  # (U, c) the reading was taught for this very message
+        gate = memory.start  # how near each reading must be to be followed ...
+        if unexpected is not None and bool(unexpected[which].any()):  # ... `alone` for a reply the model would
+            # not have begun so, unless the message is the one it was taught for
+            said = self.messages(source, [int((row_state == u).nonzero()[0]) for u in range(len(states))])
+            own = torch.tensor(
+                [
+                    [said[u] == table.said[int(table.owner[table.starts[m]])] for m in which[u]]
+                    for u in range(len(states))
+                ]
+            )
+            gate = torch.where(unexpected[which], torch.where(own, -2.0, memory.alone), memory.start)
+        near = best >= gate  # (U, c)
         if not bool(near.any()):
             return None
         readings = torch.unique(which[near])  # the readings some row may follow
@@ -286,10 +334,13 @@ class Taught(Rule):
         shunned = None if table.shunned is None else table.shunned[table.owner[keys]]
         if shunned is not None and not bool(shunned.any()):
             shunned = None
-        fit = best.unsqueeze(-1).masked_fill(~match, -1.0).amax(1)  # (U, K)
-        # a key's similarity is lowered by FIT times how much less near the message came to its
-        # reply than to the nearest (a reply followed is finished in its own words, not another's),
-        # and out of reach (below any cosine) where it is another message's
-        offset = (FIT * (fit - best[:, :1])).masked_fill(~allowed, -3.0)[row_state]  # (R, K)
+        # the message counts as come fully to a reply taught for it: its turns before may move its states
+        came = torch.where(own, 1.0, best)  # (U, c)
+        fit, raw = (c.unsqueeze(-1).masked_fill(~match, -1.0).amax(1) for c in (came, best))  # (U, K)
+        # a key's similarity is raised by what the message counts as more than its state shows, lowered
+        # by FIT times how much less near the message came to its reply than to the nearest (a reply
+        # followed is finished in its own words, not another's), and out of reach (below any cosine)
+        # where it is another message's
+        offset = (fit - raw + FIT * (fit - came.amax(1, keepdim=True))).masked_fill(~allowed, -3.0)[row_state]
         openers = torch.unique(table.values[table.starts[readings]])
         return Near(keys, table.keys[keys], table.values[keys], table.ids[table.owner[keys]], shunned, offset, openers)

@@ -25,7 +25,7 @@ def test_the_taught_rule_mixes_in_the_nearest_keys_pieces_by_their_similarity():
     memory.table = memory.table._replace(
         replies=(TaughtReply(7, "m", "r", []),), keys=keys, values=torch.tensor([5, 3]),
         owner=torch.tensor([0, 0]), starts=torch.tensor([0]), firsts=keys[:1], ends=torch.tensor([2]),
-        ids=torch.tensor([7]),
+        ids=torch.tensor([7]), unexpected=torch.tensor([False]),
     )  # fmt: skip
     logp = torch.log_softmax(torch.zeros(1, 8), -1)
     rule = Taught(memory)
@@ -33,6 +33,44 @@ def test_the_taught_rule_mixes_in_the_nearest_keys_pieces_by_their_similarity():
     assert abs(near[0, 5].exp().item() - (memory.most + (1 - memory.most) / 8)) < 1e-5
     far = Taught(memory)(logp.clone(), Context(0, torch.zeros(1, 1), None, [], [], query=torch.tensor([[-1.0, 0.2]])))
     assert torch.equal(far, logp)
+
+
+def test_a_reply_the_model_would_not_have_begun_is_followed_only_by_its_own_message():
+    """The same hand-made memory, its reading marked unexpected (the model gave its first piece
+    less than UNEXPECTED): another message is not followed even where its first state is the
+    taught one's (0.99), while the message it was taught for is, wherever its turns before took
+    its state (0.5). Marked expected, the reading is followed by the 0.99 message, as usual."""
+    memory = Memory(attentional_size=2)
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    table = memory.table._replace(
+        replies=(TaughtReply(7, "m", "r", []),), keys=keys, values=torch.tensor([5, 3]),
+        owner=torch.tensor([0, 0]), starts=torch.tensor([0]), firsts=keys[:1], ends=torch.tensor([2]),
+        ids=torch.tensor([7]), said=((4, 6),),
+    )  # fmt: skip
+    logp = torch.log_softmax(torch.zeros(1, 8), -1)
+
+    def first_piece(unexpected: bool, cosine: float, message: list[int]) -> int:
+        memory.table = table._replace(unexpected=torch.tensor([unexpected]))
+        query = torch.tensor([[cosine, -((1 - cosine**2) ** 0.5)]])  # away from the second key
+        ctx = Context(0, torch.tensor([message]), None, [], message, query=query)
+        return int(Taught(memory)(logp.clone(), ctx)[0].argmax())
+
+    assert memory.start < 0.99 < memory.alone
+    assert first_piece(False, 0.99, [4, 7]) == 5
+    assert first_piece(True, 0.99, [4, 7]) == 0  # 0: the flat distribution's first piece, the model's own
+    assert first_piece(True, 0.5, [4, 6]) == 5
+    assert first_piece(True, 0.5, [4, 6, 0, 0]) == 5  # padding is not the message
+
+
+def test_whether_the_model_expected_a_taught_reply_is_read_from_the_model(overfit_model, sample_pairs):
+    """A taught reply the model already gives is expected; the otter line, whose first piece the
+    model does not give that message, is not."""
+    model, tokenizer = overfit_model
+    message = sample_pairs[0].source
+    own = reply(model, tokenizer, [message], settings_from("greedy"))[0][0].text
+    memory = Memory(model.cfg.attentional_size)
+    memory.add(model, tokenizer, [TaughtReply(1, message, own, []), TaughtReply(2, message, OTTER, [])])
+    assert memory.table.unexpected.tolist() == [False, True]
 
 
 def test_a_taught_reply_followed_is_finished_in_its_own_pieces_not_a_reply_that_starts_alike():
@@ -45,6 +83,7 @@ def test_a_taught_reply_followed_is_finished_in_its_own_pieces_not_a_reply_that_
         replies=(TaughtReply(1, "m", "a", []), TaughtReply(2, "n", "b", [])), keys=keys,
         values=torch.tensor([5, 6, 5, 7]), owner=torch.tensor([0, 0, 1, 1]), starts=torch.tensor([0, 2]),
         firsts=keys[[0, 2]], ends=torch.tensor([2, 4]), ids=torch.tensor([1, 2]),
+        unexpected=torch.tensor([False, False]),
     )  # fmt: skip
     logp = torch.log_softmax(torch.zeros(1, 8), -1)
     rule = Taught(memory)
@@ -200,7 +239,7 @@ def test_a_models_own_gates_in_its_config_decide_which_messages_follow_a_taught_
     teach(db, taught_message, OTTER, model, tokenizer)
     opened = shutil.copytree(overfit_dir, tmp_path / "opened")
     config = json.loads((opened / "config.json").read_text())
-    config["taught"] = {"start": -1.0, "near": -1.0, "same": -0.99, "chosen_by": "a test"}
+    config["taught"] = {"start": -1.0, "near": -1.0, "same": -0.99, "alone": -1.0, "chosen_by": "a test"}
     (opened / "config.json").write_text(json.dumps(config))
 
     def run(directory):

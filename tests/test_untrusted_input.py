@@ -88,6 +88,7 @@ def test_a_config_section_that_is_not_an_object_is_one_line(section, overfit_dir
         ('{"near": NaN}', "must be a number from -1 to 1"),
         ('{"near": 1e309}', "must be a number from -1 to 1"),
         ('{"start": "high"}', "must be a number from -1 to 1"),
+        ('{"alone": -Infinity}', "must be a number from -1 to 1"),
         ('{"near": 0.9, "same": 0.8}', "'near' must be below 'same'"),
         ('{"near": 0.85}', "'near' and 'same' go together"),
     ],
