@@ -951,6 +951,15 @@ def _retrain_flags(parser: argparse.ArgumentParser) -> None:
         "--replay-ratio", type=ranged(float, 0, 100), default=10.0, help=tr("replayed pairs per logged pair; 0 to 100")
     )
     parser.add_argument(
+        "--neighbours",
+        type=ranged(int, 0, 1000),
+        default=0,
+        help=tr(
+            "replayed pairs the model reads most like each correction, trained beside it so that it stays "
+            "with its message (0: none); 0 to 1000"
+        ),
+    )
+    parser.add_argument(
         "--no-human-turns", action="store_true", help=tr("do not learn the human's own turns as replies")
     )
     parser.add_argument(

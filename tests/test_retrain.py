@@ -227,3 +227,24 @@ def test_kill_9_during_retraining_leaves_parent_and_log_intact(chat_log, overfit
     assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
     assert conn.execute("select count(*) from messages").fetchone()[0] == MESSAGES
     del db_rows
+
+
+def test_a_correction_the_model_would_not_have_begun_keeps_its_nearest_corpus_pairs_beside_it(
+    overfit_model, sample_pairs
+):
+    """`neighbours`: for a correction whose first piece the model would not have given, the
+    replayed pairs its message reads most like (the message itself first, where the corpus holds
+    it); for one the model would have begun so (its own reply), none: those neighbours would be its
+    rewordings."""
+    from corpora import Pair
+    from training.retrain import neighbours
+
+    model, tokenizer = overfit_model
+    message = sample_pairs[0].source
+    own = reply(model, tokenizer, [message], GreedySettings())[0][0].text
+    unexpected = Pair(message, "the otter holds hands while it sleeps.")
+    kept = neighbours(model, tokenizer, [unexpected], sample_pairs, 3, seed=1)
+    assert len(kept) == 3 and message in [p.source for p in kept]
+    assert neighbours(model, tokenizer, [Pair(message, own)], sample_pairs, 3, seed=1) == []
+    assert neighbours(model, tokenizer, [unexpected], sample_pairs, 0, seed=1) == []
+    assert not model.training

@@ -266,6 +266,17 @@ def fine_tune(
     train_pairs = taught * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
     per_epoch = round(len(train_pairs) * args.replay_ratio) if base else 0
     replay = random.Random(args.seed).sample(base, min(len(base), per_epoch * args.epochs))  # fresh each epoch
+    own = own_corpus(lang)  # where a correction's neighbours are searched: what the model was trained on
+    pool = base if own in (None, replayed) else load_pairs(own, "train")
+    kept = neighbours(model, tokenizer, taught, pool, args.neighbours, args.seed) if taught and pool else []
+    if kept:
+        print(
+            tr(
+                "kept beside the corrections: {n} replayed pairs whose messages the model reads like theirs",
+                n=len(kept),
+            )
+        )
+    train_pairs += kept
     english = lang in (None, "en")  # chitchat's test split is English: no measure of a Korean model
     if not english and not args.skip_chitchat:
         print(tr("no chitchat test: it is English"))
@@ -276,7 +287,7 @@ def fine_tune(
         "database": str(Path(args.db).resolve()),
         "message_ids": sorted({p.message_id for p in pairs}),
         "pairs": dict(counts),
-        "replay": {"corpus": replayed, "ratio": args.replay_ratio, "pairs": len(replay)},
+        "replay": {"corpus": replayed, "ratio": args.replay_ratio, "pairs": len(replay), "neighbours": len(kept)},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     # the parent's taught gates (`chatbot.taught.gates_of`) hold for states a fine-tune barely moves
@@ -314,17 +325,80 @@ def default_replay(lang: str | None) -> str:
     """What a fine-tune replays by default: chitchat; for the Korean model (and one retrained from
     it), what the bundled Korean model was trained on where it is at hand (ChatbotData.csv is not
     shipped), else the Korean listening conversations alone, which anchor it on fewer kinds of
-    message: more taught words leak into other replies (docs/teaching.md)."""
+    message: more taught words leak into other replies. The English model's own corpus (chitchat
+    and the listening conversations) was tried: its questions to the bot, answered otherwise,
+    unteach a fact's rewordings (docs/teaching.md)."""
     if lang != "ko":
         return "chitchat"
+    own = own_corpus(lang)
+    if own is None:
+        print(tr("replaying {fallback}: the model's own corpus ({corpus}) is not here", fallback="listening-ko",
+                 corpus=trained_on(lang) or "?"))  # fmt: skip
+    return own or "listening-ko"
+
+
+def trained_on(lang: str | None) -> str:
+    """The corpus the bundled model of `lang` was trained on, as its config.json names it ("" if none)."""
     from chatbot.languages import BUNDLED_MODELS
     from chatbot.modeldir import read_config
 
-    own = str(read_config(BUNDLED_MODELS["ko"]).get("train", {}).get("corpus", ""))
+    if lang not in BUNDLED_MODELS:
+        return ""
+    return str(read_config(BUNDLED_MODELS[lang]).get("train", {}).get("corpus", ""))
+
+
+def own_corpus(lang: str | None) -> str | None:
+    """That corpus where every part of it is at hand (ChatbotData.csv is not shipped), else None."""
+    own = trained_on(lang)
     if own and all(part in NAMED_CORPORA or Path(part).is_file() for part in own.split("+")):
         return own
-    print(tr("replaying listening-ko: the Korean model's own corpus ({corpus}) is not here", corpus=own or "?"))
-    return "listening-ko"
+    return None
+
+
+NEIGHBOUR_POOL = 30_000  # replayed pairs searched for each correction's neighbours (a stable sample)
+
+
+def neighbours(model, tokenizer, taught: list[Pair], pool: list[Pair], k: int, seed: int) -> list[Pair]:
+    """The corpus pairs whose messages the model reads most like the message of each correction
+    it would not have begun so (its first piece under `chatbot.taught.UNEXPECTED`): the `k` nearest
+    by the decoder's first state, which holds how the model means to begin its reply. Trained
+    beside the corrections every epoch with their own replies, they keep such a correction to its
+    message: taught "Nice! A clean room feels great." for a tidied room, the model would otherwise
+    say it to "I lost my job today.", which it reads alike (docs/teaching.md). A correction the
+    model would have begun so (a fact: "My name is Juniper.") gets none: its neighbours are its
+    rewordings, whose corpus replies would unteach it. Searched in a stable sample of the pool."""
+    import torch
+
+    from chatbot.decoding.replies import prepare
+    from chatbot.engine import as_engine
+    from chatbot.taught import UNEXPECTED, read_states
+    from chatbot.tokenizer import EOS
+
+    if k <= 0 or not pool:
+        return []
+    engine, was_training = as_engine(model), model.training
+    model.eval()
+    with torch.inference_mode():
+        sources = [prepare(tokenizer, engine, p.source, p.context)[0] for p in taught]
+        _, openers = read_states(engine, sources, [tokenizer.encode(p.reply)[:1] or [EOS] for p in taught])
+    taught = [p for p, opener in zip(taught, openers) if opener < UNEXPECTED]
+    if not taught:
+        model.train(was_training)
+        return []
+    pool = random.Random(seed).sample(pool, min(len(pool), NEIGHBOUR_POOL))
+
+    def first_states(pairs: list[Pair], batch: int = 256) -> torch.Tensor:
+        states = []
+        for start in range(0, len(pairs), batch):
+            sources = [prepare(tokenizer, engine, p.source, p.context)[0] for p in pairs[start : start + batch]]
+            read, _ = read_states(engine, sources, [[EOS]] * len(sources))
+            states += [torch.nn.functional.normalize(s[0].float(), dim=-1) for s in read]
+        return torch.stack(states)  # (N, A)
+
+    with torch.inference_mode():
+        near = (first_states(taught) @ first_states(pool).T).topk(min(k, len(pool)), dim=-1).indices  # (T, k)
+    model.train(was_training)
+    return [pool[i] for i in sorted({int(i) for row in near for i in row})]
 
 
 def fine_tune_config(args):
