@@ -266,9 +266,11 @@ def fine_tune(
     train_pairs = taught * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
     per_epoch = round(len(train_pairs) * args.replay_ratio) if base else 0
     replay = random.Random(args.seed).sample(base, min(len(base), per_epoch * args.epochs))  # fresh each epoch
-    own = own_corpus(lang)  # where a correction's neighbours are searched: what the model was trained on
-    pool = base if own in (None, replayed) else load_pairs(own, "train")
-    kept = neighbours(model, tokenizer, taught, pool, args.neighbours, args.seed) if taught and pool else []
+    kept = []
+    if args.neighbours and taught:  # searched in what the model was trained on, read only when asked for
+        own = own_corpus(lang)
+        pool = base if own in (None, replayed) else load_pairs(own, "train")
+        kept = neighbours(model, tokenizer, taught, pool, args.neighbours, args.seed) if pool else []
     if kept:
         print(
             tr(
