@@ -270,11 +270,14 @@ def retrained_rows(date: str, name: str, r: dict) -> list[str]:
     )
     if "bad_still_said" in r:
         note += f", replies rated bad still given {report['bad_said_before']:.0%} -> {r['bad_still_said']:.0%}"
+    if "left_in_memory" in r:
+        note += f", {r['left_in_memory']} taught replies left in its memory"
     rows = []
     for strategy, f in r.items():
         if isinstance(f, dict) and "recall" in f:
+            memory = "" if "memory" in strategy else ", memory off"  # "greedy + memory": as the chat runs it
             rows.append(
-                f"| {date} | {name}ed ({note}), {strategy}, memory off | {report['taught']} | "
+                f"| {date} | {name}ed ({note}), {strategy}{memory} | {report['taught']} | "
                 f"{report['taught_recall_before']:.0%} -> {f['recall']:.0%} | {f['reworded']:.0%} | {f['leak']:.0%} |"
             )
     return rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import itertools
 import json
 import statistics
 import subprocess
@@ -33,10 +34,11 @@ from chatbot.consensus import normalise  # noqa: E402
 from chatbot.decoding import reply, settings_from  # noqa: E402
 from chatbot.engine import load_engine  # noqa: E402
 from chatbot.storage import Storage  # noqa: E402
-from chatbot.taught import Memory, TaughtReply, gates_of  # noqa: E402
+from chatbot.taught import Memory, TaughtReply, gates_of, learned, memory_from_log  # noqa: E402
 from corpora import load_pairs  # noqa: E402
 from training.recall import common_words, word_pairs  # noqa: E402
 
+MEMORY = ("", " + memory")  # the new model alone; with the memory of what it did not learn, as the chat runs it
 MODELS = {"en": ROOT / "chatbot" / "default_model", "ko": ROOT / "chatbot" / "default_model_ko"}
 
 
@@ -103,14 +105,15 @@ def taught_log(db: Path, engine, tokenizer, facts, bad: list[str]) -> list[str]:
     return rated
 
 
-def after_retrain(directory, facts, unrelated, bad, args) -> dict:
-    """Teach the facts and rate the replies to `bad` bad in a fresh log, run `chatbot retrain` on
-    it with its defaults, then ask the new model alone (no taught memory) what the bench asks the
-    taught one, and how many of the bad replies it still gives (greedy)."""
+def after_retrain(directory, groups, bad, args) -> dict:
+    """Teach every group's facts (the facts, the reactions) in one fresh log and rate the replies
+    to `bad` bad, run `chatbot retrain` on it with its defaults, then ask the new model what the
+    bench asks the taught one, per group, alone (no taught memory) and as the chat runs it (with the
+    memory of what it did not learn), and how many of the bad replies it still gives (greedy)."""
     with tempfile.TemporaryDirectory() as tmp:
         engine, tokenizer, _ = load_engine(directory, precision=args.precision)
         db, out = Path(tmp) / "chat.db", Path(tmp) / "retrained"
-        rated = taught_log(db, engine, tokenizer, facts, bad)
+        rated = taught_log(db, engine, tokenizer, [f for _, taught, _ in groups for f in taught], bad)
         command = [sys.executable, "-m", "chatbot", "retrain", "--db", str(db), "--model", str(directory)]
         command += ["--out", str(out), "--threads", str(args.threads), "--quiet", "--force"]  # its own replay
         command += args.retrain_flags
@@ -121,18 +124,25 @@ def after_retrain(directory, facts, unrelated, bad, args) -> dict:
         if done.returncode:
             sys.exit(f"chatbot retrain failed ({done.returncode})")
         report = json.loads((out / "retrain.json").read_text())["results"]
-        new, _, _ = load_engine(out, precision=args.precision)
+        new, _, config = load_engine(out, precision=args.precision)
         figures = {"seconds": seconds, "retrain": report}
         if bad:
             now = [r[0].text for r in reply(new, tokenizer, bad, settings_from("greedy"))]
             figures["bad_still_said"] = sum(normalise(a) == normalise(b) for a, b in zip(now, rated)) / len(bad)
             figures["bad_examples"] = [[m, b, a] for m, b, a in zip(bad, rated, now)][:5]
-        for strategy in args.strategies:
-            settings = settings_from(strategy, seed=1 if strategy == "sample" else None)
-            measured = measure(new, tokenizer, facts, unrelated, settings, None, before=engine)
-            figures[strategy] = {"recall": measured["taught"]["recall"], "reworded": measured["taught"]["reworded"]}
-            figures[strategy].update(leak=measured["leak"], examples=measured["taught"]["examples"])
-            figures[strategy]["leaked"] = measured["leaked"]
+        # as the chat runs it: the memory holds what the new model did not learn (and the bad ratings)
+        storage = Storage(db)
+        left = memory_from_log(new, tokenizer, storage.taught(), learned(config), gates_of(config))
+        storage.close()
+        figures["left_in_memory"] = len(left) if left else 0
+        for group, facts, unrelated in groups:
+            for strategy in args.strategies:
+                settings = settings_from(strategy, seed=1 if strategy == "sample" else None)
+                for name, memory in zip(MEMORY, (None, left)):
+                    measured = measure(new, tokenizer, facts, unrelated, settings, memory, before=engine)
+                    f = {"recall": measured["taught"]["recall"], "reworded": measured["taught"]["reworded"]}
+                    f.update(leak=measured["leak"], examples=measured["taught"]["examples"], leaked=measured["leaked"])
+                    figures[f"{strategy}{group}{name}"] = f
     return figures
 
 
@@ -197,37 +207,32 @@ def main() -> None:
                 unrelated = [row["Q"] for row in csv.DictReader(f)][-args.unrelated :]
         else:
             unrelated = []
+        reactions = [r for r in read_jsonl(args.reactions) if r["lang"] == lang] if args.reactions.exists() else []
+        groups = [("", chosen, unrelated)]
+        if reactions:
+            unlike = [m for r in reactions for m in r.get("unlike", [])]
+            groups.append((" reactions", [r for r in reactions if "message" in r], unlike))
         if args.retrain:
-            figures = after_retrain(directory, chosen, unrelated, bad_messages(lang, args), args)
+            figures = after_retrain(directory, groups, bad_messages(lang, args), args)
             results[f"{lang} retrain"] = figures
-            for strategy in args.strategies:
-                f = figures[strategy]
+            print(f"{lang}: {figures['left_in_memory']} taught replies left in the new model's memory")
+            for group, strategy, name in itertools.product([g for g, _, _ in groups], args.strategies, MEMORY):
+                f = figures[f"{strategy}{group}{name}"]
                 print(
-                    f"{lang} retrained, {strategy:7s} recall {f['recall']:.0%}  reworded {f['reworded']:.0%}  "
-                    f"leak {f['leak']:.0%}  ({figures['seconds'] / 60:.1f} min, {figures['retrain']['epochs']} epochs, "
-                    f"{figures['retrain']['steps']} steps)"
+                    f"{lang}{group} retrained{name}, {strategy:7s} recall {f['recall']:.0%}  reworded "
+                    f"{f['reworded']:.0%}  leak {f['leak']:.0%}  ({figures['seconds'] / 60:.1f} min, "
+                    f"{figures['retrain']['epochs']} epochs, {figures['retrain']['steps']} steps)"
                 )
+                for m, r in f["leaked"]:
+                    print(f"    leaked: {m!r} -> {r!r}")
             if "bad_still_said" in figures:
                 print(f"{lang} retrained: greedy replies rated bad still given {figures['bad_still_said']:.0%}")
                 for m, b, a in figures["bad_examples"]:
                     print(f"    {m!r}: {b!r} (rated bad) -> {a!r}")
-                for m, r in f["examples"]:
+                for m, r in figures[args.strategies[-1]]["examples"]:
                     print(f"    {m!r} -> {r!r}")
-                for m, r in f["leaked"]:
-                    print(f"    leaked: {m!r} -> {r!r}")
         if args.no_memory:
             continue
-        memory = Memory(engine.cfg.attentional_size, **gates_of(config))  # the model's own, or the constants
-        reactions = [r for r in read_jsonl(args.reactions) if r["lang"] == lang] if args.reactions.exists() else []
-        groups = [("", chosen, unrelated)]
-        if reactions:
-            groups.append(
-                (
-                    " reactions",
-                    [r for r in reactions if "message" in r],
-                    [m for r in reactions for m in r.get("unlike", [])],
-                )
-            )
         for group, taught, others in groups:
             memory = Memory(engine.cfg.attentional_size, **gates_of(config))  # the model's own, or the constants
             for name in ("start", "near", "same", "alone"):

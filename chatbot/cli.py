@@ -960,6 +960,14 @@ def _retrain_flags(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--every-correction",
+        action="store_true",
+        help=tr(
+            "train the corrections the model would not have begun so alone too (by default they stay in the "
+            "taught memory: learned alone, they are said to messages the model reads alike)"
+        ),
+    )
+    parser.add_argument(
         "--no-human-turns", action="store_true", help=tr("do not learn the human's own turns as replies")
     )
     parser.add_argument(

@@ -114,6 +114,7 @@ def test_retrain_learns_the_corrections_and_leaves_the_parent_alone(chat_log, ov
         "0.02",
         "--unlikelihood",
         "1",
+        "--every-correction",  # what the tiny model would not have begun so, trained too
         "--device",
         "cpu",
         "--threads",
@@ -248,3 +249,31 @@ def test_a_correction_the_model_would_not_have_begun_keeps_its_nearest_corpus_pa
     assert neighbours(model, tokenizer, [Pair(message, own)], sample_pairs, 3, seed=1) == []
     assert neighbours(model, tokenizer, [unexpected], sample_pairs, 0, seed=1) == []
     assert not model.training
+
+
+def test_by_default_a_correction_the_model_would_not_have_begun_stays_in_the_memory(
+    chat_log, overfit_model, overfit_dir, tmp_path
+):
+    """Learned alone, such a correction is said to every message the model reads alike
+    (docs/teaching.md): the defaults leave it to the taught memory, which keeps it to its message,
+    and train the rest; the new model's lineage does not list it as learned, so the memory keeps it."""
+    from corpora import Pair
+    from training.retrain import unexpected
+
+    model, tokenizer = overfit_model
+    logged = {p.source: p for p in logged_pairs(open_log(chat_log)) if p.kind == "correction"}
+    odd = unexpected(model, tokenizer, [Pair(m, c, logged[m].context) for m, c in CORRECTIONS.items()])
+    message = "what is your favorite animal?"
+    own = reply(model, tokenizer, [message], GreedySettings(), contexts=[logged[message].context])[0][0].text
+    assert unexpected(model, tokenizer, [Pair(message, own, logged[message].context)]) == [False]
+    assert not model.training
+    out = tmp_path / "retrained"
+    result = chatbot(
+        "retrain", "--db", str(chat_log), "--model", str(overfit_dir), "--out", str(out), "--replay", "",
+        "--epochs", "3", "--device", "cpu", "--threads", THREADS, "--no-benchmark", "--quiet", "--force",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    left = sum(odd)
+    assert (f"left to the taught memory: {left} corrections" in result.stdout) == (left > 0), result.stdout
+    learned = {e["id"] for e in json.loads((out / "config.json").read_text())["lineage"]["learned"]}
+    assert not learned & {logged[m].message_id for m, o in zip(CORRECTIONS, odd) if o}

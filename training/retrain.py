@@ -243,8 +243,12 @@ def fine_tune(
 
     Every correction and good reply is trained (a person wants each one learned), weighted
     `--taught-weight` times against the human's turns and the replayed pairs; a stable 10% of the
-    human's turns is held out. Training stops at the first epoch after which the model's greedy
-    reply holds every taught reply's content words (`training.recall`), or after `--epochs`.
+    human's turns is held out. A correction the model would not have begun so (`unexpected`: a
+    cheer for a person's news) is left to the taught memory, which keeps it to its own message:
+    learned alone, the model says it to every message it reads alike, bad news too; with
+    `--neighbours` it is trained beside such messages instead. Training stops at the first epoch
+    after which the model's greedy reply holds every trained reply's content words
+    (`training.recall`), or after `--epochs`.
     Replies rated bad are made less likely by unlikelihood (`--unlikelihood`)."""
     from chatbot.device import resolve_device, set_threads
     from training.recall import common_words, greedy_replies
@@ -260,10 +264,28 @@ def fine_tune(
     taught_logged = [p for p in pairs if p.kind in TAUGHT_KINDS]
     turns = [p for p in pairs if p.kind not in TAUGHT_KINDS]
     taught, held = as_pairs(taught_logged), as_pairs([p for p in turns if held_out(p)])
+    # a correction the model would not have begun so stays in the memory, which keeps it to its own message;
+    # where the model's gates turn that off (the Korean model's: its facts too begin as it would not), all are
+    # trained; so are replies rated good (the model's own: begun so)
+    trained = taught
+    if keeps_to_its_message(parent_config) and not args.neighbours and not args.every_correction:
+        odd = unexpected(model, tokenizer, taught)
+        trained = [p for p, q, o in zip(taught, taught_logged, odd) if not o or q.kind != "correction"]
+    if len(trained) < len(taught):
+        print(
+            tr(
+                "left to the taught memory: {n} corrections the model would not have begun so (learned alone, "
+                "they would be said to messages it reads alike; --neighbours K trains them beside such messages, "
+                "--every-correction alone)",
+                n=len(taught) - len(trained),
+            )
+        )
     replayed = args.replay if args.replay is not None else default_replay(lang)
     base = load_pairs(replayed, "train") if replayed else []
     common = common_words(base[:20000])
-    train_pairs = taught * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
+    train_pairs = trained * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
+    if not train_pairs and not bad:
+        raise ChatbotError(tr("nothing to train: every correction is left to the taught memory (see --neighbours)"))
     per_epoch = round(len(train_pairs) * args.replay_ratio) if base else 0
     replay = random.Random(args.seed).sample(base, min(len(base), per_epoch * args.epochs))  # fresh each epoch
     kept = []
@@ -304,7 +326,7 @@ def fine_tune(
         quiet=args.quiet,
         replay=replay,
         replay_per_epoch=per_epoch,
-        after_epoch=RecallStop(tokenizer, taught, common) if taught else None,
+        after_epoch=RecallStop(tokenizer, trained, common) if trained else None,
         anchored=not args.no_anchor,
         negatives=as_pairs(bad),
         unlikelihood=args.unlikelihood,
@@ -357,6 +379,36 @@ def own_corpus(lang: str | None) -> str | None:
     return None
 
 
+def keeps_to_its_message(config: dict) -> bool:
+    """Whether this model's taught memory follows a reply it would not have begun so only for its
+    own message (its gate `alone` above `start`; `chatbot.taught.gates_of`)."""
+    from chatbot.taught import ALONE, START, gates_of
+
+    gates = gates_of(config)
+    return gates.get("alone", ALONE) > gates.get("start", START)
+
+
+def unexpected(model, tokenizer, taught: list[Pair]) -> list[bool]:
+    """Per taught pair: the model would not have begun its reply so (the first piece under
+    `chatbot.taught.UNEXPECTED` after its message), as a reaction to a person's news often is."""
+    import torch
+
+    from chatbot.decoding.replies import prepare
+    from chatbot.engine import as_engine
+    from chatbot.taught import UNEXPECTED, read_states
+    from chatbot.tokenizer import EOS
+
+    if not taught:
+        return []
+    engine, was_training = as_engine(model), model.training
+    model.eval()
+    with torch.inference_mode():
+        sources = [prepare(tokenizer, engine, p.source, p.context)[0] for p in taught]
+        _, openers = read_states(engine, sources, [tokenizer.encode(p.reply)[:1] or [EOS] for p in taught])
+    model.train(was_training)
+    return [opener < UNEXPECTED for opener in openers]
+
+
 NEIGHBOUR_POOL = 30_000  # replayed pairs searched for each correction's neighbours (a stable sample)
 
 
@@ -373,20 +425,16 @@ def neighbours(model, tokenizer, taught: list[Pair], pool: list[Pair], k: int, s
 
     from chatbot.decoding.replies import prepare
     from chatbot.engine import as_engine
-    from chatbot.taught import UNEXPECTED, read_states
+    from chatbot.taught import read_states
     from chatbot.tokenizer import EOS
 
     if k <= 0 or not pool:
         return []
+    taught = [p for p, odd in zip(taught, unexpected(model, tokenizer, taught)) if odd]
+    if not taught:
+        return []
     engine, was_training = as_engine(model), model.training
     model.eval()
-    with torch.inference_mode():
-        sources = [prepare(tokenizer, engine, p.source, p.context)[0] for p in taught]
-        _, openers = read_states(engine, sources, [tokenizer.encode(p.reply)[:1] or [EOS] for p in taught])
-    taught = [p for p, opener in zip(taught, openers) if opener < UNEXPECTED]
-    if not taught:
-        model.train(was_training)
-        return []
     pool = random.Random(seed).sample(pool, min(len(pool), NEIGHBOUR_POOL))
 
     def first_states(pairs: list[Pair], batch: int = 256) -> torch.Tensor:
