@@ -274,10 +274,11 @@ def fine_tune(
     if len(trained) < len(taught):
         print(
             tr(
-                "left to the taught memory: {n} corrections the model would not have begun so (learned alone, "
-                "they would be said to messages it reads alike; --neighbours K trains them beside such messages, "
-                "--every-correction alone)",
+                "left to the taught memory: {n} of {total} corrections, those the model would not have begun so "
+                "(learned alone, they would be said to messages it reads alike; --neighbours K trains them beside "
+                "such messages, --every-correction alone)",
                 n=len(taught) - len(trained),
+                total=sum(p.kind == "correction" for p in taught_logged),
             )
         )
     replayed = args.replay if args.replay is not None else default_replay(lang)
