@@ -278,3 +278,25 @@ def test_by_default_a_correction_the_model_would_not_have_begun_stays_in_the_mem
     assert (said in result.stdout) == (left > 0), result.stdout
     learned = {e["id"] for e in json.loads((out / "config.json").read_text())["lineage"]["learned"]}
     assert not learned & {logged[m].message_id for m, o in zip(CORRECTIONS, odd) if o}
+
+
+def test_a_log_whose_only_correction_is_left_to_the_memory_is_one_line(
+    overfit_dir, overfit_model, tmp_path, sample_pairs
+):
+    """Nothing left to train is said in one line, and no model is written."""
+    from corpora import Pair
+    from training.retrain import unexpected
+
+    model, tokenizer = overfit_model
+    message, correction = sample_pairs[0].source, "the otter holds hands while it sleeps."
+    assert unexpected(model, tokenizer, [Pair(message, correction)]) == [True]
+    store = Storage(tmp_path / "one.db")
+    conversation = store.new_conversation("one")
+    u = store.add_message(conversation, "user", message)
+    store.correct(store.add_message(conversation, "bot", "hello", reply_to=u), correction)
+    store.close()
+    out = tmp_path / "out"
+    result = chatbot("retrain", "--db", str(tmp_path / "one.db"), "--model", str(overfit_dir), "--out", str(out))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "nothing to train" in result.stderr and "--every-correction" in result.stderr
+    assert not (out / "config.json").exists()

@@ -281,12 +281,14 @@ def fine_tune(
                 total=sum(p.kind == "correction" for p in taught_logged),
             )
         )
+    train_pairs = trained * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
+    if not train_pairs and not bad:
+        raise ChatbotError(
+            tr("nothing to train: every correction is left to the taught memory (--every-correction trains them)")
+        )
     replayed = args.replay if args.replay is not None else default_replay(lang)
     base = load_pairs(replayed, "train") if replayed else []
     common = common_words(base[:20000])
-    train_pairs = trained * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
-    if not train_pairs and not bad:
-        raise ChatbotError(tr("nothing to train: every correction is left to the taught memory (see --neighbours)"))
     per_epoch = round(len(train_pairs) * args.replay_ratio) if base else 0
     replay = random.Random(args.seed).sample(base, min(len(base), per_epoch * args.epochs))  # fresh each epoch
     kept = []
