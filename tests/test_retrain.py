@@ -276,6 +276,8 @@ def test_by_default_a_correction_the_model_would_not_have_begun_stays_in_the_mem
     left = sum(odd)
     said = f"left to the taught memory: {left} of {len(CORRECTIONS)} corrections"
     assert (said in result.stdout) == (left > 0), result.stdout
+    assert (f"{left} of them left to the taught memory" in result.stdout) == (left > 0)
+    assert json.loads((out / "retrain.json").read_text())["results"]["left_to_memory"] == left
     learned = {e["id"] for e in json.loads((out / "config.json").read_text())["lineage"]["learned"]}
     assert not learned & {logged[m].message_id for m, o in zip(CORRECTIONS, odd) if o}
 

@@ -337,6 +337,7 @@ def fine_tune(
     trainer.train()
     new_model, _, _ = load_model(out, device)
     results = measure.compared(before, measure(new_model), trainer)
+    results["left_to_memory"] = len(taught) - len(trained)
     report(results, len(held), len(measure.unrelated))
     for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
         print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
@@ -598,6 +599,9 @@ def report(results: dict, held: int, unrelated: int) -> None:
                 after=results["taught_recall_after"],
             )
         )
+        if results.get("left_to_memory"):
+            n = results["left_to_memory"]
+            print(tr("  {n} of them left to the taught memory, which gives them to their own messages", n=n))
     if results["rated_bad"]:
         print(
             tr(
