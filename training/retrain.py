@@ -264,23 +264,7 @@ def fine_tune(
     taught_logged = [p for p in pairs if p.kind in TAUGHT_KINDS]
     turns = [p for p in pairs if p.kind not in TAUGHT_KINDS]
     taught, held = as_pairs(taught_logged), as_pairs([p for p in turns if held_out(p)])
-    # a correction the model would not have begun so stays in the memory, which keeps it to its own message;
-    # where the model's gates turn that off (the Korean model's: its facts too begin as it would not), all are
-    # trained; so are replies rated good (the model's own: begun so)
-    trained = taught
-    if keeps_to_its_message(parent_config) and not args.neighbours and not args.every_correction:
-        odd = unexpected(model, tokenizer, taught)
-        trained = [p for p, q, o in zip(taught, taught_logged, odd) if not o or q.kind != "correction"]
-    if len(trained) < len(taught):
-        print(
-            tr(
-                "left to the taught memory: {n} of {total} corrections, those the model would not have begun so "
-                "(learned alone, they would be said to messages it reads alike; --neighbours K trains them beside "
-                "such messages, --every-correction alone)",
-                n=len(taught) - len(trained),
-                total=sum(p.kind == "correction" for p in taught_logged),
-            )
-        )
+    trained = taught_to_train(args, parent_config, model, tokenizer, taught_logged)
     train_pairs = trained * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
     if not train_pairs and not bad:
         raise ChatbotError(
@@ -291,18 +275,7 @@ def fine_tune(
     common = common_words(base[:20000])
     per_epoch = round(len(train_pairs) * args.replay_ratio) if base else 0
     replay = random.Random(args.seed).sample(base, min(len(base), per_epoch * args.epochs))  # fresh each epoch
-    kept = []
-    if args.neighbours and taught:  # searched in what the model was trained on, read only when asked for
-        own = own_corpus(lang)
-        pool = base if own in (None, replayed) else load_pairs(own, "train")
-        kept = neighbours(model, tokenizer, taught, pool, args.neighbours, args.seed) if pool else []
-    if kept:
-        print(
-            tr(
-                "kept beside the corrections: {n} replayed pairs whose messages the model reads like theirs",
-                n=len(kept),
-            )
-        )
+    kept = kept_beside(args, lang, model, tokenizer, taught, base, replayed)
     train_pairs += kept
     english = lang in (None, "en")  # chitchat's test split is English: no measure of a Korean model
     if not english and not args.skip_chitchat:
@@ -344,6 +317,48 @@ def fine_tune(
     # what the chat's taught memory leaves out when this model replies
     lineage["learned"] = [{"id": p.message_id, "reply": p.reply} for p, ok in zip(taught_logged, measure.recall) if ok]
     return finish(args, out, lineage, results)
+
+
+def taught_to_train(args, parent_config: dict, model, tokenizer, taught_logged: list[LoggedPair]) -> list[Pair]:
+    """The taught pairs fine-tuning trains. A correction the model would not have begun so
+    (`unexpected`) stays in the taught memory, which keeps it to its own message, unless
+    `--neighbours` or `--every-correction` asks for it; where the model's gates turn that rule off
+    (the Korean model's: its facts too begin as it would not), all are trained; so are replies
+    rated good (the model's own: begun so). Says how many it leaves."""
+    taught = as_pairs(taught_logged)
+    if not keeps_to_its_message(parent_config) or args.neighbours or args.every_correction:
+        return taught
+    odd = unexpected(model, tokenizer, taught)
+    trained = [p for p, q, o in zip(taught, taught_logged, odd) if not o or q.kind != "correction"]
+    if len(trained) < len(taught):
+        print(
+            tr(
+                "left to the taught memory: {n} of {total} corrections, those the model would not have begun so "
+                "(learned alone, they would be said to messages it reads alike; --neighbours K trains them beside "
+                "such messages, --every-correction alone)",
+                n=len(taught) - len(trained),
+                total=sum(p.kind == "correction" for p in taught_logged),
+            )
+        )
+    return trained
+
+
+def kept_beside(args, lang: str | None, model, tokenizer, taught: list[Pair], base: list[Pair], replayed) -> list[Pair]:
+    """With `--neighbours K`, the `neighbours` of the corrections, searched in what the model was
+    trained on (read only when asked for), else in the replayed corpus; says how many."""
+    if not args.neighbours or not taught:
+        return []
+    own = own_corpus(lang)
+    pool = base if own in (None, replayed) else load_pairs(own, "train")
+    kept = neighbours(model, tokenizer, taught, pool, args.neighbours, args.seed) if pool else []
+    if kept:
+        print(
+            tr(
+                "kept beside the corrections: {n} replayed pairs whose messages the model reads like theirs",
+                n=len(kept),
+            )
+        )
+    return kept
 
 
 NAMED_CORPORA = ("chitchat", "listening", "listening-ko", "sample", "phrases")
