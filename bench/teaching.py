@@ -34,7 +34,7 @@ from chatbot.consensus import normalise  # noqa: E402
 from chatbot.decoding import reply, settings_from  # noqa: E402
 from chatbot.engine import load_engine  # noqa: E402
 from chatbot.storage import Storage  # noqa: E402
-from chatbot.taught import Memory, TaughtReply, gates_of, learned, memory_from_log  # noqa: E402
+from chatbot.taught import Memory, TaughtReply, gates_of, memory_from_log  # noqa: E402
 from corpora import load_pairs  # noqa: E402
 from training.recall import common_words, word_pairs  # noqa: E402
 
@@ -132,7 +132,7 @@ def after_retrain(directory, groups, bad, args) -> dict:
             figures["bad_examples"] = [[m, b, a] for m, b, a in zip(bad, rated, now)][:5]
         # as the chat runs it: the memory holds what the new model did not learn (and the bad ratings)
         storage = Storage(db)
-        left = memory_from_log(new, tokenizer, storage.taught(), learned(config), gates_of(config))
+        left = memory_from_log(new, tokenizer, storage.taught(), config)
         storage.close()
         figures["left_in_memory"] = len(left) if left else 0
         for group, facts, unrelated in groups:

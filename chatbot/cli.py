@@ -626,7 +626,7 @@ def with_taught(db: Path, repliers: dict, configs: dict) -> dict:
     but what its model (`configs`, by language) learned by retraining, behind its model's gates."""
     from chatbot.languages import answered_by
     from chatbot.storage import Storage
-    from chatbot.taught import gates_of, learned, memory_from_log
+    from chatbot.taught import memory_from_log
 
     if not db.exists():
         raise ChatbotError(tr("{path}: no such chat log", path=db))
@@ -640,13 +640,7 @@ def with_taught(db: Path, repliers: dict, configs: dict) -> dict:
         lang: (
             engine,
             tokenizer,
-            memory_from_log(
-                engine,
-                tokenizer,
-                [r for r, replier in zip(rows, by) if replier == lang],
-                learned(configs[lang]),
-                gates_of(configs[lang]),
-            ),
+            memory_from_log(engine, tokenizer, [r for r, replier in zip(rows, by) if replier == lang], configs[lang]),
         )
         for lang, (engine, tokenizer, _) in repliers.items()
     }
@@ -957,6 +951,15 @@ def _retrain_flags(parser: argparse.ArgumentParser) -> None:
         help=tr(
             "replayed pairs the model reads most like each correction, trained beside it so that it stays "
             "with its message (0: none); 0 to 1000"
+        ),
+    )
+    parser.add_argument(
+        "--spread-pool",
+        type=ranged(int, 0, 100_000),
+        default=1000,
+        help=tr(
+            "validation messages of the model's own corpus (else the replayed one) read for taught replies said "
+            "where they were not taught for, which are then trained against there (0: no check); 0 to 100000"
         ),
     )
     parser.add_argument(

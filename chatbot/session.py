@@ -142,12 +142,12 @@ class Session:
         if not self.taught or self.storage is None:
             return None
         from chatbot.modeldir import read_config
-        from chatbot.taught import gates_of, learned, memory_from_log
+        from chatbot.taught import memory_from_log
 
         def build(rows):
             config = read_config(model_path)  # what retraining made this model say alone; its gates
             answered = [r for r in rows if self.replier_path(r["message"]) == model_path]
-            return memory_from_log(engine, tokenizer, answered, learned(config), gates_of(config))
+            return memory_from_log(engine, tokenizer, answered, config)
 
         if before is not None:
             return build([r for r in self.storage.taught() if (r["taught_at"] or "") <= before])

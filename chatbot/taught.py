@@ -60,6 +60,7 @@ class TaughtReply:
     reply: str
     context: list[str]
     shunned: bool = False  # rated bad: what not to say
+    own_only: bool = False  # followed for its own message alone, as a reply the model would not have begun so
 
 
 class Table(NamedTuple):
@@ -119,7 +120,7 @@ class Memory:
             states, openers = read_states(engine, sources, targets)
             for who, target, state, opener in zip(owners, targets, states, openers):
                 starts.append(first)
-                unexpected.append(opener < UNEXPECTED)
+                unexpected.append(opener < UNEXPECTED or replies[who].own_only)
                 first += len(target)
                 keys.append(torch.nn.functional.normalize(state.float(), dim=-1))
                 values.append(torch.tensor(target))
@@ -170,6 +171,13 @@ def learned(config: dict) -> set[tuple[int, str]]:
     return {(entry["id"], entry["reply"]) for entry in config.get("lineage", {}).get("learned", [])}
 
 
+def kept_to_message(config: dict) -> set[tuple[int, str]]:
+    """(reply id, taught text) of the corrections `chatbot retrain` left to the memory as replies
+    its parent would not have begun so: followed for their own message alone, even where the
+    retrained model's states would now begin them so."""
+    return {(entry["id"], entry["reply"]) for entry in config.get("lineage", {}).get("kept_to_message", [])}
+
+
 def gates_of(config: dict) -> dict[str, float]:
     """The gates of λ a model's config.json sets in its "taught" table (`start`, `near`, `same`):
     cosines depend on the model's states, so each model may have its own, chosen by
@@ -178,15 +186,21 @@ def gates_of(config: dict) -> dict[str, float]:
     return {name: float(table[name]) for name in TAUGHT_GATES if name in table}
 
 
-def memory_from_log(
-    engine, tokenizer, rows: list[dict], retired: set[tuple[int, str]] = frozenset(), gates: dict | None = None
-) -> Memory | None:
+def memory_from_log(engine, tokenizer, rows: list[dict], config: dict | None = None) -> Memory | None:
     """A memory of what the log taught (`Storage.taught` rows, those this model answers), as
-    `engine` reads it, but the `retired` (`learned`) entries, behind the model's `gates`
-    (`gates_of`); None when none are left."""
+    `engine` reads it, but what the model learned by retraining (`learned`), behind the model's
+    gates (`gates_of`), with what retraining kept to its message so (`kept_to_message`); all
+    three from its `config`. None when none are left."""
+    config = config or {}
+    retired, kept = learned(config), kept_to_message(config)
     rows = [r for r in rows if (r["id"], r["reply"]) not in retired]
-    memory = Memory(engine.cfg.attentional_size, **(gates or {}))
-    taught = [TaughtReply(r["id"], r["message"], r["reply"], r["context"], r.get("shunned", False)) for r in rows]
+    memory = Memory(engine.cfg.attentional_size, **gates_of(config))
+    taught = [
+        TaughtReply(
+            r["id"], r["message"], r["reply"], r["context"], r.get("shunned", False), (r["id"], r["reply"]) in kept
+        )
+        for r in rows
+    ]
     memory.add(engine, tokenizer, taught)
     return memory if len(memory) else None
 

@@ -87,6 +87,7 @@ def test_every_numeric_flag_of_every_command_meets_odd_numbers_with_one_line(tmp
                     "--unlikelihood",
                     "--taught-weight",
                     "--neighbours",
+                    "--spread-pool",
                 ), flag
                 if name in ranges:
                     _, low, high = ranges[name]

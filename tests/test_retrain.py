@@ -278,8 +278,11 @@ def test_by_default_a_correction_the_model_would_not_have_begun_stays_in_the_mem
     assert (said in result.stdout) == (left > 0), result.stdout
     assert (f"{left} of them left to the taught memory" in result.stdout) == (left > 0)
     assert json.loads((out / "retrain.json").read_text())["results"]["left_to_memory"] == left
-    learned = {e["id"] for e in json.loads((out / "config.json").read_text())["lineage"]["learned"]}
-    assert not learned & {logged[m].message_id for m, o in zip(CORRECTIONS, odd) if o}
+    lineage = json.loads((out / "config.json").read_text())["lineage"]
+    learned = {e["id"] for e in lineage["learned"]}
+    left_ids = {logged[m].message_id for m, o in zip(CORRECTIONS, odd) if o}
+    assert not learned & left_ids
+    assert {e["id"] for e in lineage["kept_to_message"]} == left_ids  # the memory keeps them to their messages
 
 
 def test_a_log_whose_only_correction_is_left_to_the_memory_is_one_line(
@@ -302,3 +305,32 @@ def test_a_log_whose_only_correction_is_left_to_the_memory_is_one_line(
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert "nothing to train" in result.stderr and "--every-correction" in result.stderr
     assert not (out / "config.json").exists()
+
+
+def test_a_taught_reply_said_to_other_messages_becomes_their_negative(overfit_model, sample_pairs):
+    """`Spread`: where the model now says a taught reply to a message of the pool whose reply
+    changed, that message with the reply is found, once; not where the message shares a content
+    word with the taught one (it may be its rewording), nor where the model's reply did not change."""
+    import torch
+
+    from chatbot.model import Seq2Seq
+    from corpora import Pair
+    from training.retrain import Spread
+
+    model, tokenizer = overfit_model
+    torch.manual_seed(0)
+    before = Seq2Seq(model.cfg).eval()  # the same vocabulary, nothing learned: it says other things
+    pool = sample_pairs[:30]
+    target = pool[0]
+    own = reply(model, tokenizer, [target.source], GreedySettings())[0][0].text
+    assert own == target.reply
+    elsewhere = Pair("zebra xylophone quartz", target.reply)  # taught for a message sharing no word with it
+    reworded = Pair(target.source, target.reply)
+    spread = Spread(before, tokenizer, [elsewhere, reworded], pool, frozenset())
+    found = spread.negatives(model)
+    assert Pair(target.source, target.reply, target.context) in found
+    assert all(p.reply == target.reply for p in found)
+    assert spread.negatives(model) == []  # found once
+    unchanged = Spread(model, tokenizer, [elsewhere], pool, frozenset())
+    assert unchanged.negatives(model) == []
+    assert Spread(before, tokenizer, [reworded], pool, frozenset()).negatives(model) == []

@@ -73,6 +73,24 @@ def test_whether_the_model_expected_a_taught_reply_is_read_from_the_model(overfi
     assert memory.table.unexpected.tolist() == [False, True]
 
 
+def test_a_correction_retraining_kept_to_its_message_stays_so_in_the_retrained_models_memory(
+    overfit_model, sample_pairs
+):
+    """What `chatbot retrain` left to the memory (`kept_to_message` in the new model's lineage) is
+    followed for its own message alone, even where the model reading it would now begin it so."""
+    from chatbot.taught import memory_from_log
+
+    model, tokenizer = overfit_model
+    message = sample_pairs[0].source
+    own = reply(model, tokenizer, [message], settings_from("greedy"))[0][0].text
+    rows = [{"id": 1, "message": message, "reply": own, "context": []}]
+    assert memory_from_log(model, tokenizer, rows).table.unexpected.tolist() == [False]
+    config = {"lineage": {"kept_to_message": [{"id": 1, "reply": own}]}}
+    assert memory_from_log(model, tokenizer, rows, config).table.unexpected.tolist() == [True]
+    config = {"lineage": {"kept_to_message": [{"id": 1, "reply": "an earlier text"}]}}  # corrected since
+    assert memory_from_log(model, tokenizer, rows, config).table.unexpected.tolist() == [False]
+
+
 def test_a_taught_reply_followed_is_finished_in_its_own_pieces_not_a_reply_that_starts_alike():
     """Two taught replies start alike (piece 5); the message came nearer the first (1.0 against
     0.8). A later state a little nearer the second's next key still takes the first's piece: the

@@ -264,7 +264,7 @@ def fine_tune(
     taught_logged = [p for p in pairs if p.kind in TAUGHT_KINDS]
     turns = [p for p in pairs if p.kind not in TAUGHT_KINDS]
     taught, held = as_pairs(taught_logged), as_pairs([p for p in turns if held_out(p)])
-    trained = taught_to_train(args, parent_config, model, tokenizer, taught_logged)
+    trained, left = taught_to_train(args, parent_config, model, tokenizer, taught_logged)
     train_pairs = trained * args.taught_weight + as_pairs([p for p in turns if not held_out(p)])
     if not train_pairs and not bad:
         raise ChatbotError(
@@ -290,6 +290,8 @@ def fine_tune(
         "replay": {"corpus": replayed, "ratio": args.replay_ratio, "pairs": len(replay), "neighbours": len(kept)},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    spread = spread_of(args, lang, model, tokenizer, trained, replayed, common)
+    stop = RecallStop(tokenizer, trained, common, spread) if trained else None
     # the parent's taught gates (`chatbot.taught.gates_of`) hold for states a fine-tune barely moves
     gates = {"taught": parent_config["taught"]} if "taught" in parent_config else {}
     trainer = Trainer(
@@ -302,20 +304,25 @@ def fine_tune(
         quiet=args.quiet,
         replay=replay,
         replay_per_epoch=per_epoch,
-        after_epoch=RecallStop(tokenizer, trained, common) if trained else None,
+        after_epoch=stop,
         anchored=not args.no_anchor,
         negatives=as_pairs(bad),
         unlikelihood=args.unlikelihood,
     )
+    if stop is not None:
+        stop.add_negatives = trainer.add_negatives
     trainer.train()
     new_model, _, _ = load_model(out, device)
     results = measure.compared(before, measure(new_model), trainer)
-    results["left_to_memory"] = len(taught) - len(trained)
+    results["left_to_memory"] = len(left)
+    results["spread"] = len(spread.seen) if spread is not None else None
     report(results, len(held), len(measure.unrelated))
     for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
         print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
     # what the chat's taught memory leaves out when this model replies
     lineage["learned"] = [{"id": p.message_id, "reply": p.reply} for p, ok in zip(taught_logged, measure.recall) if ok]
+    # ... and what it keeps to its own message, whatever the new model's states say (`unexpected`)
+    lineage["kept_to_message"] = [{"id": p.message_id, "reply": p.reply} for p in left]
     return finish(args, out, lineage, results)
 
 
@@ -324,12 +331,13 @@ def taught_to_train(args, parent_config: dict, model, tokenizer, taught_logged: 
     (`unexpected`) stays in the taught memory, which keeps it to its own message, unless
     `--neighbours` or `--every-correction` asks for it; where the model's gates turn that rule off
     (the Korean model's: its facts too begin as it would not), all are trained; so are replies
-    rated good (the model's own: begun so). Says how many it leaves."""
+    rated good (the model's own: begun so). Says how many it leaves, and returns them too."""
     taught = as_pairs(taught_logged)
     if not keeps_to_its_message(parent_config) or args.neighbours or args.every_correction:
-        return taught
+        return taught, []
     odd = unexpected(model, tokenizer, taught)
-    trained = [p for p, q, o in zip(taught, taught_logged, odd) if not o or q.kind != "correction"]
+    left = [o and q.kind == "correction" for q, o in zip(taught_logged, odd)]
+    trained = [p for p, out in zip(taught, left) if not out]
     if len(trained) < len(taught):
         print(
             tr(
@@ -340,7 +348,25 @@ def taught_to_train(args, parent_config: dict, model, tokenizer, taught_logged: 
                 total=sum(p.kind == "correction" for p in taught_logged),
             )
         )
-    return trained
+    return trained, [q for q, out in zip(taught_logged, left) if out]
+
+
+def spread_of(args, lang: str | None, model, tokenizer, trained: list[Pair], replayed, common) -> Spread | None:
+    """The `Spread` check over `--spread-pool` validation pairs (a stable sample) of what the model
+    was trained on, where it is at hand, else of the replayed corpus: the messages it knows how to
+    answer, which a taught reply must not take over."""
+    corpus = own_corpus(lang) or replayed
+    if not (args.spread_pool and trained and corpus):
+        return None
+    pool = load_pairs(corpus, "valid")
+    pool = random.Random(args.seed).sample(pool, min(len(pool), args.spread_pool))
+    if not pool:
+        return None
+    was_training = model.training
+    model.eval()
+    spread = Spread(model, tokenizer, trained, pool, common)
+    model.train(was_training)
+    return spread
 
 
 def kept_beside(args, lang: str | None, model, tokenizer, taught: list[Pair], base: list[Pair], replayed) -> list[Pair]:
@@ -563,14 +589,55 @@ def finish(args, out: Path, lineage: dict, results: dict) -> int:
     return 0
 
 
-class RecallStop:
-    """Ends fine-tuning after the first epoch at which the model recalls every taught reply. The
-    check is a greedy decode of each taught message; with many taught pairs and short epochs it
-    runs only as often as it costs less than a share of the training time."""
+SPREAD_SHARE = 0.005  # a taught reply come into more than this share of the pool's replies has spread
+SPREAD_ROUNDS = 3  # times the spread is trained against before recall alone may end the run
 
-    def __init__(self, tokenizer, taught: list[Pair], common: frozenset[str]):
-        self.tokenizer, self.taught, self.common = tokenizer, taught, common
+
+class Spread:
+    """Where fine-tuning makes the model say a taught reply to messages it was not taught for: the
+    validation messages of its corpus (`--spread-pool`, `spread_of`) whose greedy reply changed and now
+    holds a word pair of the taught reply. A reply come so into more than `SPREAD_SHARE` of them is
+    over-generalised (learned for its message alone, "That sounds relaxing." for an afternoon's
+    reading is said to a broken-down car): those messages, with it as their reply, become replies to
+    say less (unlikelihood), and training goes on. A fact is asked for by few of them: it stays."""
+
+    def __init__(self, model, tokenizer, taught: list[Pair], pool: list[Pair], common: frozenset[str]):
+        from training.recall import content_words, greedy_replies, word_pairs
+
+        self.tokenizer, self.taught, self.pool, self.common = tokenizer, taught, pool, common
+        self.pairs = [word_pairs(p.reply, common) for p in taught]
+        self.asked = [content_words(p.source, common) for p in taught]
+        self.before = greedy_replies(model, tokenizer, pool)
+        self.seen: set[tuple[str, str]] = set()
+        self.rounds = 0
+
+    def negatives(self, model) -> list[Pair]:
+        """The (message, taught reply) pairs of every taught reply that has spread, not yet found."""
+        from training.recall import content_words, greedy_replies, word_pairs
+
+        after = greedy_replies(model, self.tokenizer, self.pool)
+        changed = [(p, word_pairs(a, self.common)) for p, b, a in zip(self.pool, self.before, after) if a != b]
+        found = []
+        for taught, pairs, asked in zip(self.taught, self.pairs, self.asked):
+            # a message that shares a content word with the taught one may be its rewording: not spread
+            said = [p for p, got in changed if got & pairs and not asked & content_words(p.source, self.common)]
+            if len(said) > SPREAD_SHARE * len(self.pool):
+                found += [Pair(p.source, taught.reply, p.context) for p in said]
+        found = [p for p in found if (p.source, p.reply) not in self.seen]
+        self.seen |= {(p.source, p.reply) for p in found}
+        return found
+
+
+class RecallStop:
+    """Ends fine-tuning after the first epoch at which the model recalls every taught reply and no
+    taught reply has spread (`Spread`; found spread is trained against, up to `SPREAD_ROUNDS`
+    times). The check is a greedy decode of each taught message; with many taught pairs and short
+    epochs it runs only as often as it costs less than a share of the training time."""
+
+    def __init__(self, tokenizer, taught: list[Pair], common: frozenset[str], spread: Spread | None = None):
+        self.tokenizer, self.taught, self.common, self.spread = tokenizer, taught, common, spread
         self.seconds, self.last = 0.0, time.monotonic()
+        self.add_negatives = None  # the trainer's, where spread is checked
 
     def __call__(self, model) -> str | None:
         from training.recall import recalled
@@ -580,10 +647,25 @@ class RecallStop:
             return None
         start = time.monotonic()
         model.eval()
-        ok = recalled(model, self.tokenizer, self.taught, self.common)
+        ok = all(recalled(model, self.tokenizer, self.taught, self.common))
+        spread = self.spread
+        if ok and spread is not None and spread.rounds < SPREAD_ROUNDS:
+            found = spread.negatives(model)
+            if found:
+                spread.rounds += 1
+                self.add_negatives(found)
+                print(
+                    tr(
+                        "taught replies said to {n} messages of the model's corpus they were not taught for: trained "
+                        "to say them less there",
+                        n=len(found),
+                    ),
+                    flush=True,
+                )
+                ok = False
         model.train()
         self.seconds, self.last = time.monotonic() - start, time.monotonic()
-        return tr("every taught reply recalled") if all(ok) else None
+        return tr("every taught reply recalled") if ok else None
 
 
 def as_pairs(logged: list[LoggedPair]) -> list[Pair]:
@@ -617,6 +699,8 @@ def report(results: dict, held: int, unrelated: int) -> None:
         if results.get("left_to_memory"):
             n = results["left_to_memory"]
             print(tr("  {n} of them left to the taught memory, which gives them to their own messages", n=n))
+        if results.get("spread"):
+            print(tr("  kept from {n} messages of its corpus they had come to be said to", n=results["spread"]))
     if results["rated_bad"]:
         print(
             tr(

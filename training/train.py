@@ -256,6 +256,14 @@ class Trainer:
         start = epoch * n % len(self.replay_examples)
         return self.train_examples + (self.replay_examples[start:] + self.replay_examples[:start])[:n]
 
+    def add_negatives(self, pairs: list[Pair]) -> None:
+        """More replies to say less, taken in turn with the others from the next step on."""
+        cfg = self.model_cfg
+        self.negatives += encode_pairs(
+            pairs, self.tokenizer, max_reply=cfg.max_reply_tokens, max_source=cfg.max_source_tokens,
+            context_turns=cfg.context_turns,
+        )  # fmt: skip
+
     def negative_loss(self) -> torch.Tensor:
         """The unlikelihood of this step's share of the bad replies, taken in turn."""
         n = min(NEGATIVES_PER_STEP, len(self.negatives))
