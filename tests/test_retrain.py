@@ -309,8 +309,9 @@ def test_a_log_whose_only_correction_is_left_to_the_memory_is_one_line(
 
 def test_a_taught_reply_said_to_other_messages_becomes_their_negative(overfit_model, sample_pairs):
     """`Spread`: where the model now says a taught reply to a message of the pool whose reply
-    changed, that message with the reply is found, once; not where the message shares a content
-    word with the taught one (it may be its rewording), nor where the model's reply did not change."""
+    changed, that message with the reply is found (new the first time only); not where the
+    message shares a content word with the taught one (it may be its rewording), nor where the
+    model's reply did not change."""
     import torch
 
     from chatbot.model import Seq2Seq
@@ -327,10 +328,10 @@ def test_a_taught_reply_said_to_other_messages_becomes_their_negative(overfit_mo
     elsewhere = Pair("zebra xylophone quartz", target.reply)  # taught for a message sharing no word with it
     reworded = Pair(target.source, target.reply)
     spread = Spread(before, tokenizer, [elsewhere, reworded], pool, frozenset())
-    found = spread.negatives(model)
-    assert Pair(target.source, target.reply, target.context) in found
+    found, new = spread.negatives(model)
+    assert Pair(target.source, target.reply, target.context) in found and new == found
     assert all(p.reply == target.reply for p in found)
-    assert spread.negatives(model) == []  # found once
+    assert spread.negatives(model) == (found, [])  # still said there; nothing new
     unchanged = Spread(model, tokenizer, [elsewhere], pool, frozenset())
-    assert unchanged.negatives(model) == []
-    assert Spread(before, tokenizer, [reworded], pool, frozenset()).negatives(model) == []
+    assert unchanged.negatives(model) == ([], [])
+    assert Spread(before, tokenizer, [reworded], pool, frozenset()).negatives(model) == ([], [])

@@ -611,8 +611,9 @@ class Spread:
         self.seen: set[tuple[str, str]] = set()
         self.rounds = 0
 
-    def negatives(self, model) -> list[Pair]:
-        """The (message, taught reply) pairs of every taught reply that has spread, not yet found."""
+    def negatives(self, model) -> tuple[list[Pair], list[Pair]]:
+        """The (message, taught reply) pairs of every taught reply that has spread, and those of
+        them not found before."""
         from training.recall import content_words, greedy_replies, word_pairs
 
         after = greedy_replies(model, self.tokenizer, self.pool)
@@ -623,16 +624,17 @@ class Spread:
             said = [p for p, got in changed if got & pairs and not asked & content_words(p.source, self.common)]
             if len(said) > SPREAD_SHARE * len(self.pool):
                 found += [Pair(p.source, taught.reply, p.context) for p in said]
-        found = [p for p in found if (p.source, p.reply) not in self.seen]
-        self.seen |= {(p.source, p.reply) for p in found}
-        return found
+        new = [p for p in found if (p.source, p.reply) not in self.seen]
+        self.seen |= {(p.source, p.reply) for p in new}
+        return found, new
 
 
 class RecallStop:
     """Ends fine-tuning after the first epoch at which the model recalls every taught reply and no
-    taught reply has spread (`Spread`; found spread is trained against, up to `SPREAD_ROUNDS`
-    times). The check is a greedy decode of each taught message; with many taught pairs and short
-    epochs it runs only as often as it costs less than a share of the training time."""
+    taught reply has spread (`Spread`; spread found is trained against, and training goes on while
+    it lasts, up to `SPREAD_ROUNDS` checks). The check is a greedy decode of each taught message;
+    with many taught pairs and short epochs it runs only as often as it costs less than a share of
+    the training time."""
 
     def __init__(self, tokenizer, taught: list[Pair], common: frozenset[str], spread: Spread | None = None):
         self.tokenizer, self.taught, self.common, self.spread = tokenizer, taught, common, spread
@@ -650,10 +652,11 @@ class RecallStop:
         ok = all(recalled(model, self.tokenizer, self.taught, self.common))
         spread = self.spread
         if ok and spread is not None and spread.rounds < SPREAD_ROUNDS:
-            found = spread.negatives(model)
-            if found:
+            found, new = spread.negatives(model)
+            if found:  # still said there: trained on, against those found before too
                 spread.rounds += 1
-                self.add_negatives(found)
+                if new:
+                    self.add_negatives(new)
                 print(
                     tr(
                         "taught replies said to {n} messages of the model's corpus they were not taught for: trained "
