@@ -539,13 +539,14 @@ class Yardstick:
         def word_ppl(pairs, show=None):
             return evaluate_pairs(model, self.tokenizer, pairs, show=show)["word_ppl"] if pairs else None
 
-        self.recall = recalled(model, self.tokenizer, self.taught, self.common)
+        replies = as_replies_run(model)  # what it says is read as the chat will say it
+        self.recall = recalled(replies, self.tokenizer, self.taught, self.common)
         return {
             "recall": self.recall,
-            "bad": still_said(model, self.tokenizer, self.bad),
+            "bad": still_said(replies, self.tokenizer, self.bad),
             "held": word_ppl(self.held),
             "test": word_ppl(self.test, self.shown),
-            "unrelated": greedy_replies(model, self.tokenizer, self.unrelated),
+            "unrelated": greedy_replies(replies, self.tokenizer, self.unrelated),
         }
 
     def compared(self, before: dict, after: dict, trainer) -> dict:
@@ -567,6 +568,15 @@ class Yardstick:
             "steps": trainer.step,
             "epochs": trainer.epoch,
         }
+
+
+def as_replies_run(model):
+    """The model as replies run it by default on its device (`--precision auto`): int8 weights on
+    a CPU, whose greedy reply can differ from the float weights' by a word. What the new model
+    learned (and the memory retires) is what it says so."""
+    from chatbot.engine import build_engine
+
+    return build_engine(model, "int8" if next(model.parameters()).device.type == "cpu" else "flat")
 
 
 def finish(args, out: Path, lineage: dict, results: dict) -> int:
