@@ -335,3 +335,17 @@ def test_a_taught_reply_said_to_other_messages_becomes_their_negative(overfit_mo
     unchanged = Spread(model, tokenizer, [elsewhere], pool, frozenset())
     assert unchanged.negatives(model) == ([], [])
     assert Spread(before, tokenizer, [reworded], pool, frozenset()).negatives(model) == ([], [])
+
+
+def test_a_reply_the_model_knows_by_heart_is_held_firmly_and_a_new_one_is_not(overfit_model, sample_pairs):
+    """`held_firmly`: every piece of the reply given more than half the probability after its
+    message (teacher forcing): the tiny model's own replies are; the otter line, never taught, is
+    not; nor is its own reply under a floor no probability reaches."""
+    from corpora import Pair
+    from training.recall import held_firmly
+
+    model, tokenizer = overfit_model
+    own = [Pair(p.source, reply(model, tokenizer, [p.source], GreedySettings())[0][0].text) for p in sample_pairs[:5]]
+    assert held_firmly(model, tokenizer, own) == [True] * 5
+    assert held_firmly(model, tokenizer, [Pair(own[0].source, "the otter holds hands while it sleeps.")]) == [False]
+    assert held_firmly(model, tokenizer, own[:1], floor=1.0) == [False]

@@ -251,7 +251,7 @@ def fine_tune(
     (`training.recall`), or after `--epochs`.
     Replies rated bad are made less likely by unlikelihood (`--unlikelihood`)."""
     from chatbot.device import resolve_device, set_threads
-    from training.recall import common_words, greedy_replies
+    from training.recall import common_words, greedy_replies, held_firmly
     from training.train import Trainer
 
     set_threads(args.threads)
@@ -320,7 +320,16 @@ def fine_tune(
     for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
         print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
     # what the chat's taught memory leaves out when this model replies
-    lineage["learned"] = [{"id": p.message_id, "reply": p.reply} for p, ok in zip(taught_logged, measure.recall) if ok]
+    firm = held_firmly(as_replies_run(new_model), tokenizer, taught)  # what sampling gives too: the memory retires it
+    learned = [p for p, ok, sure in zip(taught_logged, measure.recall, firm) if ok and sure]
+    lineage["learned"] = [{"id": p.message_id, "reply": p.reply} for p in learned]
+    if len(learned) < sum(measure.recall):
+        print(
+            tr(
+                "  {n} of them held too loosely for sampling: the taught memory keeps them",
+                n=sum(measure.recall) - len(learned),
+            )
+        )
     # ... and what it keeps to its own message, whatever the new model's states say (`unexpected`)
     lineage["kept_to_message"] = [{"id": p.message_id, "reply": p.reply} for p in left]
     return finish(args, out, lineage, results)
@@ -652,7 +661,7 @@ class RecallStop:
         self.add_negatives = None  # the trainer's, where spread is checked
 
     def __call__(self, model) -> str | None:
-        from training.recall import recalled
+        from training.recall import held_firmly, recalled
 
         since = time.monotonic() - self.last
         if self.seconds > RECALL_EVERY_SECONDS * since:
@@ -660,6 +669,7 @@ class RecallStop:
         start = time.monotonic()
         model.eval()
         ok = all(recalled(model, self.tokenizer, self.taught, self.common))
+        ok = ok and all(held_firmly(model, self.tokenizer, self.taught))
         spread = self.spread
         if ok and spread is not None and spread.rounds < SPREAD_ROUNDS:
             found, new = spread.negatives(model)
