@@ -168,14 +168,19 @@ def in_place(table: torch.Tensor, rows, change) -> None:
 def learned(config: dict) -> set[tuple[int, str]]:
     """(reply id, taught text) of what a retrained model (its config.json) learned to say alone:
     the memory leaves those out. A later correction of the same reply is a new text: it stays."""
-    return {(entry["id"], entry["reply"]) for entry in config.get("lineage", {}).get("learned", [])}
+    return lineage_entries(config, "learned")
 
 
 def kept_to_message(config: dict) -> set[tuple[int, str]]:
     """(reply id, taught text) of the corrections `chatbot retrain` left to the memory as replies
     its parent would not have begun so: followed for their own message alone, even where the
     retrained model's states would now begin them so."""
-    return {(entry["id"], entry["reply"]) for entry in config.get("lineage", {}).get("kept_to_message", [])}
+    return lineage_entries(config, "kept_to_message")
+
+
+def lineage_entries(config: dict, key: str) -> set[tuple[int, str]]:
+    """(reply id, taught text) of each entry of a list in a model's lineage (`chatbot retrain`)."""
+    return {(entry["id"], entry["reply"]) for entry in config.get("lineage", {}).get(key, [])}
 
 
 def gates_of(config: dict) -> dict[str, float]:

@@ -251,7 +251,7 @@ def fine_tune(
     (`training.recall`), or after `--epochs`.
     Replies rated bad are made less likely by unlikelihood (`--unlikelihood`)."""
     from chatbot.device import resolve_device, set_threads
-    from training.recall import common_words, greedy_replies, held_firmly
+    from training.recall import common_words, greedy_replies
     from training.train import Trainer
 
     set_threads(args.threads)
@@ -320,8 +320,8 @@ def fine_tune(
     for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
         print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
     # what the chat's taught memory leaves out when this model replies
-    firm = held_firmly(as_replies_run(new_model), tokenizer, taught)  # what sampling gives too: the memory retires it
-    learned = [p for p, ok, sure in zip(taught_logged, measure.recall, firm) if ok and sure]
+    # recalled and held firmly (what sampling gives too): the memory retires it
+    learned = [p for p, ok, sure in zip(taught_logged, measure.recall, measure.firm) if ok and sure]
     lineage["learned"] = [{"id": p.message_id, "reply": p.reply} for p in learned]
     if len(learned) < sum(measure.recall):
         print(
@@ -540,16 +540,18 @@ class Yardstick:
         self.unrelated = self.test[:LEAK_MESSAGES]
         self.shown = None if quiet else tr("chitchat test")  # a progress bar on a terminal: 2,211 pairs take a while
         self.recall: list[bool] = []  # the last model's, per taught pair
+        self.firm: list[bool] = []  # ... and whether it holds each firmly (`held_firmly`)
 
     def __call__(self, model) -> dict:
         from training.evaluate import evaluate_pairs
-        from training.recall import greedy_replies, recalled, still_said
+        from training.recall import greedy_replies, held_firmly, recalled, still_said
 
         def word_ppl(pairs, show=None):
             return evaluate_pairs(model, self.tokenizer, pairs, show=show)["word_ppl"] if pairs else None
 
         replies = as_replies_run(model)  # what it says is read as the chat will say it
         self.recall = recalled(replies, self.tokenizer, self.taught, self.common)
+        self.firm = held_firmly(replies, self.tokenizer, self.taught)
         return {
             "recall": self.recall,
             "bad": still_said(replies, self.tokenizer, self.bad),

@@ -206,14 +206,22 @@ class Trainer:
 
     def _encode(self, train_pairs: list[Pair], replay: list[Pair], negatives: list[Pair]) -> None:
         """Every pair as piece ids, cut to the lengths the model reads and writes."""
+        self.train_examples = self._with_replies(train_pairs)
+        self.replay_examples = self._with_replies(replay)
+        self.negatives = self._with_replies(negatives)
         cfg = self.model_cfg
-        lengths = dict(max_source=cfg.max_source_tokens, context_turns=cfg.context_turns)
-        replies = dict(max_reply=cfg.max_reply_tokens, **lengths)
-        self.train_examples = encode_pairs(train_pairs, self.tokenizer, **replies)
-        self.replay_examples = encode_pairs(replay, self.tokenizer, **replies)
-        self.negatives = encode_pairs(negatives, self.tokenizer, **replies)
-        self.valid_examples = encode_pairs(self.valid_pairs, self.tokenizer, **lengths)
+        self.valid_examples = encode_pairs(
+            self.valid_pairs, self.tokenizer, max_source=cfg.max_source_tokens, context_turns=cfg.context_turns
+        )
         self.valid_words = reply_words(self.valid_pairs)
+
+    def _with_replies(self, pairs: list[Pair]) -> list:
+        """Pairs as piece ids, messages and replies cut to the lengths the model reads and writes."""
+        cfg = self.model_cfg
+        return encode_pairs(
+            pairs, self.tokenizer, max_reply=cfg.max_reply_tokens, max_source=cfg.max_source_tokens,
+            context_turns=cfg.context_turns,
+        )  # fmt: skip
 
     def _start(self, state: dict | None) -> None:
         """Load a resumed run's state, or save the starting model (so the folder always holds
@@ -258,11 +266,7 @@ class Trainer:
 
     def add_negatives(self, pairs: list[Pair]) -> None:
         """More replies to say less, taken in turn with the others from the next step on."""
-        cfg = self.model_cfg
-        self.negatives += encode_pairs(
-            pairs, self.tokenizer, max_reply=cfg.max_reply_tokens, max_source=cfg.max_source_tokens,
-            context_turns=cfg.context_turns,
-        )  # fmt: skip
+        self.negatives += self._with_replies(pairs)
 
     def negative_loss(self) -> torch.Tensor:
         """The unlikelihood of this step's share of the bad replies, taken in turn."""
