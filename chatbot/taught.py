@@ -30,6 +30,8 @@ model learned by `chatbot retrain` (its lineage's `learned`) is left out of its 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -37,6 +39,7 @@ import torch
 
 from chatbot.decoding.loop import teacher_forced
 from chatbot.decoding.rules import Context, Rule
+from chatbot.engine import int8
 from chatbot.modeldir import TAUGHT_GATES
 from chatbot.tokenizer import EOS, PAD
 
@@ -47,6 +50,8 @@ MOST = 0.95  # the largest share of the distribution a taught reply takes
 NEIGHBOURS = 4  # keys each step's distribution is made of
 TEMPERATURE = 0.01  # of the softmax over the neighbours' similarities
 CANDIDATES = 8  # taught replies a message may follow, chosen at its first step
+COARSE = 2048  # readings from which that choice searches an int8 copy of their first keys ...
+SHORTLIST = 32  # ... and compares the nearest this many exactly
 FIT = 2.0  # a key's similarity is lowered by FIT times how much less near the message came to its reply
 MAX_PIECES = 200  # of a taught reply (decoding writes no more)
 UNEXPECTED = 0.02  # a taught reply whose first piece the model gave less than this after its message ...
@@ -78,6 +83,7 @@ class Table(NamedTuple):
     unexpected: torch.Tensor | None = None  # (M,) bool: a reading the model would not have begun so (`ALONE`)
     shunned: torch.Tensor | None = None  # (number of replies,) bool: rated bad, pushed away from; None: none
     said: tuple[tuple[int, ...], ...] = ()  # each taught reply's message, its own pieces
+    coarse: Callable | None = None  # x (U, A) -> x @ firsts.T from int8 firsts, for a large table (`COARSE`)
 
 
 class Memory:
@@ -129,18 +135,21 @@ class Memory:
             return
         old = self.table
         all_keys, all_starts = torch.cat([old.keys, *keys]), torch.cat([old.starts, torch.tensor(starts)])
+        firsts = all_keys[all_starts]
+        coarse = int8.Int8Linear(firsts, None).product if len(firsts) >= COARSE and int8.available() else None
         self.table = Table(
             tuple(replies),
             all_keys,
             torch.cat([old.values, *values]),
             torch.cat([old.owner, *owner]),
             all_starts,
-            all_keys[all_starts],
+            firsts,
             torch.cat([all_starts[1:], torch.tensor([len(all_keys)])]),
             torch.tensor([r.id for r in replies], dtype=torch.long),
             torch.cat([old.unexpected, torch.tensor(unexpected, dtype=torch.bool)]),
             torch.tensor([r.shunned for r in replies]) if any(r.shunned for r in replies) else None,
             old.said + tuple(tuple(tokenizer.encode(t.message)) for t in taught),
+            coarse,
         )
 
 
@@ -156,13 +165,27 @@ def read_states(engine, sources: list[list[int]], targets: list[list[int]]) -> t
     return [stacked[i, : len(target)] for i, target in enumerate(targets)], openers
 
 
-def in_place(table: torch.Tensor, rows, change) -> None:
-    """`change` (which works in place) applied to `rows` of `table`: a slice of all rows is a view
-    changed where it lies; chosen rows are a copy, changed and written back."""
+def log_add_exp(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) of two Python floats, -inf allowed."""
+    high = max(a, b)
+    return high if high == -math.inf else high + math.log1p(math.exp(-abs(a - b)))
+
+
+def at(table: torch.Tensor, rows, pieces: torch.Tensor) -> torch.Tensor:
+    """table[rows] at `pieces` ((r, n), a row's own per row), without copying the rows."""
+    return table.gather(1, pieces) if isinstance(rows, slice) else table[rows.unsqueeze(1), pieces]
+
+
+def mix_in(table: torch.Tensor, rows, scale: torch.Tensor, pieces: torch.Tensor, values: torch.Tensor) -> None:
+    """In place: `scale` ((r, 1)) added to the rows `rows` of `table` (a slice of all, or their
+    indices), then their `pieces` set to `values` ((r, n)). The loop's own tensors, made anew each
+    step, are changed where they lie: a copy of every row's distribution costs more than the rest
+    of the rule together."""
     if isinstance(rows, slice):
-        change(table[rows])
+        table.add_(scale).scatter_(1, pieces, values)
     else:
-        table[rows] = change(table[rows])
+        table.add_(scale.new_zeros(len(table), 1).index_copy_(0, rows, scale))  # 0 on the other rows
+        table[rows.unsqueeze(1), pieces] = values
 
 
 def learned(config: dict) -> set[tuple[int, str]]:
@@ -210,6 +233,19 @@ def memory_from_log(engine, tokenizer, rows: list[dict], config: dict | None = N
     return memory if len(memory) else None
 
 
+def nearest_firsts(table: Table, states: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cosines (U, count) of each state's `count` nearest first keys, and those readings. A
+    large table searches an int8 copy of them, a quarter of the bytes to read, and compares the
+    `SHORTLIST` nearest exactly: the order differs from an exact search only among keys whose
+    cosines lie within the int8 rounding of each other."""
+    if table.coarse is None:
+        return (states @ table.firsts.T).topk(count, dim=-1)
+    shortlist = table.coarse(states).topk(min(max(SHORTLIST, count), len(table.firsts)), dim=-1).indices  # (U, s)
+    exact = torch.einsum("usa,ua->us", table.firsts[shortlist], states)  # (U, s)
+    best, order = exact.topk(count, dim=-1)
+    return best, shortlist.gather(1, order)
+
+
 class Near(NamedTuple):
     """The keys a message may follow, gathered once at its first step."""
 
@@ -220,6 +256,9 @@ class Near(NamedTuple):
     shunned: torch.Tensor | None  # (K,) bool: from a reply rated bad; None when none is
     offset: torch.Tensor  # (R, K) added to each key's similarity for each row: see `Taught.candidates`
     openers: torch.Tensor  # the first pieces of the taught replies near: a reply begun otherwise follows none
+    opening: frozenset[int]  # ... the same, to look one row's first piece up without a tensor
+    piece_of: list[int]  # `values` as Python numbers, for `Taught.one_row`
+    reply_of: list[int]  # `ids` as Python numbers
 
 
 class Taught(Rule):
@@ -238,20 +277,23 @@ class Taught(Rule):
 
     def __call__(self, logp: torch.Tensor, ctx: Context) -> torch.Tensor:
         memory = self.memory
-        query = ctx.query.float().cpu()  # (R, A)
         if ctx.step == 0:
-            self.near = self.candidates(torch.nn.functional.normalize(query, dim=-1), ctx.source)
+            self.near = self.candidates(torch.nn.functional.normalize(ctx.query.float().cpu(), dim=-1), ctx.source)
         near = self.near
         if near is None:
             return logp
-        sims = (query @ near.states.T) / query.norm(dim=-1, keepdim=True).clamp(min=1e-12) + near.offset  # (R, K)
+        # a taught reply is followed from its first piece, not spliced onto another
+        if ctx.step and ctx.reply is not None and ctx.reply[0] not in near.opening:
+            return logp
+        if len(logp) == 1 and near.shunned is None:
+            return self.one_row(logp, ctx, near)
+        query = torch.nn.functional.normalize(ctx.query.float().cpu(), dim=-1)  # (R, A)
+        sims = torch.addmm(near.offset, query, near.states.T)  # (R, K) cosines, each key's offset added
         top, index = sims.topk(min(NEIGHBOURS, sims.size(1)), dim=-1)  # (R, n)
         # λ = MOST · ramp(similarity of the nearest): 0 below NEAR, MOST from SAME
         weight = (top[:, 0] - memory.near).mul_(memory.most / (memory.same - memory.near)).clamp_(0.0, memory.most)
-        if ctx.step:  # a taught reply is followed from its first piece, not spliced onto another
-            first = torch.tensor(ctx.reply[:1]) if ctx.reply is not None else ctx.replies()[:, 0].cpu()
-            if len(first):
-                weight = weight.masked_fill(~torch.isin(first, near.openers), 0.0)
+        if ctx.step and ctx.reply is None:  # ... in each row
+            weight = weight.masked_fill(~torch.isin(ctx.replies()[:, 0].cpu(), near.openers), 0.0)
         if not bool(weight.any()):
             return logp
         shunned = None if near.shunned is None else near.shunned[index]  # (R, n) neighbours from a reply rated bad
@@ -261,19 +303,20 @@ class Taught(Rule):
             weight, pushing = weight.masked_fill(off_path, 0.0), shunned[:, 0] & ~off_path
         signed = weight if pushing is None else torch.where(pushing, -weight, weight)
         ctx.taught = (signed.tolist(), near.ids[index[:, 0]].tolist())
-        weighs = weight > 0
         # the rows a taught reply weighs in on: all of them, most often
-        rows = slice(None) if bool(weighs.all()) else weighs.nonzero().squeeze(1)
-        w = weight[rows].unsqueeze(1).to(logp.device)  # (r, 1)
-        pieces = near.values[index[rows]].to(logp.device)  # (r, n) the neighbours' pieces
+        rows = slice(None) if len(weight) == 1 or bool(weight.gt(0).all()) else weight.gt(0).nonzero().squeeze(1)
+        w = weight[rows].unsqueeze(1)  # (r, 1)
+        pieces = near.values[index[rows]]  # (r, n) the neighbours' pieces
         logits = top[rows] / TEMPERATURE  # (r, n)
         if shunned is not None:  # the neighbours that count: of the nearest's kind
             kind = shunned[:, 0] if pushing is None else pushing
             logits = logits.masked_fill(shunned[rows] != kind[rows].unsqueeze(1), float("-inf"))
-        share = torch.softmax(logits, dim=-1).to(logp.device)  # (r, n)
+        share = torch.softmax(logits, dim=-1)  # (r, n)
         p_taught = ((pieces.unsqueeze(2) == pieces.unsqueeze(1)) * share.unsqueeze(1)).sum(-1)  # (r, n) per piece
-        row_logp = logp[rows]  # (r, V)
-        at_model = row_logp.gather(1, pieces)  # (r, n) the neighbours' pieces as the model gives them
+        if logp.device != w.device:  # the table is on the CPU, a GPU's distribution is not
+            w, pieces, p_taught = w.to(logp.device), pieces.to(logp.device), p_taught.to(logp.device)
+            rows = rows if isinstance(rows, slice) else rows.to(logp.device)
+        at_model = at(logp, rows, pieces)  # (r, n) the neighbours' pieces as the model gives them
         # p = (1 - λ) p_model + λ p_taught: every piece scaled by 1 - λ, the neighbours' pieces raised
         scale = torch.log1p(-w)  # (r, 1) added to every piece's log-probability
         at_pieces = torch.logaddexp(at_model + scale, torch.log(w * p_taught))  # (r, n)
@@ -282,15 +325,45 @@ class Taught(Rule):
             away = pushing[rows].unsqueeze(1).to(logp.device)  # (r, 1) rows pushed away from a shunned reply
             full = w / memory.most  # (r, 1) λ' = 1 where the states are the same: a piece said alone is barred
             lowered = at_model + torch.log1p(-full * p_taught)  # (r, n)
-            log_z = row_logp.scatter(1, pieces, lowered).logsumexp(-1, keepdim=True)  # (r, 1)
+            log_z = logp[rows].scatter(1, pieces, lowered).logsumexp(-1, keepdim=True)  # (r, 1)
             scale = torch.where(away, -log_z, scale)
             at_pieces = torch.where(away, lowered - log_z, at_pieces)
-        # written in place (the loop's own tensors, made anew each step): a full copy of every
-        # row's distribution costs more than the rest of this rule together
-        in_place(logp, rows, lambda p: p.add_(scale).scatter_(1, pieces, at_pieces))
+        raised = None if ctx.gain is None else at(ctx.gain, rows, pieces) + at_pieces - at_model  # (r, n)
+        mix_in(logp, rows, scale, pieces, at_pieces)
         if ctx.gain is not None:  # what the message adds now includes what it was taught
-            raised = ctx.gain[rows].gather(1, pieces) + at_pieces - at_model  # (r, n)
-            in_place(ctx.gain, rows, lambda g: g.add_(scale).scatter_(1, pieces, raised))
+            mix_in(ctx.gain, rows, scale, pieces, raised)
+        return logp
+
+    def one_row(self, logp: torch.Tensor, ctx: Context, near: Near) -> torch.Tensor:
+        """The rule above for a lone row (a greedy reply) with no reply rated bad near, in Python
+        numbers where the rows' form makes (1, n) tensors: a one-row step pays per tensor
+        operation, not per number. The same distribution (tests/test_taught.py holds them equal)."""
+        memory = self.memory
+        query = ctx.query[0].float().cpu()  # (A,)
+        alpha = 1 / max(float(query.norm()), 1e-12)
+        sims = torch.addmv(near.offset[0], near.states, query, alpha=alpha)  # (K,) cosines, offsets added
+        top, index = (t.tolist() for t in sims.topk(min(NEIGHBOURS, len(sims))))
+        weight = min(max((top[0] - memory.near) * memory.most / (memory.same - memory.near), 0.0), memory.most)
+        if weight <= 0.0:
+            return logp
+        ctx.taught = ([weight], [near.reply_of[index[0]]])
+        shares = [math.exp((s - top[0]) / TEMPERATURE) for s in top]  # the softmax over the neighbours ...
+        p_taught: dict[int, float] = {}  # ... summed per piece (a share too small for a float adds nothing)
+        for key, share in zip(index, shares):
+            if share > 0.0:
+                piece = near.piece_of[key]
+                p_taught[piece] = p_taught.get(piece, 0.0) + share / sum(shares)
+        pieces = torch.tensor(list(p_taught), device=logp.device)  # (n,)
+        at_model = logp[0, pieces]  # (n,)
+        scale = math.log1p(-weight)
+        at_pieces = [
+            log_add_exp(model + scale, math.log(weight * p)) for model, p in zip(at_model.tolist(), p_taught.values())
+        ]
+        mixed = torch.tensor(at_pieces, dtype=logp.dtype, device=logp.device)  # (n,)
+        if ctx.gain is not None:
+            raised = ctx.gain[0, pieces] + mixed - at_model
+            ctx.gain.add_(scale)[0, pieces] = raised
+        logp.add_(scale)[0, pieces] = mixed
         return logp
 
     def messages(self, source: torch.Tensor, rows: list[int]) -> list[tuple[int, ...]]:
@@ -328,26 +401,22 @@ class Taught(Rule):
         if not len(table.replies):
             return None
         states, row_state = torch.unique(query, dim=0, return_inverse=True)  # (U, A), (R,)
-        best, which = (states @ table.firsts.T).topk(min(CANDIDATES, len(table.firsts)), dim=-1)  # (U, c)
+        best, which = nearest_firsts(table, states, min(CANDIDATES, len(table.firsts)))  # (U, c)
+        owners = table.owner[table.starts[which]]  # (U, c) the taught replies near each state
         memory, unexpected = self.memory, table.unexpected
         own = torch.zeros_like(best, dtype=torch.bool)  # (U, c) the reading was taught for this very message
         gate = memory.start  # how near each reading must be to be followed ...
         if unexpected is not None and bool(unexpected[which].any()):  # ... `alone` for a reply the model would
             # not have begun so, unless the message is the one it was taught for
             said = self.messages(source, [int((row_state == u).nonzero()[0]) for u in range(len(states))])
-            own = torch.tensor(
-                [
-                    [said[u] == table.said[int(table.owner[table.starts[m]])] for m in which[u]]
-                    for u in range(len(states))
-                ]
-            )
+            own = torch.tensor([[said[u] == table.said[o] for o in row] for u, row in enumerate(owners.tolist())])
             gate = torch.where(unexpected[which], torch.where(own, -2.0, memory.alone), memory.start)
         near = best >= gate  # (U, c)
         if not bool(near.any()):
             return None
         readings = torch.unique(which[near])  # the readings some row may follow
-        keys = torch.cat([torch.arange(int(table.starts[m]), int(table.ends[m])) for m in readings])  # (K,)
-        owners = table.owner[table.starts[which]]  # (U, c) the taught replies near each state
+        spans = zip(table.starts[readings].tolist(), table.ends[readings].tolist())
+        keys = torch.cat([torch.arange(start, end) for start, end in spans])  # (K,)
         match = (table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)  # (U, c, K)
         allowed = match.any(1)  # (U, K) a key of some taught reply near the state
         shunned = None if table.shunned is None else table.shunned[table.owner[keys]]
@@ -362,4 +431,8 @@ class Taught(Rule):
         # where it is another message's
         offset = (fit - raw + FIT * (fit - came.amax(1, keepdim=True))).masked_fill(~allowed, -3.0)[row_state]
         openers = torch.unique(table.values[table.starts[readings]])
-        return Near(keys, table.keys[keys], table.values[keys], table.ids[table.owner[keys]], shunned, offset, openers)
+        values, ids = table.values[keys], table.ids[table.owner[keys]]
+        return Near(
+            keys, table.keys[keys], values, ids, shunned, offset, openers, frozenset(openers.tolist()), values.tolist(),
+            ids.tolist(),
+        )  # fmt: skip

@@ -308,3 +308,76 @@ def test_a_reply_rated_bad_is_not_given_again_and_other_messages_are_answered_as
     store2.rate(b2, -1)
     store2.rate(b2, 0)
     assert store2.taught() == []
+
+
+def test_the_one_row_form_of_the_rule_gives_what_the_rows_form_gives():
+    """`Taught.one_row` (a lone row, in Python numbers) against the rows' form on the same row
+    twice, step after step on a random table: the same distribution, gain, weight and reply id."""
+    torch.manual_seed(0)
+    size, vocabulary, lengths = 6, 12, [3, 4, 2, 5, 3]
+    keys = torch.nn.functional.normalize(torch.randn(sum(lengths), size), dim=-1)
+    starts = torch.tensor([0, 3, 7, 9, 14])
+    values = torch.randint(1, vocabulary, (len(keys),))
+    values[starts[1]] = values[starts[0]]  # two replies that begin alike
+    memory = Memory(attentional_size=size)
+    memory.table = memory.table._replace(
+        replies=tuple(TaughtReply(i, "m", "r", []) for i in range(len(lengths))), keys=keys, values=values,
+        owner=torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths)), starts=starts,
+        firsts=keys[starts], ends=torch.cat([starts[1:], torch.tensor([len(keys)])]),
+        ids=torch.arange(len(lengths)) + 100, unexpected=torch.zeros(len(lengths), dtype=torch.bool),
+    )  # fmt: skip
+    followed = 0
+    for trial in range(30):
+        reading = trial % len(lengths)
+        one, rows = Taught(memory), Taught(memory)
+        reply_so_far: list[int] = []
+        for step in range(3):
+            key = min(int(starts[reading]) + step, len(keys) - 1)
+            query = keys[key : key + 1] + (0.05 + 0.1 * (trial % 3)) * torch.randn(1, size)
+            logp, gain = torch.log_softmax(torch.randn(1, vocabulary), -1), torch.randn(1, vocabulary)
+            alone = Context(step, torch.zeros(1, 1), None, list(reply_so_far), [], gain.clone(), query=query)
+            history = torch.tensor([reply_so_far, reply_so_far], dtype=torch.long).view(2, step)
+            twice = Context(step, torch.zeros(2, 1), history, None, None, gain.repeat(2, 1), query=query.repeat(2, 1))
+            a, b = one(logp.clone(), alone), rows(logp.repeat(2, 1), twice)
+            assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[0], b[1], atol=1e-5)
+            assert torch.allclose(alone.gain[0], twice.gain[0], atol=1e-5)
+            if alone.taught is None:
+                assert twice.taught is None
+            else:
+                followed += 1
+                assert alone.taught[1] * 2 == twice.taught[1]
+                assert abs(alone.taught[0][0] - twice.taught[0][0]) < 1e-5
+            reply_so_far.append(int(a[0].argmax()))
+    assert followed > 10  # the comparison covered taught pieces mixed in, not only rows left alone
+
+
+def test_a_large_memory_searches_its_first_keys_in_int8_and_replies_as_an_exact_search_does(
+    overfit_model, sample_pairs, monkeypatch
+):
+    """From `COARSE` readings a message's first search reads an int8 copy of the first keys and
+    compares a shortlist exactly: the same replies as the exact search (here from 2 readings)."""
+    import pytest
+
+    import chatbot.taught as taught
+    from chatbot.engine import int8
+
+    if not int8.available():
+        pytest.skip("this torch has no fbgemm")
+    model, tokenizer = overfit_model
+    taught_replies = [TaughtReply(i, p.source, p.reply, []) for i, p in enumerate(sample_pairs[:40])]
+    exact = Memory(model.cfg.attentional_size)
+    exact.add(model, tokenizer, taught_replies)
+    monkeypatch.setattr(taught, "COARSE", 2)
+    monkeypatch.setattr(taught, "SHORTLIST", 4)
+    coarse = Memory(model.cfg.attentional_size)
+    coarse.add(model, tokenizer, taught_replies)
+    assert exact.table.coarse is None and coarse.table.coarse is not None
+    messages = [p.source for p in sample_pairs[:40]]
+    states = torch.nn.functional.normalize(torch.randn(5, model.cfg.attentional_size), dim=-1)
+    assert torch.allclose(
+        taught.nearest_firsts(coarse.table, states, 3)[0], taught.nearest_firsts(exact.table, states, 3)[0], atol=1e-6
+    )
+    greedy = settings_from("greedy")
+    assert [r[0].text for r in reply(model, tokenizer, messages, greedy, taught=coarse)] == [
+        r[0].text for r in reply(model, tokenizer, messages, greedy, taught=exact)
+    ]
