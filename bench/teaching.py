@@ -81,7 +81,7 @@ def measure(engine, tokenizer, facts, unrelated, settings, memory, before=None) 
         if r != p and (any(k in r.lower() for k in taught_keys) or word_pairs(r, common) & taught_pairs)
     ]
     out["leak"] = len(leaked) / max(1, len(unrelated))
-    out["leaked"] = leaked[:8]
+    out["leaked"] = leaked
     return out
 
 
@@ -175,6 +175,10 @@ def main() -> None:
     parser.add_argument("--facts", type=Path, default=Path(__file__).parent / "data" / "taught_facts.jsonl")
     parser.add_argument("--korean-csv", type=Path, help="ChatbotData.csv: Korean unrelated messages")
     parser.add_argument("--unrelated", type=int, default=60, help="unrelated test messages per language")
+    parser.add_argument(
+        "--unrelated-from", nargs=2, metavar=("SPLIT", "SKIP"), default=["test", "0"],
+        help="English unrelated messages: the chitchat split and how many of its messages to skip first",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", default="int8")
     parser.add_argument("--strategies", nargs="+", default=["greedy", "sample"])
@@ -201,7 +205,8 @@ def main() -> None:
             continue
         engine, tokenizer, config = load_engine(directory, precision=args.precision)
         if lang == "en":
-            unrelated = [p.source for p in load_pairs("chitchat", "test")[: args.unrelated]]
+            split, skip = args.unrelated_from[0], int(args.unrelated_from[1])
+            unrelated = [p.source for p in load_pairs("chitchat", split)[skip : skip + args.unrelated]]
         elif args.korean_csv:
             with open(args.korean_csv, encoding="utf-8") as f:
                 unrelated = [row["Q"] for row in csv.DictReader(f)][-args.unrelated :]
@@ -257,7 +262,7 @@ def main() -> None:
                 )
                 for m, r in t["examples"]:
                     print(f"    {m!r} -> {r!r}")
-                for m, r in figures["leaked"]:
+                for m, r in figures["leaked"]:  # every one: a leak is read, not only counted
                     print(f"    leaked: {m!r} -> {r!r}")
         if lang == "en" and args.latency and not args.no_memory:
             pairs = load_pairs("chitchat", "train")[: args.latency]
