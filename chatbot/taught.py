@@ -241,7 +241,7 @@ def nearest_firsts(table: Table, states: torch.Tensor, count: int) -> tuple[torc
     if table.coarse is None:
         return (states @ table.firsts.T).topk(count, dim=-1)
     shortlist = table.coarse(states).topk(min(max(SHORTLIST, count), len(table.firsts)), dim=-1).indices  # (U, s)
-    exact = torch.einsum("usa,ua->us", table.firsts[shortlist], states)  # (U, s)
+    exact = torch.bmm(table.firsts[shortlist], states.unsqueeze(2)).squeeze(2)  # (U, s)
     best, order = exact.topk(count, dim=-1)
     return best, shortlist.gather(1, order)
 
@@ -339,9 +339,9 @@ class Taught(Rule):
         numbers where the rows' form makes (1, n) tensors: a one-row step pays per tensor
         operation, not per number. The same distribution (tests/test_taught.py holds them equal)."""
         memory = self.memory
-        query = ctx.query[0].float().cpu()  # (A,)
-        alpha = 1 / max(float(query.norm()), 1e-12)
-        sims = torch.addmv(near.offset[0], near.states, query, alpha=alpha)  # (K,) cosines, offsets added
+        query = ctx.query[0].float().cpu()  # (A,) the loop's own: not changed in place
+        unit = query / query.norm().clamp(min=1e-12)
+        sims = torch.addmv(near.offset[0], near.states, unit)  # (K,) cosines, offsets added
         top, index = (t.tolist() for t in sims.topk(min(NEIGHBOURS, len(sims))))
         weight = min(max((top[0] - memory.near) * memory.most / (memory.same - memory.near), 0.0), memory.most)
         if weight <= 0.0:
@@ -400,7 +400,10 @@ class Taught(Rule):
         table = self.table
         if not len(table.replies):
             return None
-        states, row_state = torch.unique(query, dim=0, return_inverse=True)  # (U, A), (R,)
+        if len(query) == 1:  # one row, one state (a greedy reply)
+            states, row_state = query, torch.zeros(1, dtype=torch.long)
+        else:
+            states, row_state = torch.unique(query, dim=0, return_inverse=True)  # (U, A), (R,)
         best, which = nearest_firsts(table, states, min(CANDIDATES, len(table.firsts)))  # (U, c)
         owners = table.owner[table.starts[which]]  # (U, c) the taught replies near each state
         memory, unexpected = self.memory, table.unexpected
@@ -408,7 +411,10 @@ class Taught(Rule):
         gate = memory.start  # how near each reading must be to be followed ...
         if unexpected is not None and bool(unexpected[which].any()):  # ... `alone` for a reply the model would
             # not have begun so, unless the message is the one it was taught for
-            said = self.messages(source, [int((row_state == u).nonzero()[0]) for u in range(len(states))])
+            first_row: dict[int, int] = {}  # each state's first row
+            for row, state in enumerate(row_state.tolist()):
+                first_row.setdefault(state, row)
+            said = self.messages(source, [first_row[u] for u in range(len(states))])
             own = torch.tensor([[said[u] == table.said[o] for o in row] for u, row in enumerate(owners.tolist())])
             gate = torch.where(unexpected[which], torch.where(own, -2.0, memory.alone), memory.start)
         near = best >= gate  # (U, c)
