@@ -349,3 +349,38 @@ def test_a_reply_the_model_knows_by_heart_is_held_firmly_and_a_new_one_is_not(ov
     assert held_firmly(model, tokenizer, own) == [True] * 5
     assert held_firmly(model, tokenizer, [Pair(own[0].source, "the otter holds hands while it sleeps.")]) == [False]
     assert held_firmly(model, tokenizer, own[:1], floor=1.0) == [False]
+
+
+def test_retrain_ends_when_checks_learn_no_more_and_leaves_the_rest_to_the_memory(
+    tmp_path, overfit_dir, overfit_model, sample_pairs
+):
+    """A correction the tiny model cannot learn in its budget (forty random letters) beside one it
+    can: retrain stops once `RECALL_PATIENCE` checks have found the one learned and no more, long
+    before its last epoch, and the lineage lists only that one as learned."""
+    import random
+
+    from training.retrain import RECALL_PATIENCE
+
+    model, tokenizer = overfit_model
+    letters = "".join(random.Random(3).choice("qxzjvkwy") for _ in range(40))
+    store = Storage(tmp_path / "chat.db")
+    conversation = store.new_conversation("log")
+    for message, correction in (("who made you?", "someone who likes lstms."), ("say something odd", letters)):
+        u = store.add_message(conversation, "user", message)
+        r = reply(model, tokenizer, [message], GreedySettings())[0][0]
+        store.correct(store.add_message(conversation, "bot", r.text, reply_to=u), correction)
+    store.close()
+    replay = shutil.copy(overfit_dir.parent / "thirty.tsv", tmp_path / "replay.tsv")
+    out, epochs = tmp_path / "retrained", 300
+    result = chatbot(
+        "retrain", "--db", str(tmp_path / "chat.db"), "--model", str(overfit_dir), "--out", str(out),
+        "--replay", str(replay), "--replay-ratio", "1", "--epochs", str(epochs), "--lr", "0.005",
+        "--every-correction", "--spread-pool", "0", "--device", "cpu", "--threads", THREADS, "--no-benchmark",
+        "--force",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "checks learned no more taught replies (1 of 2)" in result.stdout + result.stderr, result.stderr
+    report = json.loads((out / "retrain.json").read_text())["results"]
+    assert RECALL_PATIENCE <= report["epochs"] < epochs / 2
+    learned = json.loads((out / "config.json").read_text())["lineage"]["learned"]
+    assert [entry["reply"] for entry in learned] == ["someone who likes lstms."]
