@@ -38,7 +38,7 @@ from chatbot.taught import Memory, TaughtReply, gates_of, memory_from_log  # noq
 from corpora import load_pairs  # noqa: E402
 from training.recall import common_words, word_pairs  # noqa: E402
 
-MEMORY = ("", " + memory")  # the new model alone; with the memory of what it did not learn, as the chat runs it
+MEMORY = ("", " + memory")  # the new model alone; with the taught memory, as the chat runs it
 MODELS = {"en": ROOT / "chatbot" / "default_model", "ko": ROOT / "chatbot" / "default_model_ko"}
 
 
@@ -109,7 +109,7 @@ def after_retrain(directory, groups, bad, args) -> dict:
     """Teach every group's facts (the facts, the reactions) in one fresh log and rate the replies
     to `bad` bad, run `chatbot retrain` on it with its defaults, then ask the new model what the
     bench asks the taught one, per group, alone (no taught memory) and as the chat runs it (with the
-    memory of what it did not learn), and how many of the bad replies it still gives (greedy)."""
+    taught memory), and how many of the bad replies it still gives (greedy)."""
     with tempfile.TemporaryDirectory() as tmp:
         engine, tokenizer, _ = load_engine(directory, precision=args.precision)
         db, out = Path(tmp) / "chat.db", Path(tmp) / "retrained"
@@ -130,7 +130,7 @@ def after_retrain(directory, groups, bad, args) -> dict:
             now = [r[0].text for r in reply(new, tokenizer, bad, settings_from("greedy"))]
             figures["bad_still_said"] = sum(normalise(a) == normalise(b) for a, b in zip(now, rated)) / len(bad)
             figures["bad_examples"] = [[m, b, a] for m, b, a in zip(bad, rated, now)][:5]
-        # as the chat runs it: the memory holds what the new model did not learn (and the bad ratings)
+        # as the chat runs it: the memory holds every taught reply (and the bad ratings), learned or not
         storage = Storage(db)
         left = memory_from_log(new, tokenizer, storage.taught(), config)
         storage.close()

@@ -623,7 +623,7 @@ def cmd_reply(args: argparse.Namespace) -> int:
 
 def with_taught(db: Path, repliers: dict, configs: dict) -> dict:
     """Each replier with what the log at `db` taught the messages it answers (`chatbot.taught`),
-    but what its model (`configs`, by language) learned by retraining, behind its model's gates."""
+    behind its model's gates (`configs`, by language)."""
     from chatbot.languages import answered_by
     from chatbot.storage import Storage
     from chatbot.taught import memory_from_log

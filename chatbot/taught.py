@@ -24,8 +24,8 @@ and its neighbours are messages the model answers the way it answered this one, 
 this reply answers: such a reply is followed only by its own message, in any conversation (or
 from a similarity `ALONE`, for a model whose states were measured to tell such messages apart).
 The memory is built from the log (`Storage.taught`) when a model first replies, and again after
-any correction or rating, so the log stays the only record. What a
-model learned by `chatbot retrain` (its lineage's `learned`) is left out of its memory.
+any correction or rating, so the log stays the only record. What a model learned by `chatbot
+retrain` stays in its memory: rewordings the retrained model alone does not answer still are.
 """
 
 from __future__ import annotations
@@ -188,12 +188,6 @@ def mix_in(table: torch.Tensor, rows, scale: torch.Tensor, pieces: torch.Tensor,
         table[rows.unsqueeze(1), pieces] = values
 
 
-def learned(config: dict) -> set[tuple[int, str]]:
-    """(reply id, taught text) of what a retrained model (its config.json) learned to say alone:
-    the memory leaves those out. A later correction of the same reply is a new text: it stays."""
-    return lineage_entries(config, "learned")
-
-
 def kept_to_message(config: dict) -> set[tuple[int, str]]:
     """(reply id, taught text) of the corrections `chatbot retrain` left to the memory as replies
     its parent would not have begun so: followed for their own message alone, even where the
@@ -216,12 +210,12 @@ def gates_of(config: dict) -> dict[str, float]:
 
 def memory_from_log(engine, tokenizer, rows: list[dict], config: dict | None = None) -> Memory | None:
     """A memory of what the log taught (`Storage.taught` rows, those this model answers), as
-    `engine` reads it, but what the model learned by retraining (`learned`), behind the model's
-    gates (`gates_of`), with what retraining kept to its message so (`kept_to_message`); all
-    three from its `config`. None when none are left."""
+    `engine` reads it, behind the model's gates (`gates_of`), with what retraining kept to its
+    message so (`kept_to_message`); both from its `config`. What a retrained model learned stays
+    in it: the model says it to the message it was taught for, and the memory to rewordings the
+    model alone does not answer (docs/teaching.md). None when the log taught nothing."""
     config = config or {}
-    retired, kept = learned(config), kept_to_message(config)
-    rows = [r for r in rows if (r["id"], r["reply"]) not in retired]
+    kept = kept_to_message(config)
     memory = Memory(engine.cfg.attentional_size, **gates_of(config))
     taught = [
         TaughtReply(

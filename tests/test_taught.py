@@ -215,9 +215,10 @@ def test_reply_with_a_log_follows_what_it_taught(overfit_dir, overfit_model, tmp
     assert missing.returncode == 1 and "no such chat log" in missing.stderr and "Traceback" not in missing.stderr
 
 
-def test_what_a_retrained_model_learned_retires_from_its_memory(overfit_dir, overfit_model, tmp_path, sample_pairs):
-    """A model whose lineage says it learned a taught reply (as `chatbot retrain` writes it) gets
-    no memory entry for it; a later correction of the same reply is new and is followed again."""
+def test_what_a_retrained_model_learned_stays_in_its_memory(overfit_dir, overfit_model, tmp_path, sample_pairs):
+    """A model whose lineage says it learned a taught reply (as `chatbot retrain` writes it) keeps
+    its memory entry: this copy never learned the otter line, and the memory still gives it; a
+    later correction of the same reply is followed instead."""
     import json
     import shutil
 
@@ -230,11 +231,11 @@ def test_what_a_retrained_model_learned_retires_from_its_memory(overfit_dir, ove
     config["lineage"] = {"learned": [{"id": entry["id"], "reply": OTTER}]}
     (retrained / "config.json").write_text(json.dumps(config))
 
-    def run():
-        args = ["reply", message, "--model", str(retrained), "--strategy", "greedy", "--db", str(db)]
+    def run(*flags):
+        args = ["reply", message, "--model", str(retrained), "--strategy", "greedy", "--db", str(db), *flags]
         return subprocess.run([sys.executable, "-m", "chatbot", *args], capture_output=True, text=True).stdout.strip()
 
-    assert run() != OTTER  # retired: this copy never learned it, so it says what it said before
+    assert run() == OTTER and run("--no-taught") != OTTER  # the memory, not the model, says it here
     store = Storage(db)
     store.correct(entry["id"], "penguins slide on their bellies.")
     store.close()

@@ -321,7 +321,7 @@ def fine_tune(
     for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
         print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
     # what the chat's taught memory leaves out when this model replies
-    # recalled and held firmly (what sampling gives too): the memory retires it
+    # recalled and held firmly (what sampling gives too): what the model says alone (the memory keeps it too)
     learned = [p for p, ok, sure in zip(taught_logged, measure.recall, measure.firm) if ok and sure]
     lineage["learned"] = [{"id": p.message_id, "reply": p.reply} for p in learned]
     if len(learned) < sum(measure.recall):
@@ -585,7 +585,7 @@ class Yardstick:
 def as_replies_run(model):
     """The model as replies run it by default on its device (`--precision auto`): int8 weights on
     a CPU, whose greedy reply can differ from the float weights' by a word. What the new model
-    learned (and the memory retires) is what it says so."""
+    learned is what it says so."""
     from chatbot.engine import build_engine
 
     return build_engine(model, "int8" if next(model.parameters()).device.type == "cpu" else "flat")
