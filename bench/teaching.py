@@ -220,7 +220,7 @@ def main() -> None:
         if args.retrain:
             figures = after_retrain(directory, groups, bad_messages(lang, args), args)
             results[f"{lang} retrain"] = figures
-            print(f"{lang}: {figures['left_in_memory']} taught replies left in the new model's memory")
+            print(f"{lang}: {figures['left_in_memory']} taught replies in the new model's memory")
             for group, strategy, name in itertools.product([g for g, _, _ in groups], args.strategies, MEMORY):
                 f = figures[f"{strategy}{group}{name}"]
                 print(
