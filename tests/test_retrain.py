@@ -351,27 +351,18 @@ def test_a_reply_the_model_knows_by_heart_is_held_firmly_and_a_new_one_is_not(ov
     assert held_firmly(model, tokenizer, own[:1], floor=1.0) == [False]
 
 
-def test_retrain_ends_when_checks_learn_no_more_and_leaves_the_rest_to_the_memory(
-    tmp_path, overfit_dir, overfit_model, sample_pairs
-):
-    """A correction the tiny model cannot learn in its budget (forty random letters) beside one it
-    can: retrain stops once `RECALL_PATIENCE` checks have found the one learned and no more, long
-    before its last epoch, and the lineage lists only that one as learned."""
-    import random
-
-    from training.retrain import RECALL_PATIENCE
-
+def retrain_on(tmp_path, overfit_dir, overfit_model, corrections: list[tuple[str, str]], epochs: int):
+    """`chatbot retrain` of the tiny model on a log of these corrections: (its output, the run's report)."""
     model, tokenizer = overfit_model
-    letters = "".join(random.Random(3).choice("qxzjvkwy") for _ in range(40))
     store = Storage(tmp_path / "chat.db")
     conversation = store.new_conversation("log")
-    for message, correction in (("who made you?", "someone who likes lstms."), ("say something odd", letters)):
+    for message, correction in corrections:
         u = store.add_message(conversation, "user", message)
         r = reply(model, tokenizer, [message], GreedySettings())[0][0]
         store.correct(store.add_message(conversation, "bot", r.text, reply_to=u), correction)
     store.close()
     replay = shutil.copy(overfit_dir.parent / "thirty.tsv", tmp_path / "replay.tsv")
-    out, epochs = tmp_path / "retrained", 300
+    out = tmp_path / "retrained"
     result = chatbot(
         "retrain", "--db", str(tmp_path / "chat.db"), "--model", str(overfit_dir), "--out", str(out),
         "--replay", str(replay), "--replay-ratio", "1", "--epochs", str(epochs), "--lr", "0.005",
@@ -379,8 +370,30 @@ def test_retrain_ends_when_checks_learn_no_more_and_leaves_the_rest_to_the_memor
         "--force",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "checks learned no more taught replies (1 of 2)" in result.stdout + result.stderr, result.stderr
+    return result.stdout + result.stderr, out
+
+
+LETTERS = "".join(__import__("random").Random(3).choice("qxzjvkwy") for _ in range(40))  # no model learns it soon
+
+
+def test_retrain_ends_when_checks_learn_no_more_and_leaves_the_rest_to_the_memory(tmp_path, overfit_dir, overfit_model):
+    """A correction the tiny model cannot learn in its budget (forty random letters) beside one it
+    can: retrain stops once `RECALL_PATIENCE` checks have found the one learned and no more, long
+    before its last epoch, and the lineage lists only that one as learned."""
+    from training.retrain import RECALL_PATIENCE
+
+    pairs = [("who made you?", "someone who likes lstms."), ("say something odd", LETTERS)]
+    output, out = retrain_on(tmp_path, overfit_dir, overfit_model, pairs, epochs=300)
+    assert "checks learned no more taught replies (1 of 2)" in output, output
     report = json.loads((out / "retrain.json").read_text())["results"]
-    assert RECALL_PATIENCE <= report["epochs"] < epochs / 2
+    assert RECALL_PATIENCE <= report["epochs"] < 150
     learned = json.loads((out / "config.json").read_text())["lineage"]["learned"]
     assert [entry["reply"] for entry in learned] == ["someone who likes lstms."]
+
+
+def test_retrain_that_has_learned_nothing_yet_is_not_ended_for_learning_no_more(tmp_path, overfit_dir, overfit_model):
+    """Checks that find none learned are a run not yet begun to learn, not a plateau (the Korean
+    model learns nothing for its first 15 epochs): it runs to its budget."""
+    output, out = retrain_on(tmp_path, overfit_dir, overfit_model, [("say something odd", LETTERS)], epochs=25)
+    assert "checks learned no more" not in output, output
+    assert json.loads((out / "retrain.json").read_text())["results"]["epochs"] == 25

@@ -233,7 +233,7 @@ def retrain(args) -> int:
 TAUGHT_KINDS = ("correction", "rated good")
 LEAK_MESSAGES = 300  # chitchat test messages whose greedy replies are checked for taught words
 RECALL_EVERY_SECONDS = 0.15  # recall is checked after an epoch once this share of the run's time allows
-RECALL_PATIENCE = 10  # checks that find the most taught replies learned so far, and no more, end the run
+RECALL_PATIENCE = 10  # checks that find the most taught replies learned so far (some), and no more, end the run
 
 
 def fine_tune(
@@ -684,7 +684,7 @@ class RecallStop:
         )
         ok = learned == len(self.taught)
         self.most, self.at_most = (
-            (learned, 1) if learned > self.most else (self.most, self.at_most + (learned == self.most))
+            (learned, 1) if learned > self.most else (self.most, self.at_most + (learned == self.most > 0))
         )
         spread = self.spread
         if ok and spread is not None and spread.rounds < SPREAD_ROUNDS:
