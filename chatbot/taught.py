@@ -342,11 +342,12 @@ class Taught(Rule):
             return logp
         ctx.taught = ([weight], [near.reply_of[index[0]]])
         shares = [math.exp((s - top[0]) / TEMPERATURE) for s in top]  # the softmax over the neighbours ...
+        total = sum(shares)
         p_taught: dict[int, float] = {}  # ... summed per piece (a share too small for a float adds nothing)
         for key, share in zip(index, shares):
             if share > 0.0:
                 piece = near.piece_of[key]
-                p_taught[piece] = p_taught.get(piece, 0.0) + share / sum(shares)
+                p_taught[piece] = p_taught.get(piece, 0.0) + share / total
         pieces = torch.tensor(list(p_taught), device=logp.device)  # (n,)
         at_model = logp[0, pieces]  # (n,)
         scale = math.log1p(-weight)

@@ -320,8 +320,7 @@ def fine_tune(
     report(results, len(held), len(measure.unrelated))
     for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
         print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
-    # what the chat's taught memory leaves out when this model replies
-    # recalled and held firmly (what sampling gives too): what the model says alone (the memory keeps it too)
+    # what this model says alone: recalled and held firmly (what sampling gives too); the memory keeps it too
     learned = [p for p, ok, sure in zip(taught_logged, measure.recall, measure.firm) if ok and sure]
     lineage["learned"] = [{"id": p.message_id, "reply": p.reply} for p in learned]
     if len(learned) < sum(measure.recall):
