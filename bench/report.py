@@ -212,7 +212,13 @@ def teaching() -> list[str]:
             b, t = r["before"], r["taught"]
             out.append(
                 f"| {run['date']} | {name} | {r.get('facts', '')} | {b['recall']:.0%} -> {t['recall']:.0%} | "
-                f"{b['reworded']:.0%} -> {t['reworded']:.0%} | "
+                f"{b['reworded']:.0%} -> {t['reworded']:.0%}"
+                + (
+                    f" (after another's turns {b['reworded_after_turns']:.0%} -> {t['reworded_after_turns']:.0%})"
+                    if "reworded_after_turns" in t
+                    else ""
+                )
+                + " | "
                 + (f"{r['leak']:.0%} of {r['unrelated']}" if r.get("unrelated") else "not measured")
                 + " |"
             )

@@ -56,18 +56,25 @@ def measure(engine, tokenizer, facts, unrelated, settings, memory, before=None) 
     """Recall, reworded recall and leak of `engine` with `memory` ("taught") against `before`
     (default: the same engine without it)."""
 
-    def answer(messages, taught, model=engine):
-        return [r[0].text for r in reply(model, tokenizer, messages, settings, taught=taught)] if messages else []
+    def answer(messages, taught, model=engine, contexts=None):
+        replies = reply(model, tokenizer, messages, settings, contexts=contexts, taught=taught) if messages else []
+        return [r[0].text for r in replies]
 
     out = {}
     asked = [f["message"] for f in facts]
     reworded = [(f, m) for f in facts for m in f["reworded"]]
+    # each rewording again, after the exchange that taught the next fact: a person teaching several
+    # things in one conversation asks the next right after
+    after = [facts[(i + 1) % len(facts)] for i, f in enumerate(facts) for _ in f["reworded"]]
+    turns = [[f["message"], f["correction"]] for f in after]
     for name, taught, model in (("before", None, before or engine), ("taught", memory, engine)):
         same = answer(asked, taught, model)
         again = answer([m for _, m in reworded], taught, model)
+        again_after = answer([m for _, m in reworded], taught, model, turns)
         out[name] = {
             "recall": sum(holds(r, f["key"]) for r, f in zip(same, facts)) / len(facts),
             "reworded": sum(holds(r, f["key"]) for r, (f, _) in zip(again, reworded)) / len(reworded),
+            "reworded_after_turns": sum(holds(r, f["key"]) for r, (f, _) in zip(again_after, reworded)) / len(reworded),
             "examples": [[f["message"], r] for f, r in zip(facts, same)][:3]
             + [[m, r] for (_, m), r in zip(reworded, again)][:3],
         }
@@ -257,7 +264,9 @@ def main() -> None:
                 print(
                     f"{lang}{group} {strategy:7s} taught {len(taught):3d}  "
                     f"recall {b['recall']:.0%} -> {t['recall']:.0%}  "
-                    f"reworded {b['reworded']:.0%} -> {t['reworded']:.0%}  leak {figures['leak']:.0%} "
+                    f"reworded {b['reworded']:.0%} -> {t['reworded']:.0%} "
+                    f"(after another's turns {b['reworded_after_turns']:.0%} -> {t['reworded_after_turns']:.0%})  "
+                    f"leak {figures['leak']:.0%} "
                     f"of {len(others)} {'statements shaped alike' if group else 'unrelated'}"
                 )
                 for m, r in t["examples"]:

@@ -23,6 +23,8 @@ have begun as it does ("Nice! A clean room feels great.") is what the model has 
 and its neighbours are messages the model answers the way it answered this one, not messages
 this reply answers: such a reply is followed only by its own message, in any conversation (or
 from a similarity `ALONE`, for a model whose states were measured to tell such messages apart).
+The turns before a message move its first state towards the replies said in them, so the
+replies a message may follow are chosen by the message read without its turns.
 The memory is built from the log (`Storage.taught`) when a model first replies, and again after
 any correction or rating, so the log stays the only record. What a model learned by `chatbot
 retrain` stays in its memory: rewordings the retrained model alone does not answer still are.
@@ -92,6 +94,7 @@ class Memory:
     def __init__(self, attentional_size: int, start=START, near=NEAR, same=SAME, alone=ALONE, most=MOST):
         self.start, self.near, self.same, self.alone, self.most = start, near, same, alone, most  # the gates of λ
         self.you: int | None = None  # the mark before the person's turns, in a model that reads turns
+        self.engine = None  # the model its states were read by: a message is read alone by it too
         empty = torch.zeros(0, dtype=torch.long)
         self.table = Table(
             (), torch.zeros(0, attentional_size), empty, empty, empty, torch.zeros(0, attentional_size), empty, empty,
@@ -112,6 +115,7 @@ class Memory:
         from chatbot.decoding.replies import prepare
 
         self.you = tokenizer.speakers[0] if engine.cfg.context_turns and tokenizer.speakers else None
+        self.engine = engine
         replies, keys, values, owner, starts, unexpected = list(self.table.replies), [], [], [], [], []
         first = len(self.table.values)
         for begin in range(0, len(taught), batch):
@@ -376,6 +380,19 @@ class Taught(Rule):
             out.append(tuple(pieces))
         return out
 
+    def read_alone(self, said: list[tuple[int, ...]], source: torch.Tensor) -> torch.Tensor | None:
+        """(U, A) unit: the first state of each message (`said`, its own pieces) read without the
+        turns before it; None when no row read any (its state is already that one)."""
+        memory = self.memory
+        if memory.you is None or memory.engine is None:
+            return None
+        alone = [[memory.you, *pieces] for pieces in said]
+        read = [[p for p in row if p != PAD] for row in source.tolist()]
+        if all(row in alone for row in read):
+            return None
+        states, _ = read_states(memory.engine, alone, [[EOS]] * len(alone))
+        return torch.nn.functional.normalize(torch.cat(states).float(), dim=-1)
+
     def on_path(self, key: torch.Tensor, ctx: Context) -> torch.Tensor:
         """(R,) bool: whether each row's reply so far is its key's reading up to that key (a
         shunned reply is pushed away from where it would be said again: at its first piece for
@@ -402,17 +419,23 @@ class Taught(Rule):
             states, row_state = query, torch.zeros(1, dtype=torch.long)
         else:
             states, row_state = torch.unique(query, dim=0, return_inverse=True)  # (U, A), (R,)
-        best, which = nearest_firsts(table, states, min(CANDIDATES, len(table.firsts)))  # (U, c)
+        first_row: dict[int, int] = {}  # each state's first row
+        for row, state in enumerate(row_state.tolist()):
+            first_row.setdefault(state, row)
+        said = self.messages(source, [first_row[u] for u in range(len(states))])
+        alone = self.read_alone(said, source)  # (U, A), or None: no row read turns before its message
+        # the taught replies a message may follow are chosen by the message itself: the turns before
+        # it move its state towards the replies said in them ("where do you work?" after "I live in
+        # Busan." begins as a reply about where one lives would)
+        best, which = nearest_firsts(table, states if alone is None else alone, min(CANDIDATES, len(table.firsts)))
+        # (U, c) each state's own cosines to those first keys, turns read
+        raw = best if alone is None else torch.bmm(table.firsts[which], states.unsqueeze(2)).squeeze(2)
         owners = table.owner[table.starts[which]]  # (U, c) the taught replies near each state
         memory, unexpected = self.memory, table.unexpected
         own = torch.zeros_like(best, dtype=torch.bool)  # (U, c) the reading was taught for this very message
         gate = memory.start  # how near each reading must be to be followed ...
         if unexpected is not None and bool(unexpected[which].any()):  # ... `alone` for a reply the model would
             # not have begun so, unless the message is the one it was taught for
-            first_row: dict[int, int] = {}  # each state's first row
-            for row, state in enumerate(row_state.tolist()):
-                first_row.setdefault(state, row)
-            said = self.messages(source, [first_row[u] for u in range(len(states))])
             own = torch.tensor([[said[u] == table.said[o] for o in row] for u, row in enumerate(owners.tolist())])
             gate = torch.where(unexpected[which], torch.where(own, -2.0, memory.alone), memory.start)
         near = best >= gate  # (U, c)
@@ -426,14 +449,16 @@ class Taught(Rule):
         shunned = None if table.shunned is None else table.shunned[table.owner[keys]]
         if shunned is not None and not bool(shunned.any()):
             shunned = None
-        # the message counts as come fully to a reply taught for it: its turns before may move its states
+        # the message counts as come fully to a reply taught for it, and to another as near as it
+        # came read alone: its turns before may move its states
         came = torch.where(own, 1.0, best)  # (U, c)
-        fit, raw = (c.unsqueeze(-1).masked_fill(~match, -1.0).amax(1) for c in (came, best))  # (U, K)
+        fit, raw = (c.unsqueeze(-1).masked_fill(~match, -1.0).amax(1) for c in (came, raw))  # (U, K)
         # a key's similarity is raised by what the message counts as more than its state shows, lowered
         # by FIT times how much less near the message came to its reply than to the nearest (a reply
         # followed is finished in its own words, not another's), and out of reach (below any cosine)
         # where it is another message's
-        offset = (fit - raw + FIT * (fit - came.amax(1, keepdim=True))).masked_fill(~allowed, -3.0)[row_state]
+        offset = ((fit - raw).clamp(min=0.0) + FIT * (fit - came.amax(1, keepdim=True))).masked_fill(~allowed, -3.0)
+        offset = offset[row_state]
         openers = torch.unique(table.values[table.starts[readings]])
         values, ids = table.values[keys], table.ids[table.owner[keys]]
         return Near(

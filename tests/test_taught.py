@@ -4,6 +4,7 @@ about are answered as before."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -382,3 +383,44 @@ def test_a_large_memory_searches_its_first_keys_in_int8_and_replies_as_an_exact_
     assert [r[0].text for r in reply(model, tokenizer, messages, greedy, taught=coarse)] == [
         r[0].text for r in reply(model, tokenizer, messages, greedy, taught=exact)
     ]
+
+
+def test_the_reply_a_message_follows_is_chosen_by_the_message_read_without_its_turns(monkeypatch):
+    """The turns before a message move its first state towards the replies said in them ("where do
+    you work?" after "I live in Busan, by the sea." begins as an answer about where one lives): the
+    message's state after its turns is nearer the second reply, read alone it is the first's, and
+    the first is followed, its keys raised by what the turns moved."""
+    you = 3
+    memory = Memory(attentional_size=3)
+    memory.you, memory.engine = you, "read alone below"
+    keys = torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 1]])
+    memory.table = memory.table._replace(
+        replies=(TaughtReply(1, "m", "a", []), TaughtReply(2, "n", "b", [])), keys=keys,
+        values=torch.tensor([5, 6, 7, 8]), owner=torch.tensor([0, 0, 1, 1]), starts=torch.tensor([0, 2]),
+        firsts=keys[[0, 2]], ends=torch.tensor([2, 4]), ids=torch.tensor([1, 2]),
+        unexpected=torch.tensor([False, False]),
+    )  # fmt: skip
+    monkeypatch.setattr(Taught, "read_alone", lambda self, said, source: torch.tensor([[1.0, 0.0, 0.0]]))
+    after_turns = torch.nn.functional.normalize(torch.tensor([[0.3, 0.95, 0.0]]), dim=-1)
+    assert (after_turns @ keys[2]) > (after_turns @ keys[0])  # the turns moved it nearer the second
+    source = torch.tensor([[you, 9, 4, 10, you, 11]])  # a turn, the bot's turn, the message
+    ctx = Context(0, source, None, [], [], query=after_turns)
+    first = Taught(memory)(torch.log_softmax(torch.zeros(1, 12), -1), ctx)
+    assert first[0].argmax() == 5 and ctx.taught == ([memory.most], [1])
+
+
+def test_after_turns_that_said_another_taught_reply_a_message_follows_its_own(context_model, sample_pairs):
+    """A model that reads turns, four taught replies: each message, after the turns of another's
+    taught exchange, follows the reply taught for it (its first piece's taught id)."""
+    model, tokenizer = context_model
+    messages = [p.source for p in sample_pairs[:4]]
+    taught = [f"{word} is what I was taught to say here." for word in ("Otters", "Tulips", "Comets", "Violins")]
+    memory = Memory(model.cfg.attentional_size, start=0.0, near=0.0, same=0.5)  # every message follows one
+    memory.add(model, tokenizer, [TaughtReply(i, m, t, []) for i, (m, t) in enumerate(zip(messages, taught))])
+    greedy = settings_from("greedy")
+    alone = [r[0].taught[0] for r in reply(model, tokenizer, messages, greedy, taught=memory)]
+    assert [who for _, who in alone] == [0, 1, 2, 3]  # each message alone follows its own
+    for i, j in itertools.permutations(range(4), 2):
+        turns = [messages[i], taught[i]]
+        (r,) = reply(model, tokenizer, [messages[j]], greedy, contexts=[turns], taught=memory)[0]
+        assert r.taught[0] is not None and r.taught[0][1] == j, (i, j, r.text)
