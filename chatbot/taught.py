@@ -295,7 +295,7 @@ class Taught(Rule):
         if ctx.step and self.begun is not None:
             self.carry(sims, ctx, near)
         top, index = sims.topk(min(NEIGHBOURS, sims.size(1)), dim=-1)  # (R, n)
-        if ctx.step == 0 and bool(top[:, 0].ge(memory.same).any()):  # else no row is carried
+        if ctx.step == 0 and bool(top[:, 0].ge(memory.near).any()):  # else no row is carried
             self.begun = (index[:, 0], top[:, 0])
         # λ = MOST · ramp(similarity of the nearest): 0 below NEAR, MOST from SAME
         weight = (top[:, 0] - memory.near).mul_(memory.most / (memory.same - memory.near)).clamp_(0.0, memory.most)
@@ -362,7 +362,7 @@ class Taught(Rule):
             ):
                 sims[first + step] = max(float(sims[first + step]), began)
         top, index = (t.tolist() for t in sims.topk(min(NEIGHBOURS, len(sims))))
-        if ctx.step == 0 and top[0] >= memory.same:
+        if ctx.step == 0 and top[0] >= memory.near:
             self.begun = (index[0], top[0])
         weight = min(max((top[0] - memory.near) * memory.most / (memory.same - memory.near), 0.0), memory.most)
         if weight <= 0.0:
@@ -389,14 +389,15 @@ class Taught(Rule):
         return logp
 
     def carry(self, sims: torch.Tensor, ctx: Context, near: Near) -> None:
-        """A row whose message came to a taught reply's first state with the full weight (from
-        `same`), and which has written that reply's pieces since, counts its next key as near as
-        its first: the reply is finished. The turns before a message pull its later states towards
-        what was said in them ("which colour do you like best?" after "My name is Juniper." went
-        "My name is teal.": the taught "favorite" fell below the gate at the second piece)."""
+        """A row whose message came near a taught reply's first state (from the gate), and which
+        has written that reply's pieces since, counts its next key as near as its first: the
+        weight its first step earned carries the reply along, and the reply is finished. The
+        turns before a message pull its later states towards what was said in them ("which
+        colour do you like best?" after "My name is Juniper." went "My name is teal.": the taught
+        "favorite" fell below the gate at the second piece)."""
         first, began = self.begun  # (R,) each row's nearest key at the first step, its similarity
         step = ctx.step
-        on = (began >= self.memory.same) & (near.place[first] == 0) & (near.rest[first] >= step)  # (R,)
+        on = (began >= self.memory.near) & (near.place[first] == 0) & (near.rest[first] >= step)  # (R,)
         if not bool(on.any()):
             return
         path = (first.unsqueeze(1) + torch.arange(step)).clamp(max=len(near.values) - 1)  # (R, step)

@@ -427,10 +427,10 @@ def test_after_turns_that_said_another_taught_reply_a_message_follows_its_own(co
 
 
 def test_a_reply_begun_at_the_full_weight_is_finished_though_the_turns_pull_its_later_states_away():
-    """A message as near a taught reply's first state as `same` whose row writes that reply keeps
-    following it where a later state falls below the gate ("which colour do you like best?" after
-    "My name is Juniper." went "My name is teal."); a message that came less near does not, and
-    the rows' form does as the one row's does."""
+    """A message near a taught reply's first state (from the gate, `near`) whose row writes that
+    reply keeps following it where a later state falls below the gate ("which colour do you like
+    best?" after "My name is Juniper." went "My name is teal."); a message that came under the gate
+    does not, and the rows' form does as the one row's does."""
     memory = Memory(attentional_size=4)
     keys = torch.eye(4)[[0, 1]]  # one reply, two keys: piece 5, then piece 6
     memory.table = memory.table._replace(
@@ -450,7 +450,7 @@ def test_a_reply_begun_at_the_full_weight_is_finished_though_the_turns_pull_its_
         return rule(logp.repeat(rows, 1), later)
 
     full = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
-    less = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0, 0.75]]), dim=-1)  # cosine 0.8 < same
+    under = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0, 4 / 3]]), dim=-1)  # cosine 0.6 < near
     for rows in (1, 2):
         assert bool((second_step(full, rows).argmax(-1) == 6).all())
-        assert torch.equal(second_step(less, rows), logp.repeat(rows, 1))
+        assert torch.equal(second_step(under, rows), logp.repeat(rows, 1))
