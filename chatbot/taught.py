@@ -257,10 +257,6 @@ class Near(NamedTuple):
     opening: frozenset[int]  # ... the same, to look one row's first piece up without a tensor
     piece_of: list[int]  # `values` as Python numbers, for `Taught.one_row`
     reply_of: list[int]  # `ids` as Python numbers
-    place: torch.Tensor  # (K,) each key's position in its reading (0: the state before its first piece)
-    rest: torch.Tensor  # (K,) the keys after it in its reading
-    place_of: list[int]  # `place` and `rest` as Python numbers
-    rest_of: list[int]
 
 
 class Taught(Rule):
@@ -276,7 +272,6 @@ class Taught(Rule):
 
     def __init__(self, memory: Memory):
         self.memory, self.table, self.near = memory, memory.table, None  # one table for the whole reply
-        self.begun: tuple | None = None  # each row's nearest key at the first step, and its similarity: `carry`
 
     def __call__(self, logp: torch.Tensor, ctx: Context) -> torch.Tensor:
         memory = self.memory
@@ -292,11 +287,7 @@ class Taught(Rule):
             return self.one_row(logp, ctx, near)
         query = torch.nn.functional.normalize(ctx.query.float().cpu(), dim=-1)  # (R, A)
         sims = torch.addmm(near.offset, query, near.states.T)  # (R, K) cosines, each key's offset added
-        if ctx.step and self.begun is not None:
-            self.carry(sims, ctx, near)
         top, index = sims.topk(min(NEIGHBOURS, sims.size(1)), dim=-1)  # (R, n)
-        if ctx.step == 0 and bool(top[:, 0].ge(memory.near).any()):  # else no row is carried
-            self.begun = (index[:, 0], top[:, 0])
         # λ = MOST · ramp(similarity of the nearest): 0 below NEAR, MOST from SAME
         weight = (top[:, 0] - memory.near).mul_(memory.most / (memory.same - memory.near)).clamp_(0.0, memory.most)
         if ctx.step and ctx.reply is None:  # ... in each row
@@ -352,18 +343,7 @@ class Taught(Rule):
             query = query.float().cpu()
         norm = math.sqrt(float(query.dot(query)))  # (a dot product costs a third of `norm`)
         sims = torch.addmv(near.offset[0], near.states, query, alpha=1.0 / max(norm, 1e-12))  # (K,) cosines + offsets
-        if ctx.step and self.begun is not None:  # the rows' `carry`, for one row
-            first, began = self.begun
-            step = ctx.step
-            if (
-                near.place_of[first] == 0
-                and step <= near.rest_of[first]
-                and ctx.reply == near.piece_of[first : first + step]
-            ):
-                sims[first + step] = max(float(sims[first + step]), began)
         top, index = (t.tolist() for t in sims.topk(min(NEIGHBOURS, len(sims))))
-        if ctx.step == 0 and top[0] >= memory.near:
-            self.begun = (index[0], top[0])
         weight = min(max((top[0] - memory.near) * memory.most / (memory.same - memory.near), 0.0), memory.most)
         if weight <= 0.0:
             return logp
@@ -387,25 +367,6 @@ class Taught(Rule):
             if gain is not None:  # what the message adds now includes what it was taught
                 gain[piece] += mixed - scale - model
         return logp
-
-    def carry(self, sims: torch.Tensor, ctx: Context, near: Near) -> None:
-        """A row whose message came near a taught reply's first state (from the gate), and which
-        has written that reply's pieces since, counts its next key as near as its first: the
-        weight its first step earned carries the reply along, and the reply is finished. The
-        turns before a message pull its later states towards what was said in them ("which
-        colour do you like best?" after "My name is Juniper." went "My name is teal.": the taught
-        "favorite" fell below the gate at the second piece)."""
-        first, began = self.begun  # (R,) each row's nearest key at the first step, its similarity
-        step = ctx.step
-        on = (began >= self.memory.near) & (near.place[first] == 0) & (near.rest[first] >= step)  # (R,)
-        if not bool(on.any()):
-            return
-        path = (first.unsqueeze(1) + torch.arange(step)).clamp(max=len(near.values) - 1)  # (R, step)
-        on &= (near.values[path] == ctx.replies().cpu()).all(1)
-        rows = on.nonzero().squeeze(1)
-        if len(rows):
-            nxt = (first[rows] + step).to(sims.device)
-            sims[rows, nxt] = torch.maximum(sims[rows, nxt], began[rows].to(sims.device))
 
     def messages(self, source: torch.Tensor, rows: list[int]) -> list[tuple[int, ...]]:
         """Each given row's own message: its source's pieces after the last mark of the person's
@@ -481,10 +442,8 @@ class Taught(Rule):
         if not bool(near.any()):
             return None
         readings = torch.unique(which[near])  # the readings some row may follow
-        spans = list(zip(table.starts[readings].tolist(), table.ends[readings].tolist()))
+        spans = zip(table.starts[readings].tolist(), table.ends[readings].tolist())
         keys = torch.cat([torch.arange(start, end) for start, end in spans])  # (K,)
-        place = torch.cat([torch.arange(end - start) for start, end in spans])  # (K,)
-        rest = torch.cat([torch.arange(end - start - 1, -1, -1) for start, end in spans])  # (K,)
         match = (table.owner[keys].view(1, 1, -1) == owners.unsqueeze(-1)) & near.unsqueeze(-1)  # (U, c, K)
         allowed = match.any(1)  # (U, K) a key of some taught reply near the state
         shunned = None if table.shunned is None else table.shunned[table.owner[keys]]
@@ -504,5 +463,5 @@ class Taught(Rule):
         values, ids = table.values[keys], table.ids[table.owner[keys]]
         return Near(
             keys, table.keys[keys], values, ids, shunned, offset, openers, frozenset(openers.tolist()), values.tolist(),
-            ids.tolist(), place, rest, place.tolist(), rest.tolist(),
+            ids.tolist(),
         )  # fmt: skip

@@ -425,32 +425,3 @@ def test_after_turns_that_said_another_taught_reply_a_message_follows_its_own(co
         (r,) = reply(model, tokenizer, [messages[j]], greedy, contexts=[turns], taught=memory)[0]
         assert r.taught[0] is not None and r.taught[0][1] == j, (i, j, r.text)
 
-
-def test_a_reply_begun_at_the_full_weight_is_finished_though_the_turns_pull_its_later_states_away():
-    """A message near a taught reply's first state (from the gate, `near`) whose row writes that
-    reply keeps following it where a later state falls below the gate ("which colour do you like
-    best?" after "My name is Juniper." went "My name is teal."); a message that came under the gate
-    does not, and the rows' form does as the one row's does."""
-    memory = Memory(attentional_size=4)
-    keys = torch.eye(4)[[0, 1]]  # one reply, two keys: piece 5, then piece 6
-    memory.table = memory.table._replace(
-        replies=(TaughtReply(1, "m", "a", []),), keys=keys, values=torch.tensor([5, 6]), owner=torch.tensor([0, 0]),
-        starts=torch.tensor([0]), firsts=keys[[0]], ends=torch.tensor([2]), ids=torch.tensor([1]),
-        unexpected=torch.tensor([False]),
-    )  # fmt: skip
-    pulled = torch.nn.functional.normalize(torch.tensor([[0.0, 0.5, 0.0, 0.866]]), dim=-1)  # cosine 0.5 to key 2
-    logp = torch.log_softmax(torch.zeros(1, 8), -1)
-
-    def second_step(first_state: torch.Tensor, rows: int) -> torch.Tensor:
-        rule = Taught(memory)
-        query, history = first_state.repeat(rows, 1), torch.full((rows, 1), 5)
-        alone = rows == 1
-        rule(logp.repeat(rows, 1), Context(0, torch.zeros(rows, 1), None, [] if alone else None, [], query=query))
-        later = Context(1, torch.zeros(rows, 1), history, [5] if alone else None, [], query=pulled.repeat(rows, 1))
-        return rule(logp.repeat(rows, 1), later)
-
-    full = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
-    under = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0, 4 / 3]]), dim=-1)  # cosine 0.6 < near
-    for rows in (1, 2):
-        assert bool((second_step(full, rows).argmax(-1) == 6).all())
-        assert torch.equal(second_step(under, rows), logp.repeat(rows, 1))
