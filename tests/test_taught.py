@@ -424,4 +424,3 @@ def test_after_turns_that_said_another_taught_reply_a_message_follows_its_own(co
         turns = [messages[i], taught[i]]
         (r,) = reply(model, tokenizer, [messages[j]], greedy, contexts=[turns], taught=memory)[0]
         assert r.taught[0] is not None and r.taught[0][1] == j, (i, j, r.text)
-
