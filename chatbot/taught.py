@@ -429,7 +429,7 @@ class Taught(Rule):
         # Busan." begins as a reply about where one lives would)
         best, which = nearest_firsts(table, states if alone is None else alone, min(CANDIDATES, len(table.firsts)))
         # (U, c) each state's own cosines to those first keys, turns read
-        raw = best if alone is None else torch.bmm(table.firsts[which], states.unsqueeze(2)).squeeze(2)
+        with_turns = best if alone is None else torch.bmm(table.firsts[which], states.unsqueeze(2)).squeeze(2)
         owners = table.owner[table.starts[which]]  # (U, c) the taught replies near each state
         memory, unexpected = self.memory, table.unexpected
         own = torch.zeros_like(best, dtype=torch.bool)  # (U, c) the reading was taught for this very message
@@ -452,7 +452,7 @@ class Taught(Rule):
         # the message counts as come fully to a reply taught for it, and to another as near as it
         # came read alone: its turns before may move its states
         came = torch.where(own, 1.0, best)  # (U, c)
-        fit, raw = (c.unsqueeze(-1).masked_fill(~match, -1.0).amax(1) for c in (came, raw))  # (U, K)
+        fit, raw = (c.unsqueeze(-1).masked_fill(~match, -1.0).amax(1) for c in (came, with_turns))  # (U, K)
         # a key's similarity is raised by what the message counts as more than its state shows, lowered
         # by FIT times how much less near the message came to its reply than to the nearest (a reply
         # followed is finished in its own words, not another's), and out of reach (below any cosine)

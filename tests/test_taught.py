@@ -92,18 +92,23 @@ def test_a_correction_retraining_kept_to_its_message_stays_so_in_the_retrained_m
     assert memory_from_log(model, tokenizer, rows, config).table.unexpected.tolist() == [False]
 
 
+def two_replies(memory: Memory, keys: torch.Tensor, values: list[int]) -> None:
+    """Give `memory` a table of two taught replies (log ids 1 and 2) of two keys each, in order."""
+    memory.table = memory.table._replace(
+        replies=(TaughtReply(1, "m", "a", []), TaughtReply(2, "n", "b", [])), keys=keys,
+        values=torch.tensor(values), owner=torch.tensor([0, 0, 1, 1]), starts=torch.tensor([0, 2]),
+        firsts=keys[[0, 2]], ends=torch.tensor([2, 4]), ids=torch.tensor([1, 2]),
+        unexpected=torch.tensor([False, False]),
+    )  # fmt: skip
+
+
 def test_a_taught_reply_followed_is_finished_in_its_own_pieces_not_a_reply_that_starts_alike():
     """Two taught replies start alike (piece 5); the message came nearer the first (1.0 against
     0.8). A later state a little nearer the second's next key still takes the first's piece: the
     message chose its reply ("My name is teal." is not written)."""
     memory = Memory(attentional_size=3)
     keys = torch.nn.functional.normalize(torch.tensor([[1, 0, 0], [0, 1, 0], [0.8, 0.6, 0], [0, 0.8, 0.6]]), dim=-1)
-    memory.table = memory.table._replace(
-        replies=(TaughtReply(1, "m", "a", []), TaughtReply(2, "n", "b", [])), keys=keys,
-        values=torch.tensor([5, 6, 5, 7]), owner=torch.tensor([0, 0, 1, 1]), starts=torch.tensor([0, 2]),
-        firsts=keys[[0, 2]], ends=torch.tensor([2, 4]), ids=torch.tensor([1, 2]),
-        unexpected=torch.tensor([False, False]),
-    )  # fmt: skip
+    two_replies(memory, keys, [5, 6, 5, 7])
     logp = torch.log_softmax(torch.zeros(1, 8), -1)
     rule = Taught(memory)
     first = rule(logp.clone(), Context(0, torch.zeros(1, 1), None, [], [], query=torch.tensor([[1.0, 0.0, 0.0]])))
@@ -394,12 +399,7 @@ def test_the_reply_a_message_follows_is_chosen_by_the_message_read_without_its_t
     memory = Memory(attentional_size=3)
     memory.you, memory.engine = you, "read alone below"
     keys = torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 1]])
-    memory.table = memory.table._replace(
-        replies=(TaughtReply(1, "m", "a", []), TaughtReply(2, "n", "b", [])), keys=keys,
-        values=torch.tensor([5, 6, 7, 8]), owner=torch.tensor([0, 0, 1, 1]), starts=torch.tensor([0, 2]),
-        firsts=keys[[0, 2]], ends=torch.tensor([2, 4]), ids=torch.tensor([1, 2]),
-        unexpected=torch.tensor([False, False]),
-    )  # fmt: skip
+    two_replies(memory, keys, [5, 6, 7, 8])
     monkeypatch.setattr(Taught, "read_alone", lambda self, said, source: torch.tensor([[1.0, 0.0, 0.0]]))
     after_turns = torch.nn.functional.normalize(torch.tensor([[0.3, 0.95, 0.0]]), dim=-1)
     assert (after_turns @ keys[2]) > (after_turns @ keys[0])  # the turns moved it nearer the second
