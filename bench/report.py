@@ -206,12 +206,13 @@ def teaching() -> list[str]:
         for name, r in run["results"].items():
             if name == "latency":
                 continue
+            typed = f", corrections typed {run['style']}" if "style" in run else ""  # bench/teaching.py --style
             if name.endswith("retrain"):
-                out += retrained_rows(run["date"], name, r)
+                out += retrained_rows(run["date"], name + typed, r)
                 continue
             b, t = r["before"], r["taught"]
             out.append(
-                f"| {run['date']} | {name} | {r.get('facts', '')} | {b['recall']:.0%} -> {t['recall']:.0%} | "
+                f"| {run['date']} | {name}{typed} | {r.get('facts', '')} | {b['recall']:.0%} -> {t['recall']:.0%} | "
                 f"{b['reworded']:.0%} -> {t['reworded']:.0%}"
                 + (
                     f" (after another's turns {b['reworded_after_turns']:.0%} -> {t['reworded_after_turns']:.0%})"

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from report import write as write_report  # noqa: E402  bench/report.py, beside this script
+from retrain_target import casual  # noqa: E402
 
 from chatbot.consensus import normalise  # noqa: E402
 from chatbot.decoding import reply, settings_from  # noqa: E402
@@ -153,6 +154,12 @@ def after_retrain(directory, groups, bad, args) -> dict:
     return figures
 
 
+def typed_casually(rows: list[dict]) -> list[dict]:
+    """The rows with each correction as many people type in a chat window (lower case, no
+    punctuation): the messages and rewordings stay as they are."""
+    return [{**r, "correction": casual(r["correction"])} if "correction" in r else r for r in rows]
+
+
 def bad_messages(lang: str, args) -> list[str]:
     """Messages whose greedy replies the bench rates bad: test messages after the unrelated ones."""
     if lang == "en":
@@ -201,10 +208,16 @@ def main() -> None:
     parser.add_argument(
         "--retrain", action="store_true", help="also: retrain on the corrections, ask the new model alone"
     )
+    parser.add_argument(
+        "--style", choices=("as-is", "casual"), default="as-is",
+        help="how the person types each correction: as written, or casual (lower case, no punctuation)",
+    )  # fmt: skip
     parser.add_argument("--retrain-flags", nargs=argparse.REMAINDER, default=[], help="passed to chatbot retrain")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     facts = read_jsonl(args.facts)
+    if args.style == "casual":
+        facts = typed_casually(facts)
     results = {}
     for lang, directory in MODELS.items():
         chosen = [f for f in facts if f["lang"] == lang]
@@ -220,6 +233,7 @@ def main() -> None:
         else:
             unrelated = []
         reactions = [r for r in read_jsonl(args.reactions) if r["lang"] == lang] if args.reactions.exists() else []
+        reactions = typed_casually(reactions) if args.style == "casual" else reactions
         groups = [("", chosen, unrelated)]
         if reactions:
             unlike = [m for r in reactions for m in r.get("unlike", [])]
@@ -307,6 +321,7 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "teaching.jsonl"
     with open(out, "a", encoding="utf-8") as f:
         record = {"date": datetime.date.today().isoformat(), "threads": args.threads, "precision": args.precision}
+        record |= {"style": args.style} if args.style != "as-is" else {}
         f.write(json.dumps({**record, "results": results}, ensure_ascii=False) + "\n")
     write_report()  # bench/RESULTS.md
 

@@ -119,15 +119,16 @@ class Memory:
         replies, keys, values, owner, starts, unexpected = list(self.table.replies), [], [], [], [], []
         first = len(self.table.values)
         for begin in range(0, len(taught), batch):
-            sources, targets, owners = [], [], []
+            sources, targets, owners, capitals = [], [], [], []
             for t in taught[begin : begin + batch]:
                 pieces = tokenizer.encode(t.reply)[: MAX_PIECES - 1] + [EOS]
                 for context in [t.context, []] if t.context and engine.cfg.context_turns else [[]]:
                     sources.append(prepare(tokenizer, engine, t.message, context)[0])
                     targets.append(pieces)
                     owners.append(len(replies))
+                    capitals.append(capitalised_opener(tokenizer, t.reply))
                 replies.append(t)
-            states, openers = read_states(engine, sources, targets)
+            states, openers = read_states(engine, sources, targets, capitals)
             for who, target, state, opener in zip(owners, targets, states, openers):
                 starts.append(first)
                 unexpected.append(opener < UNEXPECTED or replies[who].own_only)
@@ -157,16 +158,32 @@ class Memory:
         )
 
 
-def read_states(engine, sources: list[list[int]], targets: list[list[int]]) -> tuple[list[torch.Tensor], list[float]]:
+def read_states(
+    engine, sources: list[list[int]], targets: list[list[int]], also: list[int] | None = None
+) -> tuple[list[torch.Tensor], list[float]]:
     """The decoder's attentional state before each piece of each target (teacher forcing):
-    (len(target), A) per pair; and the probability the model gave each target's first piece."""
+    (len(target), A) per pair; and the probability the model gave each target's first piece, or
+    the piece `also` names for it where that is likelier (`capitalised_opener`)."""
     feeds, openers = [], None
     for logits, feed, target in teacher_forced(engine, sources, targets):
         if openers is None:
-            openers = torch.softmax(logits.float(), dim=-1).gather(1, target.unsqueeze(1)).squeeze(1).tolist()
+            odds = torch.softmax(logits.float(), dim=-1)
+            openers = odds.gather(1, target.unsqueeze(1)).squeeze(1)
+            if also is not None:
+                other = torch.tensor(also, device=odds.device).unsqueeze(1)
+                openers = torch.maximum(openers, odds.gather(1, other).squeeze(1))
+            openers = openers.tolist()
         feeds.append(feed)
     stacked = torch.stack(feeds, dim=1).cpu()  # (B, T, A)
     return [stacked[i, : len(target)] for i, target in enumerate(targets)], openers
+
+
+def capitalised_opener(tokenizer, reply: str) -> int:
+    """The first piece of `reply` begun with a capital letter. A person who types in lower case
+    ("my name is juniper") begins a reply as the model would ("My"): judged by its own first piece
+    ("my", rare at a reply's start), nearly every such correction would count as one the model
+    would not have begun so (`UNEXPECTED`)."""
+    return (tokenizer.encode(reply[:1].upper() + reply[1:])[:1] or [EOS])[0]
 
 
 def log_add_exp(a: float, b: float) -> float:

@@ -11,9 +11,11 @@ import sys
 import torch
 
 from chatbot.decoding import reply, settings_from
+from chatbot.decoding.replies import prepare
 from chatbot.decoding.rules import Context
 from chatbot.storage import Storage
-from chatbot.taught import Memory, Taught, TaughtReply
+from chatbot.taught import UNEXPECTED, Memory, Taught, TaughtReply, read_states
+from corpora import Pair
 
 OTTER = "the otter holds hands while it sleeps."
 
@@ -72,6 +74,25 @@ def test_whether_the_model_expected_a_taught_reply_is_read_from_the_model(overfi
     memory = Memory(model.cfg.attentional_size)
     memory.add(model, tokenizer, [TaughtReply(1, message, own, []), TaughtReply(2, message, OTTER, [])])
     assert memory.table.unexpected.tolist() == [False, True]
+
+
+def test_a_correction_typed_in_lower_case_is_judged_as_it_would_begin_capitalised():
+    """A person who types "my name is juniper." means what the bundled model would begin as "My
+    name ...": its lower-case first piece, rare at a reply's start, does not make it a reply the
+    model would not have begun so (followed for its own message alone, and left untrained)."""
+    from chatbot.modeldir import load_model
+    from chatbot.paths import BUNDLED_MODEL
+    from training.retrain import unexpected
+
+    model, tokenizer, _ = load_model(BUNDLED_MODEL)
+    message, typed = "what is your name?", "my name is juniper."
+    source = prepare(tokenizer, model, message, [])[0]
+    _, (as_typed,) = read_states(model, [source], [tokenizer.encode(typed)[:1]])
+    assert as_typed < UNEXPECTED  # as typed, its first piece is one the model would not begin with
+    memory = Memory(model.cfg.attentional_size)
+    memory.add(model, tokenizer, [TaughtReply(1, message, typed, []), TaughtReply(2, message, OTTER, [])])
+    assert memory.table.unexpected.tolist() == [False, True]
+    assert unexpected(model, tokenizer, [Pair(message, typed), Pair(message, OTTER)]) == [False, True]
 
 
 def test_a_correction_retraining_kept_to_its_message_stays_so_in_the_retrained_models_memory(

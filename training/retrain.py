@@ -443,13 +443,14 @@ def keeps_to_its_message(config: dict) -> bool:
 
 
 def unexpected(model, tokenizer, taught: list[Pair]) -> list[bool]:
-    """Per taught pair: the model would not have begun its reply so (the first piece under
-    `chatbot.taught.UNEXPECTED` after its message), as a reaction to a person's news often is."""
+    """Per taught pair: the model would not have begun its reply so (the first piece, as written or
+    capitalised, under `chatbot.taught.UNEXPECTED` after its message), as a reaction to a person's
+    news often is."""
     import torch
 
     from chatbot.decoding.replies import prepare
     from chatbot.engine import as_engine
-    from chatbot.taught import UNEXPECTED, read_states
+    from chatbot.taught import UNEXPECTED, capitalised_opener, read_states
     from chatbot.tokenizer import EOS
 
     if not taught:
@@ -458,7 +459,8 @@ def unexpected(model, tokenizer, taught: list[Pair]) -> list[bool]:
     model.eval()
     with torch.inference_mode():
         sources = [prepare(tokenizer, engine, p.source, p.context)[0] for p in taught]
-        _, openers = read_states(engine, sources, [tokenizer.encode(p.reply)[:1] or [EOS] for p in taught])
+        firsts = [tokenizer.encode(p.reply)[:1] or [EOS] for p in taught]
+        _, openers = read_states(engine, sources, firsts, [capitalised_opener(tokenizer, p.reply) for p in taught])
     model.train(was_training)
     return [opener < UNEXPECTED for opener in openers]
 
