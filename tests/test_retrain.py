@@ -397,3 +397,54 @@ def test_retrain_that_has_learned_nothing_yet_is_not_ended_for_learning_no_more(
     output, out = retrain_on(tmp_path, overfit_dir, overfit_model, [("say something odd", LETTERS)], epochs=25)
     assert "checks learned no more" not in output, output
     assert json.loads((out / "retrain.json").read_text())["results"]["epochs"] == 25
+
+
+def test_a_retrained_model_still_saying_a_taught_reply_elsewhere_is_not_registered(
+    overfit_dir, overfit_model, sample_pairs, tmp_path
+):
+    """`RecallStop` counts a run clean only after a check that found every taught reply recalled
+    and none said where it was not taught for; a run that ended otherwise (its budget, its rounds)
+    is checked once more, and a model found saying a taught reply elsewhere is not registered
+    unless `--force`: the parent with the taught memory gives every correction to its own message."""
+    import argparse
+
+    import torch
+
+    from chatbot.model import Seq2Seq
+    from training.recall import content_words, word_pairs
+    from training.retrain import RecallStop, Spread, finish
+
+    model, tokenizer = overfit_model
+    pool = sample_pairs[:30]
+    none = frozenset()
+    # a pair the model knows by heart whose reply shares a word pair with another pair's reply, asked otherwise
+    taught = next(
+        t
+        for t in pool
+        if any(
+            o is not t and word_pairs(o.reply, none) & word_pairs(t.reply, none)
+            and not content_words(o.source, none) & content_words(t.source, none)
+            for o in pool
+        )
+    )  # fmt: skip
+    torch.manual_seed(0)
+    before = Seq2Seq(model.cfg).eval()  # nothing learned: every reply of the pool changed since
+    negatives = []
+    stop = RecallStop(tokenizer, [taught], none, Spread(before, tokenizer, [taught], pool, none))
+    stop.add_negatives = negatives.extend
+    assert stop(model) is None and not stop.clean and negatives  # recalled, but said elsewhere too
+    calm = RecallStop(tokenizer, [taught], none, Spread(model, tokenizer, [taught], pool, none))
+    assert calm(model) and calm.clean  # recalled, and no reply changed
+
+    out = tmp_path / "retrained"
+    shutil.copytree(overfit_dir, out)
+    db = tmp_path / "chat.db"
+    Storage(db).close()
+    results = {"taught": 1, "rated_bad": 0, "taught_recall_before": 0.0, "taught_recall_after": 1.0}
+    results |= {"bad_said_before": None, "bad_said_after": None, "spread_left": len(negatives)}
+    for force, code in ((False, 1), (True, 0)):
+        assert finish(argparse.Namespace(db=db, force=force), out, {"parent": str(overfit_dir)}, results) == code
+        store = Storage(db)
+        registered = [m["path"] for m in store.models()]
+        store.close()
+        assert registered == ([str(out.resolve())] if force else [])

@@ -317,6 +317,8 @@ def fine_tune(
     results = measure.compared(before, measure(new_model), trainer)
     results["left_to_memory"] = len(left)
     results["spread"] = len(spread.seen) if spread is not None else None
+    if spread is not None and not stop.clean:  # ended by its budget or its rounds, not by a clean check
+        results["spread_left"] = len(spread.negatives(new_model)[0])
     report(results, len(held), len(measure.unrelated))
     for p, old, new in zip(taught[:5], *[greedy_replies(m, tokenizer, taught[:5]) for m in (model, new_model)]):
         print(tr("  {message!r}\n    before: {before}\n    after:  {after}", message=p.source, before=old, after=new))
@@ -594,13 +596,24 @@ def as_replies_run(model):
 
 def finish(args, out: Path, lineage: dict, results: dict) -> int:
     """The lineage and results beside the new model; registered in the log's models table if it
-    learned something it was taught (or `--force`)."""
+    learned something it was taught and says no taught reply where it was not taught for (or
+    `--force`): a model that cheers at bad news is worse than its parent with the taught memory."""
     write_lineage(out, lineage)
     (out / "retrain.json").write_text(json.dumps({**lineage, "results": results}, indent=2) + "\n")
     if not (improved(results) or args.force):
         print(
             tr(
                 "the new model learned nothing it was taught: not registered (--force registers it); it is in {out}",
+                out=out,
+            )
+        )
+        return 1
+    if results.get("spread_left") and not args.force:
+        print(
+            tr(
+                "the new model says taught replies to messages they were not taught for: not registered (the taught "
+                "memory still gives each to its own message; more --max-minutes lets training undo it; --force "
+                "registers it); it is in {out}",
                 out=out,
             )
         )
@@ -666,6 +679,7 @@ class RecallStop:
         self.tokenizer, self.taught, self.common, self.spread = tokenizer, taught, common, spread
         self.seconds, self.last = 0.0, time.monotonic()
         self.add_negatives = None  # the trainer's, where spread is checked
+        self.clean = False  # a check found every taught reply recalled and none spread
         self.most, self.at_most = 0, 0  # the most taught replies learned at a check, and checks that found as many
 
     def __call__(self, model) -> str | None:
@@ -703,6 +717,8 @@ class RecallStop:
                     flush=True,
                 )
                 ok = False
+            else:
+                self.clean = True
         model.train()
         self.seconds, self.last = time.monotonic() - start, time.monotonic()
         if ok:
@@ -750,6 +766,13 @@ def report(results: dict, held: int, unrelated: int) -> None:
             print(tr("  {n} of them left to the taught memory, which gives them to their own messages", n=n))
         if results.get("spread"):
             print(tr("  kept from {n} messages of its corpus they had come to be said to", n=results["spread"]))
+        if results.get("spread_left"):
+            print(
+                tr(
+                    "  still said to {n} messages of its corpus they were not taught for: training ended first",
+                    n=results["spread_left"],
+                )
+            )
     if results["rated_bad"]:
         print(
             tr(
