@@ -386,7 +386,9 @@ def _asked_first(rng: random.Random) -> Pair:
     kind = rng.choices(kinds, [ASKED_FIRST_WEIGHTS.get(k, 1) for k in kinds])[0]
     questions, answers = ASKED_OF_ME[kind]
     question = rng.choice([q for q in questions if not q.startswith("and ")])
-    answer = _capital(rng.choice(answers).format(**_facts(rng)[kind][-1]))
+    answer = rng.choice(answers)
+    slots = _facts(rng)[kind][-1]
+    question, answer = question.format(**slots), _capital(answer.format(**slots))
     return Pair(_capital(question) if rng.random() < 0.5 else question, answer)
 
 
@@ -403,7 +405,7 @@ def _asked_of_me(rng: random.Random, kind: str, slots: dict) -> Pair | None:
         else:
             mine = _facts(rng)[kind][-1]
     questions, answers = ASKED_OF_ME[kind]
-    return Pair(rng.choice(questions), _capital(rng.choice(answers).format(**mine)))
+    return Pair(rng.choice(questions).format(**mine), _capital(rng.choice(answers).format(**mine)))
 
 
 ACKNOWLEDGEMENTS = [  # for any fact: a kind's own lines alone become stock lines that fit nowhere else

@@ -9,13 +9,14 @@ from corpora.listening import listening_pairs
 from corpora.pairs import Pair
 
 PROBES = Path(__file__).parent.parent / "corpora" / "probes.jsonl"
+FAVOURITES = list(listening.FAVOURITES)  # the sorts a favourite asked of the bot names
 CHITCHAT = [Pair("how are you?", "good, and you?"), Pair("any plans tonight?", "just a movie at home.")]
 
 
 def test_the_same_pairs_every_time_and_answers_come_from_the_turns_before():
     pairs = listening_pairs("valid", CHITCHAT)
     assert pairs == listening_pairs("valid", CHITCHAT)
-    of_me = {q for questions, _ in listening.ASKED_OF_ME.values() for q in questions}
+    of_me = {q.format(f=f) for questions, _ in listening.ASKED_OF_ME.values() for q in questions for f in FAVOURITES}
     answers = [p for p in pairs if p.source.endswith("?") and p.context and p.source not in of_me]
     assert len(answers) > 100
     frame = {
@@ -80,7 +81,7 @@ def test_asked_in_turn_the_bot_gives_its_own_and_the_persons_fact_is_asked_back_
     """ "I live in Denver." ... "and where do you live?" -> "I live in Oslo." (never Denver), then
     "where do I live?": "you" and "I" told apart in one conversation."""
     pairs = listening_pairs("valid", CHITCHAT)
-    of_me = {q for questions, _ in listening.ASKED_OF_ME.values() for q in questions}
+    of_me = {q.format(f=f) for questions, _ in listening.ASKED_OF_ME.values() for q in questions for f in FAVOURITES}
     mine = [(i, p) for i, p in enumerate(pairs) if p.source.lower() in of_me]
     assert len(mine) > 20
     frame = {"i", "in", "my", "m", "is", "the", "a", "an", "yes", "love", "live", "name", "study", "major", "play"}
@@ -135,12 +136,14 @@ def test_corpora_join_with_a_plus():
 
 
 def test_every_written_turn_is_whole():
-    """No turn is a fragment of a list item cut at a comma ("저런" and " 힘내세요." for "저런, 힘내세요.")."""
+    """No turn is a fragment of a list item cut at a comma ("저런" and " 힘내세요." for "저런, 힘내세요."),
+    nor holds a slot left unfilled ("what's your favorite {f}?")."""
     from corpora.listening_ko import listening_pairs_ko
 
-    for pair in listening_pairs("valid", CHITCHAT) + listening_pairs_ko("valid"):
+    for pair in listening_pairs("train", CHITCHAT) + listening_pairs_ko("train"):
         for turn in (pair.source, pair.reply, *pair.context):
             assert turn == turn.strip() and len(turn) > 2, pair
+            assert "{" not in turn and "}" not in turn, pair
 
 
 def test_korean_particles_follow_the_word_before():
