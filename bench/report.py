@@ -208,7 +208,7 @@ def teaching() -> list[str]:
                 continue
             typed = f", corrections typed {run['style']}" if "style" in run else ""  # bench/teaching.py --style
             if name.endswith("retrain"):
-                out += retrained_rows(run["date"], name + typed, r)
+                out += retrained_rows(run["date"], name, r, typed)
                 continue
             b, t = r["before"], r["taught"]
             out.append(
@@ -268,7 +268,7 @@ def taught_gates() -> list[str]:
     return out + [""]
 
 
-def retrained_rows(date: str, name: str, r: dict) -> list[str]:
+def retrained_rows(date: str, name: str, r: dict, typed: str = "") -> list[str]:
     """After `chatbot retrain` with its defaults on the taught log, the new model alone (memory off)."""
     report = r["retrain"]
     test = 100 * (report["test_after"] / report["test_before"] - 1) if report.get("test_before") else None
@@ -279,12 +279,14 @@ def retrained_rows(date: str, name: str, r: dict) -> list[str]:
         note += f", replies rated bad still given {report['bad_said_before']:.0%} -> {r['bad_still_said']:.0%}"
     if "left_in_memory" in r:
         note += f", {r['left_in_memory']} taught replies left in its memory"
+    if report.get("spread_left"):  # the run ended before its spread was trained away: registered only by --force
+        note += f", still said to {report['spread_left']} corpus messages it was not taught for: not registered"
     rows = []
     for strategy, f in r.items():
         if isinstance(f, dict) and "recall" in f:
             memory = "" if "memory" in strategy else ", memory off"  # "greedy + memory": as the chat runs it
             rows.append(
-                f"| {date} | {name}ed ({note}), {strategy}{memory} | {report['taught']} | "
+                f"| {date} | {name}ed{typed} ({note}), {strategy}{memory} | {report['taught']} | "
                 f"{report['taught_recall_before']:.0%} -> {f['recall']:.0%} | {f['reworded']:.0%} | {f['leak']:.0%} |"
             )
     return rows

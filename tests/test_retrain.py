@@ -403,7 +403,8 @@ def test_a_retrained_model_still_saying_a_taught_reply_elsewhere_is_not_register
     overfit_dir, overfit_model, sample_pairs, tmp_path
 ):
     """`RecallStop` counts a run clean only after a check that found every taught reply recalled
-    and none said where it was not taught for; a run that ended otherwise (its budget, its rounds)
+    and none said where it was not taught for (and late in its budget checks for that before
+    every reply is recalled); a run that ended otherwise (its budget, its rounds)
     is checked once more, and a model found saying a taught reply elsewhere is not registered
     unless `--force`: the parent with the taught memory gives every correction to its own message."""
     import argparse
@@ -411,6 +412,7 @@ def test_a_retrained_model_still_saying_a_taught_reply_elsewhere_is_not_register
     import torch
 
     from chatbot.model import Seq2Seq
+    from corpora import Pair
     from training.recall import content_words, word_pairs
     from training.retrain import RecallStop, Spread, finish
 
@@ -435,6 +437,12 @@ def test_a_retrained_model_still_saying_a_taught_reply_elsewhere_is_not_register
     assert stop(model) is None and not stop.clean and negatives  # recalled, but said elsewhere too
     calm = RecallStop(tokenizer, [taught], none, Spread(model, tokenizer, [taught], pool, none))
     assert calm(model) and calm.clean  # recalled, and no reply changed
+    unknown = Pair(taught.source, "the otter holds hands while it sleeps.")  # not recalled: no check, until late
+    for progress, checked in ((0.1, False), (0.9, True)):
+        negatives.clear()
+        early = RecallStop(tokenizer, [taught, unknown], none, Spread(before, tokenizer, [taught], pool, none))
+        early.add_negatives, early.progress = negatives.extend, lambda at=progress: at
+        assert early(model) is None and not early.clean and bool(negatives) == checked
 
     out = tmp_path / "retrained"
     shutil.copytree(overfit_dir, out)

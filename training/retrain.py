@@ -311,7 +311,7 @@ def fine_tune(
         unlikelihood=args.unlikelihood,
     )
     if stop is not None:
-        stop.add_negatives = trainer.add_negatives
+        stop.add_negatives, stop.progress = trainer.add_negatives, trainer.progress
     trainer.train()
     new_model, _, _ = load_model(out, device)
     results = measure.compared(before, measure(new_model), trainer)
@@ -627,6 +627,7 @@ def finish(args, out: Path, lineage: dict, results: dict) -> int:
 
 SPREAD_SHARE = 0.005  # a taught reply come into more than this share of the pool's replies has spread
 SPREAD_ROUNDS = 3  # times the spread is trained against before recall alone may end the run
+SPREAD_FROM = 0.5  # of the run's time budget: from here on spread is checked before every reply is recalled
 
 
 class Spread:
@@ -673,12 +674,15 @@ class RecallStop:
     the model cannot yet hold (a cat named "Mochi" came out "Mo?" for 140 epochs) stays in the
     taught memory rather than holding the run to its last epoch. The check is a greedy decode of
     each taught message; with many taught pairs and short epochs it runs only as often as it costs
-    less than a share of the training time."""
+    less than a share of the training time. From `SPREAD_FROM` of the run's budget on, spread is
+    checked and trained against at every check, recalled or not: on a slow machine the budget may
+    end before recall is complete, and the spread check with it."""
 
     def __init__(self, tokenizer, taught: list[Pair], common: frozenset[str], spread: Spread | None = None):
         self.tokenizer, self.taught, self.common, self.spread = tokenizer, taught, common, spread
         self.seconds, self.last = 0.0, time.monotonic()
         self.add_negatives = None  # the trainer's, where spread is checked
+        self.progress = None  # the trainer's: how far through its budget the run is
         self.clean = False  # a check found every taught reply recalled and none spread
         self.most, self.at_most = 0, 0  # the most taught replies learned at a check, and checks that found as many
 
@@ -702,10 +706,12 @@ class RecallStop:
             (learned, 1) if learned > self.most else (self.most, self.at_most + (learned == self.most > 0))
         )
         spread = self.spread
-        if ok and spread is not None and spread.rounds < SPREAD_ROUNDS:
+        # late in a slow run, before every reply is recalled: its budget may end before recall does
+        late = not ok and self.progress is not None and self.progress() >= SPREAD_FROM
+        if spread is not None and (ok and spread.rounds < SPREAD_ROUNDS or late):
             found, new = spread.negatives(model)
             if found:  # still said there: trained on, against those found before too
-                spread.rounds += 1
+                spread.rounds += ok
                 if new:
                     self.add_negatives(new)
                 print(
@@ -717,7 +723,7 @@ class RecallStop:
                     flush=True,
                 )
                 ok = False
-            else:
+            elif ok:
                 self.clean = True
         model.train()
         self.seconds, self.last = time.monotonic() - start, time.monotonic()
