@@ -122,11 +122,12 @@ class Memory:
             sources, targets, owners, capitals = [], [], [], []
             for t in taught[begin : begin + batch]:
                 pieces = tokenizer.encode(t.reply)[: MAX_PIECES - 1] + [EOS]
+                capital = capitalised_opener(tokenizer, t.reply)
                 for context in [t.context, []] if t.context and engine.cfg.context_turns else [[]]:
                     sources.append(prepare(tokenizer, engine, t.message, context)[0])
                     targets.append(pieces)
                     owners.append(len(replies))
-                    capitals.append(capitalised_opener(tokenizer, t.reply))
+                    capitals.append(capital)
                 replies.append(t)
             states, openers = read_states(engine, sources, targets, capitals)
             for who, target, state, opener in zip(owners, targets, states, openers):

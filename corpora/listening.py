@@ -386,9 +386,9 @@ def _asked_first(rng: random.Random) -> Pair:
     kind = rng.choices(kinds, [ASKED_FIRST_WEIGHTS.get(k, 1) for k in kinds])[0]
     questions, answers = ASKED_OF_ME[kind]
     question = rng.choice([q for q in questions if not q.startswith("and ")])
-    answer = rng.choice(answers)
-    slots = _facts(rng)[kind][-1]
-    question, answer = question.format(**slots), _capital(answer.format(**slots))
+    template = rng.choice(answers)
+    slots = _facts(rng)[kind][-1]  # drawn after the answer's form: the same draws as ever, pair for pair
+    question, answer = question.format(**slots), _capital(template.format(**slots))
     return Pair(_capital(question) if rng.random() < 0.5 else question, answer)
 
 

@@ -9,15 +9,17 @@ from corpora.listening import listening_pairs
 from corpora.pairs import Pair
 
 PROBES = Path(__file__).parent.parent / "corpora" / "probes.jsonl"
-FAVOURITES = list(listening.FAVOURITES)  # the sorts a favourite asked of the bot names
+# the questions asked of the bot about itself, a favourite's sort named each way it may be
+OF_ME = {
+    q.format(f=f) for questions, _ in listening.ASKED_OF_ME.values() for q in questions for f in listening.FAVOURITES
+}
 CHITCHAT = [Pair("how are you?", "good, and you?"), Pair("any plans tonight?", "just a movie at home.")]
 
 
 def test_the_same_pairs_every_time_and_answers_come_from_the_turns_before():
     pairs = listening_pairs("valid", CHITCHAT)
     assert pairs == listening_pairs("valid", CHITCHAT)
-    of_me = {q.format(f=f) for questions, _ in listening.ASKED_OF_ME.values() for q in questions for f in FAVOURITES}
-    answers = [p for p in pairs if p.source.endswith("?") and p.context and p.source not in of_me]
+    answers = [p for p in pairs if p.source.endswith("?") and p.context and p.source not in OF_ME]
     assert len(answers) > 100
     frame = {
         "you",
@@ -81,8 +83,7 @@ def test_asked_in_turn_the_bot_gives_its_own_and_the_persons_fact_is_asked_back_
     """ "I live in Denver." ... "and where do you live?" -> "I live in Oslo." (never Denver), then
     "where do I live?": "you" and "I" told apart in one conversation."""
     pairs = listening_pairs("valid", CHITCHAT)
-    of_me = {q.format(f=f) for questions, _ in listening.ASKED_OF_ME.values() for q in questions for f in FAVOURITES}
-    mine = [(i, p) for i, p in enumerate(pairs) if p.source.lower() in of_me]
+    mine = [(i, p) for i, p in enumerate(pairs) if p.source.lower() in OF_ME]
     assert len(mine) > 20
     frame = {"i", "in", "my", "m", "is", "the", "a", "an", "yes", "love", "live", "name", "study", "major", "play"}
     frame |= {"speak", "work", "as", "mostly", "birthday", "favorite", "have", "for"} | set(listening.FAVOURITES)
