@@ -108,11 +108,11 @@ def strategy_rows(figures: dict, label: str) -> list[str]:
     return rows
 
 
-def card(args, config: dict, model, trained, after: dict, before: dict | None, pairs) -> list[str]:
+def about(args, config: dict, model, trained, after: dict) -> list[str]:
+    """The card's title and what the model is: its command, size, settings, time and weights."""
     metrics = (args.model / "metrics.jsonl").read_text().splitlines()
     valid = [json.loads(line) for line in metrics if "valid_word_ppl" in line]
     rates = sorted(json.loads(line)["tokens_per_s"] for line in metrics if "tokens_per_s" in line)
-    hits = after["hits_at_1"]
     lines = [
         f"# {args.title}",
         "",
@@ -146,30 +146,48 @@ def card(args, config: dict, model, trained, after: dict, before: dict | None, p
             f"- output layer: trained as one {trained.cfg.vocab_size} x {trained.cfg.attentional_size} matrix, stored "
             f"as its best rank-{args.output_rank} approximation (`chatbot.model.LowRankLinear`)"
         )
-    lines += [
+    return lines
+
+
+def figure_rows(after: dict, before: dict | None) -> list[str]:
+    """Perplexity and hits@1, beside the model before's where there is one."""
+    rows = []
+
+    def row(name, now, then):
+        rows.append(f"| {name} | {now} |" + (f" {then} |" if before else ""))
+
+    for name, key in (
+        ("with context", "word_ppl"),
+        ("message alone", "word_ppl_no_context"),
+        ("int8 weights", "word_ppl_int8"),
+    ):
+        row(f"word-level perplexity, {name}", f"{after[key]:.2f}", before and f"{before[key]:.2f}")
+    hits = after["hits_at_1"]
+    row(
+        f"hits@1 of 20, the chat's ranking score (guidance {after['guidance']:g}, rerank {after['rerank']:g})",
+        f"{hits['chat']:.3f}",
+        before and f"{before['hits_at_1']['chat']:.3f}",
+    )
+    for key in ("likelihood", "per_piece", "mutual_information", "guided"):
+        if key in hits:
+            then = before and f"{before['hits_at_1'].get(key, float('nan')):.3f}"
+            row(f"hits@1 of 20 by {key.replace('_', ' ')}", f"{hits[key]:.3f}", then)
+    return rows
+
+
+def card(args, config: dict, model, trained, after: dict, before: dict | None, pairs) -> list[str]:
+    valid = [
+        json.loads(line) for line in (args.model / "metrics.jsonl").read_text().splitlines() if "valid_word_ppl" in line
+    ]
+    lines = [
+        *about(args, config, model, trained, after),
         "",
         "## Figures",
         "",
         "| measure | this model | " + ("the one before |" if before else ""),
         "| --- | --- | " + ("--- |" if before else ""),
+        *figure_rows(after, before),
     ]
-
-    def row(name, key, fmt):
-        old = f" {fmt.format(before[key])} |" if before else ""
-        lines.append(f"| {name} | {fmt.format(after[key])} |{old}")
-
-    row("word-level perplexity, with context", "word_ppl", "{:.2f}")
-    row("word-level perplexity, message alone", "word_ppl_no_context", "{:.2f}")
-    row("word-level perplexity, int8 weights", "word_ppl_int8", "{:.2f}")
-    old_hits = f" {before['hits_at_1']['chat']:.3f} |" if before else ""
-    lines.append(
-        f"| hits@1 of 20, the chat's ranking score (guidance {after['guidance']:g}, rerank {after['rerank']:g}) "
-        f"| {hits['chat']:.3f} |{old_hits}"
-    )
-    for key in ("likelihood", "per_piece", "mutual_information", "guided"):
-        if key in hits:
-            old = f" {before['hits_at_1'].get(key, float('nan')):.3f} |" if before else ""
-            lines.append(f"| hits@1 of 20 by {key.replace('_', ' ')} | {hits[key]:.3f} |{old}")
     if after.get("probes"):
         count = next(iter(after["probes"].values()))["probes_count"]
         lines += [
