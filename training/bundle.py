@@ -108,11 +108,10 @@ def strategy_rows(figures: dict, label: str) -> list[str]:
     return rows
 
 
-def about(args, config: dict, model, trained, after: dict) -> list[str]:
+def about(args, config: dict, model, trained, after: dict, metrics: list[dict]) -> list[str]:
     """The card's title and what the model is: its command, size, settings, time and weights."""
-    metrics = (args.model / "metrics.jsonl").read_text().splitlines()
-    valid = [json.loads(line) for line in metrics if "valid_word_ppl" in line]
-    rates = sorted(json.loads(line)["tokens_per_s"] for line in metrics if "tokens_per_s" in line)
+    valid = [m for m in metrics if "valid_word_ppl" in m]
+    rates = sorted(m["tokens_per_s"] for m in metrics if "tokens_per_s" in m)
     lines = [
         f"# {args.title}",
         "",
@@ -176,11 +175,11 @@ def figure_rows(after: dict, before: dict | None) -> list[str]:
 
 
 def card(args, config: dict, model, trained, after: dict, before: dict | None, pairs) -> list[str]:
-    valid = [
-        json.loads(line) for line in (args.model / "metrics.jsonl").read_text().splitlines() if "valid_word_ppl" in line
-    ]
+    logged = (args.model / "metrics.jsonl").read_text().splitlines()
+    metrics = [json.loads(line) for line in logged if "valid_word_ppl" in line or "tokens_per_s" in line]
+    valid = [m for m in metrics if "valid_word_ppl" in m]
     lines = [
-        *about(args, config, model, trained, after),
+        *about(args, config, model, trained, after, metrics),
         "",
         "## Figures",
         "",
