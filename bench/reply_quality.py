@@ -31,23 +31,26 @@ from training.probes import read_probes, run_probes
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
-# name -> (strategy, settings, consensus's word-pair weight, candidates that repeat ranked last);
-# the defaults of chatbot/settings.py otherwise (repetition penalty 1.5, 16 candidates)
+# name -> (strategy, settings, consensus's word-pair weight, candidates that repeat ranked last, and
+# those that ended where the model gave ending less than this: 0 off); the defaults of
+# chatbot/settings.py otherwise (repetition penalty 1.5, 16 candidates)
 VARIANTS = {
-    "greedy, no repetition penalty": ("greedy", {"repetition_penalty": 1.0}, 0.5, True),
-    "greedy": ("greedy", {}, 0.5, True),
-    "greedy, repetition penalty 2": ("greedy", {"repetition_penalty": 2.0}, 0.5, True),
-    "beam-5": ("beam", {}, 0.5, True),
+    "greedy, no repetition penalty": ("greedy", {"repetition_penalty": 1.0}, 0.5, True, 0.0),
+    "greedy": ("greedy", {}, 0.5, True, 0.0),
+    "greedy, repetition penalty 2": ("greedy", {"repetition_penalty": 2.0}, 0.5, True, 0.0),
+    "beam-5": ("beam", {}, 0.5, True, 0.0),
     "consensus F1, 48, no repetition penalty (the default before)": (
         "sample",
         {"candidates": 48, "repetition_penalty": 1.0},
         0.0,
         False,
+        0.0,
     ),
-    "consensus F1 + pairs, repeats last, 48": ("sample", {"candidates": 48}, 0.5, True),
-    "consensus F1, 16": ("sample", {}, 0.0, False),
-    "consensus F1 + pairs, repeats last, 16 (the default)": ("sample", {}, 0.5, True),
-    "consensus F1 + pairs, repeats last, 8": ("sample", {"candidates": 8}, 0.5, True),
+    "consensus F1 + pairs, repeats last, 48": ("sample", {"candidates": 48}, 0.5, True, 0.0),
+    "consensus F1, 16": ("sample", {}, 0.0, False, 0.0),
+    "consensus F1 + pairs, repeats last, 16": ("sample", {}, 0.5, True, 0.0),
+    "consensus F1 + pairs, repeats and abrupt endings last, 16 (the default)": ("sample", {}, 0.5, True, 0.05),
+    "consensus F1 + pairs, repeats last, 8": ("sample", {"candidates": 8}, 0.5, True, 0.0),
 }
 
 
@@ -67,8 +70,9 @@ def main() -> None:
     results, replies_of = {}, {}
     start_cpu = cpu_times()
     for name in args.variants:
-        strategy, values, pairs_weight, repeats_last = VARIANTS[name]
+        strategy, values, pairs_weight, repeats_last, abrupt = VARIANTS[name]
         strategies.CONSENSUS_PAIRS, strategies.REPETITION_LAST = pairs_weight, repeats_last
+        strategies.ABRUPT_END = abrupt
         settings = settings_from(strategy, seed=1 if strategy == "sample" else None, **values)
         seconds: list[float] = []
 

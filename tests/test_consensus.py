@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from chatbot.consensus import agreement, repeats, unigram_f1, word_pairs
 from chatbot.decoding import GreedySettings, SampleSettings, decode, forced_gains, reply, strategies
-from chatbot.decoding.strategies import EVIDENCE_PER_CANDIDATE, choose_by_consensus, sampled_rows
+from chatbot.decoding.strategies import EVIDENCE_PER_CANDIDATE, choose_by_consensus, ending_logprob, sampled_rows
 from chatbot.engine import as_engine
 from chatbot.settings import settings_from
 from chatbot.tokenizer import EOS
+from tests import test_decoding
 from tests.test_decoding import BigramTable
 
 words = st.lists(st.sampled_from(["i", "you", "like", "cats", "dogs", "yes"]), max_size=6)
@@ -70,6 +71,58 @@ def test_each_message_gets_its_candidate_that_the_evidence_agrees_with_most(monk
     agreed = [[agreement for _, agreement in r] for r in ranked]
     assert agreed[0] == pytest.approx([(1 + 0.5 + 0) / 3, (0 + 0 + 1) / 3])
     assert agreed[1] == pytest.approx([(1 + 2 / 3 + 1) / 3, (0 + 2 / 3 + 0) / 3])
+
+
+FRAME_WORDS = {4: ["my", "name", "is"], 15: []}  # 15: "?"; 5-14: names
+
+
+def frame_words(ids: list[int]) -> list[str]:
+    return [w for i in ids for w in FRAME_WORDS.get(i, [f"name{i}"])]
+
+
+@pytest.mark.parametrize(
+    "pieces, logps, expected",
+    [
+        ([4, 15], [-0.1, -3.2, -0.2], -3.2),  # "my name is?": the "?" ended its words
+        ([4, 7], [-0.1, -2.3, -0.4], -0.4),  # "my name is Elena": the end after the name did
+        ([4, 7, 15, 15], [-0.1, -2.3, -0.5, -0.6, -0.1], -0.5),  # the first mark after the last word
+        ([4, 7], [-0.1, -2.3], 0.0),  # it ran out of length: nothing ended it
+    ],
+)
+def test_a_reply_ends_at_the_piece_after_its_last_word(pieces, logps, expected):
+    assert ending_logprob(pieces, logps, frame_words) == expected
+
+
+def test_a_candidate_that_stopped_abruptly_is_ranked_after_those_that_ended(monkeypatch):
+    monkeypatch.setattr(strategies, "ABRUPT_END", 0.05)
+    replies = [[4, 15, EOS], [4, 5, EOS], [4, 6, EOS], [4, 7, EOS]]  # two candidates, then the evidence
+    ends = [-3.2, -0.1, 0.0, 0.0]  # "my name is?" ended where the model gave ending 4%
+    _, plain = choose_by_consensus(replies, messages=1, candidates=2, words=frame_words)
+    chosen, ranked = choose_by_consensus(replies, messages=1, candidates=2, words=frame_words, ends=ends)
+    assert plain[0][0][0] == [4, 15]  # by agreement alone the frame wins: it agrees with every name
+    assert chosen == [1] and [pieces for pieces, _ in ranked[0]] == [[4, 5], [4, 15]]
+    assert ranked[0][1][1] > ranked[0][0][1]  # ranked last, its agreement unchanged
+
+
+def test_consensus_answers_with_a_name_not_the_frame_every_name_shares(monkeypatch):
+    """After "my name is" the model spreads 96% over ten names and gives "?" 4%: the frame "my
+    name is?" agrees with every evidence reply better than any one name does, and ended where
+    the model would rather go on."""
+    monkeypatch.setattr(test_decoding, "V", 16)
+    after_frame = {**dict.fromkeys(range(5, 15), 0.096), 15: 0.04}
+    table = BigramTable({2: {4: 1.0}, 4: after_frame, **{n: {EOS: 1.0} for n in range(5, 16)}})
+    drew_the_frame = 0
+    for seed in range(6):
+        settings = SampleSettings(candidates=64, temperature=1.0, top_p=1.0, seed=seed)
+        monkeypatch.setattr(strategies, "ABRUPT_END", 0.0)
+        (plain,) = decode(table, [[4]], settings, words=frame_words)[0]
+        monkeypatch.setattr(strategies, "ABRUPT_END", 0.05)
+        (best,) = decode(table, [[4]], settings, words=frame_words)[0]
+        if [4, 15] in [pieces for pieces, _ in best.candidates]:
+            drew_the_frame += 1
+            assert plain.tokens == [4, 15]
+        assert best.tokens[0] == 4 and 5 <= best.tokens[1] < 15
+    assert drew_the_frame >= 4
 
 
 def test_rows_per_message_are_the_candidates_and_their_evidence():

@@ -11,6 +11,7 @@ answers with the one the model's own draws agree with, and beam search keeps the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ NUCLEUS_SEARCH = 256  # tokens ranked before top-p falls back to sorting the voc
 EVIDENCE_PER_CANDIDATE = 1  # consensus sampling: replies drawn from the model to judge each candidate by
 CONSENSUS_PAIRS = 0.5  # the weight of word pairs in consensus's agreement (`chatbot.consensus.agreement`)
 REPETITION_LAST = True  # consensus ranks the candidates that repeat themselves after those that do not
+ABRUPT_END = 0.05  # ... and those whose words ended where the model gave ending less than this (0: off)
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -220,7 +222,13 @@ class ConsensusSampling(Sampling):
         return [[] for _ in range(self.batch)]  # no reply to show until its candidates end
 
     def final(self, trace, step):
-        chosen, ranked = choose_by_consensus(trace.replies(), self.batch, self.settings.candidates, self.words)
+        replies = trace.replies()
+        ends = None
+        if ABRUPT_END:
+            logps = torch.stack(trace.logps).T.tolist()  # (R, T): each row's pieces, as the rules left them
+            judged = self.candidates.tolist()  # the evidence rows' endings are never read
+            ends = [ending_logprob(strip(r), lp, self.words) if c else 0.0 for r, lp, c in zip(replies, logps, judged)]
+        chosen, ranked = choose_by_consensus(replies, self.batch, self.settings.candidates, self.words, ends)
         trace.keep_rows(chosen)
         results = super().final(trace, step)
         for (h,), candidates in zip(results, ranked):
@@ -229,22 +237,49 @@ class ConsensusSampling(Sampling):
 
 
 def choose_by_consensus(
-    replies: list[list[int]], messages: int, candidates: int, words: Callable[[list[int]], list[str]]
+    replies: list[list[int]],
+    messages: int,
+    candidates: int,
+    words: Callable[[list[int]], list[str]],
+    ends: list[float] | None = None,
 ) -> tuple[list[int], list[list[tuple[list[int], float]]]]:
     """For each message, the row of its candidate the evidence rows agree with most, and its
     candidates ranked ((pieces, agreement), the chosen first): `replies` holds every row's
-    pieces, each message's candidates first, then its evidence."""
+    pieces, each message's candidates first, then its evidence. Candidates that repeat
+    themselves, and with `ends` (each row's `ending_logprob`) those that stopped abruptly, are
+    ranked after the others."""
     per_message = len(replies) // messages
+    floor = math.log(ABRUPT_END) if ABRUPT_END else -math.inf
     chosen, ranked = [], []
     for b in range(messages):
-        pieces = [strip(r) for r in replies[b * per_message : (b + 1) * per_message]]
+        first = b * per_message
+        pieces = [strip(r) for r in replies[first : first + per_message]]
         rows = [words(p) for p in pieces]
         agree = agreement(rows[:candidates], rows[candidates:], CONSENSUS_PAIRS)
-        repeated = [REPETITION_LAST and repeats(r) for r in rows[:candidates]]
-        order = sorted(range(candidates), key=lambda i: (repeated[i], -agree[i]))  # stable: of equals, the first drawn
-        chosen.append(b * per_message + order[0])
+        flawed = [
+            (REPETITION_LAST and repeats(r)) or (ends is not None and ends[first + i] < floor)
+            for i, r in enumerate(rows[:candidates])
+        ]
+        order = sorted(range(candidates), key=lambda i: (flawed[i], -agree[i]))  # stable: of equals, the first drawn
+        chosen.append(first + order[0])
         ranked.append([(pieces[i], agree[i]) for i in order])
     return chosen, ranked
+
+
+def ending_logprob(pieces: list[int], logps: list[float], words: Callable[[list[int]], list[str]]) -> float:
+    """The log-probability the model gave the piece that ended a reply's words: the punctuation
+    or end after its last word (0 when it ran out of length instead). Low where a reply stopped
+    mid-thought, after the frame its evidence shares ("My name is?", "My favorite color is."),
+    which the agreement of words alone rewards: the frame agrees with every name that follows it."""
+    full = words(pieces)
+    shortest, longest = 0, len(pieces)  # the shortest prefix that holds every word: its next piece ended them
+    while shortest < longest:
+        middle = (shortest + longest) // 2
+        if words(pieces[:middle]) == full:
+            longest = middle
+        else:
+            shortest = middle + 1
+    return logps[shortest] if shortest < len(logps) else 0.0
 
 
 def ranked_candidates(
