@@ -445,8 +445,8 @@ class Trainer:
 
     def train(self) -> dict:
         self._resumed_at = self.elapsed() if self.step else 0.0  # a fresh run's budget includes the tokenizer
-        cfg, model = self.cfg, self.model
-        model.train()
+        cfg = self.cfg
+        self.model.train()
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -465,47 +465,14 @@ class Trainer:
                 if self.dist.any(self.out_of_time()):  # every rank stops at the same step
                     stop = "time"
                     break
-                rng = random.Random(cfg.seed * 1_000_003 + self.epoch * 10_007 + self.batch_index)  # the same on resume
-                indices = batches[self.batch_index]
-                chosen = blank_sources([examples[i] for i in indices], cfg.blank_source, rng)
-                batch = collate(chosen).to(self.device)
-                lr = learning_rate(cfg, self.step, self.progress())
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                if self.parent is not None:
-                    replayed = torch.tensor([i >= len(self.train_examples) for i in indices])
-                    loss, tokens = anchored_loss(
-                        model, self.parent, batch, replayed, self.device, self.precision, self.forward
-                    )
-                else:
-                    loss, tokens = loss_on(model, batch, cfg, self.device, self.precision, forward=self.forward)
-                if self.negatives and self.unlikelihood:
-                    loss = loss + self.unlikelihood * self.negative_loss()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                self.optimizer.step()
-                self.update_average()
+                loss, tokens, lr = self.optimise(batches[self.batch_index], examples)
                 self.step += 1
                 self.batch_index += 1
                 window_tokens += tokens
-                losses.append(loss.item())
+                losses.append(loss)
                 bar.update(1)
                 if self.step % cfg.log_every == 0:
-                    rate = self.dist.total(window_tokens) / (time.monotonic() - window_start)
-                    record = {
-                        "step": self.step,
-                        "epoch": self.epoch,
-                        "seconds": round(self.train_seconds + self.elapsed_this_run(), 2),
-                        "loss": sum(losses) / len(losses),
-                        "tokens_per_s": rate,
-                        "lr": lr,
-                    }
-                    self.log(record)
-                    postfix = {"loss": f"{record['loss']:.3f}", "tok/s": f"{rate:.0f}", "lr": f"{lr:.1e}"}
-                    if cfg.max_minutes is not None:
-                        postfix["left"] = f"{max(0.0, cfg.max_minutes * 60 - record['seconds']) / 60:.1f}min"
-                    bar.set_postfix(postfix, refresh=False)
+                    self.log_progress(bar, window_tokens, window_start, losses, lr)
                     window_tokens, window_start, losses = 0, time.monotonic(), []
                 if self.step % cfg.eval_every == 0 and self.dist.any(self.evaluate_and_checkpoint()):
                     stop = "patience"
@@ -513,8 +480,55 @@ class Trainer:
             else:
                 self.epoch, self.batch_index = self.epoch + 1, 0
                 if self.after_epoch is not None and self.epoch < cfg.epochs:
-                    stop = self.after_epoch(model)
+                    stop = self.after_epoch(self.model)
         bar.close()
+        return self.finish(stop)
+
+    def optimise(self, indices: list[int], examples: list) -> tuple[float, int, float]:
+        """One optimiser step on the examples at `indices`: (loss, target tokens, learning rate)."""
+        cfg, model = self.cfg, self.model
+        rng = random.Random(cfg.seed * 1_000_003 + self.epoch * 10_007 + self.batch_index)  # the same on resume
+        chosen = blank_sources([examples[i] for i in indices], cfg.blank_source, rng)
+        batch = collate(chosen).to(self.device)
+        lr = learning_rate(cfg, self.step, self.progress())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.parent is not None:
+            replayed = torch.tensor([i >= len(self.train_examples) for i in indices])
+            loss, tokens = anchored_loss(model, self.parent, batch, replayed, self.device, self.precision, self.forward)
+        else:
+            loss, tokens = loss_on(model, batch, cfg, self.device, self.precision, forward=self.forward)
+        if self.negatives and self.unlikelihood:
+            loss = loss + self.unlikelihood * self.negative_loss()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        self.optimizer.step()
+        self.update_average()
+        return loss.item(), tokens, lr
+
+    def log_progress(self, bar, tokens: int, since: float, losses: list[float], lr: float) -> None:
+        """The training log's record of the steps since `since` (their target tokens, every rank's,
+        and losses), and the progress bar's figures."""
+        rate = self.dist.total(tokens) / (time.monotonic() - since)
+        record = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "seconds": round(self.train_seconds + self.elapsed_this_run(), 2),
+            "loss": sum(losses) / len(losses),
+            "tokens_per_s": rate,
+            "lr": lr,
+        }
+        self.log(record)
+        postfix = {"loss": f"{record['loss']:.3f}", "tok/s": f"{rate:.0f}", "lr": f"{lr:.1e}"}
+        if self.cfg.max_minutes is not None:
+            postfix["left"] = f"{max(0.0, self.cfg.max_minutes * 60 - record['seconds']) / 60:.1f}min"
+        bar.set_postfix(postfix, refresh=False)
+
+    def finish(self, stop: str | None) -> dict:
+        """After the last step: validate the steps not yet validated, say why it stopped, plot the
+        curves; a run stopped before its first step saved nothing and is an error."""
+        cfg = self.cfg
         if self.step == 0:  # the budget ran out before the first step: random weights are no model
             if self.dist.is_main:
                 (self.out / WEIGHTS).unlink(missing_ok=True)
