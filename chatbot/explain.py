@@ -246,7 +246,10 @@ def walk_through(
         walk["steps"] = chosen_steps(recorder, tokenizer, chosen, readings, settings)
         if chosen.candidates:
             walk["consensus"] = {
-                "candidates": [{"reply": text, "agreement": round(a, 4)} for text, a in chosen.candidates],
+                "candidates": [
+                    {"reply": text, "agreement": round(a, 4), "ranked_last": flaw or None}
+                    for text, a, flaw in chosen.candidates
+                ],
                 "evidence": sampled_rows(settings) - settings.candidates,
             }
     if reply_text is not None:

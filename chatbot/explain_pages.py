@@ -245,14 +245,20 @@ def finished_page(walk: dict) -> Group:
 
 def consensus_page(walk: dict) -> Group:
     """Consensus sampling: every candidate drawn and its agreement with the replies drawn from the
-    model as it is; the first answers."""
+    model as it is, and why a flawed one was ranked after the others; the first answers."""
     c = walk["consensus"]
     table = Table(box=None, padding=(0, 1))
     for column in ("#", t("walk.reply"), t("walk.agreement")):
         table.add_column(column, justify="left" if column == t("walk.reply") else "right")
+    flawed = any(candidate.get("ranked_last") for candidate in c["candidates"])
+    if flawed:
+        table.add_column(t("walk.ranked_last"))
     for i, candidate in enumerate(c["candidates"]):
         row = [str(i + 1), printable(candidate["reply"]), f"{candidate['agreement']:.3f}"]
-        table.add_row(*row, style="bold green" if i == 0 else "")
+        if flawed:
+            why = candidate.get("ranked_last")
+            row.append(t(f"walk.ranked_last_{why}") if why else "")
+        table.add_row(*row, style="bold green" if i == 0 else "dim" if candidate.get("ranked_last") else "")
     note = t("walk.consensus_note", candidates=len(c["candidates"]), evidence=c["evidence"])
     return Group(title(walk, "decoder", t("walk.consensus")), Text(note), table)
 

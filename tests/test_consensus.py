@@ -67,8 +67,8 @@ def test_each_message_gets_its_candidate_that_the_evidence_agrees_with_most(monk
     ]
     chosen, ranked = choose_by_consensus(replies, messages=2, candidates=2, words=lambda ids: [str(i) for i in ids])
     assert chosen == [1, 6]
-    assert [[pieces for pieces, _ in r] for r in ranked] == [[[5, 6], [4]], [[6], [7]]]
-    agreed = [[agreement for _, agreement in r] for r in ranked]
+    assert [[pieces for pieces, *_ in r] for r in ranked] == [[[5, 6], [4]], [[6], [7]]]
+    agreed = [[agreement for _, agreement, _ in r] for r in ranked]
     assert agreed[0] == pytest.approx([(1 + 0.5 + 0) / 3, (0 + 0 + 1) / 3])
     assert agreed[1] == pytest.approx([(1 + 2 / 3 + 1) / 3, (0 + 2 / 3 + 0) / 3])
 
@@ -100,7 +100,7 @@ def test_a_candidate_that_stopped_abruptly_is_ranked_after_those_that_ended(monk
     _, plain = choose_by_consensus(replies, messages=1, candidates=2, words=frame_words)
     chosen, ranked = choose_by_consensus(replies, messages=1, candidates=2, words=frame_words, ends=ends)
     assert plain[0][0][0] == [4, 15]  # by agreement alone the frame wins: it agrees with every name
-    assert chosen == [1] and [pieces for pieces, _ in ranked[0]] == [[4, 5], [4, 15]]
+    assert chosen == [1] and [(pieces, flaw) for pieces, _, flaw in ranked[0]] == [([4, 5], ""), ([4, 15], "abrupt")]
     assert ranked[0][1][1] > ranked[0][0][1]  # ranked last, its agreement unchanged
 
 
@@ -118,7 +118,7 @@ def test_consensus_answers_with_a_name_not_the_frame_every_name_shares(monkeypat
         (plain,) = decode(table, [[4]], settings, words=frame_words)[0]
         monkeypatch.setattr(strategies, "ABRUPT_END", 0.05)
         (best,) = decode(table, [[4]], settings, words=frame_words)[0]
-        if [4, 15] in [pieces for pieces, _ in best.candidates]:
+        if [4, 15] in [pieces for pieces, *_ in best.candidates]:
             drew_the_frame += 1
             assert plain.tokens == [4, 15]
         assert best.tokens[0] == 4 and 5 <= best.tokens[1] < 15
@@ -158,8 +158,9 @@ def test_a_consensus_reply_is_the_same_for_the_same_seed_and_one_candidate_is_pl
     assert plain[0][0].agreement is None
     (chosen,) = reply(model, tokenizer, ["hi there"], settings_from("sample", seed=3, candidates=6))[0]
     assert chosen.agreement is not None and 0.0 <= chosen.agreement <= 1.0
-    assert len(chosen.candidates) == 6 and chosen.candidates[0] == (chosen.text, chosen.agreement)
-    assert [a for _, a in chosen.candidates] == sorted((a for _, a in chosen.candidates), reverse=True)
+    assert len(chosen.candidates) == 6 and chosen.candidates[0][:2] == (chosen.text, chosen.agreement)
+    flawless, flawed = ([a for _, a, f in chosen.candidates if bool(f) == w] for w in (False, True))
+    assert [a for _, a, _ in chosen.candidates] == sorted(flawless, reverse=True) + sorted(flawed, reverse=True)
     assert chosen.settings["candidates"] == 6
 
 

@@ -103,12 +103,17 @@ def test_a_consensus_reply_is_walked_through_with_its_candidates_ranked(overfit_
     walk = walk_through(model, tokenizer, message, settings)
     candidates = walk["consensus"]["candidates"]
     (chosen,) = reply(ReferenceEngine(model), tokenizer, [message], settings)[0]
-    assert [c["reply"] for c in candidates] == [text for text, _ in chosen.candidates]
+    expected = [(text, flaw or None) for text, _, flaw in chosen.candidates]
+    assert [(c["reply"], c["ranked_last"]) for c in candidates] == expected
     assert candidates[0]["reply"] == chosen.text and walk["consensus"]["evidence"] == 5 * EVIDENCE_PER_CANDIDATE
     console = Console(width=80, record=True)
     console.print(pages(walk)[-1])
     shown = console.export_text()
     assert chosen.text in shown and "agreement" in shown
+    candidates[-1]["ranked_last"] = "abrupt"  # as a candidate that stopped where the model would go on is shown
+    console = Console(width=80, record=True)
+    console.print(pages(walk)[-1])
+    assert "ranked last" in console.export_text() and "stopped abruptly" in console.export_text()
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])

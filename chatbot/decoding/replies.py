@@ -41,7 +41,8 @@ class Reply:
     truncated: bool = False  # the message was longer than the model reads: it read the end
     gains: list[float] | None = None  # per piece: log p(piece | message) - log p(piece | no message), when measured
     agreement: float | None = None  # consensus sampling: the reply's mean unigram F1 with the model's other replies
-    candidates: list[tuple[str, float]] | None = None  # consensus sampling: each candidate, its agreement; best first
+    candidates: list[tuple[str, float, str]] | None = None  # consensus sampling: each candidate, its agreement, its
+    # flaw ("repeats", "abrupt": ranked after the others for it; "": none); best first
     hypothesis: Hypothesis | None = None  # as decoding found it: the rows it held, beam search's finalists
     taught: list[tuple[float, int] | None] | None = None  # per piece: (weight, the taught reply's id) where one
     # weighed in (`chatbot.taught`); None when no memory was given
@@ -219,7 +220,7 @@ def reply(
                 truncated=truncated,
                 gains=h.gains,
                 agreement=h.agreement,
-                candidates=[(tokenizer.decode(c), a) for c, a in h.candidates] if h.candidates else None,
+                candidates=[(tokenizer.decode(c), a, f) for c, a, f in h.candidates] if h.candidates else None,
                 hypothesis=h,
                 taught=taught_pieces(lent, h) if taught is not None else None,
             )

@@ -29,6 +29,7 @@ EVIDENCE_PER_CANDIDATE = 1  # consensus sampling: replies drawn from the model t
 CONSENSUS_PAIRS = 0.5  # the weight of word pairs in consensus's agreement (`chatbot.consensus.agreement`)
 REPETITION_LAST = True  # consensus ranks the candidates that repeat themselves after those that do not
 ABRUPT_END = 0.05  # ... and those whose words ended where the model gave ending less than this (0: off)
+REPEATS, ABRUPT = "repeats", "abrupt"  # why a candidate was ranked after the others
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -244,10 +245,10 @@ def choose_by_consensus(
     ends: list[float] | None = None,
 ) -> tuple[list[int], list[list[tuple[list[int], float]]]]:
     """For each message, the row of its candidate the evidence rows agree with most, and its
-    candidates ranked ((pieces, agreement), the chosen first): `replies` holds every row's
+    candidates ranked ((pieces, agreement, flaw), the chosen first): `replies` holds every row's
     pieces, each message's candidates first, then its evidence. Candidates that repeat
-    themselves, and with `ends` (each row's `ending_logprob`) those that stopped abruptly, are
-    ranked after the others."""
+    themselves (flaw `REPEATS`), and with `ends` (each row's `ending_logprob`) those that
+    stopped abruptly (`ABRUPT`), are ranked after the others; a flawless one's flaw is ""."""
     per_message = len(replies) // messages
     floor = math.log(ABRUPT_END) if ABRUPT_END else -math.inf
     chosen, ranked = [], []
@@ -256,13 +257,12 @@ def choose_by_consensus(
         pieces = [strip(r) for r in replies[first : first + per_message]]
         rows = [words(p) for p in pieces]
         agree = agreement(rows[:candidates], rows[candidates:], CONSENSUS_PAIRS)
-        flawed = [
-            (REPETITION_LAST and repeats(r)) or (ends is not None and ends[first + i] < floor)
-            for i, r in enumerate(rows[:candidates])
-        ]
-        order = sorted(range(candidates), key=lambda i: (flawed[i], -agree[i]))  # stable: of equals, the first drawn
+        repeated = [REPETITION_LAST and repeats(r) for r in rows[:candidates]]
+        abrupt = [ends is not None and ends[first + i] < floor for i in range(candidates)]
+        flaws = [REPEATS if r else ABRUPT if a else "" for r, a in zip(repeated, abrupt)]
+        order = sorted(range(candidates), key=lambda i: (bool(flaws[i]), -agree[i]))  # of equals, the first drawn
         chosen.append(first + order[0])
-        ranked.append([(pieces[i], agree[i]) for i in order])
+        ranked.append([(pieces[i], agree[i], flaws[i]) for i in order])
     return chosen, ranked
 
 

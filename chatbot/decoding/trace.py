@@ -26,7 +26,8 @@ class Hypothesis:
     rows: list[int] = field(default_factory=list)  # the row it held at each step, as observers saw it
     likelihood: float | None = None  # beam search: the length-normalised log-probability, before any rerank
     agreement: float | None = None  # consensus sampling: its agreement with the model's other replies
-    candidates: list[tuple[list[int], float]] | None = None  # consensus: every candidate, its agreement, best first
+    candidates: list[tuple[list[int], float, str]] | None = None  # consensus: every candidate, its agreement and
+    # flaw ("": none; else why it was ranked after the flawless), best first
     finalists: list[Hypothesis] | None = None  # beam search: every finished hypothesis, ranked
 
     def cut(self, n: int) -> None:
