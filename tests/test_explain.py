@@ -113,7 +113,8 @@ def test_a_consensus_reply_is_walked_through_with_its_candidates_ranked(overfit_
     candidates[-1]["ranked_last"] = "abrupt"  # as a candidate that stopped where the model would go on is shown
     console = Console(width=80, record=True)
     console.print(pages(walk)[-1])
-    assert "ranked last" in console.export_text() and "stopped abruptly" in console.export_text()
+    shown = console.export_text()
+    assert "ranked last" in shown and "stopped abruptly" in shown
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
