@@ -243,7 +243,7 @@ def choose_by_consensus(
     candidates: int,
     words: Callable[[list[int]], list[str]],
     ends: list[float] | None = None,
-) -> tuple[list[int], list[list[tuple[list[int], float]]]]:
+) -> tuple[list[int], list[list[tuple[list[int], float, str]]]]:
     """For each message, the row of its candidate the evidence rows agree with most, and its
     candidates ranked ((pieces, agreement, flaw), the chosen first): `replies` holds every row's
     pieces, each message's candidates first, then its evidence. Candidates that repeat
@@ -268,7 +268,7 @@ def choose_by_consensus(
 
 def ending_logprob(pieces: list[int], logps: list[float], words: Callable[[list[int]], list[str]]) -> float:
     """The log-probability the model gave the piece that ended a reply's words: the punctuation
-    or end after its last word (0 when it ran out of length instead). Low where a reply stopped
+    or end after its last word (0 when it ran out of length: the end forced there is certain). Low where a reply stopped
     mid-thought, after the frame its evidence shares ("My name is?", "My favorite color is."),
     which the agreement of words alone rewards: the frame agrees with every name that follows it."""
     full = words(pieces)
