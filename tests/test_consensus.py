@@ -90,15 +90,15 @@ def frame_words(ids: list[int]) -> list[str]:
     ],
 )
 def test_a_reply_ends_at_the_piece_after_its_last_word(pieces, logps, expected):
-    assert ending_logprob(pieces, logps, frame_words) == expected
+    assert ending_logprob(pieces, logps, frame_words, frame_words(pieces)) == expected
 
 
 def test_a_candidate_that_stopped_abruptly_is_ranked_after_those_that_ended(monkeypatch):
     monkeypatch.setattr(strategies, "ABRUPT_END", 0.05)
     replies = [[4, 15, EOS], [4, 5, EOS], [4, 6, EOS], [4, 7, EOS]]  # two candidates, then the evidence
-    ends = [-3.2, -0.1, 0.0, 0.0]  # "my name is?" ended where the model gave ending 4%
+    logps = [[-0.1, -3.2, 0.0], [-0.1, -2.3, -0.1], [-0.1, -2.3, 0.0], [-0.1, -2.3, 0.0]]  # "?" given 4%
     _, plain = choose_by_consensus(replies, messages=1, candidates=2, words=frame_words)
-    chosen, ranked = choose_by_consensus(replies, messages=1, candidates=2, words=frame_words, ends=ends)
+    chosen, ranked = choose_by_consensus(replies, messages=1, candidates=2, words=frame_words, logps=logps)
     assert plain[0][0][0] == [4, 15]  # by agreement alone the frame wins: it agrees with every name
     assert chosen == [1] and [(pieces, flaw) for pieces, _, flaw in ranked[0]] == [([4, 5], ""), ([4, 15], "abrupt")]
     assert ranked[0][1][1] > ranked[0][0][1]  # ranked last, its agreement unchanged

@@ -223,13 +223,8 @@ class ConsensusSampling(Sampling):
         return [[] for _ in range(self.batch)]  # no reply to show until its candidates end
 
     def final(self, trace, step):
-        replies = trace.replies()
-        ends = None
-        if ABRUPT_END:
-            logps = torch.stack(trace.logps).T.tolist()  # (R, T): each row's pieces, as the rules left them
-            judged = self.candidates.tolist()  # the evidence rows' endings are never read
-            ends = [ending_logprob(strip(r), lp, self.words) if c else 0.0 for r, lp, c in zip(replies, logps, judged)]
-        chosen, ranked = choose_by_consensus(replies, self.batch, self.settings.candidates, self.words, ends)
+        logps = torch.stack(trace.logps).T.tolist() if ABRUPT_END else None  # (R, T), as the rules left them
+        chosen, ranked = choose_by_consensus(trace.replies(), self.batch, self.settings.candidates, self.words, logps)
         trace.keep_rows(chosen)
         results = super().final(trace, step)
         for (h,), candidates in zip(results, ranked):
@@ -242,13 +237,14 @@ def choose_by_consensus(
     messages: int,
     candidates: int,
     words: Callable[[list[int]], list[str]],
-    ends: list[float] | None = None,
+    logps: list[list[float]] | None = None,
 ) -> tuple[list[int], list[list[tuple[list[int], float, str]]]]:
     """For each message, the row of its candidate the evidence rows agree with most, and its
     candidates ranked ((pieces, agreement, flaw), the chosen first): `replies` holds every row's
     pieces, each message's candidates first, then its evidence. Candidates that repeat
-    themselves (flaw `REPEATS`), and with `ends` (each row's `ending_logprob`) those that
-    stopped abruptly (`ABRUPT`), are ranked after the others; a flawless one's flaw is ""."""
+    themselves (flaw `REPEATS`), and with `logps` (each row's log-probability of its piece at each
+    step) those that stopped abruptly (`ABRUPT`: `ending_logprob`), are ranked after the others; a
+    flawless one's flaw is ""."""
     per_message = len(replies) // messages
     floor = math.log(ABRUPT_END) if ABRUPT_END else -math.inf
     chosen, ranked = [], []
@@ -258,7 +254,10 @@ def choose_by_consensus(
         rows = [words(p) for p in pieces]
         agree = agreement(rows[:candidates], rows[candidates:], CONSENSUS_PAIRS)
         repeated = [REPETITION_LAST and repeats(r) for r in rows[:candidates]]
-        abrupt = [ends is not None and ends[first + i] < floor for i in range(candidates)]
+        abrupt = [
+            logps is not None and ending_logprob(pieces[i], logps[first + i], words, rows[i]) < floor
+            for i in range(candidates)
+        ]
         flaws = [REPEATS if r else ABRUPT if a else "" for r, a in zip(repeated, abrupt)]
         order = sorted(range(candidates), key=lambda i: (bool(flaws[i]), -agree[i]))  # of equals, the first drawn
         chosen.append(first + order[0])
@@ -266,12 +265,14 @@ def choose_by_consensus(
     return chosen, ranked
 
 
-def ending_logprob(pieces: list[int], logps: list[float], words: Callable[[list[int]], list[str]]) -> float:
+def ending_logprob(
+    pieces: list[int], logps: list[float], words: Callable[[list[int]], list[str]], full: list[str]
+) -> float:
     """The log-probability the model gave the piece that ended a reply's words: the punctuation
     or end after its last word (0 when it ran out of length: the end forced there is certain). Low where a reply stopped
     mid-thought, after the frame its evidence shares ("My name is?", "My favorite color is."),
-    which the agreement of words alone rewards: the frame agrees with every name that follows it."""
-    full = words(pieces)
+    which the agreement of words alone rewards: the frame agrees with every name that follows it.
+    `full`: the reply's words, `words(pieces)`."""
     shortest, longest = 0, len(pieces)  # the shortest prefix that holds every word: its next piece ended them
     while shortest < longest:
         middle = (shortest + longest) // 2
